@@ -1,0 +1,140 @@
+"""MomentumConfig: a TransformerLens config with the momentum-attention options, validated on construction."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from transformer_lens.config import TransformerLensConfig
+
+SHEAR_MODES = ("qk", "k", "none")
+PLACEMENTS = ("post_rope", "pre_rope")
+POSITIONAL_EMBEDDINGS = ("standard", "rotary")
+NORMALIZATIONS = ("LN", "RMS", None)
+ACTIVATIONS = ("gelu", "relu")
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
+
+
+@dataclass
+class MomentumConfig(TransformerLensConfig):
+    """Architecture of a `HookedMomentumTransformer`.
+
+    Momentum options (arXiv 2602.04902):
+        gamma: shear strength γ in `x̂_t = x_t + γ (x_t − x_{t−1})`; the initial value when learnable.
+        shear: which signals are sheared: "qk" (the paper), "k" (keys only) or "none".
+        shear_placement: "post_rope" (the paper) shears the rotated q/k, "pre_rope" the raw ones.
+        gamma_learnable: one trained γ per head (shared by that head's q and k).
+        smeared_key: Olsson et al.'s control, `k̃_t = α k_t + (1−α) k_{t−1}` with a learned
+            per-head α = sigmoid(logit); it is the same two-tap filter with γ = α − 1 on keys only,
+            so it needs `shear="none"`.
+    """
+
+    d_vocab: int = 64
+    gamma: float = 1.0
+    shear: str = "qk"
+    shear_placement: str = "post_rope"
+    gamma_learnable: bool = False
+    smeared_key: bool = False
+    smear_init: float = 0.5
+    act_fn: str = "gelu"
+    rotary_base: float = 10000.0
+    rotary_dim: int | None = None
+    init_range: float = -1.0
+    seed: int | None = None
+    model_name: str = "custom"
+
+    def __post_init__(self) -> None:
+        if self.n_heads == -1 and self.d_model % self.d_head != 0:
+            raise ValueError(
+                f"d_model={self.d_model} is not a multiple of d_head={self.d_head}, so n_heads "
+                "cannot be derived; pass n_heads explicitly or make d_model = n_heads * d_head."
+            )
+        super().__post_init__()
+        self._validate()
+        self.uses_rms_norm = self.normalization_type == "RMS"
+        if self.rotary_dim is None:
+            self.rotary_dim = self.d_head
+        if self.init_range < 0:
+            self.init_range = 0.8 / math.sqrt(self.d_model)
+
+    def _validate(self) -> None:
+        for name in ("d_model", "d_head", "n_layers", "n_ctx", "n_heads", "d_vocab"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}.")
+        if not self.attn_only and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
+            raise ValueError(f"d_mlp must be a positive integer, got {self.d_mlp!r}.")
+        _check_choice("shear", self.shear, SHEAR_MODES)
+        _check_choice("shear_placement", self.shear_placement, PLACEMENTS)
+        _check_choice(
+            "positional_embedding_type", self.positional_embedding_type, POSITIONAL_EMBEDDINGS
+        )
+        _check_choice("normalization_type", self.normalization_type, NORMALIZATIONS)
+        _check_choice("act_fn", self.act_fn, ACTIVATIONS)
+        if isinstance(self.dtype, str):
+            _check_choice("dtype", self.dtype, tuple(DTYPES))
+            self.dtype = DTYPES[self.dtype]
+        if isinstance(self.gamma, bool) or not isinstance(self.gamma, int | float):
+            raise ValueError(f"gamma must be a real number, got {self.gamma!r}.")
+        if not math.isfinite(self.gamma):
+            raise ValueError(f"gamma must be finite, got {self.gamma}; use e.g. gamma=1.0.")
+        if self.smeared_key and self.shear != "none":
+            raise ValueError(
+                "smeared_key=True is its own key filter; set shear='none' to use it "
+                f"(got shear={self.shear!r})."
+            )
+        if not 0.0 < self.smear_init < 1.0:
+            raise ValueError(
+                f"smear_init is the initial α and must lie in (0, 1), got {self.smear_init}."
+            )
+        if self.positional_embedding_type == "rotary":
+            rotary_dim = self.d_head if self.rotary_dim is None else self.rotary_dim
+            if rotary_dim % 2 or not 0 < rotary_dim <= self.d_head:
+                raise ValueError(
+                    f"rotary_dim must be even and in (0, d_head={self.d_head}], got {rotary_dim}."
+                )
+
+    @property
+    def momentum_enabled(self) -> bool:
+        """Whether any head filters its queries or keys along the sequence."""
+        return self.shear != "none" or self.smeared_key
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any]) -> MomentumConfig:
+        """Build from a dict (e.g. `config.json`); unknown option names raise ValueError."""
+        return cls(**config_dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-serialisable dict that `from_dict` turns back into an equal config."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["dtype"] = next(k for k, v in DTYPES.items() if v == self.dtype)
+        out.pop("device")
+        return out
+
+
+def _check_choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}.")
+
+
+def _reject_unknown_options(init):
+    """Turn the dataclass TypeError for an unknown keyword into a ValueError naming the options."""
+
+    @functools.wraps(init)
+    def checked_init(self, *args, **kwargs):
+        valid = {f.name for f in dataclasses.fields(MomentumConfig)}
+        unknown = sorted(set(kwargs) - valid)
+        if unknown:
+            raise ValueError(
+                f"Unknown MomentumConfig option(s) {unknown}. Valid options: {sorted(valid)}."
+            )
+        init(self, *args, **kwargs)
+
+    return checked_init
+
+
+MomentumConfig.__init__ = _reject_unknown_options(MomentumConfig.__init__)

@@ -1,0 +1,134 @@
+"""Momentum attention: causal multi-head attention whose queries and keys are sheared along the sequence.
+
+Two paths compute the same numbers. The analysis path materialises scores and pattern so that
+every hook fires; the fast path calls `scaled_dot_product_attention` and is taken whenever no
+hook is attached to `hook_attn_scores` or `hook_pattern`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from einops import einsum
+from transformer_lens.hook_points import HookPoint
+
+from momentum_interp.config import MomentumConfig
+from momentum_interp.model.rotary import Rotary
+from momentum_interp.model.shear import shear, smear_gamma, velocity
+
+
+class MomentumAttention(nn.Module):
+    """One layer of heads with TransformerLens weights (`W_Q: [head, d_model, d_head]`, ...)."""
+
+    def __init__(self, cfg: MomentumConfig):
+        super().__init__()
+        self.cfg = cfg
+        n_heads, d_model, d_head = cfg.n_heads, cfg.d_model, cfg.d_head
+        for name in ("W_Q", "W_K", "W_V"):
+            setattr(
+                self, name, nn.Parameter(torch.empty(n_heads, d_model, d_head, dtype=cfg.dtype))
+            )
+        for name in ("b_Q", "b_K", "b_V"):
+            setattr(self, name, nn.Parameter(torch.zeros(n_heads, d_head, dtype=cfg.dtype)))
+        self.W_O = nn.Parameter(torch.empty(n_heads, d_head, d_model, dtype=cfg.dtype))
+        self.b_O = nn.Parameter(torch.zeros(d_model, dtype=cfg.dtype))
+
+        gamma = torch.full((n_heads,), float(cfg.gamma))
+        if cfg.gamma_learnable:
+            self.gamma = nn.Parameter(gamma)
+        else:
+            self.register_buffer("gamma", gamma, persistent=False)
+        if cfg.smeared_key:
+            self.smear_logit = nn.Parameter(
+                torch.full((n_heads,), math.log(cfg.smear_init / (1 - cfg.smear_init)))
+            )
+
+        self.rotary = (
+            Rotary(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
+            if cfg.positional_embedding_type == "rotary"
+            else None
+        )
+        self.hook_q = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        if self.rotary is not None:
+            self.hook_rot_q = HookPoint()
+            self.hook_rot_k = HookPoint()
+        self.hook_q_velocity = HookPoint()
+        self.hook_k_velocity = HookPoint()
+        self.hook_q_sheared = HookPoint()
+        self.hook_k_sheared = HookPoint()
+        self.hook_attn_scores = HookPoint()  # [batch, head, q_pos, k_pos]
+        self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
+        self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+        self.hook_result = (
+            HookPoint()
+        )  # [batch, pos, head, d_model]; fires when cfg.use_attn_result
+
+    def gamma_q(self) -> torch.Tensor:
+        """Per-head shear applied to queries, `[head]` (0 where queries are not sheared)."""
+        return self.gamma if self.cfg.shear == "qk" else torch.zeros_like(self.gamma)
+
+    def gamma_k(self) -> torch.Tensor:
+        """Per-head shear applied to keys, `[head]`; a smeared key is the shear γ = α − 1."""
+        if self.cfg.smeared_key:
+            return smear_gamma(torch.sigmoid(self.smear_logit))
+        return self.gamma if self.cfg.shear in ("qk", "k") else torch.zeros_like(self.gamma)
+
+    @property
+    def uses_fast_path(self) -> bool:
+        """True when no hook needs the materialised scores or pattern."""
+        return not (self.hook_attn_scores.has_hooks() or self.hook_pattern.has_hooks())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x: [batch, pos, d_model]` (normalised residual) → attention output `[batch, pos, d_model]`."""
+        q = self.hook_q(einsum(x, self.W_Q, "b p m, h m d -> b p h d") + self.b_Q)
+        k = self.hook_k(einsum(x, self.W_K, "b p m, h m d -> b p h d") + self.b_K)
+        v = self.hook_v(einsum(x, self.W_V, "b p m, h m d -> b p h d") + self.b_V)
+        q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
+        k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
+
+        if self.uses_fast_path:
+            z = F.scaled_dot_product_attention(
+                q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
+            ).transpose(1, 2)
+        else:
+            z = self._attend_materialised(q, k, v)
+        z = self.hook_z(z)
+
+        if self.cfg.use_attn_result:
+            result = self.hook_result(einsum(z, self.W_O, "b p h d, h d m -> b p h m"))
+            return result.sum(dim=2) + self.b_O
+        return einsum(z, self.W_O, "b p h d, h d m -> b p m") + self.b_O
+
+    def _filter(
+        self,
+        x: torch.Tensor,
+        gamma: torch.Tensor,
+        hook_velocity: HookPoint,
+        hook_sheared: HookPoint,
+        which: str,
+    ) -> torch.Tensor:
+        """Rotate and shear one signal in the configured order, firing its hooks."""
+        hook_rot = getattr(self, f"hook_rot_{which}", None)
+        if self.rotary is not None and self.cfg.shear_placement == "post_rope":
+            x = hook_rot(self.rotary(x))
+        p = hook_velocity(velocity(x))
+        x = hook_sheared(shear(x, p, gamma.to(x.dtype)))
+        if self.rotary is not None and self.cfg.shear_placement == "pre_rope":
+            x = hook_rot(self.rotary(x))
+        return x
+
+    def _attend_materialised(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+    ) -> torch.Tensor:
+        """The analysis path: explicit scores, causal mask, softmax, weighted sum of values."""
+        n_pos = q.shape[1]
+        scores = einsum(q, k, "b q h d, b k h d -> b h q k") / math.sqrt(self.cfg.d_head)
+        causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=q.device).tril()
+        scores = self.hook_attn_scores(scores.masked_fill(~causal, float("-inf")))
+        pattern = self.hook_pattern(scores.softmax(dim=-1))
+        return einsum(pattern, v, "b h q k, b k h d -> b q h d")

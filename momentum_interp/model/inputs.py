@@ -1,0 +1,109 @@
+"""Turning user input into validated token tensors, with errors that say how to fix the input."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from tokenizers import Tokenizer
+
+BOS_TOKEN = "<|endoftext|>"
+
+
+def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int) -> torch.Tensor:
+    """Validate a token tensor and return it as `[batch, pos]` int64."""
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(
+            f"Expected a tensor of token ids, text, or a list of ids; got {type(tokens).__name__}."
+        )
+    if tokens.is_floating_point() or tokens.is_complex() or tokens.dtype == torch.bool:
+        raise TypeError(
+            f"Token ids must be an integer tensor, got dtype {tokens.dtype}; convert with .long()."
+        )
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2:
+        raise ValueError(
+            f"Tokens must have shape [pos] or [batch, pos], got {tuple(tokens.shape)}."
+        )
+    if tokens.shape[1] == 0 or tokens.shape[0] == 0:
+        raise ValueError(
+            f"Tokens are empty (shape {tuple(tokens.shape)}); pass at least one token."
+        )
+    if tokens.shape[1] > n_ctx:
+        raise ValueError(
+            f"Sequence length {tokens.shape[1]} exceeds the model's context n_ctx={n_ctx}; "
+            f"truncate to at most {n_ctx} tokens (e.g. tokens[:, -{n_ctx}:])."
+        )
+    if not torch.compiler.is_compiling():
+        low, high = int(tokens.min()), int(tokens.max())
+        if low < 0 or high >= d_vocab:
+            bad = low if low < 0 else high
+            where = (tokens == bad).nonzero()[0].tolist()
+            raise ValueError(
+                f"Token id {bad} at [batch, pos]={where} is outside the vocabulary [0, {d_vocab}); "
+                "check the tokenizer matches this model."
+            )
+    return tokens.long()
+
+
+def parse_token_ids(text: str) -> list[int]:
+    """Parse a space-separated string of integer ids, the text form of integer-token models."""
+    try:
+        return [int(piece) for piece in text.split()]
+    except ValueError:
+        raise ValueError(
+            f"This model has no tokenizer, so text must be space-separated token ids like '3 17 5'; "
+            f"got {text[:40]!r}."
+        ) from None
+
+
+def encode(
+    inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
+    tokenizer: Tokenizer | None,
+    prepend_bos: bool,
+) -> list[list[int]]:
+    """Encode text or id lists into one list of ids per sequence (all the same length)."""
+    if isinstance(inputs, str):
+        inputs = [inputs]
+    if not isinstance(inputs, Sequence) or len(inputs) == 0:
+        raise TypeError(f"Expected text, a list of texts or a list of token ids; got {inputs!r}.")
+    if all(isinstance(i, int) for i in inputs):
+        inputs = [list(inputs)]
+    sequences = []
+    for item in inputs:
+        if isinstance(item, str):
+            ids = _encode_text(item, tokenizer, prepend_bos)
+        elif isinstance(item, Sequence) and all(isinstance(i, int) for i in item):
+            ids = list(item)
+        else:
+            raise TypeError(f"Cannot read {item!r} as text or a list of integer token ids.")
+        sequences.append(ids)
+    lengths = {len(ids) for ids in sequences}
+    if len(lengths) > 1:
+        raise ValueError(
+            f"Sequences have different lengths {sorted(lengths)}; pass them one at a time or pad them."
+        )
+    return sequences
+
+
+def _encode_text(text: str, tokenizer: Tokenizer | None, prepend_bos: bool) -> list[int]:
+    if tokenizer is None:
+        return parse_token_ids(text)
+    ids = tokenizer.encode(text).ids
+    bos = tokenizer.token_to_id(BOS_TOKEN)
+    return [bos, *ids] if prepend_bos and bos is not None else ids
+
+
+def decode(ids: Sequence[int], tokenizer: Tokenizer | None) -> str:
+    """Ids back to text: the tokenizer's decoding, or space-separated ids without one."""
+    if tokenizer is None:
+        return " ".join(str(i) for i in ids)
+    return tokenizer.decode(list(ids), skip_special_tokens=False)
+
+
+def str_tokens(ids: Sequence[int], tokenizer: Tokenizer | None) -> list[str]:
+    """One display string per token, for attention-pattern plots."""
+    if tokenizer is None:
+        return [str(i) for i in ids]
+    return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]

@@ -1,0 +1,29 @@
+"""Rotary position embedding (GPT-NeoX "rotate half" layout, as TransformerLens's default)."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+
+
+class Rotary(nn.Module):
+    """Rotates the first `rotary_dim` channels of each head by position-dependent angles."""
+
+    def __init__(self, n_ctx: int, rotary_dim: int, base: float):
+        super().__init__()
+        self.rotary_dim = rotary_dim
+        inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+        angles = torch.outer(torch.arange(n_ctx, dtype=torch.float64), inv_freq)
+        angles = torch.cat([angles, angles], dim=-1)  # [n_ctx, rotary_dim]
+        self.register_buffer("cos", angles.cos().float(), persistent=False)
+        self.register_buffer("sin", angles.sin().float(), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """`x: [batch, pos, head, d_head]` → same shape, rotated."""
+        r, n_pos = self.rotary_dim, x.shape[1]
+        x_rot, x_pass = x[..., :r], x[..., r:]
+        half = r // 2
+        rotated_half = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
+        cos = self.cos[:n_pos, None, :].to(x.dtype)
+        sin = self.sin[:n_pos, None, :].to(x.dtype)
+        return torch.cat([x_rot * cos + rotated_half * sin, x_pass], dim=-1)
