@@ -1,0 +1,436 @@
+"""Head scores: induction, prefix matching, previous token, duplicate token, copying; plus the
+model-level in-context-learning score.
+
+All attention scores of one batch come from a single forward pass that caches only the
+`blocks.{l}.attn.hook_pattern` activations; every score is a masked sum over that pattern,
+accumulated in float64 batch by batch (no Python loop over positions, no stored detection
+patterns). The functions need only the TransformerLens model surface: `cfg` (`n_layers`,
+`n_heads`, `d_vocab`, `n_ctx`), `run_with_cache(tokens, names_filter=...)` returning
+`(logits, cache)`, `W_E`, `W_U` and `OV` (a `FactoredMatrix`), so they work on
+`HookedMomentumTransformer` and on any other model with that surface.
+
+Definitions (query position t, key position s, `pattern[t, s]` the attention from t to s):
+
+- ``induction``: on repeated random tokens (n random tokens, then the same n again), the
+  attention from each query t in the repeat to key `t − n + 1`, the token after t's earlier
+  occurrence (TransformerLens / ARENA's score: the `-(n−1)` diagonal over the repeat rows).
+- ``prefix_matching``: attention mass on keys s ≤ t whose previous token equals the query's
+  token (`tokens[s−1] == tokens[t]`, s ≥ 1), averaged over the query rows having such a key.
+  This is `transformer_lens.head_detector`'s "induction_head" pattern, defined by token
+  equality, so it applies to any sequence.
+- ``duplicate_token``: attention mass on earlier keys s < t with `tokens[s] == tokens[t]`,
+  averaged over the rows having such a key (head_detector's "duplicate_token_head").
+- ``previous_token``: attention to t − 1, averaged over rows t ≥ 1.
+- ``copying``: the eigenvalue summary of the full OV circuit `W_E W_V W_O W_U` (Elhage et al.
+  2021), `Σ_i Re λ_i / Σ_i |λ_i|` ∈ [−1, 1]; positive means the head copies the attended token
+  to the output.
+
+Averages are pooled over every (sequence, query row) pair that qualifies, so head_detector's
+single-sequence "mul" score equals ours times `qualifying rows / all rows`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from momentum_interp.data import RepeatedTokensTask, TaskBatch
+
+ATTENTION_SCORES = ("induction", "prefix_matching", "previous_token", "duplicate_token")
+SCORE_COLUMNS = (*ATTENTION_SCORES, "copying")
+COLUMNS = ("layer", "head", *SCORE_COLUMNS)
+
+# Default window of the in-context-learning score, as fractions of the sequence length T over
+# the index j of the *predicted* token: early = the tokens around 10 % of the context, late =
+# the last 10 % (Olsson et al. 2022 use the 500th minus the 50th token of a 512-token context).
+EARLY_WINDOW = (0.05, 0.15)
+LATE_WINDOW = (0.9, 1.0)
+
+# Auto batch size: keep the cached patterns (+ logits) of one batch under this many bytes.
+_CACHE_BUDGET_BYTES = 256 * 2**20
+# Show a progress bar when a run has more batches than this (progress=None).
+_PROGRESS_MIN_BATCHES = 4
+
+
+# ----------------------------------------------------------------------------- tokens
+
+
+def repeated_random_tokens(
+    d_vocab: int,
+    half_len: int,
+    n_sequences: int,
+    seed: int = 0,
+    bos_token: int | None = None,
+) -> torch.Tensor:
+    """`[n_sequences, offset + 2·half_len]` CPU tokens: uniform random ids, then their repeat.
+
+    Drawn in one call from a CPU generator seeded with `seed` (via `RepeatedTokensTask`), so the
+    tokens do not depend on how they are later batched, nor on the model's device. With
+    `bos_token` every sequence starts with it (offset 1) and the random ids avoid it.
+    """
+    if n_sequences < 1:
+        raise ValueError(f"n_sequences must be >= 1, got {n_sequences}.")
+    task = RepeatedTokensTask(d_vocab=d_vocab, half_len=half_len, bos_token=bos_token)
+    return task.sample(n_sequences, torch.Generator().manual_seed(seed)).tokens
+
+
+def token_match_masks(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(duplicate, prefix)` boolean masks `[batch, q_pos, k_pos]` from token equality.
+
+    `duplicate[b, t, s]`: s < t and `tokens[s] == tokens[t]`.
+    `prefix[b, t, s]`: 1 ≤ s ≤ t and `tokens[s−1] == tokens[t]`, i.e. `duplicate` shifted one
+    key to the right (head_detector's induction pattern).
+    """
+    n_pos = tokens.shape[-1]
+    equal = tokens[:, :, None] == tokens[:, None, :]
+    earlier = torch.ones(n_pos, n_pos, dtype=torch.bool, device=tokens.device).tril(-1)
+    duplicate = equal & earlier
+    prefix = torch.zeros_like(duplicate)
+    prefix[:, :, 1:] = duplicate[:, :, :-1]
+    return duplicate, prefix
+
+
+def _as_tokens(tokens: torch.Tensor | TaskBatch) -> torch.Tensor:
+    tokens = tokens.tokens if isinstance(tokens, TaskBatch) else tokens
+    if not isinstance(tokens, torch.Tensor):
+        raise TypeError(
+            f"tokens must be a [batch, pos] tensor of ids or a TaskBatch, got {type(tokens).__name__}."
+        )
+    if tokens.ndim == 1:
+        tokens = tokens[None]
+    if tokens.ndim != 2 or tokens.shape[0] == 0:
+        raise ValueError(f"tokens must have shape [batch, pos], got {tuple(tokens.shape)}.")
+    return tokens.long()
+
+
+def _model_device(model) -> torch.device:
+    return model.W_E.device
+
+
+def _auto_batch_size(model, n_pos: int, n_sequences: int, cache_patterns: bool = True) -> int:
+    cfg = model.cfg
+    elem = torch.finfo(cfg.dtype).bits // 8 if isinstance(cfg.dtype, torch.dtype) else 4
+    per_seq = n_pos * cfg.d_vocab * 4  # float32 logits / losses
+    if cache_patterns:
+        per_seq += cfg.n_layers * cfg.n_heads * n_pos * n_pos * elem
+    return max(1, min(n_sequences, _CACHE_BUDGET_BYTES // max(per_seq, 1)))
+
+
+def _batches(
+    tokens: torch.Tensor, batch_size: int, progress: bool | None, desc: str
+) -> Iterator[torch.Tensor]:
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+    starts = range(0, tokens.shape[0], batch_size)
+    show = len(starts) > _PROGRESS_MIN_BATCHES if progress is None else progress
+    for start in tqdm(starts, desc=desc, disable=not show, leave=False):
+        yield tokens[start : start + batch_size]
+
+
+# -------------------------------------------------------------------------- ICL score
+
+
+def _icl_windows(
+    n_pos: int, early: tuple[float, float], late: tuple[float, float]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Indices into the per-token loss `[n_pos − 1]` (entry j−1 predicts token j) of both windows."""
+    if n_pos < 3:
+        raise ValueError(
+            f"The in-context-learning score needs sequences of at least 3 tokens, got {n_pos}."
+        )
+    j = torch.arange(1, n_pos, dtype=torch.float64)
+    frac = j / n_pos
+    picked = []
+    for low, high in (early, late):
+        if not 0.0 <= low < high <= 1.0:
+            raise ValueError(f"A window must satisfy 0 <= low < high <= 1, got ({low}, {high}).")
+        inside = ((frac >= low) & (frac < high)).nonzero().flatten()
+        if inside.numel() == 0:  # very short sequence: the position nearest the window's centre
+            inside = (frac - (low + high) / 2).abs().argmin().reshape(1)
+        picked.append(inside)
+    return picked[0], picked[1]
+
+
+def _per_token_loss_sum(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """Sum over the batch of the next-token loss at each position, `[pos − 1]` float64."""
+    batch, n_pos = tokens.shape
+    loss = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
+    )
+    return loss.view(batch, n_pos - 1).double().sum(0)
+
+
+def _icl_from_loss(
+    loss_sum: torch.Tensor, n_sequences: int, early: tuple[float, float], late: tuple[float, float]
+) -> float:
+    mean_loss = loss_sum / n_sequences
+    early_idx, late_idx = _icl_windows(mean_loss.shape[0] + 1, early, late)
+    return float(mean_loss[late_idx].mean() - mean_loss[early_idx].mean())
+
+
+@torch.no_grad()
+def in_context_learning_score(
+    model,
+    tokens: torch.Tensor | TaskBatch | None = None,
+    *,
+    n_sequences: int = 100,
+    seed: int = 0,
+    batch_size: int | None = None,
+    early: tuple[float, float] = EARLY_WINDOW,
+    late: tuple[float, float] = LATE_WINDOW,
+    progress: bool | None = None,
+) -> float:
+    """Olsson et al.'s in-context-learning score: late loss minus early loss (negative = ICL).
+
+    With sequences of length T and the per-token loss ℓ_j of predicting token j from tokens < j
+    (averaged over sequences), the score is `mean ℓ_j over j/T ∈ late − mean ℓ_j over j/T ∈ early`;
+    by default early = [0.05, 0.15) (the tokens around 10 % of the context) and late = [0.9, 1.0)
+    (the last 10 %). Olsson et al. used the 500th minus the 50th token of a 512-token context.
+    A window holding no position (very short sequences) uses the one nearest its centre.
+
+    `tokens` should be natural sequences filling the context (`[batch, n_ctx]`, or a task's
+    `TaskBatch`, whose loss mask is ignored: the score is about position). Without tokens, an
+    integer-token model is scored on `n_sequences` repeated random-token sequences of length
+    2·(n_ctx // 2): the early window then lies in the unpredictable first half and the late one
+    in the repeat, so a model that does induction gets a clearly negative score.
+    """
+    if tokens is None:
+        half_len = model.cfg.n_ctx // 2
+        tokens = repeated_random_tokens(model.cfg.d_vocab, half_len, n_sequences, seed)
+    tokens = _as_tokens(tokens)
+    n_seq, n_pos = tokens.shape
+    _icl_windows(n_pos, early, late)  # validate before running the model
+    if batch_size is None:
+        batch_size = _auto_batch_size(model, n_pos, n_seq, cache_patterns=False)
+    device = _model_device(model)
+    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64)
+    for batch in _batches(tokens, batch_size, progress, "ICL score"):
+        batch = batch.to(device)
+        loss_sum += _per_token_loss_sum(model(batch), batch).cpu()
+    return _icl_from_loss(loss_sum, n_seq, early, late)
+
+
+# ---------------------------------------------------------------------- head scores
+
+
+def copying_scores(model) -> torch.Tensor:
+    """`[layer, head]` float64: `Σ Re λ / Σ |λ|` over the eigenvalues λ of `W_E W_V W_O W_U`.
+
+    The full OV circuit `W_E (A B) W_U` (with `OV = FactoredMatrix(A, B)`, i.e. `W_V`, `W_O`)
+    stays factored: its non-zero eigenvalues are those of the small `B W_U W_E A`
+    (`d_head × d_head` per head; `FactoredMatrix.eigenvalues` uses the same identity), and the
+    other d_vocab − d_head eigenvalues are zero, adding nothing to either sum. Computed in
+    float64. A head whose circuit is zero gives NaN.
+    """
+    ov = model.OV
+    unembed_embed = model.W_U.detach().double() @ model.W_E.detach().double()  # [d_model, d_model]
+    small = ov.B.detach().double() @ unembed_embed @ ov.A.detach().double()  # [layer, head, m, m]
+    eigenvalues = torch.linalg.eigvals(small)
+    return eigenvalues.real.sum(-1) / eigenvalues.abs().sum(-1)
+
+
+def _pattern_names(n_layers: int) -> list[str]:
+    return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
+
+
+@torch.no_grad()
+def score_heads_on_tokens(
+    model,
+    tokens: torch.Tensor | TaskBatch,
+    *,
+    half_len: int | None = None,
+    offset: int = 0,
+    batch_size: int | None = None,
+    early: tuple[float, float] = EARLY_WINDOW,
+    late: tuple[float, float] = LATE_WINDOW,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Score every head on given tokens `[batch, pos]`; the engine behind `score_heads`.
+
+    `prefix_matching`, `duplicate_token` and `previous_token` are defined for any tokens. The
+    `induction` score needs the repeat structure: with `half_len=n` and `offset` (the number of
+    tokens, e.g. a BOS, before the first copy), query rows t ≥ offset + n attend to key
+    t − n + 1; without `half_len` the column is NaN. A score with no qualifying query row is
+    NaN. `df.attrs["in_context_learning"]` is the ICL score of these tokens (see
+    `in_context_learning_score`), computed from the same forward passes' logits.
+    Returns the DataFrame described in `score_heads`.
+    """
+    tokens = _as_tokens(tokens)
+    n_seq, n_pos = tokens.shape
+    cfg = model.cfg
+    n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    if half_len is not None:
+        if half_len < 1 or offset < 0:
+            raise ValueError(f"need half_len >= 1 and offset >= 0, got {half_len}, {offset}.")
+        if offset + half_len >= n_pos:
+            raise ValueError(
+                f"offset + half_len = {offset + half_len} leaves no repeat rows in sequences of "
+                f"length {n_pos}."
+            )
+    if batch_size is None:
+        batch_size = _auto_batch_size(model, n_pos, n_seq)
+
+    names = _pattern_names(n_layers)
+    wanted = set(names)
+    sums = {name: torch.zeros(n_layers, n_heads, dtype=torch.float64) for name in ATTENTION_SCORES}
+    rows = dict.fromkeys(ATTENTION_SCORES, 0)
+    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64)
+    device = _model_device(model)
+    repeat_start = None if half_len is None else offset + half_len
+
+    for batch in _batches(tokens, batch_size, progress, "scoring heads"):
+        batch = batch.to(device)
+        logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
+        duplicate, prefix = token_match_masks(batch)
+        rows["duplicate_token"] += int(duplicate.any(-1).sum())
+        rows["prefix_matching"] += int(prefix.any(-1).sum())
+        rows["previous_token"] += batch.shape[0] * (n_pos - 1)
+        if repeat_start is not None:
+            rows["induction"] += batch.shape[0] * (n_pos - repeat_start)
+        for layer, name in enumerate(names):
+            pattern = cache[name]  # [batch, head, q_pos, k_pos]
+            if pattern.dtype in (torch.float16, torch.bfloat16):
+                pattern = pattern.float()
+            for score, mask in (("duplicate_token", duplicate), ("prefix_matching", prefix)):
+                mass = torch.einsum("bhts,bts->bht", pattern, mask.to(pattern.dtype))
+                sums[score][layer] += mass.double().sum((0, 2)).cpu()
+            previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # rows t = 1..T-1
+            sums["previous_token"][layer] += previous.double().sum((0, 2)).cpu()
+            if repeat_start is not None:
+                # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
+                stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
+                stripe = stripe[..., repeat_start - (half_len - 1) :]
+                sums["induction"][layer] += stripe.double().sum((0, 2)).cpu()
+        loss_sum += _per_token_loss_sum(logits, batch).cpu()
+        del cache, logits
+
+    scores = {
+        name: sums[name] / rows[name] if rows[name] else torch.full_like(sums[name], math.nan)
+        for name in ATTENTION_SCORES
+    }
+    scores["copying"] = copying_scores(model).cpu()
+    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
+    df = pd.DataFrame(
+        {
+            "layer": layer_idx.ravel().astype(np.int64),
+            "head": head_idx.ravel().astype(np.int64),
+            **{name: scores[name].numpy().ravel().astype(np.float64) for name in SCORE_COLUMNS},
+        },
+        columns=list(COLUMNS),
+    )
+    df.attrs["in_context_learning"] = _icl_from_loss(loss_sum, n_seq, early, late)
+    df.attrs["n_sequences"] = n_seq
+    df.attrs["seq_len"] = n_pos
+    df.attrs["half_len"] = half_len
+    return df
+
+
+def score_heads(
+    model,
+    n_sequences: int = 100,
+    half_len: int | None = None,
+    seed: int = 0,
+    batch_size: int | None = None,
+    *,
+    bos_token: int | None = None,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """Score every attention head of `model` on repeated random tokens.
+
+    Draws `n_sequences` sequences of `half_len` uniform random tokens followed by their exact
+    repeat (`half_len` defaults to `(n_ctx − has_bos) // 2`; with `bos_token` each sequence
+    starts with it), runs them through the model in batches of `batch_size` (default: as many as
+    keep one batch's cached patterns under ~256 MiB), one forward pass per batch caching only the
+    `hook_pattern` activations, and returns one row per head, sorted by (layer, head), with
+    columns `layer, head, induction, prefix_matching, previous_token, duplicate_token, copying`:
+
+    - induction: mean attention from each repeat query t to key t − half_len + 1;
+    - prefix_matching: attention mass on keys s ≤ t with tokens[s−1] == tokens[t], mean over
+      the rows having such a key (head_detector's induction pattern);
+    - previous_token: attention to t − 1, mean over rows t ≥ 1;
+    - duplicate_token: attention mass on keys s < t with tokens[s] == tokens[t], mean over the
+      rows having such a key;
+    - copying: `Σ Re λ_i / Σ |λ_i|` over the eigenvalues of the full OV circuit
+      `W_E W_V W_O W_U` (Elhage et al. 2021), in [−1, 1]; positive = copying, negative =
+      suppressing what is attended to.
+
+    Means pool every qualifying (sequence, query row) pair. `df.attrs["in_context_learning"]`
+    holds the model-level ICL score (late − early loss, negative = in-context learning; see
+    `in_context_learning_score`) on the same sequences, from the same forward passes. The result
+    depends only on `seed`, not on `batch_size` (up to float rounding).
+    """
+    offset = int(bos_token is not None)
+    if half_len is None:
+        half_len = (model.cfg.n_ctx - offset) // 2
+    if half_len < 2:
+        raise ValueError(f"half_len must be >= 2, got {half_len}.")
+    if offset + 2 * half_len > model.cfg.n_ctx:
+        raise ValueError(
+            f"Sequences of {offset + 2 * half_len} tokens (2·half_len{' + BOS' if offset else ''}) "
+            f"exceed n_ctx={model.cfg.n_ctx}; use half_len <= {(model.cfg.n_ctx - offset) // 2}."
+        )
+    tokens = repeated_random_tokens(model.cfg.d_vocab, half_len, n_sequences, seed, bos_token)
+    df = score_heads_on_tokens(
+        model, tokens, half_len=half_len, offset=offset, batch_size=batch_size, progress=progress
+    )
+    df.attrs["seed"] = seed
+    return df
+
+
+# ------------------------------------------------------------------- presentation
+
+
+def rank_heads(
+    df: pd.DataFrame, by: str = "induction", top: int | None = 10, ascending: bool = False
+) -> pd.DataFrame:
+    """The `top` heads by score column `by` (highest first unless `ascending`); NaNs last."""
+    if by not in df.columns:
+        raise ValueError(f"Unknown score column {by!r}; choose one of {list(df.columns)}.")
+    ranked = df.sort_values(by, ascending=ascending, kind="stable", na_position="last")
+    if top is not None:
+        ranked = ranked.head(top)
+    return ranked.reset_index(drop=True)
+
+
+def score_heatmaps(df: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[str, go.Figure]:
+    """One layer × head heatmap per score column, each cell annotated with its value.
+
+    Colour range 0..1 for the attention scores, −1..1 (diverging, centred on 0) for copying.
+    Layer 0 is the top row.
+    """
+    columns = [c for c in SCORE_COLUMNS if c in df.columns] if columns is None else list(columns)
+    figures = {}
+    for column in columns:
+        if column not in df.columns:
+            raise ValueError(f"Unknown score column {column!r}; choose from {list(df.columns)}.")
+        grid = df.pivot(index="layer", columns="head", values=column).sort_index(axis=0)
+        grid = grid.sort_index(axis=1)
+        signed = column == "copying"
+        heatmap = go.Heatmap(
+            z=grid.to_numpy(dtype=np.float64),
+            x=[str(h) for h in grid.columns],
+            y=[str(layer) for layer in grid.index],
+            zmin=-1.0 if signed else 0.0,
+            zmax=1.0,
+            colorscale="RdBu" if signed else "Blues",
+            texttemplate="%{z:.2f}",
+            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
+            colorbar={"title": column},
+        )
+        fig = go.Figure(heatmap)
+        fig.update_layout(
+            title=f"{column.replace('_', ' ')} score",
+            xaxis_title="head",
+            yaxis_title="layer",
+            yaxis={"autorange": "reversed", "type": "category"},
+            xaxis={"type": "category"},
+        )
+        figures[column] = fig
+    return figures

@@ -1,0 +1,106 @@
+"""Training run configs: one TOML file holds the model, the task and the optimiser settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from momentum_interp.config import MomentumConfig
+
+
+@dataclass
+class OptimConfig:
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio × lr`, and gradient clipping."""
+
+    steps: int = 1000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 0.01
+    betas: tuple[float, float] = (0.9, 0.98)
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    grad_clip: float = 1.0
+    seed: int = 0
+    eval_every: int = 100
+    eval_batches: int = 4
+    checkpoint_every: int = 200
+    device: str = "auto"
+    compile: bool = False
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        self.betas = tuple(self.betas)
+        for name in ("steps", "batch_size", "eval_every", "eval_batches", "checkpoint_every"):
+            if not isinstance(getattr(self, name), int) or getattr(self, name) <= 0:
+                raise ValueError(
+                    f"[train] {name} must be a positive integer, got {getattr(self, name)!r}."
+                )
+        if not 0 <= self.warmup_steps <= self.steps:
+            raise ValueError(
+                f"[train] warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}."
+            )
+        if not self.lr > 0:
+            raise ValueError(f"[train] lr must be positive, got {self.lr}.")
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a training run: `[model]`, `[task]` and `[train]` tables."""
+
+    model: dict[str, Any]
+    task: dict[str, Any]
+    train: OptimConfig = field(default_factory=OptimConfig)
+    name: str = "run"
+
+    def __post_init__(self) -> None:
+        if "name" not in self.task:
+            raise ValueError('[task] needs a name, e.g. name = "induction".')
+
+    def model_config(self, d_vocab: int, n_ctx: int) -> MomentumConfig:
+        """The model config; `d_vocab` and `n_ctx` default to the task's when the file omits them."""
+        return MomentumConfig.from_dict({"d_vocab": d_vocab, "n_ctx": n_ctx, **self.model})
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["train"]["betas"] = list(self.train.betas)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RunConfig:
+        unknown = sorted(set(data) - {"model", "task", "train", "name"})
+        if unknown:
+            raise ValueError(
+                f"Unknown top-level table(s) {unknown}; expected [model], [task], [train] and name."
+            )
+        for table in ("model", "task"):
+            if not isinstance(data.get(table), dict):
+                raise ValueError(f"The run config needs a [{table}] table.")
+        train = data.get("train", {})
+        valid = {f.name for f in dataclasses.fields(OptimConfig)}
+        bad = sorted(set(train) - valid)
+        if bad:
+            raise ValueError(f"Unknown [train] option(s) {bad}. Valid options: {sorted(valid)}.")
+        return cls(
+            model=dict(data["model"]),
+            task=dict(data["task"]),
+            train=OptimConfig(**train),
+            name=data.get("name", "run"),
+        )
+
+
+def load_run_config(path: str | Path) -> RunConfig:
+    """Read a TOML run config, with errors that name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Run config {path} does not exist; see configs/ for examples.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from e
+    try:
+        return RunConfig.from_dict(data)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e

@@ -1,0 +1,158 @@
+"""The training loop: AdamW, warmup + cosine, clipping, bf16 on GPU, DDP under torchrun, exact resume."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from momentum_interp.data import make_task
+from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.training.config import RunConfig
+from momentum_interp.training.evaluate import evaluate, seeded_generator
+from momentum_interp.training.schedule import lr_at
+from momentum_interp.training.state import METRICS_FILE, RunDirectory
+
+TRAIN_STREAM = 0
+
+
+@dataclass
+class Distributed:
+    """This process's place in a torchrun launch (rank 0 of 1 when run directly)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @classmethod
+    def from_env(cls) -> Distributed:
+        return cls(
+            rank=int(os.environ.get("RANK", 0)),
+            world_size=int(os.environ.get("WORLD_SIZE", 1)),
+            local_rank=int(os.environ.get("LOCAL_RANK", 0)),
+        )
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def resolve_device(requested: str, ddp: Distributed) -> torch.device:
+    """`auto` picks CUDA when present; under DDP each process takes its local GPU."""
+    if requested == "auto":
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda" and ddp.world_size > 1:
+        return torch.device("cuda", ddp.local_rank)
+    return torch.device(requested)
+
+
+def make_optimizer(model: torch.nn.Module, run: RunConfig) -> torch.optim.AdamW:
+    """AdamW with weight decay on weight matrices only (not biases, norms, γ or α)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        (decay if name.split(".")[-1].startswith("W_") else no_decay).append(param)
+    opt = run.train
+    return torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": opt.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=opt.lr,
+        betas=opt.betas,
+        fused=torch.cuda.is_available() and next(model.parameters()).is_cuda,
+    )
+
+
+def train(
+    run: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train (or resume) the run in `out_dir`; returns the directory holding the final model."""
+    ddp = Distributed.from_env()
+    opt = run.train
+    device = resolve_device(opt.device, ddp)
+    if ddp.world_size > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    task = make_task(**run.task)
+    eval_task = make_task(**{**run.task, "split": "val"}) if task.name == "text" else task
+    cfg = run.model_config(task.d_vocab, task.seq_len)
+    cfg.device = str(device)
+    if cfg.seed is None:
+        cfg.seed = opt.seed
+    model = HookedMomentumTransformer(cfg, tokenizer=getattr(task, "tokenizer", None))
+    optimizer = make_optimizer(model, run)
+
+    run_dir = RunDirectory(out_dir)
+    if ddp.is_main:
+        run_dir.claim(run.to_dict(), overwrite)
+    if ddp.world_size > 1:
+        dist.barrier()
+    if (run_dir.root / METRICS_FILE).is_file() and run_dir.latest_checkpoint() is None:
+        if ddp.is_main:
+            print(f"{run_dir.root} already holds the finished run; nothing to do.")
+        return run_dir.root
+
+    step, history = 0, {"train": [], "eval": []}
+    latest = run_dir.latest_checkpoint()
+    if latest is not None:
+        step, history = run_dir.load_checkpoint(latest, model, optimizer)
+        if ddp.is_main:
+            print(f"Resuming {run.name} from {latest.name} (step {step}).")
+
+    trainee = DistributedDataParallel(model) if ddp.world_size > 1 else model
+    if opt.compile:
+        trainee = torch.compile(trainee)
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16)
+        if opt.bf16 and device.type == "cuda"
+        else nullcontext()
+    )
+    tokens_per_step = opt.batch_size * task.seq_len * ddp.world_size
+    bar = tqdm(total=opt.steps, initial=step, desc=run.name, disable=not (progress and ddp.is_main))
+    model.train()
+    while step < opt.steps:
+        started = time.perf_counter()
+        lr = lr_at(step, opt)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        batch = task.sample(
+            opt.batch_size, seeded_generator(device, opt.seed, TRAIN_STREAM, ddp.rank, step)
+        )
+        with autocast:
+            loss = trainee(batch.tokens, return_type="loss", loss_mask=batch.loss_mask)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        step += 1
+
+        loss_value = loss.item()
+        tokens_per_s = tokens_per_step / (time.perf_counter() - started)
+        history["train"].append(
+            {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm)}
+        )
+        if ddp.is_main and (step % opt.eval_every == 0 or step == opt.steps):
+            metrics = evaluate(model, eval_task, opt.eval_batches, opt.batch_size, seed=opt.seed)
+            history["eval"].append({"step": step, **metrics})
+            bar.set_postfix(eval_acc=f"{metrics['accuracy']:.3f}", refresh=False)
+        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+        bar.update(1)
+        if ddp.is_main and step % opt.checkpoint_every == 0 and step < opt.steps:
+            run_dir.save_checkpoint(step, model, optimizer, history)
+    bar.close()
+
+    if ddp.is_main:
+        run_dir.finish(model, {"name": run.name, "completed": True, **history})
+    if ddp.world_size > 1:
+        dist.barrier()
+        dist.destroy_process_group()
+    return run_dir.root

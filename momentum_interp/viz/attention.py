@@ -1,0 +1,42 @@
+"""Interactive attention patterns with circuitsvis, always from its bundled JavaScript (offline)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from circuitsvis.attention import attention_heads
+
+
+class OfflineHTML:
+    """circuitsvis output that notebooks and reports render from the inlined JavaScript.
+
+    circuitsvis's own `_repr_html_` probes the internet and prefers its CDN; this never does.
+    """
+
+    def __init__(self, local_src: str):
+        self.local_src = local_src
+
+    def _repr_html_(self) -> str:
+        return self.local_src
+
+    def __str__(self) -> str:
+        return self.local_src
+
+
+def attention_patterns_html(
+    patterns: torch.Tensor,
+    str_tokens: Sequence[str],
+    head_names: Sequence[str],
+) -> OfflineHTML:
+    """One interactive view of several heads' patterns, `patterns: [head, q_pos, k_pos]`."""
+    if patterns.ndim != 3 or patterns.shape[1:] != (len(str_tokens), len(str_tokens)):
+        raise ValueError(
+            f"patterns must be [head, pos, pos] with pos={len(str_tokens)}, got {tuple(patterns.shape)}."
+        )
+    rendered = attention_heads(
+        attention=patterns.detach().float().cpu(),
+        tokens=list(str_tokens),
+        attention_head_names=list(head_names),
+    )
+    return OfflineHTML(rendered.local_src)

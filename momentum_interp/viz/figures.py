@@ -1,0 +1,60 @@
+"""Plotly figures for training curves and model comparisons; each returns a `go.Figure`."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import plotly.graph_objects as go
+
+from momentum_interp.analysis.statistics import Estimate
+
+
+def load_metrics(checkpoint_dir: str | Path) -> dict:
+    """The `metrics.json` history saved beside a trained checkpoint."""
+    path = Path(checkpoint_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the checkpoint has no training history.")
+    return json.loads(path.read_text())
+
+
+def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> go.Figure:
+    """Held-out `metric` against step for each run (from `metrics.json` histories)."""
+    fig = go.Figure()
+    for name, history in histories.items():
+        evals = history.get("eval", [])
+        fig.add_trace(
+            go.Scatter(
+                x=[e["step"] for e in evals], y=[e[metric] for e in evals], mode="lines", name=name
+            )
+        )
+    fig.update_layout(
+        title=f"Held-out {metric} during training",
+        xaxis_title="step",
+        yaxis_title=metric,
+        template="plotly_white",
+    )
+    return fig
+
+
+def estimate_bars(
+    labels: Sequence[str], estimates: Sequence[Estimate], title: str, reference: float | None = None
+) -> go.Figure:
+    """Bar chart of estimates with their confidence intervals, optionally a reference line."""
+    fig = go.Figure(
+        go.Bar(
+            x=list(labels),
+            y=[e.value for e in estimates],
+            error_y={
+                "type": "data",
+                "symmetric": False,
+                "array": [e.high - e.value for e in estimates],
+                "arrayminus": [e.value - e.low for e in estimates],
+            },
+        )
+    )
+    if reference is not None:
+        fig.add_hline(y=reference, line_dash="dash", annotation_text=f"paper: {reference:g}")
+    fig.update_layout(title=title, template="plotly_white", yaxis_range=[0, 1.05])
+    return fig
