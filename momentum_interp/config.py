@@ -16,6 +16,15 @@ PLACEMENTS = ("post_rope", "pre_rope")
 POSITIONAL_EMBEDDINGS = ("standard", "rotary")
 NORMALIZATIONS = ("LN", "RMS", None)
 ACTIVATIONS = ("gelu", "relu")
+UNSUPPORTED_DEFAULTS = {
+    "gated_mlp": False,
+    "n_key_value_heads": None,
+    "num_experts": None,
+    "experts_per_token": None,
+    "use_split_qkv_input": False,
+    "final_rms": False,
+    "layer_norm_folding": False,
+}
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.bfloat16}
 
 
@@ -68,6 +77,12 @@ class MomentumConfig(TransformerLensConfig):
                 raise ValueError(f"{name} must be a positive integer, got {value!r}.")
         if not self.attn_only and (not isinstance(self.d_mlp, int) or self.d_mlp <= 0):
             raise ValueError(f"d_mlp must be a positive integer, got {self.d_mlp!r}.")
+        for name, default in UNSUPPORTED_DEFAULTS.items():
+            if getattr(self, name) != default:
+                raise ValueError(
+                    f"{name}={getattr(self, name)!r} is a TransformerLens option this model does "
+                    f"not implement; leave it at {default!r}."
+                )
         _check_choice("shear", self.shear, SHEAR_MODES)
         _check_choice("shear_placement", self.shear_placement, PLACEMENTS)
         _check_choice(

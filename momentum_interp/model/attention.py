@@ -36,18 +36,22 @@ class MomentumAttention(nn.Module):
         self.W_O = nn.Parameter(torch.empty(n_heads, d_head, d_model, dtype=cfg.dtype))
         self.b_O = nn.Parameter(torch.zeros(d_model, dtype=cfg.dtype))
 
-        gamma = torch.full((n_heads,), float(cfg.gamma))
+        # float32 (or float64 for float64 models): a bfloat16 gamma would lose its trained value
+        param_dtype = torch.promote_types(cfg.dtype, torch.float32)
+        gamma = torch.full((n_heads,), float(cfg.gamma), dtype=param_dtype)
         if cfg.gamma_learnable:
             self.gamma = nn.Parameter(gamma)
         else:
-            self.register_buffer("gamma", gamma, persistent=False)
+            self.register_buffer("gamma", gamma)  # saved, so set_gamma survives a round trip
         if cfg.smeared_key:
             self.smear_logit = nn.Parameter(
-                torch.full((n_heads,), math.log(cfg.smear_init / (1 - cfg.smear_init)))
+                torch.full(
+                    (n_heads,), math.log(cfg.smear_init / (1 - cfg.smear_init)), dtype=param_dtype
+                )
             )
 
         self.rotary = (
-            Rotary(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base)
+            Rotary(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base, dtype=cfg.dtype)
             if cfg.positional_embedding_type == "rotary"
             else None
         )

@@ -66,8 +66,10 @@ def encode(
     """Encode text or id lists into one list of ids per sequence (all the same length)."""
     if isinstance(inputs, str):
         inputs = [inputs]
-    if not isinstance(inputs, Sequence) or len(inputs) == 0:
+    if not isinstance(inputs, Sequence):
         raise TypeError(f"Expected text, a list of texts or a list of token ids; got {inputs!r}.")
+    if len(inputs) == 0:
+        raise ValueError("The input is empty (an empty list); pass at least one token.")
     if all(isinstance(i, int) for i in inputs):
         inputs = [list(inputs)]
     sequences = []

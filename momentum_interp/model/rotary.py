@@ -9,14 +9,17 @@ import torch.nn as nn
 class Rotary(nn.Module):
     """Rotates the first `rotary_dim` channels of each head by position-dependent angles."""
 
-    def __init__(self, n_ctx: int, rotary_dim: int, base: float):
+    def __init__(
+        self, n_ctx: int, rotary_dim: int, base: float, dtype: torch.dtype = torch.float32
+    ):
         super().__init__()
         self.rotary_dim = rotary_dim
         inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
         angles = torch.outer(torch.arange(n_ctx, dtype=torch.float64), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # [n_ctx, rotary_dim]
-        self.register_buffer("cos", angles.cos().float(), persistent=False)
-        self.register_buffer("sin", angles.sin().float(), persistent=False)
+        dtype = torch.promote_types(dtype, torch.float32)  # float64 models keep float64 tables
+        self.register_buffer("cos", angles.cos().to(dtype), persistent=False)
+        self.register_buffer("sin", angles.sin().to(dtype), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x: [batch, pos, head, d_head]` → same shape, rotated."""

@@ -74,7 +74,9 @@ def score_terms(
     `q, k: [batch, pos, head, d_head]` are the signals before the shear, `gamma_*: [head]`.
     Returns `[batch, head, q_pos, k_pos]` tensors keyed by `TERM_NAMES`:
     `(1+γq)(1+γk)⟨q_t,k_s⟩ − (1+γq)γk⟨q_t,k_{s−1}⟩ − γq(1+γk)⟨q_{t−1},k_s⟩ + γqγk⟨q_{t−1},k_{s−1}⟩`.
-    With γq = γk = γ these are the paper's coefficients.
+    With γq = γk = γ these are the paper's coefficients. The identity holds when nothing rotates
+    the sheared signal afterwards (non-rotary or post-RoPE); with pre-RoPE placement the previous
+    vectors must be rotated at the current position, as `analysis.tracing` does.
     """
     q_prev, k_prev = previous(q), previous(k)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
@@ -191,8 +192,13 @@ class HookedMomentumTransformer(HookedRootModule):
     def set_gamma(self, value: float, layer: int | None = None, head: int | None = None) -> None:
         """Set the shear γ of one head, one layer, or every head (e.g. 0 to ablate momentum)."""
         value = float(value)
-        if value != value or value in (float("inf"), float("-inf")):
+        if not math.isfinite(value):
             raise ValueError(f"gamma must be finite, got {value}.")
+        if self.cfg.shear == "none":
+            raise ValueError(
+                "This model does not shear (shear='none'), so set_gamma has no effect; for a "
+                "smeared-key model ablate with a hook that zeroes blocks.{l}.attn.hook_k_velocity."
+            )
         layers = range(self.cfg.n_layers) if layer is None else [layer]
         for index in layers:
             gamma = self.blocks[index].attn.gamma

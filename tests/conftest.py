@@ -1,0 +1,76 @@
+"""Shared fixtures: tiny randomised models and an independent rotary reference."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from momentum_interp import HookedMomentumTransformer, MomentumConfig
+
+# Tiny tensors: a second intra-op thread only spins against other processes on the shared cores
+# (measured: the reference tests take 49 s with torch's default threads, 4 s with one).
+torch.set_num_threads(1)
+
+TINY = dict(d_model=16, d_head=4, n_layers=2, n_ctx=16, d_vocab=23, d_mlp=24, device="cpu")
+
+
+def randomize_(model: HookedMomentumTransformer, seed: int = 0) -> HookedMomentumTransformer:
+    """Give every parameter (biases and norm weights included) a random, non-trivial value.
+
+    `init_weights` zeroes biases and sets norm gains to 1; a reference test passing with those
+    values would not notice a forgotten bias or gain. Gamma and smear logits are left alone: the
+    tests set them explicitly.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            leaf = name.split(".")[-1]
+            if leaf in ("gamma", "smear_logit"):
+                continue
+            noise = torch.randn(param.shape, generator=gen, dtype=torch.float64)
+            if leaf.startswith("W_"):
+                value = noise * (0.8 / math.sqrt(model.cfg.d_model))
+            elif leaf == "w":  # norm gain
+                value = 1.0 + 0.2 * noise
+            else:  # biases, norm offsets
+                value = 0.2 * noise
+            param.copy_(value.to(param.dtype))
+    return model
+
+
+@pytest.fixture(scope="session")
+def make_model():
+    """Factory: `make_model(seed=0, randomize=True, **config_overrides)` → eval-mode tiny model."""
+
+    def factory(seed: int = 0, randomize: bool = True, **overrides) -> HookedMomentumTransformer:
+        cfg = MomentumConfig(**{**TINY, "seed": seed, **overrides})
+        model = HookedMomentumTransformer(cfg).eval()
+        return randomize_(model, seed) if randomize else model
+
+    return factory
+
+
+def rope_reference(x: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> torch.Tensor:
+    """GPT-NeoX rotary, written out pair by pair: channel i pairs with i + rotary_dim/2.
+
+    `x: [batch, pos, head, d_head]`; position t rotates pair i by `t · base^(−2i/rotary_dim)`.
+    Computed in float64 and returned in x's dtype.
+    """
+    out = x.detach().to(torch.float64).clone()
+    half = rotary_dim // 2
+    t = torch.arange(x.shape[1], dtype=torch.float64)[None, :, None]
+    for i in range(half):
+        theta = t * base ** (-2.0 * i / rotary_dim)
+        a = x[..., i].to(torch.float64)
+        b = x[..., i + half].to(torch.float64)
+        out[..., i] = a * theta.cos() - b * theta.sin()
+        out[..., i + half] = b * theta.cos() + a * theta.sin()
+    return out.to(x.dtype)
+
+
+@pytest.fixture(scope="session")
+def rope():
+    """The independent rotary reference, `rope(x, rotary_dim, base=10000.0)`."""
+    return rope_reference
