@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,14 +23,15 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> None:
     from momentum_interp.training.config import load_run_config
-    from momentum_interp.training.loop import train
+    from momentum_interp.training.loop import Distributed, train
 
     run = load_run_config(args.config)
-    if args.steps is not None:
-        run.train.steps = args.steps
+    if args.steps is not None:  # replace() re-runs the [train] checks (steps > 0, warmup <= steps)
+        run.train = dataclasses.replace(run.train, steps=args.steps)
     out = Path(args.out) if args.out else Path("runs") / run.name
     final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
-    print(f"Model written to {final}")
+    if Distributed.from_env().is_main:
+        print(f"Model written to {final}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:

@@ -80,8 +80,27 @@ def train(
     ddp = Distributed.from_env()
     opt = run.train
     device = resolve_device(opt.device, ddp)
-    if ddp.world_size > 1 and not dist.is_initialized():
+    owns_group = ddp.world_size > 1 and not dist.is_initialized()
+    if owns_group:
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL collectives (barrier) must use this rank's GPU
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    try:
+        return _train(run, out_dir, overwrite, progress, ddp, device)
+    finally:
+        if owns_group and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _train(
+    run: RunConfig,
+    out_dir: str | Path,
+    overwrite: bool,
+    progress: bool,
+    ddp: Distributed,
+    device: torch.device,
+) -> Path:
+    opt = run.train
     task = make_task(**run.task)
     eval_task = make_task(**{**run.task, "split": "val"}) if task.name == "text" else task
     cfg = run.model_config(task.d_vocab, task.seq_len)
@@ -135,7 +154,11 @@ def train(
         optimizer.zero_grad(set_to_none=True)
         step += 1
 
-        loss_value = loss.item()
+        logged = loss.detach().float().clone()
+        if ddp.world_size > 1:  # record the global batch's loss, not rank 0's share of it
+            dist.all_reduce(logged)
+            logged /= ddp.world_size
+        loss_value = logged.item()
         tokens_per_s = tokens_per_step / (time.perf_counter() - started)
         history["train"].append(
             {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm)}
@@ -153,6 +176,5 @@ def train(
     if ddp.is_main:
         run_dir.finish(model, {"name": run.name, "completed": True, **history})
     if ddp.world_size > 1:
-        dist.barrier()
-        dist.destroy_process_group()
+        dist.barrier()  # no rank returns before rank 0 has written the final model
     return run_dir.root

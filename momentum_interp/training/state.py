@@ -63,6 +63,7 @@ class RunDirectory:
 
     def claim(self, run_config: dict, overwrite: bool) -> None:
         """Make `root` this run's directory; refuse a directory that holds a different run."""
+        run_config = json.loads(json.dumps(run_config))  # compare as stored (tuples -> lists)
         existing = self.root / RUN_CONFIG_FILE
         if existing.is_file():
             previous = json.loads(existing.read_text())
@@ -133,4 +134,6 @@ class RunDirectory:
         """Save the final model and metrics at the top level and remove resume checkpoints."""
         model.save_pretrained(self.root)
         atomic_write_json(self.root / METRICS_FILE, metrics)
+        # Drop the pointer first: a kill mid-cleanup must not leave LATEST naming a deleted folder.
+        (self.checkpoints / "LATEST").unlink(missing_ok=True)
         shutil.rmtree(self.checkpoints, ignore_errors=True)

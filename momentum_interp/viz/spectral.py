@@ -1,0 +1,285 @@
+"""Plotly figures for spectral forensics: Bode plots, q/k spectra, measured vs analytic gain,
+band orthogonality. Each builder returns a `go.Figure`; the numbers come from
+`momentum_interp.analysis.spectral`, the filter maths from `momentum_interp.model.shear`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.colors import qualitative
+from plotly.subplots import make_subplots
+
+from momentum_interp.analysis import spectral as sp
+from momentum_interp.model import shear as sh
+
+PALETTE = qualitative.Plotly
+# Traces in a legend entry's name before "(+n more)".
+_MAX_NAMES = 6
+
+
+def _colour(i: int) -> str:
+    return PALETTE[i % len(PALETTE)]
+
+
+def _floor_db(values: np.ndarray) -> np.ndarray:
+    """dB values with −inf / NaN (a zero of H) drawn at `DB_FLOOR`."""
+    values = np.asarray(values, dtype=float)
+    return np.where(np.isfinite(values), np.maximum(values, sp.DB_FLOOR), sp.DB_FLOOR)
+
+
+def _log_ticks(fig: go.Figure, rows: int) -> None:
+    ticks = [math.pi * 10.0**e for e in (-3, -2, -1)] + [math.pi / 4, math.pi / 2, math.pi]
+    text = ["π/1000", "π/100", "π/10", "π/4", "π/2", "π"]
+    for row in range(1, rows + 1):
+        fig.update_xaxes(type="log", tickvals=ticks, ticktext=text, row=row, col=1)
+
+
+def bode_plot(table_or_model, n_points: int = 200) -> go.Figure:
+    """Gain (dB, top) and phase (rad, bottom) against log ω, one trace per distinct γ.
+
+    Takes a `bode_table` DataFrame or a model (whose table is computed). Heads and signals with
+    the same γ share a trace (named after all of them); a marker at ω = π shows the Nyquist gain
+    `20·log10|1 + 2γ|`. A zero of H (γ = −1/2 at π) is drawn at `DB_FLOOR` dB.
+    """
+    table = (
+        table_or_model
+        if isinstance(table_or_model, pd.DataFrame)
+        else sp.bode_table(table_or_model, n_points)
+    )
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=("gain |H(ω)| (dB)", "phase arg H(ω) (rad)"),
+    )
+    table = table.assign(gamma_key=table["gamma"].round(9))
+    for i, (gamma, group) in enumerate(table.groupby("gamma_key", sort=True)):
+        members = group.drop_duplicates(["layer", "head", "signal"])
+        names = [f"L{r.layer}H{r.head}{r.signal}" for r in members.itertuples()]
+        more = f" (+{len(names) - _MAX_NAMES} more)" if len(names) > _MAX_NAMES else ""
+        curve = members.iloc[:1][["layer", "head", "signal"]].merge(group)
+        curve = curve.sort_values("omega")
+        omega = curve["omega"].to_numpy()
+        colour = _colour(i)
+        legend = f"γ={gamma:.4g}: {', '.join(names[:_MAX_NAMES])}{more}"
+        fig.add_trace(
+            go.Scatter(
+                x=omega,
+                y=_floor_db(curve["gain_db"].to_numpy()),
+                mode="lines",
+                name=legend,
+                legendgroup=legend,
+                line={"color": colour},
+                hovertemplate="ω=%{x:.4g}<br>gain=%{y:.3g} dB<extra>" + f"γ={gamma:.4g}</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+        fig.add_trace(
+            go.Scatter(
+                x=omega,
+                y=curve["phase_rad"].to_numpy(),
+                mode="lines",
+                name=legend,
+                legendgroup=legend,
+                showlegend=False,
+                line={"color": colour},
+                hovertemplate="ω=%{x:.4g}<br>phase=%{y:.3g} rad<extra>" + f"γ={gamma:.4g}</extra>",
+            ),
+            row=2,
+            col=1,
+        )
+        nyquist = float(sp.nyquist_gain_db(gamma))
+        label = f"{nyquist:.2f} dB" if math.isfinite(nyquist) else "−∞ dB (zero)"
+        fig.add_trace(
+            go.Scatter(
+                x=[math.pi],
+                y=_floor_db(np.array([nyquist])),
+                mode="markers+text",
+                marker={"color": colour, "size": 9, "symbol": "diamond"},
+                text=[label],
+                textposition="middle left",
+                name=f"Nyquist 20·log10|1+2γ|, γ={gamma:.4g}",
+                legendgroup=legend,
+                showlegend=False,
+                hovertemplate=f"Nyquist gain 20·log10|1+2γ| = {label}<extra>γ={gamma:.4g}</extra>",
+            ),
+            row=1,
+            col=1,
+        )
+    _log_ticks(fig, 2)
+    fig.update_xaxes(title_text="ω (rad / token)", row=2, col=1)
+    fig.update_yaxes(title_text="dB", row=1, col=1)
+    fig.update_yaxes(title_text="rad", row=2, col=1)
+    fig.update_layout(
+        title="Bode plot of each head's shear filter H(ω) = 1 + γ(1 − e^{−iω}) (◆ Nyquist gain)",
+        template="plotly_white",
+        height=650,
+    )
+    return fig
+
+
+def spectra_figure(spectra: sp.SignalSpectra) -> go.Figure:
+    """Power along the sequence of q (top) and k (bottom) per head: raw dashed, sheared solid.
+
+    The DC bin (ω = 0) cannot sit on the log ω axis and is left out.
+    """
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=[
+            f"{s}: {spectra.hooks[s]['input'].split('.')[-1]} (dashed) → "
+            f"{spectra.hooks[s]['sheared'].split('.')[-1]} (solid)"
+            for s in sp.SIGNALS
+        ],
+    )
+    omega = spectra.omega[1:]
+    for row, s in enumerate(sp.SIGNALS, start=1):
+        for head in range(spectra.n_heads):
+            colour = _colour(head)
+            gamma = spectra.gamma[s][head]
+            for kind, values, dash in (
+                ("raw", spectra.raw[s], "dash"),
+                ("sheared", spectra.sheared[s], "solid"),
+            ):
+                fig.add_trace(
+                    go.Scatter(
+                        x=omega,
+                        y=values[1:, head],
+                        mode="lines",
+                        line={"color": colour, "dash": dash},
+                        name=f"H{head} (γ={gamma:.3g})",
+                        legendgroup=f"H{head}",
+                        showlegend=(row == 1 and kind == "sheared"),
+                        hovertemplate=f"{s} {kind} H{head}<br>ω=%{{x:.3g}}<br>power=%{{y:.3g}}<extra></extra>",
+                    ),
+                    row=row,
+                    col=1,
+                )
+        for edge in (sp.BANDS["mid"][0], sp.BANDS["high"][0]):
+            fig.add_vline(x=edge, line_dash="dot", line_color="#999", row=row, col=1)
+    _log_ticks(fig, 2)
+    fig.update_yaxes(type="log", title_text="power")
+    fig.update_xaxes(title_text="ω (rad / token)", row=2, col=1)
+    fig.update_layout(
+        title=(
+            f"Layer {spectra.layer}: power spectra along the sequence "
+            f"({spectra.window or 'rectangular'} window; dotted: band edges π/4, 3π/4)"
+        ),
+        template="plotly_white",
+        height=650,
+    )
+    return fig
+
+
+def ratio_figure(spectra: sp.SignalSpectra) -> go.Figure:
+    """Measured sheared/raw power (markers) over the analytic `|H(ω)|²` (lines), in dB."""
+    fig = make_subplots(
+        rows=2,
+        cols=1,
+        shared_xaxes=True,
+        vertical_spacing=0.08,
+        subplot_titles=[f"{s}: measured (markers) vs |H(ω)|² (line)" for s in sp.SIGNALS],
+    )
+    omega = spectra.omega[1:]
+    dense = sp.omega_grid(200, low=float(omega[0]) if len(omega) else math.pi * 1e-3)
+    ratio = spectra.ratio
+    for row, s in enumerate(sp.SIGNALS, start=1):
+        for head in range(spectra.n_heads):
+            colour = _colour(head)
+            gamma = float(spectra.gamma[s][head])
+            with np.errstate(divide="ignore", invalid="ignore"):
+                measured = 10 * np.log10(ratio[s][1:, head])
+            fig.add_trace(
+                go.Scatter(
+                    x=omega,
+                    y=_floor_db(measured),
+                    mode="markers",
+                    marker={"color": colour, "size": 6},
+                    name=f"H{head} (γ={gamma:.3g})",
+                    legendgroup=f"H{head}",
+                    showlegend=row == 1,
+                    hovertemplate=f"{s} H{head} measured<br>ω=%{{x:.3g}}<br>%{{y:.3g}} dB<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+            with np.errstate(divide="ignore", invalid="ignore"):
+                analytic = sh.gain_db(gamma, dense)
+            fig.add_trace(
+                go.Scatter(
+                    x=dense,
+                    y=_floor_db(analytic),
+                    mode="lines",
+                    line={"color": colour},
+                    name=f"|H|² H{head}",
+                    legendgroup=f"H{head}",
+                    showlegend=False,
+                    hovertemplate=f"{s} H{head} |H|²<br>ω=%{{x:.3g}}<br>%{{y:.3g}} dB<extra></extra>",
+                ),
+                row=row,
+                col=1,
+            )
+    _log_ticks(fig, 2)
+    fig.update_yaxes(title_text="dB")
+    fig.update_xaxes(title_text="ω (rad / token)", row=2, col=1)
+    fig.update_layout(
+        title=(
+            f"Layer {spectra.layer}: measured power ratio sheared/raw against the analytic "
+            f"|H(ω)|² (T={spectra.n_pos}, {spectra.window or 'rectangular'} window)"
+        ),
+        template="plotly_white",
+        height=650,
+    )
+    return fig
+
+
+def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
+    """Stacked shares of causal score energy per band term for every (model, layer, head).
+
+    The cross terms (low·high, high·low) sit at the bottom of each bar, so the top of the
+    high·low segment is the cross share; an ✕ marks the chance level from the band energies.
+    """
+    x = [f"{r.label} · L{r.layer}H{r.head}" for r in df.itertuples()]
+    colours = {
+        "low_high": "#d62728",
+        "high_low": "#ff7f0e",
+        "low_low": "#1f77b4",
+        "high_high": "#2ca02c",
+    }
+    fig = go.Figure()
+    for term in ("low_high", "high_low", "low_low", "high_high"):
+        fig.add_trace(
+            go.Bar(
+                x=x, y=df[f"share_{term}"], name=term.replace("_", "·"), marker_color=colours[term]
+            )
+        )
+    fig.add_trace(
+        go.Scatter(
+            x=x,
+            y=df["null_cross_share"],
+            mode="markers",
+            marker={"symbol": "x", "size": 10, "color": "black"},
+            name="chance cross share (from band energies)",
+        )
+    )
+    cutoff = float(df["cutoff"].iloc[0]) if len(df) else math.pi / 2
+    fig.update_layout(
+        barmode="stack",
+        title=(
+            f"Share of causal score energy per band term (split at ω = {cutoff / math.pi:.3g}π); "
+            "cross terms at the bottom"
+        ),
+        yaxis_title="share of Σ term²",
+        yaxis_range=[0, 1.02],
+        template="plotly_white",
+        height=500,
+    )
+    return fig

@@ -1,0 +1,178 @@
+"""Plotly figures for single-layer induction traces (`analysis.tracing`); each returns a `go.Figure`."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+
+from momentum_interp.model.shear import TERM_NAMES
+
+TERM_COLORS = {
+    "current_current": "#4c78a8",
+    "current_prev_key": "#e45756",
+    "prev_query_current": "#72b7b2",
+    "prev_prev": "#b279a2",
+}
+
+
+def term_share_figure(
+    term_margins: Mapping[str, float],
+    term_shares: Mapping[str, float],
+    total_margin: float,
+    dominant_term: str | None = None,
+) -> go.Figure:
+    """Bar chart of each term's share of the mean induction margin (hover: the margin itself)."""
+    names = [n for n in TERM_NAMES if n in term_shares]
+    fig = go.Figure(
+        go.Bar(
+            x=names,
+            y=[term_shares[n] for n in names],
+            marker_color=[TERM_COLORS.get(n, "#888") for n in names],
+            customdata=[term_margins[n] for n in names],
+            hovertemplate="%{x}<br>share %{y:.3f}<br>mean margin %{customdata:.4g}<extra></extra>",
+        )
+    )
+    fig.add_hline(y=0, line_color="#444", line_width=1)
+    title = f"Share of the mean induction score margin (total {total_margin:.3g})"
+    if dominant_term:
+        title += f"; dominant: {dominant_term}"
+    fig.update_layout(
+        title=title, yaxis_title="share of total margin", template="plotly_white", showlegend=False
+    )
+    return fig
+
+
+def ablation_figure(ablations: pd.DataFrame) -> go.Figure:
+    """Induction accuracy under each ablation (95 % interval where given), clean as a dashed line."""
+    error = None
+    if {"accuracy_low", "accuracy_high"} <= set(ablations.columns):
+        error = {
+            "type": "data",
+            "symmetric": False,
+            "array": (ablations["accuracy_high"] - ablations["accuracy"]).tolist(),
+            "arrayminus": (ablations["accuracy"] - ablations["accuracy_low"]).tolist(),
+        }
+    fig = go.Figure(
+        go.Bar(
+            x=ablations["ablation"].tolist(),
+            y=ablations["accuracy"].tolist(),
+            error_y=error,
+            customdata=np.stack([ablations["delta_accuracy"], ablations["loss"]], axis=-1),
+            hovertemplate=(
+                "%{x}<br>accuracy %{y:.3f} (Δ %{customdata[0]:+.3f})"
+                "<br>loss %{customdata[1]:.3f}<extra></extra>"
+            ),
+        )
+    )
+    clean = ablations.loc[ablations["ablation"] == "clean", "accuracy"]
+    if len(clean):
+        fig.add_hline(y=float(clean.iloc[0]), line_dash="dash", annotation_text="clean")
+    fig.update_layout(
+        title="Induction accuracy under ablations",
+        yaxis_title="accuracy on predictable positions",
+        yaxis_range=[0, 1.05],
+        template="plotly_white",
+    )
+    return fig
+
+
+def qk_circuit_figure(
+    matrix: np.ndarray, labels: Sequence[str] | None = None, title: str = "", max_tokens: int = 64
+) -> go.Figure:
+    """Heatmap of a token-level QK circuit (rows: query token, columns: key token), showing the
+    first `max_tokens` tokens so that the page stays small."""
+    matrix = np.asarray(matrix, dtype=float)
+    n = min(matrix.shape[0], max_tokens)
+    labels = [str(i) for i in range(matrix.shape[0])] if labels is None else list(labels)
+    shown = matrix[:n, :n]
+    limit = float(np.nanmax(np.abs(shown))) if shown.size else 1.0
+    ids = list(range(n))
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            x=ids,
+            y=ids,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            customdata=[[(labels[a], labels[b]) for b in ids] for a in ids],
+            hovertemplate="query %{customdata[0]} / key %{customdata[1]}: %{z:.4g}<extra></extra>",
+        )
+    )
+    suffix = f" (first {n} of {matrix.shape[0]} tokens)" if n < matrix.shape[0] else ""
+    fig.update_layout(
+        title=title + suffix,
+        xaxis={"title": "key token b", "tickvals": ids, "ticktext": labels[:n]},
+        yaxis={
+            "title": "query token a",
+            "tickvals": ids,
+            "ticktext": labels[:n],
+            "autorange": "reversed",
+        },
+        template="plotly_white",
+        width=700,
+        height=650,
+    )
+    return fig
+
+
+def term_score_figure(
+    scores: np.ndarray,
+    labels: Sequence[str],
+    induction_pairs: Sequence[tuple[int, int]] = (),
+    term: str = "",
+    max_positions: int = 256,
+) -> go.Figure:
+    """Heatmap of one score term on one sequence (query rows, key columns, NaN above the
+    diagonal), with the induction key s* of each induction query t marked."""
+    scores = np.asarray(scores, dtype=float)
+    n = min(scores.shape[0], max_positions)
+    shown = scores[:n, :n]
+    finite = shown[np.isfinite(shown)]
+    limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
+    ids = list(range(n))
+    ticktext = [f"{i}:{labels[i]}" for i in ids]
+    fig = go.Figure(
+        go.Heatmap(
+            z=shown,
+            x=ids,
+            y=ids,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            hovertemplate="query %{y} / key %{x}: %{z:.4g}<extra></extra>",
+        )
+    )
+    pairs = [(t, s) for t, s in induction_pairs if t < n and s < n]
+    if pairs:
+        fig.add_trace(
+            go.Scatter(
+                x=[s for _, s in pairs],
+                y=[t for t, _ in pairs],
+                mode="markers",
+                marker={"symbol": "circle-open", "size": 9, "color": "black", "line_width": 2},
+                name="induction key s*",
+                hovertemplate="query %{y} → s* %{x}<extra></extra>",
+            )
+        )
+    suffix = f" (first {n} positions)" if n < scores.shape[0] else ""
+    fig.update_layout(
+        title=f"{term} term of the scores (÷√d_head){suffix}",
+        xaxis={"title": "key position s", "tickvals": ids, "ticktext": ticktext},
+        yaxis={
+            "title": "query position t",
+            "tickvals": ids,
+            "ticktext": ticktext,
+            "autorange": "reversed",
+        },
+        template="plotly_white",
+        width=700,
+        height=650,
+        showlegend=bool(pairs),
+    )
+    return fig
