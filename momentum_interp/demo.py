@@ -10,11 +10,14 @@ from pathlib import Path
 import torch
 
 from momentum_interp.analysis.scoring import score_heads
+from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
+from momentum_interp.analysis.tracing import trace_single_layer_induction
 from momentum_interp.data import RepeatedTokensTask, make_task
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.report import example_tokens
 from momentum_interp.training.evaluate import per_sequence_metrics, seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
@@ -123,7 +126,20 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
 
 
-def build_report(results: list[ZooResult], seed: int, elapsed: float) -> Report:
+def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
+    """Circuit trace and spectral forensics of the paper's 1-layer momentum model."""
+    paper = next((r for r in results if r.name == "induction-1l-momentum"), None)
+    if paper is None:
+        return {}
+    layer, head, _ = paper.top_head()
+    trace = trace_single_layer_induction(paper.model, layer, head, n_sequences=256, seed=seed)
+    spectral = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
+    return {"trace": trace, "spectral": spectral}
+
+
+def build_report(
+    results: list[ZooResult], analyses: dict[str, object], seed: int, elapsed: float
+) -> Report:
     """The demo page: results table, accuracy chart, training curves, attention patterns."""
     report = Report("momentum_interp: single-layer induction zoo")
     report.paragraph(
@@ -166,6 +182,8 @@ def build_report(results: list[ZooResult], seed: int, elapsed: float) -> Report:
         "repeated token to the token after its first occurrence (the off-diagonal stripe)."
     )
     report.raw(best_head_patterns(results, seed))
+    for analysis in analyses.values():
+        analysis.add_to(report)
     report.paragraph(
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, in {elapsed:.1f} s."
@@ -199,9 +217,10 @@ def run_demo(out_dir: Path, n_sequences: int = 512, seed: int = 1234) -> dict[st
     started = time.perf_counter()
     results = measure_zoo(n_sequences=n_sequences, seed=seed)
     print(markdown_table(results))
+    analyses = momentum_analyses(results, seed)
     elapsed = time.perf_counter() - started
     out_dir = Path(out_dir)
-    html_path = build_report(results, seed, elapsed).save(out_dir / "report.html")
+    html_path = build_report(results, analyses, seed, elapsed).save(out_dir / "report.html")
     json_path = out_dir / "results.json"
     atomic_write_json(
         json_path,
@@ -209,6 +228,7 @@ def run_demo(out_dir: Path, n_sequences: int = 512, seed: int = 1234) -> dict[st
             "models": [r.to_dict() for r in results],
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
             "comparison": paper_comparison(results),
+            **{name: analysis.to_dict() for name, analysis in analyses.items()},
             "seed": seed,
             "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
             "torch": torch.__version__,

@@ -1,4 +1,4 @@
-"""Analysis of trained models: head scores (more to come: circuits, spectra, scaling fits)."""
+"""Analysis of trained models: head scores, single-layer circuit tracing, spectral forensics."""
 
 from momentum_interp.analysis.scoring import (
     SCORE_COLUMNS,
@@ -11,50 +11,7 @@ from momentum_interp.analysis.scoring import (
     score_heatmaps,
     token_match_masks,
 )
-
-__all__ = [
-    "SCORE_COLUMNS",
-    "copying_scores",
-    "in_context_learning_score",
-    "rank_heads",
-    "repeated_random_tokens",
-    "score_heads",
-    "score_heads_on_tokens",
-    "score_heatmaps",
-    "token_match_masks",
-]
-
-# Single-layer induction circuit tracing (analysis/tracing.py).
-from momentum_interp.analysis.tracing import (  # noqa: E402
-    InductionTrace,
-    diagonal_scores,
-    head_score_terms,
-    induction_ablations,
-    induction_keys,
-    induction_margins,
-    mean_ablation_hooks,
-    qk_circuit,
-    term_removal_hooks,
-    trace_single_layer_induction,
-    velocity_zero_hooks,
-)
-
-__all__ += [
-    "InductionTrace",
-    "diagonal_scores",
-    "head_score_terms",
-    "induction_ablations",
-    "induction_keys",
-    "induction_margins",
-    "mean_ablation_hooks",
-    "qk_circuit",
-    "term_removal_hooks",
-    "trace_single_layer_induction",
-    "velocity_zero_hooks",
-]
-
-# Spectral forensics: Bode data, q/k spectra, band orthogonality (analysis/spectral.py).
-from momentum_interp.analysis.spectral import (  # noqa: E402
+from momentum_interp.analysis.spectral import (
     BANDS,
     SignalSpectra,
     SpectralResult,
@@ -68,18 +25,51 @@ from momentum_interp.analysis.spectral import (  # noqa: E402
     signal_spectra,
     spectral_report,
 )
+from momentum_interp.analysis.tracing import (
+    InductionTrace,
+    diagonal_scores,
+    head_score_terms,
+    induction_ablations,
+    induction_keys,
+    induction_margins,
+    mean_ablation_hooks,
+    qk_circuit,
+    term_removal_hooks,
+    trace_single_layer_induction,
+    velocity_zero_hooks,
+)
 
-__all__ += [
+__all__ = [
     "BANDS",
+    "SCORE_COLUMNS",
+    "InductionTrace",
     "SignalSpectra",
     "SpectralResult",
     "band_orthogonality",
     "band_split",
     "bode_plot",
     "bode_table",
+    "copying_scores",
+    "diagonal_scores",
+    "head_score_terms",
+    "in_context_learning_score",
+    "induction_ablations",
+    "induction_keys",
+    "induction_margins",
+    "mean_ablation_hooks",
     "orthogonality_verdict",
     "power_spectrum",
+    "qk_circuit",
+    "rank_heads",
+    "repeated_random_tokens",
     "score_band_terms",
+    "score_heads",
+    "score_heads_on_tokens",
+    "score_heatmaps",
     "signal_spectra",
     "spectral_report",
+    "term_removal_hooks",
+    "token_match_masks",
+    "trace_single_layer_induction",
+    "velocity_zero_hooks",
 ]

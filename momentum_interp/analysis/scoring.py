@@ -431,6 +431,7 @@ def score_heatmaps(df: pd.DataFrame, columns: Sequence[str] | None = None) -> di
             yaxis_title="layer",
             yaxis={"autorange": "reversed", "type": "category"},
             xaxis={"type": "category"},
+            height=180 + 50 * df["layer"].nunique(),
         )
         figures[column] = fig
     return figures

@@ -636,12 +636,21 @@ class SpectralResult:
         figs["orthogonality"] = viz.orthogonality_figure(self.orthogonality)
         return figs
 
+    @property
+    def title(self) -> str:
+        return f"Spectral forensics: {self.label}"
+
     def to_html(self) -> str:
         """A self-contained page (plotly.js inlined by `Report`)."""
         from momentum_interp.viz.report import Report
 
+        return self.add_to(Report(self.title), heading=False).to_html()
+
+    def add_to(self, report, heading: bool = True):
+        """Append this analysis's sections to a `Report` (e.g. the demo or `report` pages)."""
         figs = self.figures()
-        report = Report(f"Spectral forensics: {self.label}")
+        if heading:
+            report.heading(self.title)
         report.paragraph(
             "Each head shears q and k along the sequence, x̂_t = x_t + γ(x_t − x_{t−1}): the "
             "two-tap filter H(ω) = 1 + γ(1 − e^{−iω}), gain 1 at DC and |1 + 2γ| at Nyquist. "
@@ -729,7 +738,7 @@ class SpectralResult:
         report.paragraph(self.verdict, note=True)
         for note in self.notes:
             report.paragraph(note)
-        return report.to_html()
+        return report
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able numbers (non-finite values as None)."""

@@ -533,12 +533,21 @@ class InductionTrace:
             )
         return figs
 
+    @property
+    def title(self) -> str:
+        return f"Single-layer induction trace: L{self.layer}H{self.head}"
+
     def to_html(self) -> str:
         """A self-contained `Report` page (plotly.js inlined) with summary, tables and figures."""
         from momentum_interp.viz.report import Report
 
+        return self.add_to(Report(self.title), heading=False).to_html()
+
+    def add_to(self, report, heading: bool = True):
+        """Append this trace's sections to a `Report` (e.g. the demo or `report` pages)."""
         figs = self.figures()
-        report = Report(f"Single-layer induction trace: L{self.layer}H{self.head}")
+        if heading:
+            report.heading(self.title)
         report.raw(f"<pre>{html.escape(self.summary())}</pre>")
         for note in self.notes:
             report.paragraph(note, note=True)
@@ -582,7 +591,7 @@ class InductionTrace:
         report.paragraph("Markers: the induction key s* of each induction query t.")
         for name in TERM_NAMES:
             report.figure(figs[f"scores_{name}"])
-        return report.to_html()
+        return report
 
     def to_dict(self, include_arrays: bool = False) -> dict[str, Any]:
         """JSON-able numbers; `include_arrays` adds the QK matrices and example score maps."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import torch
@@ -39,4 +40,13 @@ def attention_patterns_html(
         tokens=list(str_tokens),
         attention_head_names=list(head_names),
     )
-    return OfflineHTML(rendered.local_src)
+    return OfflineHTML(close_container(rendered.local_src))
+
+
+def close_container(local_src: str) -> str:
+    """Turn circuitsvis's `<div id=.../>` into `<div ...></div>`.
+
+    HTML has no self-closing div, so the browser would nest everything after the view inside
+    it, and React would wipe that content (later figures and sections) when it renders.
+    """
+    return re.sub(r'(<div id="circuits-vis-[^"]+"[^>]*?)\s*/>', r"\1></div>", local_src, count=1)

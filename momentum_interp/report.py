@@ -1,0 +1,136 @@
+"""The full analysis of one model: head scores, attention patterns, circuit trace, spectra."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from momentum_interp.analysis.scoring import score_heads, score_heatmaps
+from momentum_interp.analysis.spectral import SpectralResult, spectral_report
+from momentum_interp.analysis.tracing import InductionTrace, trace_single_layer_induction
+from momentum_interp.data import InductionTask
+from momentum_interp.io import atomic_write_json
+from momentum_interp.model.checkpoint import resolve
+from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.training.evaluate import seeded_generator
+from momentum_interp.viz.attention import attention_patterns_html
+from momentum_interp.viz.figures import load_metrics, training_curves
+from momentum_interp.viz.report import Report
+
+PATTERN_STREAM = 7  # seed stream of the example sequences shown in reports
+
+
+def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
+    """A bundled checkpoint by name or a checkpoint directory."""
+    return HookedMomentumTransformer.from_pretrained(name_or_path, device=device)
+
+
+def top_induction_head(scores: pd.DataFrame) -> tuple[int, int]:
+    """(layer, head) with the highest induction score."""
+    best = scores.sort_values("induction", ascending=False).iloc[0]
+    return int(best["layer"]), int(best["head"])
+
+
+def example_tokens(model: HookedMomentumTransformer, seed: int, batch: int = 1) -> torch.Tensor:
+    """Fresh induction-task sequences sized to the model, for patterns and spectra."""
+    task = InductionTask(
+        d_vocab=model.cfg.d_vocab,
+        seq_len=model.cfg.n_ctx,
+        max_repeat=min(16, (model.cfg.n_ctx - 1) // 2),
+    )
+    return task.sample(batch, seeded_generator("cpu", seed, PATTERN_STREAM)).tokens
+
+
+def layer_patterns_html(model: HookedMomentumTransformer, layer: int, seed: int) -> str:
+    """circuitsvis view (offline) of every head of `layer` on one example sequence."""
+    tokens = example_tokens(model, seed)
+    _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
+    names = [f"L{layer}H{h}" for h in range(model.cfg.n_heads)]
+    return attention_patterns_html(
+        cache["pattern", layer][0], model.to_str_tokens(tokens[0]), names
+    ).local_src
+
+
+@dataclass
+class ModelAnalysis:
+    """Everything `momentum-interp report` measures for one model."""
+
+    name: str
+    model: HookedMomentumTransformer
+    scores: pd.DataFrame
+    trace: InductionTrace
+    spectral: SpectralResult
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "config": self.model.cfg.to_dict(),
+            "head_scores": self.scores.to_dict(orient="records"),
+            "in_context_learning": self.scores.attrs.get("in_context_learning"),
+            "trace": self.trace.to_dict(),
+            "spectral": self.spectral.to_dict(),
+        }
+
+
+def analyse(
+    name_or_path: str | Path,
+    n_sequences: int = 256,
+    seed: int = 0,
+    layer: int | None = None,
+    head: int | None = None,
+) -> ModelAnalysis:
+    """Score every head, trace the top induction head (or `layer`/`head`), measure spectra."""
+    model = load_model(name_or_path)
+    scores = score_heads(model, n_sequences=min(n_sequences, 100), seed=seed)
+    if layer is None or head is None:
+        layer, head = top_induction_head(scores)
+    trace = trace_single_layer_induction(model, layer, head, n_sequences=n_sequences, seed=seed)
+    spectral = spectral_report(model, example_tokens(model, seed, batch=32))
+    return ModelAnalysis(str(name_or_path), model, scores, trace, spectral)
+
+
+def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
+    """Head-score table, heatmaps and the attention of the trace's layer."""
+    scores = analysis.scores
+    report.heading(f"Head scores: {analysis.name}")
+    report.table(
+        list(scores.columns),
+        [
+            [f"{v:.3f}" if isinstance(v, float) else v for v in row]
+            for row in scores.itertuples(index=False)
+        ],
+    )
+    icl = scores.attrs.get("in_context_learning")
+    if icl is not None:
+        report.paragraph(f"In-context-learning score (late minus early loss): {icl:+.3f} nats.")
+    for fig in score_heatmaps(scores).values():
+        report.figure(fig)
+    report.heading(f"Attention patterns of layer {analysis.trace.layer}")
+    report.raw(layer_patterns_html(analysis.model, analysis.trace.layer, seed))
+    return report
+
+
+def write_model_report(
+    name_or_path: str | Path, out_dir: str | Path, n_sequences: int = 256, seed: int = 0
+) -> dict[str, Path]:
+    """`report.html` (self-contained) and `report.json` for one model in `out_dir`."""
+    analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
+    report = Report(f"momentum_interp report: {analysis.name}")
+    add_scores(report, analysis, seed)
+    analysis.trace.add_to(report)
+    analysis.spectral.add_to(report)
+    try:
+        history = load_metrics(resolve(name_or_path))
+    except FileNotFoundError:
+        history = None
+    if history is not None:
+        report.heading("Training curves")
+        report.figure(training_curves({analysis.name: history}))
+    out_dir = Path(out_dir)
+    html_path = report.save(out_dir / "report.html")
+    json_path = out_dir / "report.json"
+    atomic_write_json(json_path, analysis.to_dict())
+    return {"report": html_path, "numbers": json_path}

@@ -1,0 +1,225 @@
+"""Where a sweep's runs execute: local worker processes, or Ray tasks on a local or remote cluster.
+
+Each backend takes the pending runs and yields `(run, result, error)` as runs finish, in
+completion order; the parent process alone writes the results table. `execute_run` is the
+unit of work: train one run (into its own run directory, so a killed run resumes from its last
+checkpoint) and summarise its metrics.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from momentum_interp.sweeps.spec import RunSpec
+
+BACKENDS = ("local", "ray")
+THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+Outcome = tuple[RunSpec, dict[str, Any] | None, BaseException | None]
+
+
+def _one_thread() -> None:
+    """One intra-op thread per process: runs execute side by side, not each across all cores."""
+    for name in THREAD_ENV:
+        os.environ[name] = "1"
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def execute_run(config: dict[str, Any], name: str, run_dir: str) -> dict[str, Any]:
+    """Train one run into `run_dir` (resuming a killed attempt) and return its summary metrics."""
+    _one_thread()
+    import json
+
+    from momentum_interp.training.config import RunConfig
+    from momentum_interp.training.loop import Distributed, resolve_device, train
+    from momentum_interp.training.state import METRICS_FILE
+
+    run = RunConfig.from_dict({**config, "name": name})
+    device = resolve_device(run.train.device, Distributed())
+    started = time.perf_counter()
+    root = train(run, run_dir, overwrite=True, progress=False)
+    wall = time.perf_counter() - started
+    history = json.loads((Path(root) / METRICS_FILE).read_text())
+    evals, steps = history.get("eval", []), history.get("train", [])
+    if not evals:
+        raise RuntimeError(f"run {name} finished without an evaluation in {root}/{METRICS_FILE}")
+    final, best = evals[-1], max(evals, key=lambda e: e["accuracy"])
+    return {
+        "final_accuracy": final["accuracy"],
+        "final_loss": final["loss"],
+        "best_accuracy": best["accuracy"],
+        "best_step": best["step"],
+        "final_train_loss": steps[-1]["loss"] if steps else None,
+        "eval_positions": final.get("n_positions"),
+        "steps_trained": final["step"],
+        "wall_time_s": wall,
+        "device": str(device) if device.type != "cuda" else _cuda_name(device),
+        "hostname": socket.gethostname(),
+    }
+
+
+def _cuda_name(device) -> str:
+    import torch
+
+    return f"{device}:{torch.cuda.get_device_name(device)}"
+
+
+def wants_gpu(runs: Sequence[RunSpec]) -> bool:
+    """Whether these runs would train on CUDA here (device "auto" or "cuda" with a GPU present)."""
+    import torch
+
+    devices = {r.config.get("train", {}).get("device", "auto") for r in runs}
+    return torch.cuda.is_available() and bool(devices & {"auto", "cuda"})
+
+
+def default_workers(runs: Sequence[RunSpec]) -> int:
+    """One worker per GPU when runs use CUDA, else one per CPU core."""
+    if runs and wants_gpu(runs):
+        import torch
+
+        return torch.cuda.device_count()
+    return os.cpu_count() or 1
+
+
+@contextmanager
+def _thread_env():
+    """Spawned workers inherit the environment: one thread before torch is even imported there."""
+    saved = {name: os.environ.get(name) for name in THREAD_ENV}
+    os.environ.update(dict.fromkeys(THREAD_ENV, "1"))
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def _exit_with_parent(parent: int) -> None:
+    """A worker whose parent died (e.g. SIGKILL) stops at once instead of finishing its run,
+    so a resumed sweep never trains the same run directory twice at the same time."""
+    while True:
+        time.sleep(0.5)
+        if os.getppid() != parent:
+            os._exit(1)
+
+
+def _init_worker(gpu_queue, parent: int) -> None:
+    _one_thread()
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    if gpu_queue is not None:
+        import torch
+
+        torch.cuda.set_device(gpu_queue.get())
+
+
+def run_local(
+    runs: Sequence[RunSpec], runs_dir: Path, name_of, workers: int | None = None
+) -> Iterator[Outcome]:
+    """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device."""
+    import multiprocessing
+
+    if not runs:
+        return
+    context = multiprocessing.get_context("spawn")
+    gpu = wants_gpu(runs)
+    workers = max(1, min(workers or default_workers(runs), len(runs)))
+    gpu_queue = None
+    if gpu:
+        import torch
+
+        gpu_queue = context.Queue()
+        for index in range(workers):
+            gpu_queue.put(index % torch.cuda.device_count())
+    with _thread_env():
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=context,
+            initializer=_init_worker,
+            initargs=(gpu_queue, os.getpid()),
+        )
+    try:
+        with _thread_env():
+            futures = {
+                pool.submit(execute_run, r.config, name_of(r), str(runs_dir / r.run_id)): r
+                for r in runs
+            }
+        for future in as_completed(futures):
+            run = futures[future]
+            try:
+                yield run, future.result(), None
+            except Exception as e:  # a failed run is reported; the others go on
+                yield run, None, e
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def run_ray(
+    runs: Sequence[RunSpec],
+    runs_dir: Path,
+    name_of,
+    workers: int | None = None,
+    address: str | None = None,
+) -> Iterator[Outcome]:
+    """One `@ray.remote` task per run; results are collected with `ray.wait` as they finish.
+
+    Uses the Ray instance already initialised in this process if there is one; otherwise
+    `ray.init(address=address)` (a running cluster, e.g. "auto" or "ray://host:10001") or, with
+    no address, a local instance with `workers` CPUs. Run directories are paths on the worker
+    nodes (use a shared filesystem for resume across nodes); results come back to this process.
+    """
+    try:
+        import ray
+    except ImportError as e:
+        raise ImportError(
+            "The ray backend needs Ray: pip install 'momentum_interp[ray]' (or pip install ray)."
+        ) from e
+    if not runs:
+        return
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address is None:
+            ray.init(
+                num_cpus=workers or os.cpu_count(), include_dashboard=False, log_to_driver=False
+            )
+        else:
+            ray.init(address=address, log_to_driver=False)
+    pending = []
+    try:
+        num_gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+        devices = {r.config.get("train", {}).get("device", "auto") for r in runs}
+        if devices == {"cpu"}:
+            num_gpus = 0
+        task = ray.remote(
+            num_cpus=1,
+            num_gpus=num_gpus,
+            max_retries=0,
+        )(execute_run)  # Ray sets OMP_NUM_THREADS=num_cpus (1) in task workers; so does the task
+        refs = {
+            task.remote(r.config, name_of(r), str(runs_dir.resolve() / r.run_id)): r for r in runs
+        }
+        pending = list(refs)
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                run = refs[ref]
+                try:
+                    yield run, ray.get(ref), None
+                except Exception as e:
+                    yield run, None, e
+    finally:
+        for ref in pending:  # interrupted: runs not yet collected are cancelled
+            ray.cancel(ref, force=True)
+        if started_here:
+            ray.shutdown()

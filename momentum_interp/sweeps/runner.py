@@ -1,0 +1,210 @@
+"""Run a sweep into one results table, resumably.
+
+`out_dir/results.jsonl` gets one JSON line per finished run, appended (flush + fsync) by this
+process only, as runs finish. A sweep started again skips the run ids already there, so an
+interrupted sweep resumes without lost or duplicated rows; a torn last line (the process died
+mid-write) is dropped and that run done again. `out_dir/results.csv` is rewritten atomically
+from the JSONL at the end. Runs train into `runs_dir/<run id>/` (default `out_dir/runs/`), so a
+run killed mid-training resumes from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tqdm.auto import tqdm
+
+from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.sweeps.backends import BACKENDS, run_local, run_ray
+from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
+
+RESULTS_JSONL = "results.jsonl"
+RESULTS_CSV = "results.csv"
+SPEC_FILE = "sweep_spec.json"
+# Config columns the table always carries, varying or not.
+KEY_FIELDS = (
+    "task.name",
+    "model.n_layers",
+    "model.d_model",
+    "model.n_heads",
+    "model.shear",
+    "model.gamma",
+    "model.gamma_learnable",
+    "model.smeared_key",
+    "train.steps",
+    "train.batch_size",
+    "train.lr",
+    "train.seed",
+)
+METRIC_COLUMNS = (
+    "final_accuracy",
+    "final_loss",
+    "best_accuracy",
+    "best_step",
+    "final_train_loss",
+    "eval_positions",
+    "steps_trained",
+    "wall_time_s",
+    "device",
+    "hostname",
+)
+
+
+class SweepError(RuntimeError):
+    """Some runs failed; the finished ones are in the results table and a rerun retries the rest."""
+
+
+def read_results(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
+    """The rows of a results JSONL file.
+
+    A torn trailing line (the writer died mid-line) is ignored; with `repair=True` the file is
+    rewritten atomically without it, so that later appends start on a fresh line. A corrupt line
+    anywhere else is an error.
+    """
+    path = Path(path)
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    lines = data.split(b"\n")
+    rows, torn = [], not data.endswith(b"\n") and bool(data)
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict) or "run_id" not in row:
+                raise ValueError("not a result row")
+        except ValueError as e:
+            if number == len(lines):  # the unterminated last line: torn by a crash
+                torn = True
+                continue
+            raise ValueError(f"{path}:{number} is not a valid result row ({e}).") from e
+        rows.append(row)
+    if torn and repair:
+        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+    return rows
+
+
+def append_result(path: Path, row: dict[str, Any]) -> None:
+    """Append one row as a single line and force it to disk before the next run is recorded."""
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(row, sort_keys=True) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
+    """The table: run id, variant, config columns that vary or are key, metrics, provenance."""
+    rows = list(rows)
+    flats = [flatten(r.get("config", {})) for r in rows]
+    keys = sorted({k for f in flats for k in f})
+    varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+    config_cols = [k for k in keys if k in varying or k in KEY_FIELDS]
+    records = []
+    for row, flat in zip(rows, flats, strict=True):
+        record = {"run_id": row["run_id"], "variant": row.get("variant")}
+        for key in config_cols:
+            value = flat.get(key)
+            record[key] = json.dumps(value) if isinstance(value, list | dict) else value
+        record.update({m: row.get(m) for m in METRIC_COLUMNS})
+        records.append(record)
+    columns = ["run_id", "variant", *config_cols, *METRIC_COLUMNS]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def write_csv(out_dir: str | Path) -> pd.DataFrame:
+    """Rebuild `results.csv` from `results.jsonl` (atomically) and return the table."""
+    out_dir = Path(out_dir)
+    frame = results_frame(read_results(out_dir / RESULTS_JSONL))
+    atomic_write_text(out_dir / RESULTS_CSV, frame.to_csv(index=False))
+    return frame
+
+
+def _row(spec: SweepSpec, run: RunSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    flat = flatten(run.canonical)
+    return {
+        "run_id": run.run_id,
+        "sweep": spec.name,
+        "variant": run.variant,
+        **{k: flat[k] for k in sorted(run.overrides)},
+        **metrics,
+        "config": run.canonical,
+    }
+
+
+def run_sweep(
+    spec: SweepSpec | str | Path,
+    out_dir: str | Path,
+    backend: str = "local",
+    workers: int | None = None,
+    progress: bool = True,
+    runs_dir: str | Path | None = None,
+    address: str | None = None,
+) -> pd.DataFrame:
+    """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
+
+    backend: "local" (spawned worker processes: one per CPU core, or one per GPU when runs use
+    CUDA; `workers` overrides) or "ray" (`address` of a running cluster, else a local instance).
+    Raises SweepError after the other runs finish if any run failed.
+    """
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}.")
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be >= 1, got {workers}.")
+    if not isinstance(spec, SweepSpec):
+        spec = load_sweep(spec)
+    out_dir = Path(out_dir)
+    runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    jsonl = out_dir / RESULTS_JSONL
+    runs = spec.expand()
+    atomic_write_json(
+        out_dir / SPEC_FILE,
+        {
+            "name": spec.name,
+            "source": spec.source,
+            "base": spec.base,
+            "grid": spec.grid,
+            "variants": spec.variants,
+            "n_runs": len(runs),
+        },
+    )
+    done = {row["run_id"] for row in read_results(jsonl, repair=True)}
+    pending = [r for r in runs if r.run_id not in done]
+
+    def name_of(run: RunSpec) -> str:
+        return f"{spec.name}/{run.run_id}"
+
+    if backend == "local":
+        outcomes = run_local(pending, runs_dir, name_of, workers)
+    else:
+        outcomes = run_ray(pending, runs_dir, name_of, workers, address)
+    failures = []
+    bar = tqdm(
+        total=len(runs), initial=len(runs) - len(pending), desc=spec.name, disable=not progress
+    )
+    try:
+        for run, metrics, error in outcomes:
+            if error is not None:
+                failures.append((run, error))
+                bar.write(f"run {run.run_id} {run.overrides} failed: {error!r}")
+                continue
+            append_result(jsonl, _row(spec, run, metrics))
+            bar.set_postfix(acc=f"{metrics['final_accuracy']:.3f}", refresh=False)
+            bar.update(1)
+    finally:
+        bar.close()
+        outcomes.close()
+        frame = write_csv(out_dir)
+    if failures:
+        listed = "; ".join(f"{r.run_id} {r.overrides}: {e!r}" for r, e in failures[:5])
+        raise SweepError(
+            f"{len(failures)} of {len(pending)} run(s) failed ({listed}). Finished runs are in "
+            f"{jsonl}; run the sweep again to retry the failed ones."
+        )
+    return frame

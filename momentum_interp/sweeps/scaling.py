@@ -1,0 +1,332 @@
+"""The γ*(N) scaling law: best shear strength per depth and a power-law fit `γ* = a N^b`.
+
+The paper (arXiv 2602.04902) reports `γ* = 4.17 N^−0.74` for associative recall. From a sweep's
+results table this module estimates, per depth N (`model.n_layers`):
+
+- γ*(N) = the γ on the grid with the highest mean accuracy across seeds (ties, e.g. several γ
+  at 100 %, go to the lowest mean loss), with a bootstrap interval over seeds (seeds resampled
+  with replacement, argmax recomputed; percentile interval, so its ends are grid values);
+- the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
+  on the depths whose γ* > 0 (a depth whose best γ is 0 cannot enter a log fit: it is reported
+  and excluded). Intervals on a and b come from the fit's covariance (Student t with n−2
+  degrees of freedom; the primary interval) and, alongside, from a bootstrap over seeds (each
+  replicate resamples every depth's seeds, recomputes γ*(N) and refits).
+
+Rows with `model.smeared_key` true are the smeared-key control; rows with a learnable γ are
+ignored (γ is then not a grid value). A momentum row with `shear = "none"` counts as γ = 0.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy import optimize, stats
+
+PAPER_A = 4.17
+PAPER_B = -0.74
+DEPTH, GAMMA, SEED = "model.n_layers", "model.gamma", "train.seed"
+
+
+def paper_gamma_star(n_layers: Any) -> Any:
+    """The paper's law, `4.17 N^−0.74`."""
+    return PAPER_A * np.asarray(n_layers, dtype=float) ** PAPER_B
+
+
+def _log_line(log_n: np.ndarray, log_a: float, b: float) -> np.ndarray:
+    return log_a + b * log_n
+
+
+@dataclass
+class PowerLawFit:
+    """`γ* = a N^b` fitted in log space; intervals at `level` from the fit covariance."""
+
+    a: float
+    b: float
+    a_interval: tuple[float, float]
+    b_interval: tuple[float, float]
+    level: float
+    n_points: int
+    covariance: list[list[float]]  # of (log a, b)
+    method: str = "covariance"
+
+    def predict(self, n_layers: Any) -> np.ndarray:
+        return self.a * np.asarray(n_layers, dtype=float) ** self.b
+
+    def band(self, n_layers: Any) -> tuple[np.ndarray, np.ndarray]:
+        """Pointwise interval of the fitted line (delta method in log space, Student t)."""
+        log_n = np.log(np.asarray(n_layers, dtype=float))
+        cov = np.asarray(self.covariance)
+        var = cov[0, 0] + 2 * log_n * cov[0, 1] + log_n**2 * cov[1, 1]
+        t = _t_quantile(self.level, self.n_points - 2)
+        centre = math.log(self.a) + self.b * log_n
+        half = t * np.sqrt(np.maximum(var, 0.0))
+        return np.exp(centre - half), np.exp(centre + half)
+
+
+def _t_quantile(level: float, dof: int) -> float:
+    return float(stats.t.ppf((1 + level) / 2, dof)) if dof > 0 else math.inf
+
+
+def fit_power_law(n_layers: Any, gamma_star: Any, level: float = 0.95) -> PowerLawFit:
+    """Fit `γ* = a N^b` by least squares on `log γ*` (needs ≥ 2 points, all γ* > 0).
+
+    With two points the line is exact and the intervals are infinite (no degrees of freedom).
+    """
+    n = np.asarray(n_layers, dtype=float)
+    g = np.asarray(gamma_star, dtype=float)
+    if n.shape != g.shape or n.ndim != 1:
+        raise ValueError("n_layers and gamma_star must be 1-D arrays of equal length.")
+    if len(n) < 2 or len(np.unique(n)) < 2:
+        raise ValueError(f"A power-law fit needs at least 2 distinct depths, got {n.tolist()}.")
+    if np.any(g <= 0) or np.any(n <= 0):
+        raise ValueError("A log-space fit needs N > 0 and γ* > 0; exclude depths with γ* = 0.")
+    log_n, log_g = np.log(n), np.log(g)
+    slope, intercept = np.polyfit(log_n, log_g, 1)  # starting point; curve_fit does the fit
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optimize.OptimizeWarning)  # inf covariance at 2 points
+        popt, pcov = optimize.curve_fit(_log_line, log_n, log_g, p0=(intercept, slope))
+    log_a, b = (float(x) for x in popt)
+    dof = len(n) - 2
+    if dof <= 0 or not np.all(np.isfinite(pcov)):
+        pcov = np.full((2, 2), np.inf)
+    t = _t_quantile(level, dof)
+    se_log_a, se_b = (float(math.sqrt(pcov[i, i])) for i in range(2))
+    return PowerLawFit(
+        a=math.exp(log_a),
+        b=b,
+        a_interval=(math.exp(log_a - t * se_log_a), math.exp(log_a + t * se_log_a)),
+        b_interval=(b - t * se_b, b + t * se_b),
+        level=level,
+        n_points=len(n),
+        covariance=pcov.tolist(),
+    )
+
+
+def _momentum_rows(df: pd.DataFrame) -> pd.DataFrame:
+    smeared = df.get("model.smeared_key", pd.Series(False, index=df.index)).astype(bool)
+    learnable = df.get("model.gamma_learnable", pd.Series(False, index=df.index)).astype(bool)
+    out = df[~smeared & ~learnable].copy()
+    if "model.shear" in out:
+        out.loc[out["model.shear"] == "none", GAMMA] = 0.0
+    return out
+
+
+def _choose(acc: np.ndarray, loss: np.ndarray, tol: float = 1e-9) -> np.ndarray:
+    """Index of the best γ along the last axis: highest accuracy, ties to the lowest loss."""
+    best = np.nanmax(acc, axis=-1, keepdims=True)
+    tied = acc >= best - tol
+    return np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf), axis=-1)
+
+
+def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
+    lo = np.quantile(samples, (1 - level) / 2, method="inverted_cdf")
+    hi = np.quantile(samples, (1 + level) / 2, method="inverted_cdf")
+    return float(lo), float(hi)
+
+
+@dataclass
+class DepthResult:
+    """γ*(N) at one depth, its seed-bootstrap interval and the rows beside it."""
+
+    n_layers: int
+    gamma_star: float
+    interval: tuple[float, float]
+    accuracy_at_gamma_star: float
+    accuracy_at_gamma0: float | None
+    smeared_key_accuracy: float | None
+    n_seeds: int
+    n_tied: int  # γ values sharing the top mean accuracy (decided by loss when > 1)
+    at_grid_edge: bool  # γ* is the largest γ of the grid: the optimum may lie beyond it
+    paper_gamma_star: float
+    paper_inside: bool  # the paper's γ*(N) lies within our interval
+    grid: list[float]
+    mean_accuracy: list[float]
+    std_accuracy: list[float]
+
+
+@dataclass
+class ScalingFit:
+    """Per-depth γ* and the power law fitted to them, with the paper's values beside ours."""
+
+    depths: list[DepthResult]
+    fit: PowerLawFit | None
+    excluded: list[int]  # depths with γ* = 0, left out of the log-space fit
+    bootstrap: dict[str, Any]  # seed-bootstrap intervals of a and b
+    metric: str
+    level: float
+    n_boot: int
+    paper: dict[str, float] = field(default_factory=lambda: {"a": PAPER_A, "b": PAPER_B})
+    boot_ab: np.ndarray | None = field(default=None, repr=False)  # [replicate, (a, b)]
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("boot_ab")
+        out["consistency"] = consistency_statement(self)
+        return out
+
+
+def gamma_star_by_depth(
+    df: pd.DataFrame,
+    metric: str = "final_accuracy",
+    tiebreak: str = "final_loss",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> tuple[list[DepthResult], dict[int, np.ndarray]]:
+    """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples."""
+    rows = _momentum_rows(df)
+    if rows.empty:
+        raise ValueError("The table holds no fixed-γ momentum rows (model.smeared_key false).")
+    smeared = df[df.get("model.smeared_key", pd.Series(False, index=df.index)).astype(bool)]
+    rng = np.random.default_rng(seed)
+    results, samples = [], {}
+    for depth, group in rows.groupby(DEPTH, sort=True):
+        acc = group.pivot_table(index=SEED, columns=GAMMA, values=metric, aggfunc="mean")
+        loss = group.pivot_table(index=SEED, columns=GAMMA, values=tiebreak, aggfunc="mean")
+        loss = loss.reindex(index=acc.index, columns=acc.columns)
+        grid = acc.columns.to_numpy(dtype=float)
+        a, l_ = acc.to_numpy(dtype=float), loss.to_numpy(dtype=float)
+        mean_acc, mean_loss = np.nanmean(a, axis=0), np.nanmean(l_, axis=0)
+        best = int(_choose(mean_acc, mean_loss))
+        idx = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns in a resample
+            boot = grid[_choose(np.nanmean(a[idx], axis=1), np.nanmean(l_[idx], axis=1))]
+        samples[int(depth)] = boot
+        interval = _interval(boot, level)
+        paper = float(paper_gamma_star(depth))
+        control = smeared[smeared[DEPTH] == depth][metric]
+        results.append(
+            DepthResult(
+                n_layers=int(depth),
+                gamma_star=float(grid[best]),
+                interval=interval,
+                accuracy_at_gamma_star=float(mean_acc[best]),
+                accuracy_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
+                smeared_key_accuracy=float(control.mean()) if len(control) else None,
+                n_seeds=int(a.shape[0]),
+                n_tied=int(np.sum(mean_acc >= np.nanmax(mean_acc) - 1e-9)),
+                at_grid_edge=bool(best == len(grid) - 1 and len(grid) > 1),
+                paper_gamma_star=paper,
+                paper_inside=bool(interval[0] <= paper <= interval[1]),
+                grid=grid.tolist(),
+                mean_accuracy=mean_acc.tolist(),
+                std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
+            )
+        )
+    return results, samples
+
+
+def fit_scaling(
+    df: pd.DataFrame,
+    metric: str = "final_accuracy",
+    tiebreak: str = "final_loss",
+    n_boot: int = 2000,
+    level: float = 0.95,
+    seed: int = 0,
+) -> ScalingFit:
+    """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
+    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed)
+    used = [d for d in depths if d.gamma_star > 0]
+    excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
+    fit = None
+    if len(used) >= 2:
+        fit = fit_power_law([d.n_layers for d in used], [d.gamma_star for d in used], level)
+    # Bootstrap over seeds: replicate k takes each depth's k-th resampled γ*, refits on the
+    # depths of the main fit whose γ* stays > 0 (at least 2 of them).
+    boot_ab = []
+    if fit is not None:
+        ns = np.array([d.n_layers for d in used], dtype=float)
+        gs = np.stack([samples[d.n_layers] for d in used], axis=1)  # [replicate, depth]
+        for row in gs:
+            keep = row > 0
+            if keep.sum() >= 2 and len(np.unique(ns[keep])) >= 2:
+                slope, intercept = np.polyfit(np.log(ns[keep]), np.log(row[keep]), 1)
+                boot_ab.append((math.exp(intercept), slope))  # the same least-squares line
+    boot_ab = np.array(boot_ab).reshape(-1, 2)
+    bootstrap: dict[str, Any] = {"n_valid": len(boot_ab), "n_boot": n_boot}
+    if len(boot_ab):
+        bootstrap["a_interval"] = list(
+            np.quantile(boot_ab[:, 0], [(1 - level) / 2, (1 + level) / 2])
+        )
+        bootstrap["b_interval"] = list(
+            np.quantile(boot_ab[:, 1], [(1 - level) / 2, (1 + level) / 2])
+        )
+    return ScalingFit(
+        depths=depths,
+        fit=fit,
+        excluded=excluded,
+        bootstrap=bootstrap,
+        metric=metric,
+        level=level,
+        n_boot=n_boot,
+        boot_ab=boot_ab,
+    )
+
+
+def _inside(value: float, interval: Any) -> bool:
+    return interval is not None and interval[0] <= value <= interval[1]
+
+
+def _fmt(interval: Any) -> str:
+    return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
+def consistency_statement(result: ScalingFit) -> str:
+    """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals?"""
+    pct = f"{100 * result.level:g} %"
+    parts = []
+    if result.excluded:
+        parts.append(
+            f"Depth(s) {result.excluded} have γ* = 0 (no shear was best) and are excluded "
+            "from the log-space fit."
+        )
+    edge = [d.n_layers for d in result.depths if d.at_grid_edge]
+    if edge:
+        parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
+    fit = result.fit
+    if fit is None:
+        parts.append(
+            "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
+            f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
+        )
+        return " ".join(parts)
+    a_in, b_in = _inside(PAPER_A, fit.a_interval), _inside(PAPER_B, fit.b_interval)
+    boot = result.bootstrap
+    parts.append(
+        f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
+        f"intervals from the fit covariance a ∈ {_fmt(fit.a_interval)}, "
+        f"b ∈ {_fmt(fit.b_interval)}"
+        + (
+            f" (seed bootstrap: a ∈ {_fmt(boot['a_interval'])}, b ∈ {_fmt(boot['b_interval'])})."
+            if "a_interval" in boot
+            else "."
+        )
+    )
+    parts.append(
+        f"The paper's a = {PAPER_A} lies {'inside' if a_in else 'outside'} our covariance "
+        f"interval and its b = {PAPER_B} lies {'inside' if b_in else 'outside'} it"
+        + (
+            f"; against the seed-bootstrap intervals: a {'inside' if _inside(PAPER_A, boot['a_interval']) else 'outside'}, "
+            f"b {'inside' if _inside(PAPER_B, boot['b_interval']) else 'outside'}."
+            if "a_interval" in boot
+            else "."
+        )
+    )
+    if a_in and b_in:
+        verdict = "Our measurement is consistent with the paper's law."
+    elif not a_in and not b_in:
+        verdict = "Our measurement is inconsistent with the paper's law (both a and b differ)."
+    else:
+        which = "a" if not a_in else "b"
+        verdict = (
+            f"Our measurement is inconsistent with the paper's law: its {which} lies outside "
+            "our interval."
+        )
+    parts.append(verdict)
+    return " ".join(parts)

@@ -1,0 +1,299 @@
+"""Sweep specs: a base run config plus a `[grid]` of dotted field paths and optional `[[variants]]`.
+
+A spec is a TOML file with the tables of a training run config (`[model]`, `[task]`, `[train]`)
+and
+
+    [grid]                      # the Cartesian product of these values
+    "model.n_layers" = [1, 2]
+    "model.gamma" = [0.0, 1.0]
+    "train.seed" = [0, 1, 2]
+
+    [[variants]]                # optional: each grid point is run once per variant
+    label = "momentum"          # (no overrides: the base config)
+    [[variants]]
+    label = "smeared_key"
+    "model.smeared_key" = true
+    "model.shear" = "none"
+
+Unquoted keys (`model.gamma = [...]`) are TOML sub-tables and mean the same as quoted dotted keys.
+A variant's overrides win over the grid; a variant that fixes a grid axis collapses that axis for
+its runs (identical configs are run once). Every run's id is a short hash of its canonical full
+config (defaults filled in, numbers normalised, keys sorted), so it does not depend on the order
+of the grid, on how a value is spelled (`1` or `1.0`) or on whether a default is written out.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import inspect
+import itertools
+import json
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from momentum_interp.config import MomentumConfig
+from momentum_interp.training.config import OptimConfig, RunConfig
+
+TABLES = ("model", "task", "train")
+VARIANT_LABEL = "label"
+ID_LENGTH = 12
+# Model fields that are not part of a run's identity: the device is the runner's choice, and
+# d_vocab / n_ctx default to the task's (a spec that writes them out changes the id, as it should).
+_MODEL_NOT_DEFAULTED = {"device", "d_vocab", "n_ctx"}
+
+
+def _model_defaults() -> dict[str, Any]:
+    out = {}
+    for f in dataclasses.fields(MomentumConfig):
+        if f.name in _MODEL_NOT_DEFAULTED or f.default is dataclasses.MISSING:
+            continue
+        out[f.name] = f.default
+    out["dtype"] = "float32"
+    return out
+
+
+def _task_defaults(name: str) -> dict[str, Any] | None:
+    """Default arguments of the task's builder, or None if the task name is unknown."""
+    from momentum_interp.data.registry import TASK_BUILDERS
+
+    builder = TASK_BUILDERS.get(name)
+    if builder is None:
+        return None
+    out = {}
+    for param in inspect.signature(builder).parameters.values():
+        if param.default is not inspect.Parameter.empty:
+            out[param.name] = param.default
+    return out
+
+
+def valid_fields(table: str, task_name: str | None = None) -> set[str] | None:
+    """Field names allowed under `table` (None: the task is unknown, so anything goes there)."""
+    if table == "model":
+        return {f.name for f in dataclasses.fields(MomentumConfig)}
+    if table == "train":
+        return {f.name for f in dataclasses.fields(OptimConfig)}
+    if table == "task":
+        defaults = _task_defaults(task_name) if task_name else None
+        if defaults is None:
+            return None
+        from momentum_interp.data.registry import TASK_BUILDERS
+
+        return {"name", *inspect.signature(TASK_BUILDERS[task_name]).parameters}
+    raise KeyError(table)
+
+
+def check_path(path: str, task_name: str | None = None) -> tuple[str, str]:
+    """Split a dotted path `table.field`; ValueError naming the path if it is not a config field."""
+    parts = path.split(".")
+    if len(parts) != 2 or parts[0] not in TABLES or not parts[1]:
+        raise ValueError(
+            f"Unknown sweep path {path!r}: paths are 'table.field' with table one of "
+            f"{list(TABLES)}, e.g. 'model.gamma' or 'train.seed'."
+        )
+    table, name = parts
+    valid = valid_fields(table, task_name)
+    if valid is not None and name not in valid:
+        where = f"task {task_name!r}" if table == "task" else f"[{table}]"
+        raise ValueError(
+            f"Unknown sweep path {path!r}: {name!r} is not a field of {where}. "
+            f"Valid fields: {sorted(valid)}."
+        )
+    return table, name
+
+
+def _normalise(value: Any, default: Any) -> Any:
+    """`1` → `1.0` where the field is a float, tuples → lists: one spelling per value."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(default, tuple | list) and isinstance(value, list):
+        return [_normalise(v, d) for v, d in zip(value, default, strict=False)] + value[
+            len(default) :
+        ]
+    return value
+
+
+def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
+    """The full run config (`model`, `task`, `train`; no name) with every default filled in."""
+    model_defaults = _model_defaults()
+    train_defaults = dataclasses.asdict(OptimConfig())
+    task_defaults = _task_defaults(config["task"].get("name", "")) or {}
+    out = {}
+    for table, defaults in (
+        ("model", model_defaults),
+        ("task", task_defaults),
+        ("train", train_defaults),
+    ):
+        given = config.get(table, {})
+        merged = {k: _normalise(v, None) for k, v in defaults.items()}
+        merged.update({k: _normalise(v, defaults.get(k)) for k, v in given.items()})
+        out[table] = merged
+    return out
+
+
+def run_id(config: dict[str, Any]) -> str:
+    """Short stable hash of the canonical config: same run, same id, whatever the spelling."""
+    text = json.dumps(canonical_config(config), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:ID_LENGTH]
+
+
+def flatten(config: dict[str, Any]) -> dict[str, Any]:
+    """`{"model": {"gamma": 1}}` → `{"model.gamma": 1}` (lists are kept as values)."""
+    out = {}
+    for table in TABLES:
+        for name, value in config.get(table, {}).items():
+            out[f"{table}.{name}"] = value
+    return out
+
+
+def _flatten_overrides(table: dict[str, Any]) -> dict[str, Any]:
+    """TOML `{"model": {"gamma": x}}` (unquoted dotted key) and `{"model.gamma": x}` alike."""
+    out = {}
+    for key, value in table.items():
+        if isinstance(value, dict):
+            for sub, inner in _flatten_overrides(value).items():
+                out[f"{key}.{sub}"] = inner
+        else:
+            out[key] = value
+    return out
+
+
+@dataclass
+class RunSpec:
+    """One run of a sweep: its id, the overrides that made it, and the full run config."""
+
+    run_id: str
+    config: dict[str, Any]  # {"model": ..., "task": ..., "train": ...}: base with overrides applied
+    overrides: dict[str, Any]
+    variant: str | None = None
+
+    def run_config(self, name: str | None = None) -> RunConfig:
+        return RunConfig.from_dict({**copy.deepcopy(self.config), "name": name or self.run_id})
+
+    @property
+    def canonical(self) -> dict[str, Any]:
+        return canonical_config(self.config)
+
+
+@dataclass
+class SweepSpec:
+    """A base config, a grid of dotted paths → value lists, and variants of overrides."""
+
+    base: dict[str, Any]
+    grid: dict[str, list[Any]] = field(default_factory=dict)
+    variants: list[dict[str, Any]] = field(default_factory=list)
+    name: str = "sweep"
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        for table in ("model", "task"):
+            if not isinstance(self.base.get(table), dict):
+                raise ValueError(f"The sweep spec needs a [{table}] table.")
+        self.base.setdefault("train", {})
+        task_name = self.base["task"].get("name")
+        for path, values in self.grid.items():
+            check_path(path, None if path.startswith("task.") else task_name)
+            if not isinstance(values, list) or not values:
+                raise ValueError(
+                    f"[grid] {path!r} must be a non-empty list of values, got {values!r}."
+                )
+        for index, variant in enumerate(self.variants):
+            for path in variant:
+                if path != VARIANT_LABEL:
+                    check_path(path, None if path.startswith("task.") else task_name)
+            label = variant.get(VARIANT_LABEL, f"variant{index}")
+            if not isinstance(label, str):
+                raise ValueError(f"[[variants]] label must be a string, got {label!r}.")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str | None = None) -> SweepSpec:
+        data = dict(data)
+        unknown = sorted(set(data) - {*TABLES, "grid", "variants", "name"})
+        if unknown:
+            raise ValueError(
+                f"Unknown top-level key(s) {unknown} in the sweep spec; expected [model], [task], "
+                "[train], [grid], [[variants]] and name."
+            )
+        variants = data.get("variants", [])
+        if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
+            raise ValueError("variants must be an array of tables ([[variants]]).")
+        return cls(
+            base={t: dict(data[t]) for t in TABLES if t in data},
+            grid=_flatten_overrides(data.get("grid", {})),
+            variants=[_flatten_overrides(v) for v in variants],
+            name=data.get("name", "sweep"),
+            source=source,
+        )
+
+    def _variant_list(self) -> list[tuple[str | None, dict[str, Any]]]:
+        if not self.variants:
+            return [(None, {})]
+        return [
+            (
+                v.get(VARIANT_LABEL, f"variant{i}"),
+                {k: x for k, x in v.items() if k != VARIANT_LABEL},
+            )
+            for i, v in enumerate(self.variants)
+        ]
+
+    def expand(self) -> list[RunSpec]:
+        """Every run: grid product × variants, identical configs once, in a deterministic order."""
+        paths = list(self.grid)
+        runs, seen = [], set()
+        for label, variant in self._variant_list():
+            for values in itertools.product(*(self.grid[p] for p in paths)):
+                overrides = {**dict(zip(paths, values, strict=True)), **variant}
+                config = copy.deepcopy(self.base)
+                for path, value in overrides.items():
+                    table, name = path.split(".")
+                    config[table][name] = copy.deepcopy(value)
+                task_name = config["task"].get("name")
+                for path in overrides:
+                    if path.startswith("task."):
+                        check_path(path, task_name)
+                _validate(config, overrides)
+                rid = run_id(config)
+                if rid in seen:
+                    continue
+                seen.add(rid)
+                runs.append(RunSpec(rid, config, overrides, label))
+        return runs
+
+    def varying_paths(self) -> list[str]:
+        """Dotted paths whose value differs between the spec's runs."""
+        flats = [flatten(r.canonical) for r in self.expand()]
+        keys = sorted({k for f in flats for k in f})
+        return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
+
+
+def _validate(config: dict[str, Any], overrides: dict[str, Any]) -> None:
+    """Build the run and (for cheap synthetic tasks) its model config, so bad values fail now."""
+    try:
+        run = RunConfig.from_dict({**copy.deepcopy(config), "name": "check"})
+        if run.task.get("name") != "text":  # the text task trains a tokenizer: too slow to check
+            from momentum_interp.data import make_task
+
+            task = make_task(**run.task)
+            run.model_config(task.d_vocab, task.seq_len)
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"Run with overrides {overrides} is invalid: {e}") from e
+
+
+def load_sweep(path: str | Path) -> SweepSpec:
+    """Read a TOML sweep spec; errors name the file and the problem."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Sweep spec {path} does not exist; see configs/sweeps/.")
+    try:
+        data = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path} is not valid TOML: {e}") from e
+    try:
+        return SweepSpec.from_dict(data, source=str(path))
+    except (ValueError, TypeError) as e:
+        raise ValueError(f"{path}: {e}") from e
