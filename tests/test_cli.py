@@ -1,0 +1,61 @@
+"""The analysis subcommands run end to end on a saved model and write what they promise."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from momentum_interp import HookedMomentumTransformer, MomentumConfig
+from momentum_interp.cli import main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    cfg = MomentumConfig(
+        d_model=32,
+        d_head=8,
+        n_layers=1,
+        n_ctx=48,
+        d_vocab=48,
+        attn_only=True,
+        positional_embedding_type="rotary",
+        seed=0,
+        device="cpu",
+    )
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    HookedMomentumTransformer(cfg).save_pretrained(path)
+    return path
+
+
+def test_score_prints_ranked_heads_and_writes_csv(checkpoint, tmp_path, capsys):
+    csv = tmp_path / "scores.csv"
+    assert main(["score", str(checkpoint), "--sequences", "8", "--csv", str(csv)]) == 0
+    out = capsys.readouterr().out
+    assert "induction" in out and "in-context-learning score" in out
+    assert len(csv.read_text().splitlines()) == 1 + 4  # header + one row per head
+
+
+def test_trace_writes_html_and_numbers(checkpoint, tmp_path, capsys):
+    out = tmp_path / "trace"
+    args = ["trace", str(checkpoint), "--layer", "0", "--head", "2", "--sequences", "64"]
+    assert main([*args, "--out", str(out)]) == 0
+    numbers = json.loads((out / "trace.json").read_text())
+    assert (numbers["layer"], numbers["head"]) == (0, 2)
+    assert abs(sum(numbers["term_shares"].values()) - 1.0) < 1e-6
+    assert "<script src=" not in (out / "trace.html").read_text()
+
+
+def test_spectrum_and_report(checkpoint, tmp_path):
+    assert main(["spectrum", str(checkpoint), "--sequences", "4", "--out", str(tmp_path / "s")]) == 0
+    assert "verdict" in json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert main(["report", str(checkpoint), "--sequences", "64", "--out", str(tmp_path / "r")]) == 0
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert len(report["head_scores"]) == 4 and "trace" in report and "spectral" in report
+    html = (tmp_path / "r" / "report.html").read_text()
+    assert "CircuitsVis.render" in html and "Plotly" in html
+
+
+def test_missing_model_is_a_clear_error(capsys):
+    assert main(["score", "no-such-model"]) == 2
+    assert "No checkpoint directory" in capsys.readouterr().err
