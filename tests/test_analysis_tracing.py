@@ -343,10 +343,11 @@ def test_qk_matrix_matches_explicit_einsum(make_model):
 def test_diagonal_scores():
     matrix = np.array([[3.0, 1.0, 2.0], [0.0, 1.0, 5.0], [1.0, 1.0, 1.0]])
     top1, z = diagonal_scores(matrix)
-    assert top1 == pytest.approx(2 / 3)  # row 0 and the tied row 2 (row 2 has no spread: no z)
+    assert top1 == pytest.approx(1 / 2)  # row 0 of the two rows with spread (row 2 is constant)
     z0 = (3 - 2) / np.std([3, 1, 2])
     z1 = (1 - 2) / np.std([0, 1, 5])
     assert z == pytest.approx((z0 + z1) / 2)
+    assert np.isnan(diagonal_scores(np.zeros((4, 4)))).all()  # no momentum path: undefined
 
 
 # ------------------------------------------------------------------ hand-built induction model

@@ -39,7 +39,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
 

@@ -425,15 +425,21 @@ def qk_circuit(
 
 
 def diagonal_scores(matrix: np.ndarray) -> tuple[float, float]:
-    """`(top1, z)`: the fraction of rows whose diagonal entry is the row maximum (ties count),
-    and the mean z-score of the diagonal entry within its row (rows with zero spread skipped)."""
+    """`(top1, z)` over rows with any spread: the fraction whose diagonal entry is the row
+    maximum, and the mean z-score of the diagonal entry within its row.
+
+    Constant rows say nothing about matching (a head with no momentum has an all-zero
+    `current_prev_key` circuit), so they are skipped; with no informative row both are NaN.
+    """
     matrix = np.asarray(matrix, dtype=float)
-    diag = np.diag(matrix)
-    top1 = float(np.mean(diag >= matrix.max(axis=1)))
     std = matrix.std(axis=1)
     ok = std > 0
-    z = (diag[ok] - matrix.mean(axis=1)[ok]) / std[ok]
-    return top1, float(z.mean()) if ok.any() else float("nan")
+    if not ok.any():
+        return float("nan"), float("nan")
+    diag = np.diag(matrix)[ok]
+    top1 = float(np.mean(diag >= matrix.max(axis=1)[ok]))
+    z = (diag - matrix.mean(axis=1)[ok]) / std[ok]
+    return top1, float(z.mean())
 
 
 # ----------------------------------------------------------------------------- the trace

@@ -17,7 +17,7 @@ from typing import ClassVar
 import numpy as np
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from momentum_interp.data.batch import TaskBatch
 

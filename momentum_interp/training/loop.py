@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from momentum_interp.data import make_task
 from momentum_interp.model.transformer import HookedMomentumTransformer
@@ -105,6 +105,8 @@ def _train(
     eval_task = make_task(**{**run.task, "split": "val"}) if task.name == "text" else task
     cfg = run.model_config(task.d_vocab, task.seq_len)
     cfg.device = str(device)
+    if cfg.model_name == "custom":
+        cfg.model_name = run.name
     if cfg.seed is None:
         cfg.seed = opt.seed
     model = HookedMomentumTransformer(cfg, tokenizer=getattr(task, "tokenizer", None))
