@@ -190,7 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--out", help="results directory (default runs/sweeps/<name>)")
     sweep.add_argument("--runs-dir", help="where run directories go (default <out>/runs)")
     sweep.add_argument("--backend", choices=["local", "ray"], default="local")
-    sweep.add_argument("--workers", type=int, help="parallel runs (default: CPU cores or GPUs)")
+    sweep.add_argument(
+        "--workers", type=int, help="parallel runs (default: CPU cores or GPUs; 0: in this process)"
+    )
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)

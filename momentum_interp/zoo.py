@@ -12,7 +12,7 @@ ZOO: dict[str, str] = {
     "induction-2l-baseline": "2-layer baseline (the depth momentum claims to replace)",
     "induction-1l-smeared-key": "1-layer smeared key (Olsson et al. control)",
     "induction-1l-momentum": "1-layer momentum, q/k shear post-RoPE, γ=1 (the paper)",
-    "induction-1l-momentum-best": "best 1-layer momentum variant found (see its card)",
+    "induction-1l-momentum-best": "best 1-layer momentum variant found: keys-only shear, γ=1 (see its card)",
 }
 
 PAPER_SINGLE_LAYER_PEAK_ACCURACY = 0.834  # figure caption of arXiv 2602.04902

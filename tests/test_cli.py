@@ -47,7 +47,9 @@ def test_trace_writes_html_and_numbers(checkpoint, tmp_path, capsys):
 
 
 def test_spectrum_and_report(checkpoint, tmp_path):
-    assert main(["spectrum", str(checkpoint), "--sequences", "4", "--out", str(tmp_path / "s")]) == 0
+    assert (
+        main(["spectrum", str(checkpoint), "--sequences", "4", "--out", str(tmp_path / "s")]) == 0
+    )
     assert "verdict" in json.loads((tmp_path / "s" / "spectrum.json").read_text())
     assert main(["report", str(checkpoint), "--sequences", "64", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())

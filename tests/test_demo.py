@@ -32,6 +32,7 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
         assert accuracy["low"] <= accuracy["value"] <= accuracy["high"]
     assert "trace" in numbers and "spectral" in numbers
     assert numbers["comparison"].startswith("The paper reports 83.4%")
+    assert "induction-1l-momentum reaches" in numbers["comparison"]
 
 
 def test_demo_html_is_self_contained(demo_out):

@@ -35,9 +35,12 @@ def _one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def execute_run(config: dict[str, Any], name: str, run_dir: str) -> dict[str, Any]:
+def execute_run(
+    config: dict[str, Any], name: str, run_dir: str, one_thread: bool = True
+) -> dict[str, Any]:
     """Train one run into `run_dir` (resuming a killed attempt) and return its summary metrics."""
-    _one_thread()
+    if one_thread:
+        _one_thread()
     import json
 
     from momentum_interp.training.config import RunConfig
@@ -127,10 +130,22 @@ def _init_worker(gpu_queue, parent: int) -> None:
 def run_local(
     runs: Sequence[RunSpec], runs_dir: Path, name_of, workers: int | None = None
 ) -> Iterator[Outcome]:
-    """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device."""
+    """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device.
+
+    `workers=0` runs the runs one after another in this process (debugging, notebooks, tests).
+    """
     import multiprocessing
 
     if not runs:
+        return
+    if workers == 0:
+        for run in runs:
+            try:
+                result = execute_run(run.config, name_of(run), str(runs_dir / run.run_id), False)
+            except Exception as e:
+                yield run, None, e
+            else:
+                yield run, result, None
         return
     context = multiprocessing.get_context("spawn")
     gpu = wants_gpu(runs)

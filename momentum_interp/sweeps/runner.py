@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+import socket
+import time
 from collections.abc import Iterable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +30,8 @@ from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 SPEC_FILE = "sweep_spec.json"
-# Config columns the table always carries, varying or not.
+SESSIONS_FILE = "sweep_sessions.jsonl"  # one line per run_sweep call that ran to its end
+# Config columns the table always carries, varying or not (and every task.* field).
 KEY_FIELDS = (
     "task.name",
     "model.n_layers",
@@ -104,7 +109,7 @@ def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:
     flats = [flatten(r.get("config", {})) for r in rows]
     keys = sorted({k for f in flats for k in f})
     varying = [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
-    config_cols = [k for k in keys if k in varying or k in KEY_FIELDS]
+    config_cols = [k for k in keys if k in varying or k in KEY_FIELDS or k.startswith("task.")]
     records = []
     for row, flat in zip(rows, flats, strict=True):
         record = {"run_id": row["run_id"], "variant": row.get("variant")}
@@ -149,13 +154,13 @@ def run_sweep(
     """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
 
     backend: "local" (spawned worker processes: one per CPU core, or one per GPU when runs use
-    CUDA; `workers` overrides) or "ray" (`address` of a running cluster, else a local instance).
+    CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running cluster, else a local instance).
     Raises SweepError after the other runs finish if any run failed.
     """
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}.")
-    if workers is not None and workers < 1:
-        raise ValueError(f"workers must be >= 1, got {workers}.")
+    if workers is not None and workers < 0:
+        raise ValueError(f"workers must be >= 0 (0: in this process), got {workers}.")
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
     out_dir = Path(out_dir)
@@ -174,6 +179,7 @@ def run_sweep(
             "n_runs": len(runs),
         },
     )
+    started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
     done = {row["run_id"] for row in read_results(jsonl, repair=True)}
     pending = [r for r in runs if r.run_id not in done]
 
@@ -201,6 +207,19 @@ def run_sweep(
         bar.close()
         outcomes.close()
         frame = write_csv(out_dir)
+    session = {
+        "started": started_at,
+        "elapsed_s": time.perf_counter() - started,
+        "n_runs": len(runs),
+        "n_new": len(pending) - len(failures),
+        "n_failed": len(failures),
+        "backend": backend,
+        "workers": workers,
+        "hostname": socket.gethostname(),
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+    }
+    append_result(out_dir / SESSIONS_FILE, session)
     if failures:
         listed = "; ".join(f"{r.run_id} {r.overrides}: {e!r}" for r, e in failures[:5])
         raise SweepError(

@@ -18,9 +18,11 @@ ignored (γ is then not a grid value). A momentum row with `shear = "none"` coun
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -330,3 +332,82 @@ def consistency_statement(result: ScalingFit) -> str:
         )
     parts.append(verdict)
     return " ".join(parts)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON-safe: non-finite floats (e.g. the covariance of a 2-point fit) become None."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return _finite(obj.item())
+    return obj
+
+
+def load_table(path: str | Path) -> pd.DataFrame:
+    """A sweep's results table from `results.csv` or `results.jsonl`."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"Results table {path} does not exist.")
+    if path.suffix == ".jsonl":
+        from momentum_interp.sweeps.runner import read_results, results_frame
+
+        return results_frame(read_results(path))
+    return pd.read_csv(path)
+
+
+def provenance(df: pd.DataFrame, results_dir: str | Path | None = None) -> dict[str, Any]:
+    """Runs, summed per-run training time, machines and devices; the sweep's own wall time when
+    its `sweep_sessions.jsonl` lies beside the table."""
+    out: dict[str, Any] = {"n_runs": len(df)}
+    if "wall_time_s" in df:
+        out["sum_run_wall_time_s"] = float(df["wall_time_s"].sum())
+    for column in ("hostname", "device"):
+        if column in df:
+            out[f"{column}s"] = sorted({str(x) for x in df[column].dropna()})
+    if results_dir is not None:
+        from momentum_interp.sweeps.runner import SESSIONS_FILE
+
+        sessions_path = Path(results_dir) / SESSIONS_FILE
+        if sessions_path.is_file():
+            sessions = [json.loads(x) for x in sessions_path.read_text().splitlines() if x.strip()]
+            out["sessions"] = sessions
+            out["sweep_wall_time_s"] = float(sum(s.get("elapsed_s", 0.0) for s in sessions))
+    return out
+
+
+def write_scaling_report(
+    results: str | Path,
+    out_dir: str | Path | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    figures: bool = False,
+) -> dict[str, Any]:
+    """Fit the table at `results`; write `fit.json` (and the HTML figures with `figures`)."""
+    results = Path(results)
+    out_dir = Path(out_dir) if out_dir is not None else results.parent
+    table = load_table(results)
+    result = fit_scaling(table, n_boot=n_boot, level=level)
+    report = {
+        **result.to_dict(),
+        "source": str(results),
+        "provenance": provenance(table, results.parent),
+    }
+    from momentum_interp.io import atomic_write_json
+
+    atomic_write_json(out_dir / "fit.json", _finite(report))
+    paths: dict[str, Any] = {"statement": report["consistency"], "fit": out_dir / "fit.json"}
+    if figures:
+        from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
+
+        for name, fig in (
+            ("accuracy_vs_gamma", accuracy_vs_gamma(result, table)),
+            ("gamma_star_vs_depth", gamma_star_vs_depth(result)),
+        ):
+            path = out_dir / f"{name}.html"
+            fig.write_html(path, include_plotlyjs=True)
+            paths[name] = path
+    return paths

@@ -196,8 +196,10 @@ class SweepSpec:
                 raise ValueError(f"The sweep spec needs a [{table}] table.")
         self.base.setdefault("train", {})
         task_name = self.base["task"].get("name")
+        if "task.name" in self.grid or any("task.name" in v for v in self.variants):
+            task_name = None  # task fields are checked per run by expand()
         for path, values in self.grid.items():
-            check_path(path, None if path.startswith("task.") else task_name)
+            check_path(path, task_name)
             if not isinstance(values, list) or not values:
                 raise ValueError(
                     f"[grid] {path!r} must be a non-empty list of values, got {values!r}."
@@ -205,7 +207,7 @@ class SweepSpec:
         for index, variant in enumerate(self.variants):
             for path in variant:
                 if path != VARIANT_LABEL:
-                    check_path(path, None if path.startswith("task.") else task_name)
+                    check_path(path, task_name)
             label = variant.get(VARIANT_LABEL, f"variant{index}")
             if not isinstance(label, str):
                 raise ValueError(f"[[variants]] label must be a string, got {label!r}.")

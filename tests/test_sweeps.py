@@ -1,0 +1,370 @@
+"""Sweeps: grid expansion, stable run ids, resume after SIGKILL, torn JSONL lines, Ray, fits."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from momentum_interp.sweeps import (
+    RESULTS_CSV,
+    RESULTS_JSONL,
+    SweepSpec,
+    load_sweep,
+    read_results,
+    run_sweep,
+)
+from momentum_interp.sweeps.scaling import (
+    PAPER_A,
+    PAPER_B,
+    consistency_statement,
+    fit_power_law,
+    fit_scaling,
+)
+
+BASE = """
+name = "tiny"
+[model]
+d_model = 16
+d_head = 8
+n_heads = 2
+n_layers = 1
+attn_only = true
+positional_embedding_type = "rotary"
+[task]
+name = "associative_recall"
+d_vocab = 16
+n_pairs = 3
+n_queries = 2
+[train]
+steps = {steps}
+batch_size = 8
+warmup_steps = 2
+eval_every = {steps}
+eval_batches = 1
+checkpoint_every = 50
+device = "cpu"
+"""
+
+
+def tiny_spec(grid: str, steps: int = 10, variants: str = "") -> SweepSpec:
+    import tomllib
+
+    text = BASE.format(steps=steps) + textwrap.dedent(grid) + textwrap.dedent(variants)
+    return SweepSpec.from_dict(tomllib.loads(text))
+
+
+GRID = """
+[grid]
+"model.gamma" = [0, 0.5, 1]
+"train.seed" = [0, 1]
+"""
+VARIANTS = """
+[[variants]]
+label = "momentum"
+[[variants]]
+label = "smeared_key"
+"model.smeared_key" = true
+"model.shear" = "none"
+"""
+
+
+def test_grid_expansion_counts_and_overrides():
+    spec = tiny_spec(GRID, variants=VARIANTS)
+    runs = spec.expand()
+    assert len(runs) == 3 * 2 * 2  # product × variants
+    assert len({r.run_id for r in runs}) == len(runs)
+    combos = {(r.variant, r.config["model"]["gamma"], r.config["train"]["seed"]) for r in runs}
+    assert combos == {
+        (v, g, s) for v in ("momentum", "smeared_key") for g in (0, 0.5, 1) for s in (0, 1)
+    }
+    for run in runs:
+        smeared = run.variant == "smeared_key"
+        assert run.config["model"].get("smeared_key", False) is smeared
+        assert run.config["model"].get("shear", "qk") == ("none" if smeared else "qk")
+        assert run.config["model"]["d_model"] == 16  # the base survives
+        assert run.run_config().train.seed == run.overrides["train.seed"]
+    assert spec.varying_paths() == ["model.gamma", "model.shear", "model.smeared_key", "train.seed"]
+
+
+def test_variant_fixing_a_grid_axis_collapses_it():
+    variants = VARIANTS.replace(
+        '"model.shear" = "none"', '"model.shear" = "none"\n"model.gamma" = 0'
+    )
+    runs = tiny_spec(GRID, variants=variants).expand()
+    assert len(runs) == 3 * 2 + 2  # the control runs once per seed, not once per γ
+
+
+@pytest.mark.parametrize(
+    "grid, bad",
+    [
+        ('"model.n_layerz" = [1, 2]', "model.n_layerz"),
+        ('"optim.lr" = [0.1]', "optim.lr"),
+        ('"train.sead" = [0]', "train.sead"),
+        ('"task.n_pair" = [2]', "task.n_pair"),
+        ('"gamma" = [1]', "gamma"),
+    ],
+)
+def test_unknown_path_is_rejected_by_name(grid, bad):
+    with pytest.raises(ValueError, match=bad.replace(".", r"\.")):
+        tiny_spec("[grid]\n" + grid)
+
+
+def test_unknown_variant_path_and_invalid_value(tmp_path):
+    with pytest.raises(ValueError, match=r"model\.smeared"):
+        tiny_spec(GRID, variants='[[variants]]\n"model.smeared" = true\n')
+    with pytest.raises(ValueError, match="smeared_key"):  # valid path, invalid combination
+        tiny_spec(GRID, variants='[[variants]]\n"model.smeared_key" = true\n').expand()
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BASE.format(steps=10) + '[grid]\n"model.gama" = [1]\n')
+    with pytest.raises(ValueError, match=r"bad\.toml.*model\.gama"):
+        load_sweep(bad)
+
+
+def test_run_ids_are_stable_and_distinct():
+    a = tiny_spec('[grid]\n"model.gamma" = [0, 1]\n"train.seed" = [0, 1]\n')
+    b = tiny_spec('[grid]\n"train.seed" = [1, 0]\n"model.gamma" = [1.0, 0.0]\n')
+    key = lambda r: (float(r.config["model"]["gamma"]), r.config["train"]["seed"])
+    ids_a = {key(r): r.run_id for r in a.expand()}
+    ids_b = {key(r): r.run_id for r in b.expand()}
+    assert ids_a == ids_b  # grid order and 1 vs 1.0 do not matter
+    assert len(set(ids_a.values())) == 4
+    # Writing out a default does not change the id; changing any value does.
+    spelled = tiny_spec('[grid]\n"model.shear" = ["qk"]\n"model.gamma" = [1]\n"train.seed" = [0]\n')
+    assert spelled.expand()[0].run_id == ids_a[(1.0, 0)]
+    other = tiny_spec('[grid]\n"model.gamma" = [1]\n"train.seed" = [0]\n"train.lr" = [0.002]\n')
+    assert other.expand()[0].run_id not in ids_a.values()
+
+
+def _ids(out: Path) -> list[str]:
+    return [row["run_id"] for row in read_results(out / RESULTS_JSONL)]
+
+
+RESUME_GRID = '[grid]\n"model.gamma" = [0, 1]\n"train.seed" = [0, 1]\n'
+
+
+def _children(pid: int) -> set[int]:
+    """Processes whose parent is `pid` (from /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds the worker processes via /proc")
+def test_resume_after_sigkill(tmp_path):
+    """SIGKILL the sweep (worker pool) after its first row; a rerun completes it exactly once."""
+    spec_path = tmp_path / "spec.toml"
+    spec_path.write_text(BASE.format(steps=300) + RESUME_GRID)
+    out = tmp_path / "out"
+    script = (
+        "from momentum_interp.sweeps import run_sweep; "
+        f"run_sweep({str(spec_path)!r}, {str(out)!r}, workers=1, progress=False)"
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env)
+    deadline = time.monotonic() + 120
+    try:
+        while not (out / RESULTS_JSONL).is_file() or not _ids(out):
+            assert proc.poll() is None, "the sweep exited before recording a run"
+            assert time.monotonic() < deadline, "no run finished in time"
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert workers, "the sweep runs its runs in worker processes"
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    first = read_results(out / RESULTS_JSONL)
+    assert 1 <= len(first) < 4, "the kill must land mid-sweep"
+    # Orphaned workers stop by themselves rather than finish (and write) their runs.
+    deadline = time.monotonic() + 10
+    while any(_alive(p) for p in workers):
+        assert time.monotonic() < deadline, "a worker outlived the killed sweep"
+        time.sleep(0.1)
+
+    frame = run_sweep(spec_path, out, workers=0, progress=False)
+    ids = _ids(out)
+    expected = {r.run_id for r in load_sweep(spec_path).expand()}
+    assert sorted(ids) == sorted(expected)  # every run exactly once
+    assert read_results(out / RESULTS_JSONL)[: len(first)] == first  # old rows untouched
+    csv = pd.read_csv(out / RESULTS_CSV)
+    assert len(csv) == 4 and sorted(csv["run_id"]) == sorted(expected)
+    assert len(frame) == 4
+    assert {"model.gamma", "train.seed", "final_accuracy", "wall_time_s", "hostname"} <= set(csv)
+    assert csv["final_accuracy"].between(0, 1).all()
+
+
+def test_torn_trailing_line_is_ignored_and_the_run_redone(tmp_path):
+    spec = tiny_spec('[grid]\n"train.seed" = [0, 1]\n')
+    out = tmp_path / "out"
+    run_sweep(spec, out, workers=0, progress=False)
+    path = out / RESULTS_JSONL
+    lines = path.read_text().splitlines(keepends=True)
+    torn_id = json.loads(lines[-1])["run_id"]
+    path.write_text(lines[0] + lines[1][: len(lines[1]) // 2])  # died mid-write
+    assert _ids(out) == [json.loads(lines[0])["run_id"]]
+    (out / "runs" / torn_id / "metrics.json").unlink()  # and the run itself is to be redone
+    run_sweep(spec, out, workers=0, progress=False)
+    ids = _ids(out)
+    assert sorted(ids) == sorted(r.run_id for r in spec.expand()) and ids[-1] == torn_id
+    assert path.read_text().endswith("\n")
+    assert len(pd.read_csv(out / RESULTS_CSV)) == 2
+
+
+def test_cli_sweep(tmp_path, capsys):
+    from momentum_interp.cli import main
+
+    spec = tmp_path / "spec.toml"
+    spec.write_text(BASE.format(steps=10) + '[grid]\n"train.seed" = [0, 1]\n')
+    out = tmp_path / "out"
+    argv = ["sweep", str(spec), "--out", str(out), "--workers", "0", "--quiet"]
+    assert main(argv) == 0
+    assert "2 runs" in capsys.readouterr().out
+    assert main(argv) == 0  # nothing left to do: still 2 rows
+    assert len(pd.read_csv(out / RESULTS_CSV)) == 2 and len(_ids(out)) == 2
+    assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+
+
+def test_corrupt_middle_line_is_an_error(tmp_path):
+    path = tmp_path / RESULTS_JSONL
+    path.write_text('{"run_id": "a"}\n{"run_id": \n{"run_id": "b"}\n')
+    with pytest.raises(ValueError, match=":2 "):
+        read_results(path)
+
+
+def test_ray_backend_on_a_local_cluster(tmp_path):
+    ray = pytest.importorskip(
+        "ray", reason="Ray is not installed (pip install 'momentum_interp[ray]')"
+    )
+    spec = tiny_spec('[grid]\n"model.gamma" = [0, 1]\n')
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        frame = run_sweep(spec, tmp_path / "out", backend="ray", progress=False)
+    finally:
+        ray.shutdown()
+    assert sorted(frame["run_id"]) == sorted(r.run_id for r in spec.expand())
+    assert sorted(_ids(tmp_path / "out")) == sorted(frame["run_id"])
+    assert frame["device"].eq("cpu").all()
+
+
+def test_power_law_fit_recovers_known_values():
+    n = np.array([1, 2, 3, 4, 6])
+    exact = fit_power_law(n, 3.0 * n**-0.6)
+    assert exact.a == pytest.approx(3.0, rel=1e-9) and exact.b == pytest.approx(-0.6, abs=1e-9)
+    assert exact.a_interval == pytest.approx((3.0, 3.0), rel=1e-6)
+
+    rng = np.random.default_rng(0)
+    n = np.array([1, 2, 3, 4, 6, 8, 12, 16])
+    noisy = fit_power_law(n, 3.0 * n**-0.6 * np.exp(rng.normal(0, 0.1, n.size)))
+    assert noisy.a_interval[0] < 3.0 < noisy.a_interval[1]
+    assert noisy.b_interval[0] < -0.6 < noisy.b_interval[1]
+    assert noisy.a_interval[1] - noisy.a_interval[0] < 1.0  # and the interval is informative
+    with pytest.raises(ValueError, match="γ\\* > 0"):
+        fit_power_law([1, 2], [1.0, 0.0])
+
+
+def synthetic_table(best: dict[int, float], grid=(0, 0.25, 0.5, 1, 2, 4, 8), seeds=3, noise=0.0):
+    """Accuracy peaks (in log γ) at `best[N]`; the smeared-key control sits at 0.5."""
+    rng = np.random.default_rng(1)
+    rows = []
+    for depth, peak in best.items():
+        for seed in range(seeds):
+            for g in grid:
+                distance = abs(np.log2(max(g, 1 / 64)) - np.log2(peak))
+                acc = 0.9 - 0.1 * distance + noise * rng.normal()
+                rows.append(
+                    {
+                        "model.n_layers": depth,
+                        "model.gamma": float(g),
+                        "model.smeared_key": False,
+                        "model.shear": "qk",
+                        "train.seed": seed,
+                        "final_accuracy": acc,
+                        "final_loss": 1 - acc,
+                    }
+                )
+            rows.append(
+                {
+                    "model.n_layers": depth,
+                    "model.gamma": 0.0,
+                    "model.smeared_key": True,
+                    "model.shear": "none",
+                    "train.seed": seed,
+                    "final_accuracy": 0.5,
+                    "final_loss": 0.5,
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def test_fit_scaling_recovers_gamma_star_and_the_law():
+    best = {1: 4.0, 2: 2.0, 4: 1.0, 8: 0.5}  # exactly γ* = 4 N^-1
+    result = fit_scaling(synthetic_table(best), n_boot=200)
+    assert [d.gamma_star for d in result.depths] == list(best.values())
+    assert all(d.interval == (d.gamma_star, d.gamma_star) for d in result.depths)
+    assert result.depths[0].smeared_key_accuracy == pytest.approx(0.5)
+    assert result.fit.a == pytest.approx(4.0) and result.fit.b == pytest.approx(-1.0)
+    statement = consistency_statement(result)
+    assert "outside" in statement and "inconsistent" in statement
+
+    # A depth whose best γ is 0 is reported and left out of the fit.
+    zero = fit_scaling(synthetic_table({**best, 16: 1 / 64}), n_boot=200)
+    assert zero.excluded == [16] and zero.fit.n_points == 4
+    assert "[16]" in consistency_statement(zero)
+
+    # The paper's own law, on a fine grid, is judged consistent.
+    grid = tuple(np.round(2.0 ** np.arange(-3, 3.01, 0.125), 6))
+    paper = {
+        n: float(grid[np.argmin(abs(np.log(grid) - np.log(PAPER_A * n**PAPER_B)))])
+        for n in (1, 2, 3, 4, 6)
+    }
+    consistent = fit_scaling(synthetic_table(paper, grid=(0, *grid)), n_boot=200)
+    assert "is consistent" in consistency_statement(consistent)
+    assert consistent.to_dict()["consistency"] == consistency_statement(consistent)
+
+
+def test_bootstrap_interval_widens_with_seed_noise():
+    result = fit_scaling(synthetic_table({1: 2.0, 2: 1.0, 4: 0.5}, noise=0.08, seeds=4), n_boot=300)
+    assert any(d.interval[0] < d.interval[1] for d in result.depths)
+    for d in result.depths:
+        assert d.interval[0] <= d.gamma_star <= d.interval[1]
+        assert d.interval[0] in d.grid and d.interval[1] in d.grid
+    assert result.bootstrap["n_valid"] > 0
+
+
+def test_figures_and_cli_scaling(tmp_path):
+    from momentum_interp.cli import main
+    from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
+
+    table = synthetic_table({1: 4.0, 2: 2.0, 4: 1.0})
+    result = fit_scaling(table, n_boot=100)
+    assert len(accuracy_vs_gamma(result, table).data) >= 6
+    assert gamma_star_vs_depth(result).layout.xaxis.type == "log"
+    csv = tmp_path / "results.csv"
+    table.to_csv(csv, index=False)
+    assert main(["scaling", str(csv), "--out", str(tmp_path / "fit"), "--boot", "100"]) == 0
+    fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
+    assert fit["fit"]["a"] == pytest.approx(4.0) and "consistency" in fit
