@@ -58,6 +58,7 @@ import torch
 from einops import einsum
 
 from momentum_interp.model import shear as sh
+from momentum_interp.viz.report import Report, ReportSection
 
 if TYPE_CHECKING:
     import plotly.graph_objects as go
@@ -614,7 +615,7 @@ def bode_summary(table: pd.DataFrame) -> pd.DataFrame:
 
 
 @dataclass
-class SpectralResult:
+class SpectralResult(ReportSection):
     """Bode data, per-layer spectra and band orthogonality of one model on one token batch."""
 
     label: str
@@ -640,13 +641,7 @@ class SpectralResult:
     def title(self) -> str:
         return f"Spectral forensics: {self.label}"
 
-    def to_html(self) -> str:
-        """A self-contained page (plotly.js inlined by `Report`)."""
-        from momentum_interp.viz.report import Report
-
-        return self.add_to(Report(self.title), heading=False).to_html()
-
-    def add_to(self, report, heading: bool = True):
+    def add_to(self, report: Report, heading: bool = True) -> Report:
         """Append this analysis's sections to a `Report` (e.g. the demo or `report` pages)."""
         figs = self.figures()
         if heading:

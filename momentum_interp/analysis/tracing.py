@@ -49,6 +49,7 @@ from momentum_interp.data import InductionTask, Task
 from momentum_interp.model.inputs import str_tokens
 from momentum_interp.model.shear import TERM_NAMES, previous, score_terms
 from momentum_interp.training.evaluate import EVAL_STREAM, per_sequence_metrics, seeded_generator
+from momentum_interp.viz.report import Report, ReportSection
 
 # Seed-sequence stream of the batch that estimates the mean of hook_z for the OV mean-ablation
 # (training uses stream 0, held-out evaluation stream 1); distinct so the mean is not fitted on
@@ -446,7 +447,7 @@ def diagonal_scores(matrix: np.ndarray) -> tuple[float, float]:
 
 
 @dataclass
-class InductionTrace:
+class InductionTrace(ReportSection):
     """Everything `trace_single_layer_induction` measured about one head (numbers only)."""
 
     layer: int
@@ -543,13 +544,7 @@ class InductionTrace:
     def title(self) -> str:
         return f"Single-layer induction trace: L{self.layer}H{self.head}"
 
-    def to_html(self) -> str:
-        """A self-contained `Report` page (plotly.js inlined) with summary, tables and figures."""
-        from momentum_interp.viz.report import Report
-
-        return self.add_to(Report(self.title), heading=False).to_html()
-
-    def add_to(self, report, heading: bool = True):
+    def add_to(self, report: Report, heading: bool = True) -> Report:
         """Append this trace's sections to a `Report` (e.g. the demo or `report` pages)."""
         figs = self.figures()
         if heading:

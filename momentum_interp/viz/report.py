@@ -69,3 +69,16 @@ class Report:
         path = Path(path)
         atomic_write_text(path, self.to_html())
         return path
+
+
+class ReportSection:
+    """A result that appends its sections to a `Report`, or renders as a page of its own."""
+
+    title: str
+
+    def add_to(self, report: Report, heading: bool = True) -> Report:
+        raise NotImplementedError
+
+    def to_html(self) -> str:
+        """A self-contained page (plotly.js inlined by `Report`)."""
+        return self.add_to(Report(self.title), heading=False).to_html()
