@@ -367,3 +367,62 @@ def test_evaluate_a_random_model_is_near_chance_and_matches_per_sequence_sums():
 
     other_seed = evaluate(model, task, n_batches=4, batch_size=32, seed=1)
     assert other_seed["loss"] != metrics["loss"]  # a different seed draws different batches
+
+
+def test_text_run_saves_its_tokenizer_and_reads_text(tmp_path):
+    """A text task end to end: BPE trained on local files, saved beside the model, used on load."""
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(4):
+        (corpus / f"m{i}.py").write_text(
+            "".join(f"def function_{j}(x):\n    return x + {j}\n\n" for j in range(60 * (i + 1)))
+        )
+    run = RunConfig.from_dict(
+        {
+            "name": "text-tiny",
+            "model": {"d_model": 32, "d_head": 8, "n_layers": 1, "attn_only": True},
+            "task": {
+                "name": "text",
+                "sources": [str(corpus)],
+                "tokenizer_vocab_size": 300,
+                "cache_dir": str(tmp_path / "cache"),
+                "seq_len": 32,
+            },
+            "train": {
+                "steps": 4,
+                "batch_size": 4,
+                "warmup_steps": 1,
+                "eval_every": 2,
+                "eval_batches": 1,
+                "device": "cpu",
+            },
+        }
+    )
+    out = train(run, tmp_path / "run", progress=False)
+    assert (out / "tokenizer.json").is_file()
+    model = HookedMomentumTransformer.from_pretrained(out)
+    tokens = model.to_tokens("def function_3(x):", prepend_bos=False)
+    assert model.to_string(tokens[0]) == "def function_3(x):"
+    assert model(tokens).shape == (1, tokens.shape[1], model.cfg.d_vocab)
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted(
+        p
+        for p in (Path(__file__).parents[1] / "configs").rglob("*.toml")
+        if "sweeps" not in p.parts
+    ),
+    ids=lambda p: p.stem,
+)
+def test_every_committed_run_config_loads(path):
+    run = load_run_config(path)
+    if "zoo" in path.parts:  # zoo runs are named after their config, as assets/<name> are
+        assert run.name == path.stem
+    if (
+        run.task["name"] != "text"
+    ):  # text tasks would build a tokenizer; their model is checked below
+        task = make_task(**run.task)
+        run.model_config(task.d_vocab, task.seq_len)
+    else:
+        run.model_config(run.task["tokenizer_vocab_size"], run.task["seq_len"])
