@@ -139,6 +139,7 @@ def _train(
     )
     tokens_per_step = opt.batch_size * task.seq_len * ddp.world_size
     bar = tqdm(total=opt.steps, initial=step, desc=run.name, disable=not (progress and ddp.is_main))
+    postfix = {"eval_acc": f"{history['eval'][-1]['accuracy']:.3f}"} if history["eval"] else {}
     model.train()
     while step < opt.steps:
         started = time.perf_counter()
@@ -168,8 +169,9 @@ def _train(
         if ddp.is_main and (step % opt.eval_every == 0 or step == opt.steps):
             metrics = evaluate(model, eval_task, opt.eval_batches, opt.batch_size, seed=opt.seed)
             history["eval"].append({"step": step, **metrics})
-            bar.set_postfix(eval_acc=f"{metrics['accuracy']:.3f}", refresh=False)
-        bar.set_postfix(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}", refresh=False)
+            postfix["eval_acc"] = f"{metrics['accuracy']:.3f}"
+        postfix.update(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}")
+        bar.set_postfix(postfix, refresh=False)
         bar.update(1)
         if ddp.is_main and step % opt.checkpoint_every == 0 and step < opt.steps:
             run_dir.save_checkpoint(step, model, optimizer, history)
