@@ -97,6 +97,13 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(f"{label}: {path}")
 
 
+def _cmd_lm_compare(args: argparse.Namespace) -> None:
+    from momentum_interp.analysis.lm import write_comparison
+
+    for label, path in write_comparison(args.runs, args.reference, Path(args.out)).items():
+        print(f"{label}: {path}")
+
+
 def _model_command(sub, name: str, help: str, func, sequences: int, out: str | None = None):
     parser = sub.add_parser(name, help=help)
     parser.add_argument(
@@ -204,6 +211,12 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--level", type=float, default=0.95, help="interval level")
     scaling.add_argument("--figures", action="store_true", help="also write the HTML figures")
     scaling.set_defaults(func=_cmd_scaling)
+
+    lm = sub.add_parser("lm-compare", help="compare trained language models' validation losses")
+    lm.add_argument("runs", nargs="+", help="run directories written by `train` on one text task")
+    lm.add_argument("--reference", required=True, help="run name the gaps are relative to")
+    lm.add_argument("--out", default="results/lm", help="output directory")
+    lm.set_defaults(func=_cmd_lm_compare)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

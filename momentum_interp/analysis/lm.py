@@ -1,0 +1,122 @@
+"""Language-model comparison: validation loss overall and on induction-heavy positions.
+
+"Induction-heavy" positions are those whose next token continues a span that already occurred
+earlier in the window (`data.repeated_span_mask`): copying predicts them, so they isolate the
+in-context part of the loss that momentum is meant to help.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from momentum_interp.data import make_task, repeated_span_mask
+from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
+
+
+@torch.no_grad()
+def lm_losses(
+    model: HookedMomentumTransformer,
+    task,
+    n_batches: int = 16,
+    batch_size: int = 16,
+    seed: int = 0,
+    min_match: int = 2,
+) -> dict[str, float]:
+    """Mean next-token loss on held-out windows, overall and on repeated-span positions."""
+    model.eval()
+    total = induction = 0.0
+    n_total = n_induction = 0
+    for index in range(n_batches):
+        tokens = task.sample(
+            batch_size, seeded_generator(model.W_E.device, seed, EVAL_STREAM, index)
+        ).tokens
+        logits = model(tokens)[:, :-1].float()
+        loss = F.cross_entropy(
+            logits.transpose(1, 2), tokens[:, 1:], reduction="none"
+        )  # [batch, pos-1]
+        mask = repeated_span_mask(tokens, min_match)[:, :-1]
+        total += float(loss.sum())
+        n_total += loss.numel()
+        induction += float(loss[mask].sum())
+        n_induction += int(mask.sum())
+    return {
+        "val_loss": total / n_total,
+        "induction_loss": induction / max(n_induction, 1),
+        "induction_fraction": n_induction / n_total,
+        "n_tokens": n_total,
+    }
+
+
+def compare_runs(
+    run_dirs: list[str | Path], reference: str, n_batches: int = 16, seed: int = 0
+) -> pd.DataFrame:
+    """One row per run (named by its directory), with gaps relative to the `reference` run.
+
+    Every run is evaluated on the same validation windows of its own task config (the runs of a
+    comparison share one corpus and tokenizer, which is checked).
+    """
+    rows, task_configs = [], set()
+    for run_dir in map(Path, run_dirs):
+        run = json.loads((run_dir / "run_config.json").read_text())
+        task_configs.add(json.dumps(run["task"], sort_keys=True))
+        task = make_task(**{**run["task"], "split": "val"})
+        model = HookedMomentumTransformer.from_pretrained(run_dir, device="cpu")
+        n_params = sum(p.numel() for p in model.parameters())
+        rows.append(
+            {
+                "run": run_dir.name,
+                "n_params": n_params,
+                **lm_losses(model, task, n_batches, seed=seed),
+            }
+        )
+    if len(task_configs) > 1:
+        raise ValueError("The runs were trained on different task configs; compare like with like.")
+    table = pd.DataFrame(rows).set_index("run")
+    if reference not in table.index:
+        raise ValueError(f"reference run {reference!r} is not among {list(table.index)}")
+    for column in ("val_loss", "induction_loss"):
+        table[f"{column}_gap"] = table[column] / table.loc[reference, column] - 1.0
+    return table.reset_index()
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A pipe table (floats to 4 places) for READMEs, without extra dependencies."""
+    cells = [
+        [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
+        for row in table.itertuples(index=False)
+    ]
+    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
+
+
+def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) -> dict[str, Path]:
+    """The comparison table (CSV, Markdown) plus each run's config and curves, small enough to commit."""
+    from momentum_interp.io import atomic_write_json, atomic_write_text
+
+    table = compare_runs(run_dirs, reference)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, records = (
+        out_dir / "comparison.csv",
+        out_dir / "comparison.md",
+        out_dir / "runs.json",
+    )
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(md_path, markdown_table(table))
+    atomic_write_json(
+        records,
+        {
+            Path(d).name: {
+                "run_config": json.loads((Path(d) / "run_config.json").read_text()),
+                "eval": json.loads((Path(d) / "metrics.json").read_text())["eval"],
+            }
+            for d in run_dirs
+        },
+    )
+    print(table.to_string(index=False, float_format="%.4f"))
+    return {"table": csv_path, "markdown": md_path, "records": records}

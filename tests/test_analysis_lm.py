@@ -1,0 +1,84 @@
+"""Language-model comparison: losses against a direct computation, gaps against the reference."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from momentum_interp import HookedMomentumTransformer
+from momentum_interp.analysis.lm import compare_runs, lm_losses, write_comparison
+from momentum_interp.data import make_task, repeated_span_mask
+from momentum_interp.training.config import RunConfig
+from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
+from momentum_interp.training.loop import train
+
+
+@pytest.fixture(scope="module")
+def text_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lm")
+    corpus = root / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"m{i}.py").write_text(
+            "".join(f"x_{j} = compute(x_{j - 1}, {j % 7})\n" for j in range(1, 300 * (i + 1)))
+        )
+    task = {
+        "name": "text",
+        "sources": [str(corpus)],
+        "tokenizer_vocab_size": 300,
+        "cache_dir": str(root / "cache"),
+        "seq_len": 32,
+    }
+    train_cfg = {
+        "steps": 6,
+        "batch_size": 4,
+        "warmup_steps": 1,
+        "eval_every": 3,
+        "eval_batches": 1,
+        "device": "cpu",
+    }
+    dirs = []
+    for name, model in [
+        ("small", {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "none"}),
+        ("momentum", {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "qk"}),
+    ]:
+        run = RunConfig.from_dict({"name": name, "model": model, "task": task, "train": train_cfg})
+        dirs.append(train(run, root / name, progress=False))
+    return dirs
+
+
+def test_lm_losses_match_a_direct_computation(text_runs):
+    run_dir = text_runs[0]
+    model = HookedMomentumTransformer.from_pretrained(run_dir)
+    task = make_task(
+        **{**json.loads((run_dir / "run_config.json").read_text())["task"], "split": "val"}
+    )
+    got = lm_losses(model, task, n_batches=2, batch_size=4, seed=3)
+    losses, masks = [], []
+    for index in range(2):
+        tokens = task.sample(4, seeded_generator("cpu", 3, EVAL_STREAM, index)).tokens
+        logits = model(tokens)
+        for b in range(4):
+            for t in range(tokens.shape[1] - 1):
+                losses.append(float(F.cross_entropy(logits[b, t], tokens[b, t + 1])))
+                masks.append(bool(repeated_span_mask(tokens)[b, t]))
+    losses_t, masks_t = torch.tensor(losses), torch.tensor(masks)
+    assert got["val_loss"] == pytest.approx(float(losses_t.mean()), rel=1e-5)
+    assert masks_t.any()
+    assert got["induction_loss"] == pytest.approx(float(losses_t[masks_t].mean()), rel=1e-5)
+    assert got["induction_fraction"] == pytest.approx(float(masks_t.float().mean()))
+
+
+def test_comparison_gaps_are_relative_to_the_reference(text_runs, tmp_path):
+    table = compare_runs(text_runs, reference="small", n_batches=2).set_index("run")
+    assert table.loc["small", "val_loss_gap"] == 0.0
+    expected = table.loc["momentum", "val_loss"] / table.loc["small", "val_loss"] - 1
+    assert table.loc["momentum", "val_loss_gap"] == pytest.approx(expected)
+    with pytest.raises(ValueError, match="reference run 'nope'"):
+        compare_runs(text_runs, reference="nope", n_batches=1)
+    paths = write_comparison(text_runs, "small", tmp_path / "out")
+    assert paths["markdown"].read_text().startswith("| run |")
+    assert set(json.loads(paths["records"].read_text())) == {"small", "momentum"}
