@@ -279,8 +279,6 @@ class HookedMomentumTransformer(HookedRootModule):
         """Load a checkpoint directory, or a bundled checkpoint by name (see `bundled_names()`)."""
         directory = checkpoint.resolve(name_or_path)
         cfg, tensors, tokenizer = checkpoint.read_checkpoint(directory)
-        if cfg.model_name == "custom":
-            cfg.model_name = directory.name
         if device is not None:
             cfg.device = str(device)
         model = cls(cfg, tokenizer=tokenizer, move_to_device=False)
