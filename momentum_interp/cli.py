@@ -89,9 +89,11 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 def _cmd_report(args: argparse.Namespace) -> None:
     from momentum_interp.report import write_model_report
+    from momentum_interp.sweeps.scaling import bundled_results
 
+    scaling = None if args.no_scaling else (args.scaling or bundled_results())
     paths = write_model_report(
-        args.model, Path(args.out), n_sequences=args.sequences, seed=args.seed
+        args.model, Path(args.out), n_sequences=args.sequences, seed=args.seed, scaling=scaling
     )
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -188,9 +190,15 @@ def build_parser() -> argparse.ArgumentParser:
         32,
         "momentum_spectrum",
     )
-    _model_command(
+    report = _model_command(
         sub, "report", "the full report for one model", _cmd_report, 256, "momentum_model_report"
     )
+    report.add_argument(
+        "--scaling",
+        help="a γ × depth sweep's results table for the γ*(N) section "
+        "(default: the committed results/scaling/results.csv, when present)",
+    )
+    report.add_argument("--no-scaling", action="store_true", help="leave out the γ*(N) section")
 
     sweep = sub.add_parser("sweep", help="run a TOML sweep spec ([grid], [[variants]]) resumably")
     sweep.add_argument("spec", help="TOML sweep spec (see configs/sweeps/)")

@@ -18,6 +18,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.report import example_tokens
+from momentum_interp.sweeps.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.training.evaluate import per_sequence_metrics, seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
@@ -127,14 +128,18 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
 
 
 def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
-    """Circuit trace and spectral forensics of the paper's 1-layer momentum model."""
+    """Circuit trace and spectral forensics of the paper's 1-layer momentum model, and the fit of
+    the committed γ*(N) sweep."""
     paper = next((r for r in results if r.name == "induction-1l-momentum"), None)
     if paper is None:
         return {}
     layer, head, _ = paper.top_head()
     trace = trace_single_layer_induction(paper.model, layer, head, n_sequences=256, seed=seed)
     spectral = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
-    return {"trace": trace, "spectral": spectral}
+    analyses: dict[str, object] = {"trace": trace, "spectral": spectral}
+    if (table := bundled_results()) is not None:
+        analyses["scaling"] = fit_scaling(load_table(table))
+    return analyses
 
 
 def build_report(

@@ -15,6 +15,7 @@ from momentum_interp.data import InductionTask
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.sweeps.scaling import fit_scaling, load_table
 from momentum_interp.training.evaluate import seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import load_metrics, training_curves
@@ -114,10 +115,16 @@ def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
 
 
 def write_model_report(
-    name_or_path: str | Path, out_dir: str | Path, n_sequences: int = 256, seed: int = 0
+    name_or_path: str | Path,
+    out_dir: str | Path,
+    n_sequences: int = 256,
+    seed: int = 0,
+    scaling: str | Path | None = None,
 ) -> dict[str, Path]:
-    """`report.html` (self-contained) and `report.json` for one model in `out_dir`."""
+    """`report.html` (self-contained) and `report.json` for one model in `out_dir`; `scaling`
+    (a sweep's results table) adds the γ*(N) section fitted to it."""
     analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
+    numbers = analysis.to_dict()
     report = Report(f"momentum_interp report: {analysis.name}")
     add_scores(report, analysis, seed)
     analysis.trace.add_to(report)
@@ -129,8 +136,12 @@ def write_model_report(
     if history is not None:
         report.heading("Training curves")
         report.figure(training_curves({analysis.name: history}))
+    if scaling is not None:
+        fit = fit_scaling(load_table(scaling))
+        fit.add_to(report)
+        numbers["scaling"] = {**fit.to_dict(), "source": str(scaling)}
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"
-    atomic_write_json(json_path, analysis.to_dict())
+    atomic_write_json(json_path, numbers)
     return {"report": html_path, "numbers": json_path}

@@ -6,11 +6,14 @@ import json
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from momentum_interp.cli import main
 
+ROOT = Path(__file__).resolve().parents[1]
 REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 REMOTE_IMPORT = re.compile(r"import[^;]*from\s*[\"']https?://", re.IGNORECASE)
 
@@ -33,6 +36,11 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
     assert "trace" in numbers and "spectral" in numbers
     assert numbers["comparison"].startswith("The paper reports 83.4%")
     assert "induction-1l-momentum reaches" in numbers["comparison"]
+    # the γ*(N) section is fitted from the committed sweep table, one entry per swept depth
+    table = pd.read_csv(ROOT / "results" / "scaling" / "results.csv")
+    depths = [d["n_layers"] for d in numbers["scaling"]["depths"]]
+    assert depths == sorted(table["model.n_layers"].unique().tolist())
+    assert numbers["scaling"]["consistency"].startswith("We measure γ*")
 
 
 def test_demo_html_is_self_contained(demo_out):

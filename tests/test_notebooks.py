@@ -148,10 +148,29 @@ def _check_spectral(m: dict[str, str]) -> None:
         assert "without" in m[name]  # both rotary and non-rotary heads were measured
 
 
+def _check_scaling(m: dict[str, str]) -> None:
+    depths = [k[len("GAMMA_STAR[") : -1] for k in m if k.startswith("GAMMA_STAR[")]
+    assert len(depths) >= 2, sorted(m)
+    for n in depths:
+        # fit_scaling's argmax agrees with the notebook's own pandas recomputation
+        assert _number(m, f"GAMMA_STAR[{n}]") == _number(m, f"GAMMA_STAR_BY_HAND[{n}]")
+        assert _number(m, f"PAPER_GAMMA_STAR[{n}]") == pytest.approx(4.17 * int(n) ** -0.74, 1e-3)
+    assert _number(m, "FIT_A") == pytest.approx(_number(m, "FIT_A_BY_HAND"), rel=1e-3)
+    assert _number(m, "FIT_B") == pytest.approx(_number(m, "FIT_B_BY_HAND"), abs=1e-3)
+    for name, paper in (("A", 4.17), ("B", -0.74)):
+        lo, hi = (float(x) for x in m[f"FIT_{name}_INTERVAL"].split(","))
+        assert lo <= _number(m, f"FIT_{name}") <= hi
+        assert m[f"PAPER_{name}_INSIDE"] == str(lo <= paper <= hi)
+    assert m["VERDICT"].startswith("Our measurement is")
+    # the user's own grid: 2 γ values + the smeared-key control, and a re-run adds nothing
+    assert _number(m, "MY_GRID_RUNS") == 3 == _number(m, "MY_GRID_RUNS_AFTER_RERUN")
+
+
 CHECKS = {
     "01_quickstart": _check_quickstart,
     "02_single_layer_induction": _check_single_layer,
     "03_spectral_forensics": _check_spectral,
+    "04_scaling_law": _check_scaling,
 }
 
 

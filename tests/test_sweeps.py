@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import os
 import signal
@@ -29,6 +30,7 @@ from momentum_interp.sweeps.scaling import (
     consistency_statement,
     fit_power_law,
     fit_scaling,
+    grid_log_sigma,
 )
 
 BASE = """
@@ -327,7 +329,13 @@ def test_fit_scaling_recovers_gamma_star_and_the_law():
     assert all(d.interval == (d.gamma_star, d.gamma_star) for d in result.depths)
     assert result.depths[0].smeared_key_accuracy == pytest.approx(0.5)
     assert result.fit.a == pytest.approx(4.0) and result.fit.b == pytest.approx(-1.0)
-    statement = consistency_statement(result)
+    # γ* is only known to the grid's resolution (factor 2): the interval is not zero-width.
+    assert grid_log_sigma((0, 0.5, 1, 2, 4), 1.0) == pytest.approx(np.log(2) / np.sqrt(12))
+    assert result.fit.b_interval[0] < -1.2 and result.fit.b_interval[1] > -0.8
+
+    rising = fit_scaling(synthetic_table({1: 0.25, 2: 0.5, 4: 1.0, 8: 2.0}), n_boot=200)
+    assert rising.fit.b == pytest.approx(1.0)
+    statement = consistency_statement(rising)
     assert "outside" in statement and "inconsistent" in statement
 
     # A depth whose best γ is 0 is reported and left out of the fit.
@@ -344,6 +352,16 @@ def test_fit_scaling_recovers_gamma_star_and_the_law():
     consistent = fit_scaling(synthetic_table(paper, grid=(0, *grid)), n_boot=200)
     assert "is consistent" in consistency_statement(consistent)
     assert consistent.to_dict()["consistency"] == consistency_statement(consistent)
+
+
+def test_saturated_accuracy_ties_go_to_the_lower_loss():
+    table = synthetic_table({1: 1.0, 2: 0.5})
+    table.loc[table["model.gamma"].isin([0.5, 1.0]), "final_accuracy"] = 1.0
+    table.loc[table["model.gamma"].eq(0.5), "final_accuracy"] = 0.999  # within the tolerance
+    table.loc[table["model.gamma"].eq(0.5), "final_loss"] = 0.01
+    table.loc[table["model.gamma"].eq(1.0), "final_loss"] = 0.02
+    depths = fit_scaling(table, n_boot=50).depths
+    assert [d.gamma_star for d in depths] == [0.5, 0.5] and depths[0].n_tied == 2
 
 
 def test_bootstrap_interval_widens_with_seed_noise():
@@ -365,6 +383,37 @@ def test_figures_and_cli_scaling(tmp_path):
     assert gamma_star_vs_depth(result).layout.xaxis.type == "log"
     csv = tmp_path / "results.csv"
     table.to_csv(csv, index=False)
-    assert main(["scaling", str(csv), "--out", str(tmp_path / "fit"), "--boot", "100"]) == 0
+    args = ["scaling", str(csv), "--out", str(tmp_path / "fit"), "--boot", "100", "--figures"]
+    assert main(args) == 0
     fit = json.loads((tmp_path / "fit" / "fit.json").read_text())
     assert fit["fit"]["a"] == pytest.approx(4.0) and "consistency" in fit
+    page = (tmp_path / "fit" / "scaling.html").read_text()
+    assert html.escape(fit["consistency"]) in page and page.count("Plotly.newPlot") == 2
+    assert "<script src=" not in page
+    summary = (tmp_path / "fit" / "summary.md").read_text()
+    rows = [line for line in summary.splitlines() if line.startswith("| ")]
+    assert len(rows) == 1 + 3  # header + one row per depth
+
+
+def test_model_report_gains_a_scaling_section_read_from_the_table(tmp_path):
+    from momentum_interp import HookedMomentumTransformer, MomentumConfig
+    from momentum_interp.cli import main
+
+    cfg = MomentumConfig(
+        d_model=16, d_head=8, n_layers=1, n_ctx=24, d_vocab=24, attn_only=True, seed=0
+    )
+    HookedMomentumTransformer(cfg).save_pretrained(tmp_path / "tiny")
+    csv = tmp_path / "results.csv"
+    synthetic_table({1: 0.5, 2: 1.0, 4: 2.0}).to_csv(csv, index=False)
+    out = tmp_path / "report"
+    args = ["report", str(tmp_path / "tiny"), "--sequences", "16", "--out", str(out)]
+    assert main([*args, "--scaling", str(csv)]) == 0
+    numbers = json.loads((out / "report.json").read_text())["scaling"]
+    assert numbers["source"] == str(csv)
+    assert [d["gamma_star"] for d in numbers["depths"]] == [0.5, 1.0, 2.0]
+    assert numbers["fit"]["a"] == pytest.approx(0.5) and numbers["fit"]["b"] == pytest.approx(1.0)
+    page = (out / "report.html").read_text()
+    assert "the best momentum against depth" in page
+    assert html.escape(numbers["consistency"]) in page
+    assert main([*args, "--no-scaling"]) == 0
+    assert "scaling" not in json.loads((out / "report.json").read_text())

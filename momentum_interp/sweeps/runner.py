@@ -24,7 +24,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from momentum_interp.io import atomic_write_json, atomic_write_text
-from momentum_interp.sweeps.backends import BACKENDS, run_local, run_ray
+from momentum_interp.sweeps.backends import BACKENDS, default_workers, run_local, run_ray
 from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
 
 RESULTS_JSONL = "results.jsonl"
@@ -187,6 +187,8 @@ def run_sweep(
         return f"{spec.name}/{run.run_id}"
 
     if backend == "local":
+        if workers is None and pending:
+            workers = min(default_workers(pending), len(pending))
         outcomes = run_local(pending, runs_dir, name_of, workers)
     else:
         outcomes = run_ray(pending, runs_dir, name_of, workers, address)

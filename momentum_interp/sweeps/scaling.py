@@ -3,14 +3,18 @@
 The paper (arXiv 2602.04902) reports `γ* = 4.17 N^−0.74` for associative recall. From a sweep's
 results table this module estimates, per depth N (`model.n_layers`):
 
-- γ*(N) = the γ on the grid with the highest mean accuracy across seeds (ties, e.g. several γ
-  at 100 %, go to the lowest mean loss), with a bootstrap interval over seeds (seeds resampled
+- γ*(N) = the γ on the grid with the highest mean accuracy across seeds (ties, i.e. γ values
+  within `TIE_TOL` = 0.5 points of the best, e.g. several γ at ~100 %, go to the lowest mean
+  loss), with a bootstrap interval over seeds (seeds resampled
   with replacement, argmax recomputed; percentile interval, so its ends are grid values);
 - the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
   on the depths whose γ* > 0 (a depth whose best γ is 0 cannot enter a log fit: it is reported
   and excluded). Intervals on a and b come from the fit's covariance (Student t with n−2
-  degrees of freedom; the primary interval) and, alongside, from a bootstrap over seeds (each
-  replicate resamples every depth's seeds, recomputes γ*(N) and refits).
+  degrees of freedom; the primary interval): the residual covariance plus that of the grid's
+  resolution (γ* is an argmax on a grid, so each log γ* carries a rounding error of sd
+  h/√12 for local log spacing h; without it, γ* values that fall exactly on a line would give
+  a zero-width interval). Alongside, a bootstrap over seeds (each replicate resamples every
+  depth's seeds, recomputes γ*(N) and refits) shows the training-noise part alone.
 
 Rows with `model.smeared_key` true are the smeared-key control; rows with a learnable γ are
 ignored (γ is then not a grid value). A momentum row with `shear = "none"` counts as γ = 0.
@@ -29,9 +33,15 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
+from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.viz.report import Report, ReportSection
+
 PAPER_A = 4.17
 PAPER_B = -0.74
 DEPTH, GAMMA, SEED = "model.n_layers", "model.gamma", "train.seed"
+# Mean accuracies within this of the best count as tied (then the lowest mean loss wins): at the
+# ceiling, γ values differ by a position or two out of thousands, which is noise, not a ranking.
+TIE_TOL = 0.005
 
 
 def paper_gamma_star(n_layers: Any) -> Any:
@@ -74,10 +84,15 @@ def _t_quantile(level: float, dof: int) -> float:
     return float(stats.t.ppf((1 + level) / 2, dof)) if dof > 0 else math.inf
 
 
-def fit_power_law(n_layers: Any, gamma_star: Any, level: float = 0.95) -> PowerLawFit:
+def fit_power_law(
+    n_layers: Any, gamma_star: Any, level: float = 0.95, log_sigma: Any = None
+) -> PowerLawFit:
     """Fit `γ* = a N^b` by least squares on `log γ*` (needs ≥ 2 points, all γ* > 0).
 
-    With two points the line is exact and the intervals are infinite (no degrees of freedom).
+    The covariance is the usual one scaled by the residuals. `log_sigma` (a number or one per
+    point) adds a known error of each `log γ*`, e.g. the rounding of a grid argmax: its
+    covariance (`absolute_sigma=True`) is added, so points that happen to fall exactly on a
+    line still get honest intervals. With two points the intervals are infinite.
     """
     n = np.asarray(n_layers, dtype=float)
     g = np.asarray(gamma_star, dtype=float)
@@ -94,8 +109,16 @@ def fit_power_law(n_layers: Any, gamma_star: Any, level: float = 0.95) -> PowerL
         popt, pcov = optimize.curve_fit(_log_line, log_n, log_g, p0=(intercept, slope))
     log_a, b = (float(x) for x in popt)
     dof = len(n) - 2
+    method = "covariance"
     if dof <= 0 or not np.all(np.isfinite(pcov)):
         pcov = np.full((2, 2), np.inf)
+    elif log_sigma is not None:
+        sigma = np.broadcast_to(np.asarray(log_sigma, dtype=float), n.shape)
+        _, pcov_known = optimize.curve_fit(
+            _log_line, log_n, log_g, p0=popt, sigma=sigma, absolute_sigma=True
+        )
+        pcov = pcov + pcov_known
+        method = "covariance (residuals + grid resolution)"
     t = _t_quantile(level, dof)
     se_log_a, se_b = (float(math.sqrt(pcov[i, i])) for i in range(2))
     return PowerLawFit(
@@ -106,7 +129,23 @@ def fit_power_law(n_layers: Any, gamma_star: Any, level: float = 0.95) -> PowerL
         level=level,
         n_points=len(n),
         covariance=pcov.tolist(),
+        method=method,
     )
+
+
+def grid_log_sigma(grid: Any, value: float) -> float:
+    """Rounding error (sd, in log) of an argmax that landed on `value` of a γ grid.
+
+    The optimum lies somewhere between the neighbouring grid values; taken as uniform over the
+    local log spacing h (the mean of the gaps to the positive neighbours), its sd is h / √12.
+    """
+    positive = np.unique(np.asarray([g for g in grid if g > 0], dtype=float))
+    if value <= 0 or len(positive) < 2:
+        return 0.0
+    logs = np.log(positive)
+    i = int(np.argmin(abs(logs - math.log(value))))
+    gaps = [logs[j + 1] - logs[j] for j in (i - 1, i) if 0 <= j < len(logs) - 1]
+    return float(np.mean(gaps) / math.sqrt(12))
 
 
 def _momentum_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -118,8 +157,9 @@ def _momentum_rows(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _choose(acc: np.ndarray, loss: np.ndarray, tol: float = 1e-9) -> np.ndarray:
-    """Index of the best γ along the last axis: highest accuracy, ties to the lowest loss."""
+def _choose(acc: np.ndarray, loss: np.ndarray, tol: float) -> np.ndarray:
+    """Index of the best γ along the last axis: highest accuracy, ties (within `tol` of the
+    highest) to the lowest loss."""
     best = np.nanmax(acc, axis=-1, keepdims=True)
     tied = acc >= best - tol
     return np.argmin(np.where(tied, np.nan_to_num(loss, nan=np.inf), np.inf), axis=-1)
@@ -142,18 +182,22 @@ class DepthResult:
     accuracy_at_gamma0: float | None
     smeared_key_accuracy: float | None
     n_seeds: int
-    n_tied: int  # γ values sharing the top mean accuracy (decided by loss when > 1)
+    n_tied: int  # γ values within TIE_TOL of the top mean accuracy (decided by loss when > 1)
     at_grid_edge: bool  # γ* is the largest γ of the grid: the optimum may lie beyond it
     paper_gamma_star: float
     paper_inside: bool  # the paper's γ*(N) lies within our interval
     grid: list[float]
     mean_accuracy: list[float]
     std_accuracy: list[float]
+    mean_tiebreak: list[float]  # mean loss per γ (decides ties at the accuracy ceiling)
+    window: tuple[float, float] | None  # smallest and largest γ within TIE_TOL of the best
 
 
 @dataclass
-class ScalingFit:
+class ScalingFit(ReportSection):
     """Per-depth γ* and the power law fitted to them, with the paper's values beside ours."""
+
+    title = "γ*(N): the best momentum against depth (associative recall)"
 
     depths: list[DepthResult]
     fit: PowerLawFit | None
@@ -162,14 +206,37 @@ class ScalingFit:
     metric: str
     level: float
     n_boot: int
+    tie_tol: float = TIE_TOL
     paper: dict[str, float] = field(default_factory=lambda: {"a": PAPER_A, "b": PAPER_B})
     boot_ab: np.ndarray | None = field(default=None, repr=False)  # [replicate, (a, b)]
+    table: pd.DataFrame | None = field(default=None, repr=False)  # the rows it was fitted to
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out.pop("boot_ab")
+        out.pop("table")
         out["consistency"] = consistency_statement(self)
-        return out
+        return _finite(out)
+
+    def add_to(self, report: Report, heading: bool = True) -> Report:
+        """The verdict, the per-depth table, γ* against N (log-log) and accuracy against γ."""
+        from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
+
+        if heading:
+            report.heading(self.title)
+        report.paragraph(consistency_statement(self), note=True)
+        report.table(*depth_table(self))
+        if (line := fit_line(self)) is not None:
+            report.paragraph(line)
+        report.paragraph(
+            f"γ*(N) is the grid γ with the highest mean {self.metric.replace('_', ' ')} over "
+            f"seeds (γ values within {100 * self.tie_tol:g} points of it count as tied; the "
+            "lowest mean loss breaks ties). Controls at every depth: γ = 0 (the plain model) "
+            "and the smeared-key model."
+        )
+        report.figure(gamma_star_vs_depth(self))
+        report.figure(accuracy_vs_gamma(self, self.table))
+        return report
 
 
 def gamma_star_by_depth(
@@ -179,6 +246,7 @@ def gamma_star_by_depth(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    tie_tol: float = TIE_TOL,
 ) -> tuple[list[DepthResult], dict[int, np.ndarray]]:
     """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples."""
     rows = _momentum_rows(df)
@@ -194,11 +262,11 @@ def gamma_star_by_depth(
         grid = acc.columns.to_numpy(dtype=float)
         a, l_ = acc.to_numpy(dtype=float), loss.to_numpy(dtype=float)
         mean_acc, mean_loss = np.nanmean(a, axis=0), np.nanmean(l_, axis=0)
-        best = int(_choose(mean_acc, mean_loss))
+        best = int(_choose(mean_acc, mean_loss, tie_tol))
         idx = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns in a resample
-            boot = grid[_choose(np.nanmean(a[idx], axis=1), np.nanmean(l_[idx], axis=1))]
+            boot = grid[_choose(np.nanmean(a[idx], axis=1), np.nanmean(l_[idx], axis=1), tie_tol)]
         samples[int(depth)] = boot
         interval = _interval(boot, level)
         paper = float(paper_gamma_star(depth))
@@ -212,13 +280,18 @@ def gamma_star_by_depth(
                 accuracy_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
                 smeared_key_accuracy=float(control.mean()) if len(control) else None,
                 n_seeds=int(a.shape[0]),
-                n_tied=int(np.sum(mean_acc >= np.nanmax(mean_acc) - 1e-9)),
+                n_tied=int(np.sum(mean_acc >= np.nanmax(mean_acc) - tie_tol)),
                 at_grid_edge=bool(best == len(grid) - 1 and len(grid) > 1),
                 paper_gamma_star=paper,
                 paper_inside=bool(interval[0] <= paper <= interval[1]),
                 grid=grid.tolist(),
                 mean_accuracy=mean_acc.tolist(),
                 std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
+                mean_tiebreak=mean_loss.tolist(),
+                window=(
+                    float(grid[mean_acc >= np.nanmax(mean_acc) - tie_tol].min()),
+                    float(grid[mean_acc >= np.nanmax(mean_acc) - tie_tol].max()),
+                ),
             )
         )
     return results, samples
@@ -231,14 +304,20 @@ def fit_scaling(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
+    tie_tol: float = TIE_TOL,
 ) -> ScalingFit:
     """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
-    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed)
+    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol)
     used = [d for d in depths if d.gamma_star > 0]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
     fit = None
     if len(used) >= 2:
-        fit = fit_power_law([d.n_layers for d in used], [d.gamma_star for d in used], level)
+        fit = fit_power_law(
+            [d.n_layers for d in used],
+            [d.gamma_star for d in used],
+            level,
+            log_sigma=[grid_log_sigma(d.grid, d.gamma_star) for d in used],
+        )
     # Bootstrap over seeds: replicate k takes each depth's k-th resampled γ*, refits on the
     # depths of the main fit whose γ* stays > 0 (at least 2 of them).
     boot_ab = []
@@ -267,7 +346,9 @@ def fit_scaling(
         metric=metric,
         level=level,
         n_boot=n_boot,
+        tie_tol=tie_tol,
         boot_ab=boot_ab,
+        table=df,
     )
 
 
@@ -302,7 +383,7 @@ def consistency_statement(result: ScalingFit) -> str:
     boot = result.bootstrap
     parts.append(
         f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
-        f"intervals from the fit covariance a ∈ {_fmt(fit.a_interval)}, "
+        f"intervals from the fit {fit.method} a ∈ {_fmt(fit.a_interval)}, "
         f"b ∈ {_fmt(fit.b_interval)}"
         + (
             f" (seed bootstrap: a ∈ {_fmt(boot['a_interval'])}, b ∈ {_fmt(boot['b_interval'])})."
@@ -347,6 +428,12 @@ def _finite(obj: Any) -> Any:
     return obj
 
 
+def bundled_results() -> Path | None:
+    """The committed γ*(N) sweep's table (`results/scaling/results.csv`), if this checkout has it."""
+    path = Path(__file__).resolve().parents[2] / "results" / "scaling" / "results.csv"
+    return path if path.is_file() else None
+
+
 def load_table(path: str | Path) -> pd.DataFrame:
     """A sweep's results table from `results.csv` or `results.jsonl`."""
     path = Path(path)
@@ -386,7 +473,8 @@ def write_scaling_report(
     level: float = 0.95,
     figures: bool = False,
 ) -> dict[str, Any]:
-    """Fit the table at `results`; write `fit.json` (and the HTML figures with `figures`)."""
+    """Fit the table at `results`; write `fit.json`, `summary.md` (and, with `figures`, the
+    self-contained page `scaling.html`)."""
     results = Path(results)
     out_dir = Path(out_dir) if out_dir is not None else results.parent
     table = load_table(results)
@@ -396,18 +484,78 @@ def write_scaling_report(
         "source": str(results),
         "provenance": provenance(table, results.parent),
     }
-    from momentum_interp.io import atomic_write_json
-
     atomic_write_json(out_dir / "fit.json", _finite(report))
-    paths: dict[str, Any] = {"statement": report["consistency"], "fit": out_dir / "fit.json"}
+    atomic_write_text(out_dir / "summary.md", summary_markdown(result))
+    paths: dict[str, Any] = {
+        "statement": report["consistency"],
+        "fit": out_dir / "fit.json",
+        "summary": out_dir / "summary.md",
+    }
     if figures:
-        from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
-
-        for name, fig in (
-            ("accuracy_vs_gamma", accuracy_vs_gamma(result, table)),
-            ("gamma_star_vs_depth", gamma_star_vs_depth(result)),
-        ):
-            path = out_dir / f"{name}.html"
-            fig.write_html(path, include_plotlyjs=True)
-            paths[name] = path
+        paths["page"] = out_dir / "scaling.html"
+        atomic_write_text(paths["page"], result.to_html())
     return paths
+
+
+def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-depth table: γ*, its interval, the paper's γ*, the controls."""
+    header = [
+        "N",
+        "γ*",
+        f"{100 * result.level:g} % seed-bootstrap interval",
+        "paper γ*",
+        "acc at γ*",
+        "acc at γ = 0",
+        "smeared key acc",
+        "γ tied at the top (window)",
+    ]
+    rows = []
+    for d in result.depths:
+        control = "–" if d.smeared_key_accuracy is None else f"{d.smeared_key_accuracy:.3f}"
+        baseline = "–" if d.accuracy_at_gamma0 is None else f"{d.accuracy_at_gamma0:.3f}"
+        rows.append(
+            [
+                str(d.n_layers),
+                f"{d.gamma_star:g}",
+                f"[{d.interval[0]:g}, {d.interval[1]:g}]",
+                f"{d.paper_gamma_star:.2f}",
+                f"{d.accuracy_at_gamma_star:.3f}",
+                baseline,
+                control,
+                f"{d.n_tied}: [{d.window[0]:g}, {d.window[1]:g}]",
+            ]
+        )
+    return header, rows
+
+
+def fit_line(result: ScalingFit) -> str | None:
+    """One sentence with the fitted a and b and both kinds of interval (None without a fit)."""
+    if result.fit is None:
+        return None
+    fit, boot = result.fit, result.bootstrap
+    return (
+        f"Fit (curve_fit in log space, {fit.n_points} depths): a = {fit.a:.3g} "
+        f"{_fmt(fit.a_interval)}, b = {fit.b:.3g} {_fmt(fit.b_interval)} "
+        f"({100 * result.level:g} %, covariance)"
+        + (
+            f"; seed bootstrap ({boot['n_valid']} replicates): a {_fmt(boot['a_interval'])}, "
+            f"b {_fmt(boot['b_interval'])}."
+            if "a_interval" in boot
+            else "."
+        )
+    )
+
+
+def summary_markdown(result: ScalingFit) -> str:
+    """Per-depth γ*, intervals and controls as a Markdown table, then the fit and the statement."""
+    header, rows = depth_table(result)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+    if (line := fit_line(result)) is not None:
+        lines += [line, ""]
+    lines.append(consistency_statement(result))
+    return "\n".join(lines) + "\n"

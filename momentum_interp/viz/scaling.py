@@ -118,6 +118,26 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
             name=f"γ*(N), {100 * result.level:g} % seed bootstrap",
         )
     )
+    windows = [d for d in shown if d.window is not None and d.window[1] > d.window[0]]
+    if windows:  # every γ within the tie tolerance of the best accuracy, drawn beside γ*
+        fig.add_trace(
+            go.Scatter(
+                x=[d.n_layers * 1.04 for d in windows],
+                y=[d.gamma_star for d in windows],
+                error_y={
+                    "type": "data",
+                    "symmetric": False,
+                    "array": [d.window[1] - d.gamma_star for d in windows],
+                    "arrayminus": [d.gamma_star - max(d.window[0], floor) for d in windows],
+                    "color": "gray",
+                    "thickness": 4,
+                    "width": 0,
+                },
+                mode="markers",
+                marker={"size": 4, "color": "gray"},
+                name=f"γ within {100 * result.tie_tol:g} points of the best accuracy",
+            )
+        )
     zero = [d for d in result.depths if d.gamma_star <= 0]
     if zero:
         fig.add_trace(
