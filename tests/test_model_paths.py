@@ -73,6 +73,47 @@ def _loss_and_grads(model, tokens):
     return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("name", ["standard_ln_qk", "rotary_partial_post_qk_learnable_rms"])
+def test_fast_and_analysis_paths_agree_under_bf16_autocast(make_model, sdpa_calls, name):
+    """Training precision: both paths under bf16 autocast agree to bf16 rounding, and each stays
+    as close to the float32 result as bf16 allows (so the comparison is not of two broken runs)."""
+    model = make_model(**PATH_CONFIGS[name])
+    _set_distinct_gammas(model)
+    tokens = _tokens(model.cfg)
+    logits_fp32, grads_fp32 = _loss_and_grads(model, tokens)
+    sdpa_calls.clear()
+
+    def noop(pattern, hook):
+        pass
+
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits_fast, grads_fast = _loss_and_grads(model, tokens)
+        assert sdpa_calls
+        sdpa_calls.clear()
+        with model.hooks(fwd_hooks=[(lambda n: n.endswith("hook_pattern"), noop)]):
+            logits_slow, grads_slow = _loss_and_grads(model, tokens)
+        assert not sdpa_calls
+    scale = logits_fp32.abs().max().item()
+    for logits in (logits_fast, logits_slow):
+        error = (logits.float() - logits_fp32).abs().max().item()
+        assert 1e-4 * scale < error < 0.05 * scale  # bf16 really ran, and only rounded
+    assert (logits_fast.float() - logits_slow.float()).abs().max().item() < 0.05 * scale
+    largest = max(g.norm() for g in grads_fp32.values())
+    for param_name, grad in grads_fp32.items():
+        reference = grad.flatten()
+        if reference.norm() < 1e-4 * largest:  # zero but for rounding, e.g. b_K (softmax shift)
+            continue
+        for grads in (grads_fast, grads_slow):
+            cosine = F.cosine_similarity(grads[param_name].flatten().float(), reference, dim=0)
+            assert cosine > 0.99, (param_name, cosine.item())
+        cosine = F.cosine_similarity(
+            grads_fast[param_name].flatten().float(),
+            grads_slow[param_name].flatten().float(),
+            dim=0,
+        )
+        assert cosine > 0.99, (param_name, cosine.item())
+
+
 @pytest.mark.parametrize("name", PATH_CONFIGS)
 def test_fast_and_analysis_paths_agree(make_model, sdpa_calls, name):
     model = make_model(**PATH_CONFIGS[name])
