@@ -54,12 +54,13 @@ def _set_distinct_gammas(model):
 
 @pytest.fixture
 def sdpa_calls(monkeypatch):
-    """Count calls of `F.scaled_dot_product_attention` (i.e. layers that took the fast path)."""
+    """Record calls of `F.scaled_dot_product_attention` (layers that took the fast path), each as
+    the dtype of the queries it was given."""
     calls = []
     original = F.scaled_dot_product_attention
 
     def counting(*args, **kwargs):
-        calls.append(1)
+        calls.append(args[0].dtype)
         return original(*args, **kwargs)
 
     monkeypatch.setattr(F, "scaled_dot_product_attention", counting)
@@ -88,7 +89,7 @@ def test_fast_and_analysis_paths_agree_under_bf16_autocast(make_model, sdpa_call
 
     with torch.autocast("cpu", dtype=torch.bfloat16):
         logits_fast, grads_fast = _loss_and_grads(model, tokens)
-        assert sdpa_calls
+        assert set(sdpa_calls) == {torch.bfloat16}  # biases do not promote q/k/v to float32
         sdpa_calls.clear()
         with model.hooks(fwd_hooks=[(lambda n: n.endswith("hook_pattern"), noop)]):
             logits_slow, grads_slow = _loss_and_grads(model, tokens)
@@ -98,20 +99,24 @@ def test_fast_and_analysis_paths_agree_under_bf16_autocast(make_model, sdpa_call
         error = (logits.float() - logits_fp32).abs().max().item()
         assert 1e-4 * scale < error < 0.05 * scale  # bf16 really ran, and only rounded
     assert (logits_fast.float() - logits_slow.float()).abs().max().item() < 0.05 * scale
+    # Gradients: the whole gradient vector to within bf16 rounding (cosine > 0.995), and every
+    # parameter's own to within 0.97 (measured: 0.986 to 0.9999; bf16 CPU kernels are not
+    # bit-deterministic, so the smallest varies between runs).
+    flat = {
+        "fp32": torch.cat([g.flatten() for g in grads_fp32.values()]),
+        "fast": torch.cat([g.flatten().float() for g in grads_fast.values()]),
+        "slow": torch.cat([g.flatten().float() for g in grads_slow.values()]),
+    }
+    for a, b in (("fast", "fp32"), ("slow", "fp32"), ("fast", "slow")):
+        assert F.cosine_similarity(flat[a], flat[b], dim=0) > 0.995, (a, b)
     largest = max(g.norm() for g in grads_fp32.values())
     for param_name, grad in grads_fp32.items():
-        reference = grad.flatten()
-        if reference.norm() < 1e-4 * largest:  # zero but for rounding, e.g. b_K (softmax shift)
+        if grad.norm() < 1e-4 * largest:  # zero but for rounding, e.g. b_K (softmax shift)
             continue
-        for grads in (grads_fast, grads_slow):
-            cosine = F.cosine_similarity(grads[param_name].flatten().float(), reference, dim=0)
-            assert cosine > 0.99, (param_name, cosine.item())
-        cosine = F.cosine_similarity(
-            grads_fast[param_name].flatten().float(),
-            grads_slow[param_name].flatten().float(),
-            dim=0,
-        )
-        assert cosine > 0.99, (param_name, cosine.item())
+        pair = (grads_fast[param_name], grads_slow[param_name], grad)
+        for a, b in ((0, 2), (1, 2), (0, 1)):
+            cosine = F.cosine_similarity(pair[a].flatten().float(), pair[b].flatten(), dim=0)
+            assert cosine > 0.97, (param_name, a, b, cosine.item())
 
 
 @pytest.mark.parametrize("name", PATH_CONFIGS)

@@ -16,6 +16,7 @@ from einops import einsum
 from transformer_lens.hook_points import HookPoint
 
 from momentum_interp.config import MomentumConfig
+from momentum_interp.model.components import add_bias
 from momentum_interp.model.rotary import Rotary
 from momentum_interp.model.shear import shear, smear_gamma, velocity
 
@@ -89,9 +90,9 @@ class MomentumAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x: [batch, pos, d_model]` (normalised residual) → attention output `[batch, pos, d_model]`."""
-        q = self.hook_q(einsum(x, self.W_Q, "b p m, h m d -> b p h d") + self.b_Q)
-        k = self.hook_k(einsum(x, self.W_K, "b p m, h m d -> b p h d") + self.b_K)
-        v = self.hook_v(einsum(x, self.W_V, "b p m, h m d -> b p h d") + self.b_V)
+        q = self.hook_q(add_bias(einsum(x, self.W_Q, "b p m, h m d -> b p h d"), self.b_Q))
+        k = self.hook_k(add_bias(einsum(x, self.W_K, "b p m, h m d -> b p h d"), self.b_K))
+        v = self.hook_v(add_bias(einsum(x, self.W_V, "b p m, h m d -> b p h d"), self.b_V))
         q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
         k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
 
@@ -105,8 +106,8 @@ class MomentumAttention(nn.Module):
 
         if self.cfg.use_attn_result:
             result = self.hook_result(einsum(z, self.W_O, "b p h d, h d m -> b p h m"))
-            return result.sum(dim=2) + self.b_O
-        return einsum(z, self.W_O, "b p h d, h d m -> b p m") + self.b_O
+            return add_bias(result.sum(dim=2), self.b_O)
+        return add_bias(einsum(z, self.W_O, "b p h d, h d m -> b p m"), self.b_O)
 
     def _filter(
         self,

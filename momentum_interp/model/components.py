@@ -11,6 +11,12 @@ from transformer_lens.hook_points import HookPoint
 from momentum_interp.config import MomentumConfig
 
 
+def add_bias(x: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """`x + bias` in `x`'s dtype: under bf16 autocast a float32 bias would promote the bf16
+    output of the matmul before it to float32 (and with it q/k/v, SDPA and the saved activations)."""
+    return x + bias.to(x.dtype)
+
+
 class Embed(nn.Module):
     """Token embedding `W_E: [d_vocab, d_model]`."""
 
@@ -100,6 +106,6 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.hook_pre(einsum(x, self.W_in, "b p d, d m -> b p m") + self.b_in)
+        pre = self.hook_pre(add_bias(einsum(x, self.W_in, "b p d, d m -> b p m"), self.b_in))
         post = self.hook_post(self.act(pre))
-        return einsum(post, self.W_out, "b p m, m d -> b p d") + self.b_out
+        return add_bias(einsum(post, self.W_out, "b p m, m d -> b p d"), self.b_out)
