@@ -83,3 +83,6 @@ def test_comparison_gaps_are_relative_to_the_reference(text_runs, tmp_path):
     paths = write_comparison(text_runs, "small", tmp_path / "out")
     assert paths["markdown"].read_text().startswith("| run |")
     assert set(json.loads(paths["records"].read_text())) == {"small", "momentum"}
+    page = paths["page"].read_text()
+    assert "Plotly.newPlot" in page and "<script src=" not in page
+    assert "momentum" in page and "Held-out loss during training" in page

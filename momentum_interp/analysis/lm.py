@@ -96,10 +96,14 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) -> dict[str, Path]:
-    """The comparison table (CSV, Markdown) plus each run's config and curves, small enough to commit."""
+    """The comparison table (CSV, Markdown), each run's config and curves (JSON), and a
+    self-contained page with the table and the validation-loss curves: small enough to commit."""
     from momentum_interp.io import atomic_write_json, atomic_write_text
+    from momentum_interp.viz.figures import load_metrics, training_curves
+    from momentum_interp.viz.report import Report
 
     table = compare_runs(run_dirs, reference)
+    histories = {Path(d).name: load_metrics(d) for d in run_dirs}
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, records = (
         out_dir / "comparison.csv",
@@ -113,10 +117,24 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
         {
             Path(d).name: {
                 "run_config": json.loads((Path(d) / "run_config.json").read_text()),
-                "eval": json.loads((Path(d) / "metrics.json").read_text())["eval"],
+                "eval": histories[Path(d).name]["eval"],
             }
             for d in run_dirs
         },
     )
+    report = Report("Language-model comparison")
+    report.paragraph(
+        f"Validation loss overall and on repeated-span positions (tokens that continue a span seen "
+        f"earlier in the window); gaps are relative to {reference}."
+    )
+    report.table(
+        list(table.columns),
+        [
+            [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+            for row in table.itertuples(index=False)
+        ],
+    )
+    report.figure(training_curves(histories, metric="loss"))
+    page = report.save(out_dir / "report.html")
     print(table.to_string(index=False, float_format="%.4f"))
-    return {"table": csv_path, "markdown": md_path, "records": records}
+    return {"table": csv_path, "markdown": md_path, "records": records, "page": page}
