@@ -354,3 +354,21 @@ def test_smeared_key_hooks(make_model):
         torch.testing.assert_close(cache["q_sheared", layer, "attn"], cache["q", layer])
     torch.testing.assert_close(model.gamma_k, (alphas - 1).expand(2, 4), **TOL)
     assert torch.all(model.gamma_q == 0)
+
+
+@pytest.mark.parametrize("norm", ["LN", "RMS"])
+def test_fused_norm_matches_the_explicit_one(make_model, norm):
+    """Unhooked norms run as one fused op; a hook on `hook_scale` switches to the explicit maths
+    (which computes the scale it needs). Both give the same logits."""
+    model = make_model(normalization_type=norm)
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, model.cfg.n_ctx))
+    scales = []
+    with torch.no_grad():
+        fused = model(tokens)
+        explicit = model.run_with_hooks(
+            tokens,
+            fwd_hooks=[(lambda n: n.endswith("hook_scale"), lambda t, hook: scales.append(t))],
+        )
+    assert len(scales) == 2 * model.cfg.n_layers + 1  # ln1, ln2 per block, and ln_final
+    torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
+    assert not torch.equal(scales[0], torch.ones_like(scales[0]))

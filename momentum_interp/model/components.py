@@ -52,7 +52,8 @@ class Unembed(nn.Module):
 
 
 class LayerNorm(nn.Module):
-    """LayerNorm with TransformerLens's `hook_scale` and `hook_normalized`."""
+    """LayerNorm with TransformerLens's `hook_scale` and `hook_normalized` (the scale is computed
+    explicitly only when a hook on it needs it; otherwise `F.layer_norm`)."""
 
     def __init__(self, cfg: MomentumConfig):
         super().__init__()
@@ -63,13 +64,16 @@ class LayerNorm(nn.Module):
         self.hook_normalized = HookPoint()  # [batch, pos, d_model]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hook_scale.has_hooks():  # one fused kernel; the same maths
+            return self.hook_normalized(F.layer_norm(x, x.shape[-1:], self.w, self.b, self.eps))
         x = x - x.mean(-1, keepdim=True)
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(x / scale * self.w + self.b)
 
 
 class RMSNorm(nn.Module):
-    """RMSNorm with TransformerLens's `hook_scale` and `hook_normalized`."""
+    """RMSNorm with TransformerLens's `hook_scale` and `hook_normalized` (`F.rms_norm` unless a
+    hook on the scale needs it)."""
 
     def __init__(self, cfg: MomentumConfig):
         super().__init__()
@@ -79,6 +83,8 @@ class RMSNorm(nn.Module):
         self.hook_normalized = HookPoint()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.hook_scale.has_hooks():  # one fused kernel; the same maths
+            return self.hook_normalized(F.rms_norm(x, x.shape[-1:], self.w, self.eps))
         scale = self.hook_scale((x.pow(2).mean(-1, keepdim=True) + self.eps).sqrt())
         return self.hook_normalized(x / scale * self.w)
 
