@@ -96,6 +96,19 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
     return fig
 
 
+def _bars_around_gamma_star(depths: list, ranges: list, floor: float) -> dict:
+    """plotly `error_y` from each depth's γ* to the ends of its (low, high) range; a low end at or
+    below `floor` (γ = 0 has no place on a log axis) is drawn to the floor."""
+    return {
+        "type": "data",
+        "symmetric": False,
+        "array": [high - d.gamma_star for d, (_, high) in zip(depths, ranges, strict=True)],
+        "arrayminus": [
+            d.gamma_star - max(low, floor) for d, (low, _) in zip(depths, ranges, strict=True)
+        ],
+    }
+
+
 def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
     """γ*(N) with bootstrap intervals on log-log axes, our fit and its band, the paper's line."""
     fig = go.Figure()
@@ -107,12 +120,7 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
         go.Scatter(
             x=[d.n_layers for d in shown],
             y=[d.gamma_star for d in shown],
-            error_y={
-                "type": "data",
-                "symmetric": False,
-                "array": [d.interval[1] - d.gamma_star for d in shown],
-                "arrayminus": [d.gamma_star - max(d.interval[0], floor) for d in shown],
-            },
+            error_y=_bars_around_gamma_star(shown, [d.interval for d in shown], floor),
             mode="markers",
             marker={"size": 10, "color": "black"},
             name=f"γ*(N), {100 * result.level:g} % seed bootstrap",
@@ -124,15 +132,8 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
             go.Scatter(
                 x=[d.n_layers * 1.04 for d in windows],
                 y=[d.gamma_star for d in windows],
-                error_y={
-                    "type": "data",
-                    "symmetric": False,
-                    "array": [d.window[1] - d.gamma_star for d in windows],
-                    "arrayminus": [d.gamma_star - max(d.window[0], floor) for d in windows],
-                    "color": "gray",
-                    "thickness": 4,
-                    "width": 0,
-                },
+                error_y=_bars_around_gamma_star(windows, [d.window for d in windows], floor)
+                | {"color": "gray", "thickness": 4, "width": 0},
                 mode="markers",
                 marker={"size": 4, "color": "gray"},
                 name=f"γ within {100 * result.tie_tol:g} points of the best accuracy",
