@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from momentum_interp.analysis.lm import LMComparison, bundled_comparison
 from momentum_interp.analysis.scoring import score_heads
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
@@ -128,8 +129,8 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
 
 
 def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
-    """Circuit trace and spectral forensics of the paper's 1-layer momentum model, and the fit of
-    the committed γ*(N) sweep."""
+    """Circuit trace and spectral forensics of the paper's 1-layer momentum model; the committed
+    γ*(N) sweep's fit and language-model comparison, when this checkout has them."""
     paper = next((r for r in results if r.name == "induction-1l-momentum"), None)
     if paper is None:
         return {}
@@ -139,6 +140,8 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
     analyses: dict[str, object] = {"trace": trace, "spectral": spectral}
     if (table := bundled_results()) is not None:
         analyses["scaling"] = fit_scaling(load_table(table))
+    if (comparison := bundled_comparison()) is not None:
+        analyses["language_models"] = LMComparison.load(comparison)
     return analyses
 
 

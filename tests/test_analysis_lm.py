@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
 
 from momentum_interp import HookedMomentumTransformer
-from momentum_interp.analysis.lm import compare_runs, lm_losses, write_comparison
+from momentum_interp.analysis.lm import LMComparison, compare_runs, lm_losses, write_comparison
 from momentum_interp.data import make_task, repeated_span_mask
 from momentum_interp.training.config import RunConfig
 from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
@@ -82,7 +83,13 @@ def test_comparison_gaps_are_relative_to_the_reference(text_runs, tmp_path):
         compare_runs(text_runs, reference="nope", n_batches=1)
     paths = write_comparison(text_runs, "small", tmp_path / "out")
     assert paths["markdown"].read_text().startswith("| run |")
-    assert set(json.loads(paths["records"].read_text())) == {"small", "momentum"}
+    records = json.loads(paths["records"].read_text())
+    assert records["reference"] == "small" and set(records["runs"]) == {"small", "momentum"}
     page = paths["page"].read_text()
     assert "Plotly.newPlot" in page and "<script src=" not in page
     assert "momentum" in page and "Held-out loss during training" in page
+    loaded = LMComparison.load(tmp_path / "out")  # what the demo reads back from results/lm
+    assert loaded.reference == "small" and loaded.histories.keys() == {"small", "momentum"}
+    assert loaded.table["val_loss"].tolist() == pytest.approx(
+        pd.read_csv(paths["table"])["val_loss"].tolist()
+    )

@@ -8,6 +8,7 @@ in-context part of the loss that momentum is meant to help.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -15,8 +16,13 @@ import torch
 import torch.nn.functional as F
 
 from momentum_interp.data import make_task, repeated_span_mask
+from momentum_interp.io import atomic_write_json, atomic_write_text
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
+from momentum_interp.viz.figures import load_metrics, training_curves
+from momentum_interp.viz.report import Report, ReportSection
+
+TABLE, RECORDS = "comparison.csv", "runs.json"
 
 
 @torch.no_grad()
@@ -95,46 +101,78 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
 
 
+@dataclass
+class LMComparison(ReportSection):
+    """The comparison table and every run's validation-loss curve, as a report section."""
+
+    table: pd.DataFrame  # one row per run, from `compare_runs`
+    histories: dict[str, dict]  # run name -> its `metrics.json` history ("eval" entries)
+    reference: str
+
+    title = "Language-model comparison"
+
+    def add_to(self, report: Report, heading: bool = True) -> Report:
+        if heading:
+            report.heading(self.title)
+        report.paragraph(
+            "Validation loss overall and on repeated-span positions (tokens that continue a span "
+            f"seen earlier in the window); gaps are relative to {self.reference}. All runs share "
+            "one corpus, tokenizer, token budget and schedule."
+        )
+        report.table(
+            list(self.table.columns),
+            [
+                [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+                for row in self.table.itertuples(index=False)
+            ],
+        )
+        report.figure(training_curves(self.histories, metric="loss"))
+        return report
+
+    def to_dict(self) -> dict:
+        return {"reference": self.reference, "runs": self.table.to_dict(orient="records")}
+
+    @classmethod
+    def load(cls, out_dir: str | Path) -> LMComparison:
+        """A comparison written by `write_comparison` (its table and run records)."""
+        out_dir = Path(out_dir)
+        records = json.loads((out_dir / RECORDS).read_text())
+        return cls(
+            table=pd.read_csv(out_dir / TABLE),
+            histories={name: {"eval": run["eval"]} for name, run in records["runs"].items()},
+            reference=records["reference"],
+        )
+
+
+def bundled_comparison() -> Path | None:
+    """The committed comparison (`results/lm/`), if this checkout has it."""
+    path = Path(__file__).resolve().parents[2] / "results" / "lm"
+    return path if (path / TABLE).is_file() and (path / RECORDS).is_file() else None
+
+
 def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) -> dict[str, Path]:
     """The comparison table (CSV, Markdown), each run's config and curves (JSON), and a
     self-contained page with the table and the validation-loss curves: small enough to commit."""
-    from momentum_interp.io import atomic_write_json, atomic_write_text
-    from momentum_interp.viz.figures import load_metrics, training_curves
-    from momentum_interp.viz.report import Report
-
     table = compare_runs(run_dirs, reference)
     histories = {Path(d).name: load_metrics(d) for d in run_dirs}
     out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path, records = (
-        out_dir / "comparison.csv",
-        out_dir / "comparison.md",
-        out_dir / "runs.json",
-    )
+    csv_path, md_path, records = out_dir / TABLE, out_dir / "comparison.md", out_dir / RECORDS
     atomic_write_text(csv_path, table.to_csv(index=False))
     atomic_write_text(md_path, markdown_table(table))
     atomic_write_json(
         records,
         {
-            Path(d).name: {
-                "run_config": json.loads((Path(d) / "run_config.json").read_text()),
-                "eval": histories[Path(d).name]["eval"],
-            }
-            for d in run_dirs
+            "reference": reference,
+            "runs": {
+                Path(d).name: {
+                    "run_config": json.loads((Path(d) / "run_config.json").read_text()),
+                    "eval": histories[Path(d).name]["eval"],
+                }
+                for d in run_dirs
+            },
         },
     )
-    report = Report("Language-model comparison")
-    report.paragraph(
-        f"Validation loss overall and on repeated-span positions (tokens that continue a span seen "
-        f"earlier in the window); gaps are relative to {reference}."
-    )
-    report.table(
-        list(table.columns),
-        [
-            [f"{v:.4f}" if isinstance(v, float) else v for v in row]
-            for row in table.itertuples(index=False)
-        ],
-    )
-    report.figure(training_curves(histories, metric="loss"))
-    page = report.save(out_dir / "report.html")
+    page = out_dir / "report.html"
+    atomic_write_text(page, LMComparison(table, histories, reference).to_html())
     print(table.to_string(index=False, float_format="%.4f"))
     return {"table": csv_path, "markdown": md_path, "records": records, "page": page}
