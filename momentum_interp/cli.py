@@ -28,6 +28,8 @@ def _cmd_train(args: argparse.Namespace) -> None:
     run = load_run_config(args.config)
     if args.steps is not None:  # replace() re-runs the [train] checks (steps > 0, warmup <= steps)
         run.train = dataclasses.replace(run.train, steps=args.steps)
+    if args.seed is not None:
+        run.train = dataclasses.replace(run.train, seed=args.seed)
     out = Path(args.out) if args.out else Path("runs") / run.name
     final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
     if Distributed.from_env().is_main:
@@ -169,6 +171,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--config", required=True, help="TOML run config (see configs/)")
     train.add_argument("--out", help="run directory (default runs/<name>)")
     train.add_argument("--steps", type=int, help="override [train] steps")
+    train.add_argument("--seed", type=int, help="override [train] seed (initialisation and data)")
     train.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)

@@ -10,7 +10,13 @@ import torch
 import torch.nn.functional as F
 
 from momentum_interp import HookedMomentumTransformer
-from momentum_interp.analysis.lm import LMComparison, compare_runs, lm_losses, write_comparison
+from momentum_interp.analysis.lm import (
+    LMComparison,
+    compare_runs,
+    lm_losses,
+    summarise,
+    write_comparison,
+)
 from momentum_interp.data import make_task, repeated_span_mask
 from momentum_interp.training.config import RunConfig
 from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
@@ -42,12 +48,15 @@ def text_runs(tmp_path_factory):
         "device": "cpu",
     }
     dirs = []
-    for name, model in [
-        ("small", {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "none"}),
-        ("momentum", {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "qk"}),
+    for name, seed, model in [
+        ("small", 0, {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "none"}),
+        ("momentum", 0, {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "qk"}),
+        ("small", 1, {"d_model": 32, "d_head": 8, "n_layers": 1, "shear": "none"}),
     ]:
-        run = RunConfig.from_dict({"name": name, "model": model, "task": task, "train": train_cfg})
-        dirs.append(train(run, root / name, progress=False))
+        run = RunConfig.from_dict(
+            {"name": name, "model": model, "task": task, "train": {**train_cfg, "seed": seed}}
+        )
+        dirs.append(train(run, root / f"{name}-seed{seed}", progress=False))
     return dirs
 
 
@@ -76,20 +85,34 @@ def test_lm_losses_match_a_direct_computation(text_runs):
 
 def test_comparison_gaps_are_relative_to_the_reference(text_runs, tmp_path):
     table = compare_runs(text_runs, reference="small", n_batches=2).set_index("run")
-    assert table.loc["small", "val_loss_gap"] == 0.0
-    expected = table.loc["momentum", "val_loss"] / table.loc["small", "val_loss"] - 1
-    assert table.loc["momentum", "val_loss_gap"] == pytest.approx(expected)
-    with pytest.raises(ValueError, match="reference run 'nope'"):
+    assert table["config"].tolist() == ["small", "momentum", "small"]
+    assert table["seed"].tolist() == [0, 0, 1]
+    small = table.loc[["small-seed0", "small-seed1"], "val_loss"]
+    assert small.iloc[0] != small.iloc[1]  # the seed changes the run
+    expected = table.loc["momentum-seed0", "val_loss"] / small.mean() - 1
+    assert table.loc["momentum-seed0", "val_loss_gap"] == pytest.approx(expected)
+    # against one run by its directory name instead of the config's mean
+    by_run = compare_runs(text_runs, reference="small-seed1", n_batches=2).set_index("run")
+    assert by_run.loc["small-seed1", "val_loss_gap"] == 0.0
+    with pytest.raises(ValueError, match="reference 'nope' is neither"):
         compare_runs(text_runs, reference="nope", n_batches=1)
+
+    summary = summarise(table.reset_index()).set_index("config")
+    assert summary.loc["small", "n_seeds"] == 2 and summary.loc["momentum", "n_seeds"] == 1
+    assert summary.loc["small", "val_loss"] == pytest.approx(small.mean())
+    assert summary.loc["small", "val_loss_sd"] == pytest.approx(small.std(ddof=1))
+    assert summary.loc["small", "val_loss_gap"] == pytest.approx(0.0, abs=1e-12)
+
     paths = write_comparison(text_runs, "small", tmp_path / "out")
-    assert paths["markdown"].read_text().startswith("| run |")
+    assert paths["markdown"].read_text().startswith("Mean over seeds per config:")
     records = json.loads(paths["records"].read_text())
-    assert records["reference"] == "small" and set(records["runs"]) == {"small", "momentum"}
+    assert records["reference"] == "small"
+    assert set(records["runs"]) == {"small-seed0", "small-seed1", "momentum-seed0"}
     page = paths["page"].read_text()
     assert "Plotly.newPlot" in page and "<script src=" not in page
     assert "momentum" in page and "Held-out loss during training" in page
     loaded = LMComparison.load(tmp_path / "out")  # what the demo reads back from results/lm
-    assert loaded.reference == "small" and loaded.histories.keys() == {"small", "momentum"}
+    assert loaded.reference == "small" and loaded.histories.keys() == set(records["runs"])
     assert loaded.table["val_loss"].tolist() == pytest.approx(
         pd.read_csv(paths["table"])["val_loss"].tolist()
     )

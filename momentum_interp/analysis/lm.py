@@ -23,6 +23,7 @@ from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report, ReportSection
 
 TABLE, RECORDS = "comparison.csv", "runs.json"
+LOSSES = ("val_loss", "induction_loss")
 
 
 @torch.no_grad()
@@ -62,7 +63,8 @@ def lm_losses(
 def compare_runs(
     run_dirs: list[str | Path], reference: str, n_batches: int = 16, seed: int = 0
 ) -> pd.DataFrame:
-    """One row per run (named by its directory), with gaps relative to the `reference` run.
+    """One row per run (its directory, config name and seed), with gaps relative to `reference`:
+    a config name (the mean over its seeds' runs) or one run's directory name.
 
     Every run is evaluated on the same validation windows of its own task config (the runs of a
     comparison share one corpus and tokenizer, which is checked).
@@ -73,22 +75,38 @@ def compare_runs(
         task_configs.add(json.dumps(run["task"], sort_keys=True))
         task = make_task(**{**run["task"], "split": "val"})
         model = HookedMomentumTransformer.from_pretrained(run_dir, device="cpu")
-        n_params = sum(p.numel() for p in model.parameters())
         rows.append(
             {
                 "run": run_dir.name,
-                "n_params": n_params,
+                "config": run["name"],
+                "seed": run["train"]["seed"],
+                "n_params": sum(p.numel() for p in model.parameters()),
                 **lm_losses(model, task, n_batches, seed=seed),
             }
         )
     if len(task_configs) > 1:
         raise ValueError("The runs were trained on different task configs; compare like with like.")
-    table = pd.DataFrame(rows).set_index("run")
-    if reference not in table.index:
-        raise ValueError(f"reference run {reference!r} is not among {list(table.index)}")
-    for column in ("val_loss", "induction_loss"):
-        table[f"{column}_gap"] = table[column] / table.loc[reference, column] - 1.0
-    return table.reset_index()
+    table = pd.DataFrame(rows)
+    ref = table[(table["config"] == reference) | (table["run"] == reference)]
+    if ref.empty:
+        raise ValueError(
+            f"reference {reference!r} is neither a config nor a run among "
+            f"{sorted(set(table['config']) | set(table['run']))}"
+        )
+    for column in LOSSES:
+        table[f"{column}_gap"] = table[column] / ref[column].mean() - 1.0
+    return table
+
+
+def summarise(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per config: the mean over its seeds of each loss and gap, and the seeds' standard
+    deviation of each loss (NaN with one seed)."""
+    aggregations = {"n_seeds": ("seed", "nunique"), "n_params": ("n_params", "first")}
+    for column in LOSSES:
+        aggregations[column] = (column, "mean")
+        aggregations[f"{column}_sd"] = (column, "std")
+        aggregations[f"{column}_gap"] = (f"{column}_gap", "mean")
+    return table.groupby("config", sort=False).agg(**aggregations).reset_index()
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -119,18 +137,27 @@ class LMComparison(ReportSection):
             f"seen earlier in the window); gaps are relative to {self.reference}. All runs share "
             "one corpus, tokenizer, token budget and schedule."
         )
-        report.table(
-            list(self.table.columns),
-            [
-                [f"{v:.4f}" if isinstance(v, float) else v for v in row]
-                for row in self.table.itertuples(index=False)
-            ],
-        )
+        for caption, frame in (
+            ("Mean over seeds", summarise(self.table)),
+            ("Every run", self.table),
+        ):
+            report.paragraph(caption)
+            report.table(
+                list(frame.columns),
+                [
+                    [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+                    for row in frame.itertuples(index=False)
+                ],
+            )
         report.figure(training_curves(self.histories, metric="loss"))
         return report
 
     def to_dict(self) -> dict:
-        return {"reference": self.reference, "runs": self.table.to_dict(orient="records")}
+        return {
+            "reference": self.reference,
+            "configs": summarise(self.table).to_dict(orient="records"),
+            "runs": self.table.to_dict(orient="records"),
+        }
 
     @classmethod
     def load(cls, out_dir: str | Path) -> LMComparison:
@@ -158,7 +185,13 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, records = out_dir / TABLE, out_dir / "comparison.md", out_dir / RECORDS
     atomic_write_text(csv_path, table.to_csv(index=False))
-    atomic_write_text(md_path, markdown_table(table))
+    atomic_write_text(
+        md_path,
+        "Mean over seeds per config:\n\n"
+        + markdown_table(summarise(table))
+        + "\nEvery run:\n\n"
+        + markdown_table(table),
+    )
     atomic_write_json(
         records,
         {
@@ -174,5 +207,5 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     )
     page = out_dir / "report.html"
     atomic_write_text(page, LMComparison(table, histories, reference).to_html())
-    print(table.to_string(index=False, float_format="%.4f"))
+    print(summarise(table).to_string(index=False, float_format="%.4f"))
     return {"table": csv_path, "markdown": md_path, "records": records, "page": page}
