@@ -372,3 +372,41 @@ def test_fused_norm_matches_the_explicit_one(make_model, norm):
     assert len(scales) == 2 * model.cfg.n_layers + 1  # ln1, ln2 per block, and ln_final
     torch.testing.assert_close(explicit, fused, atol=1e-5, rtol=1e-5)
     assert not torch.equal(scales[0], torch.ones_like(scales[0]))
+
+
+@pytest.mark.parametrize(
+    "overrides, filtered",
+    [
+        (dict(shear="none"), ()),
+        (dict(shear="k"), ("k",)),
+        (dict(shear="qk"), ("q", "k")),
+        (dict(shear="none", smeared_key=True), ("k",)),
+    ],
+)
+def test_unfiltered_signals_skip_the_shear_unless_hooked(
+    make_model, monkeypatch, overrides, filtered
+):
+    """A signal the config does not filter (γ ≡ 0) costs no velocity or shear in training, yet
+    its velocity and sheared hooks still report `x_t − x_{t−1}` and `x_t` when asked."""
+    import momentum_interp.model.attention as attention
+
+    model = make_model(positional_embedding_type="rotary", **overrides)
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, model.cfg.n_ctx))
+    calls = []
+    original = attention.velocity
+    monkeypatch.setattr(attention, "velocity", lambda x: calls.append(1) or original(x))
+    with torch.no_grad():
+        model(tokens)
+    assert len(calls) == len(filtered) * model.cfg.n_layers
+
+    calls.clear()
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens)
+    assert len(calls) == 2 * model.cfg.n_layers  # every hook fires when cached
+    for which in ("q", "k"):
+        rotated = cache[f"blocks.0.attn.hook_rot_{which}"]
+        velocity = cache[f"blocks.0.attn.hook_{which}_velocity"]
+        torch.testing.assert_close(velocity[:, 1:], rotated[:, 1:] - rotated[:, :-1])
+        assert torch.equal(velocity[:, 0], torch.zeros_like(velocity[:, 0]))
+        if which not in filtered:
+            assert torch.equal(cache[f"blocks.0.attn.hook_{which}_sheared"], rotated)

@@ -83,6 +83,13 @@ class MomentumAttention(nn.Module):
             return smear_gamma(torch.sigmoid(self.smear_logit))
         return self.gamma if self.cfg.shear in ("qk", "k") else torch.zeros_like(self.gamma)
 
+    def _shears(self, which: str) -> bool:
+        """Whether the config filters this signal ("q" or "k") at all; when it does not, the
+        velocity and the (identity) shear are computed only for a hook that asks for them."""
+        if which == "q":
+            return self.cfg.shear == "qk"
+        return self.cfg.shear != "none" or self.cfg.smeared_key
+
     @property
     def uses_fast_path(self) -> bool:
         """True when no hook needs the materialised scores or pattern."""
@@ -121,8 +128,9 @@ class MomentumAttention(nn.Module):
         hook_rot = getattr(self, f"hook_rot_{which}", None)
         if self.rotary is not None and self.cfg.shear_placement == "post_rope":
             x = hook_rot(self.rotary(x))
-        p = hook_velocity(velocity(x))
-        x = hook_sheared(shear(x, p, gamma.to(x.dtype)))
+        if self._shears(which) or hook_velocity.has_hooks() or hook_sheared.has_hooks():
+            p = hook_velocity(velocity(x))
+            x = hook_sheared(shear(x, p, gamma.to(x.dtype)))
         if self.rotary is not None and self.cfg.shear_placement == "pre_rope":
             x = hook_rot(self.rotary(x))
         return x
