@@ -41,6 +41,11 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
     depths = [d["n_layers"] for d in numbers["scaling"]["depths"]]
     assert depths == sorted(table["model.n_layers"].unique().tolist())
     assert numbers["scaling"]["consistency"].startswith("We measure γ*")
+    # the language-model section is read back from the committed comparison
+    comparison = pd.read_csv(ROOT / "results" / "lm" / "comparison.csv")
+    lm = numbers["language_models"]
+    assert [r["run"] for r in lm["runs"]] == comparison["run"].tolist()
+    assert {c["config"] for c in lm["configs"]} == set(comparison["config"])
 
 
 def test_demo_html_is_self_contained(demo_out):
@@ -48,6 +53,7 @@ def test_demo_html_is_self_contained(demo_out):
     assert not REMOTE_SCRIPT.search(html), "a <script src> points at the network"
     assert not REMOTE_IMPORT.search(html), "a module import points at the network"
     assert "Plotly" in html and "CircuitsVis.render" in html
+    assert "Language-model comparison" in html and "the best momentum against depth" in html
     for name in ("induction-1l-baseline", "induction-2l-baseline", "induction-1l-momentum"):
         assert name in html
 
