@@ -181,6 +181,7 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     """The comparison table (CSV, Markdown), each run's config and curves (JSON), and a
     self-contained page with the table and the validation-loss curves: small enough to commit."""
     table = compare_runs(run_dirs, reference)
+    summary = summarise(table)
     histories = {Path(d).name: load_metrics(d) for d in run_dirs}
     out_dir.mkdir(parents=True, exist_ok=True)
     csv_path, md_path, records = out_dir / TABLE, out_dir / "comparison.md", out_dir / RECORDS
@@ -188,7 +189,7 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     atomic_write_text(
         md_path,
         "Mean over seeds per config:\n\n"
-        + markdown_table(summarise(table))
+        + markdown_table(summary)
         + "\nEvery run:\n\n"
         + markdown_table(table),
     )
@@ -207,5 +208,5 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     )
     page = out_dir / "report.html"
     atomic_write_text(page, LMComparison(table, histories, reference).to_html())
-    print(summarise(table).to_string(index=False, float_format="%.4f"))
+    print(summary.to_string(index=False, float_format="%.4f"))
     return {"table": csv_path, "markdown": md_path, "records": records, "page": page}

@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -212,7 +212,7 @@ class ScalingFit(ReportSection):
     table: pd.DataFrame | None = field(default=None, repr=False)  # the rows it was fitted to
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = asdict(replace(self, boot_ab=None, table=None))  # asdict would deep-copy them
         out.pop("boot_ab")
         out.pop("table")
         out["consistency"] = consistency_statement(self)
@@ -263,6 +263,7 @@ def gamma_star_by_depth(
         a, l_ = acc.to_numpy(dtype=float), loss.to_numpy(dtype=float)
         mean_acc, mean_loss = np.nanmean(a, axis=0), np.nanmean(l_, axis=0)
         best = int(_choose(mean_acc, mean_loss, tie_tol))
+        tied = grid[mean_acc >= np.nanmax(mean_acc) - tie_tol]  # the γ values _choose tied
         idx = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns in a resample
@@ -280,7 +281,7 @@ def gamma_star_by_depth(
                 accuracy_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
                 smeared_key_accuracy=float(control.mean()) if len(control) else None,
                 n_seeds=int(a.shape[0]),
-                n_tied=int(np.sum(mean_acc >= np.nanmax(mean_acc) - tie_tol)),
+                n_tied=len(tied),
                 at_grid_edge=bool(best == len(grid) - 1 and len(grid) > 1),
                 paper_gamma_star=paper,
                 paper_inside=bool(interval[0] <= paper <= interval[1]),
@@ -288,10 +289,7 @@ def gamma_star_by_depth(
                 mean_accuracy=mean_acc.tolist(),
                 std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
                 mean_tiebreak=mean_loss.tolist(),
-                window=(
-                    float(grid[mean_acc >= np.nanmax(mean_acc) - tie_tol].min()),
-                    float(grid[mean_acc >= np.nanmax(mean_acc) - tie_tol].max()),
-                ),
+                window=(float(tied.min()), float(tied.max())),
             )
         )
     return results, samples
