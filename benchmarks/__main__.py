@@ -3,6 +3,7 @@
 throughput   training-step throughput: ours γ=1 / γ=0 / reference GPT / analysis path
 overheads    where ours loses time against the reference (CPU ablations, op counts, bf16 bytes)
 demo_timing  time the pieces of `momentum-interp demo` on CPU with 1 and 2 threads
+scoring      time `score_heads` against TransformerLens's `detect_head` (12 × 12 heads)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import argparse
 
 
 def main(argv: list[str] | None = None) -> None:
-    from benchmarks import demo_timing, overheads, throughput
+    from benchmarks import bench_scoring, demo_timing, overheads, throughput
 
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks", description=__doc__.splitlines()[0]
@@ -21,6 +22,7 @@ def main(argv: list[str] | None = None) -> None:
         ("throughput", throughput),
         ("overheads", overheads),
         ("demo_timing", demo_timing),
+        ("scoring", bench_scoring),
     ):
         doc = (module.__doc__ or "").strip().splitlines()[0]
         command = sub.add_parser(

@@ -7,13 +7,12 @@ cache): the way one gets per-sequence induction / previous-token / duplicate-tok
 TransformerLens. If the baseline runs on fewer sequences than `score_heads`, its time is
 extrapolated linearly to the same count (each call is independent) and the JSON says so.
 
-    python -m benchmarks.bench_scoring [--sequences 100] [--detect-sequences 100]
+    python -m benchmarks scoring [--sequences 100] [--detect-sequences 100] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import time
@@ -22,6 +21,7 @@ from pathlib import Path
 import torch
 from transformer_lens.head_detector import detect_head
 
+from benchmarks import common
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.analysis.scoring import (
     repeated_random_tokens,
@@ -47,8 +47,7 @@ def machine() -> dict:
     }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--detect-sequences", type=int, default=100)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -59,7 +58,9 @@ def main() -> None:
         help="torch intra-op threads for both methods (default: torch's); 1 is far less noisy "
         "on a shared, oversubscribed machine",
     )
-    args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
@@ -135,10 +136,6 @@ def main() -> None:
         )
     )
     print(f"speedup: {result['speedup']}x; previous-token agreement max |diff| = {max_diff:.2e}")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    common.write_json(args.out, result)
     print(f"wrote {args.out}")
-
-
-if __name__ == "__main__":
-    main()
+    return result

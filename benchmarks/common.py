@@ -6,11 +6,14 @@ import datetime as dt
 import json
 import os
 import platform
-import resource
 import statistics
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch.profiler import ProfilerActivity, profile
+
+from momentum_interp.io import atomic_write_text
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -53,38 +56,21 @@ def machine(device: torch.device) -> dict:
     return info
 
 
-def maxrss_bytes() -> int:
-    """Peak resident set size of this whole process so far (Linux reports KiB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+def cpu_peak_allocated_bytes(fn: Callable[[], object]) -> int:
+    """Peak of torch's live CPU allocations while `fn()` runs, above what was live at its start.
 
-
-def _status_kib(field: str) -> int | None:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
-
-
-def reset_rss_peak() -> bool:
-    """Reset this process's VmHWM (Linux ≥ 4.0: write 5 to clear_refs); False where impossible."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_bytes() -> int | None:
-    kib = _status_kib("VmRSS")
-    return None if kib is None else kib * 1024
-
-
-def rss_peak_bytes() -> int | None:
-    kib = _status_kib("VmHWM")
-    return None if kib is None else kib * 1024
+    The CPU counterpart of `torch.cuda.max_memory_allocated` minus the allocation at the start,
+    read from the profiler's memory events at op granularity (an op's allocations count from the
+    op's start; a buffer an op allocates and frees inside itself is not seen). Unlike RSS it does
+    not see the allocator's cache, other variants in the process, or other processes.
+    """
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    live = peak = 0
+    for event in sorted(prof.events(), key=lambda e: e.time_range.start):
+        live += event.self_cpu_memory_usage
+        peak = max(peak, live)
+    return peak
 
 
 def quantiles(values: list[float]) -> dict[str, float]:
@@ -99,18 +85,13 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    tmp.replace(path)
+    """Atomic, indented JSON (numpy and torch scalars converted)."""
+    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
     return path
 
 
 def write_text(path: Path, text: str) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    atomic_write_text(path, text)
     return path
 
 

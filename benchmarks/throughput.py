@@ -1,7 +1,8 @@
 """Training-step throughput of momentum attention against γ = 0, a plain-PyTorch GPT and the analysis path.
 
     python -m benchmarks throughput [--device cpu|cuda] [--preset tiny|small|gpt2-small[,...]]
-        [--seq-lens 256,512,...] [--steps N] [--warmup N] [--compile] [--out benchmarks/results]
+        [--seq-lens 256,512,...] [--batch B] [--steps N] [--warmup N] [--compile]
+        [--out benchmarks/results]
 
 For every (preset, sequence length) it builds four models of the same shape and times one
 training step each (forward, `next_token_loss`, backward, AdamW step, `zero_grad`):
@@ -35,6 +36,7 @@ import re
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -297,27 +299,17 @@ def _timed_step(trainer: Trainer, tokens: torch.Tensor) -> None:
         key = "step_peak_transient_bytes"
         trainer.memory[key] = max(trainer.memory.get(key) or 0, transient)
     else:
-        common.reset_rss_peak()
-        rss = common.rss_bytes()
         start = time.perf_counter()
         loss = trainer.step(tokens)
         elapsed = time.perf_counter() - start
-        peak = common.rss_peak_bytes()
-        if rss is not None and peak is not None:
-            key = "step_rss_peak_delta_bytes"
-            trainer.memory[key] = max(trainer.memory.get(key) or 0, peak - rss)
     trainer.times.append(elapsed)
     trainer.loss = loss
 
 
 def _warm(trainer: Trainer, tokens: torch.Tensor, warmup: int) -> None:
-    device = trainer.device
-    before = common.maxrss_bytes()
     for _ in range(warmup):
         trainer.step(tokens)
-        _sync(device)
-    if device.type == "cpu":
-        trainer.memory["maxrss_delta_bytes"] = common.maxrss_bytes() - before
+        _sync(trainer.device)
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -348,11 +340,12 @@ def run_config(
     compile_: bool = False,
     peak: float | None = None,
     peak_source: str = "",
+    batch: int | None = None,
 ) -> dict:
     """Time the four variants at one (preset, T); returns a JSON-ready record."""
     load_before = common.load_average()
     started = common.now()
-    batch = preset.batch_for(seq_len)
+    batch = batch or preset.batch_for(seq_len)
     models = build_models(preset, seq_len, device)
     gen = torch.Generator().manual_seed(seq_len)
     tokens = torch.randint(0, preset.d_vocab, (batch, seq_len), generator=gen).to(device)
@@ -408,14 +401,13 @@ def run_config(
         step_s = common.quantiles(trainer.times)
         tokens_per_s = batch * seq_len / step_s["median"]
         achieved = tokens_per_s * flops_token
-        memory = dict(trainer.memory)
-        if device.type == "cuda":
-            memory["state_bytes"] = trainer.state_bytes()
-            memory["peak_memory_bytes"] = (
-                memory["state_bytes"] + memory["step_peak_transient_bytes"]
+        if device.type == "cpu":  # one extra, profiled step: untimed, the profiler slows it
+            trainer.memory["step_peak_transient_bytes"] = common.cpu_peak_allocated_bytes(
+                partial(trainer.step, tokens)
             )
-        else:
-            memory["peak_memory_bytes"] = memory.get("maxrss_delta_bytes")
+        memory = dict(trainer.memory)
+        memory["state_bytes"] = trainer.state_bytes()
+        memory["peak_memory_bytes"] = memory["state_bytes"] + memory["step_peak_transient_bytes"]
         record.update(
             {
                 "tokens_per_s": round(tokens_per_s, 1),
@@ -471,19 +463,19 @@ def run_config(
 def memory_note(cuda: bool) -> str:
     """What the memory fields mean on this device."""
     if cuda:
-        note = (
-            "CUDA: peak_memory_bytes = parameters + AdamW state + the largest transient "
-            "allocation of one step (torch.cuda.max_memory_allocated minus the allocation at "
-            "step start), i.e. what the variant needs alone."
+        transient = (
+            "the largest transient allocation of a timed step (torch.cuda.max_memory_allocated "
+            "minus the allocation at step start)"
         )
     else:
-        note = (
-            "CPU: peak_memory_bytes is the ru_maxrss delta over the variant's warm-up steps. "
-            "ru_maxrss is process-wide and monotone, so a variant run after a bigger one shows "
-            "only growth beyond the earlier peak (often 0). step_rss_peak_delta_bytes resets "
-            "VmHWM before each timed step and reports the largest (peak RSS - RSS at step "
-            "start): also process-wide, and allocator caching makes it an underestimate."
+        transient = (
+            "the peak of torch's live CPU allocations during one extra, profiled step, above "
+            "those live at its start (torch.profiler memory events, op granularity; not RSS, so "
+            "neither the allocator's cache nor the other variants count)"
         )
+    note = (
+        f"peak_memory_bytes = parameters + AdamW state + {transient}: what the variant needs alone."
+    )
     return note + (
         " saved_for_backward_bytes (both devices) adds up the distinct non-parameter storages "
         "autograd saves in one forward of the eager model (torch.autograd.graph."
@@ -497,6 +489,7 @@ def run_throughput(
     device: str = "cpu",
     presets: list[str] | None = None,
     seq_lens: list[int] | None = None,
+    batch: int | None = None,
     steps: int | None = None,
     warmup: int | None = None,
     compile_: bool = False,
@@ -543,7 +536,9 @@ def run_throughput(
         preset = PRESETS[name]
         lens = seq_lens or list(preset.seq_lens_cuda if dev.type == "cuda" else preset.seq_lens_cpu)
         for seq_len in lens:
-            record = run_config(preset, seq_len, dev, steps, warmup, compile_, peak, peak_source)
+            record = run_config(
+                preset, seq_len, dev, steps, warmup, compile_, peak, peak_source, batch
+            )
             configs.append(record)
             if verbose:
                 print(format_config_lines(record), flush=True)
@@ -675,67 +670,43 @@ def markdown(result: dict) -> str:
         for c in result["configs"]
     ]
     lines += [common.markdown_table(header, rows), ""]
-    if cuda:
-        lines += ["Memory: " + meta["memory_note"], ""]
-        rows = [
-            [
-                c["preset"],
-                c["seq_len"],
-                c["compile"],
-                LABELS[name],
-                common.fmt_bytes(v.get("state_bytes")),
-                common.fmt_bytes(v.get("step_peak_transient_bytes")),
-                common.fmt_bytes(v.get("saved_for_backward_bytes")),
-                v.get("host_syncs_per_step"),
-            ]
-            for c in result["configs"]
-            for name, v in c["variants"].items()
-            if v["status"] == "ok"
+    lines += ["Memory: " + meta["memory_note"], ""]
+    rows = [
+        [
+            c["preset"],
+            c["seq_len"],
+            c["compile"],
+            LABELS[name],
+            common.fmt_bytes(v.get("state_bytes")),
+            common.fmt_bytes(v.get("step_peak_transient_bytes")),
+            common.fmt_bytes(v.get("saved_for_backward_bytes")),
+            "–" if v.get("host_syncs_per_step") is None else v["host_syncs_per_step"],
         ]
-        header = [
-            "preset",
-            "T",
-            "compile",
-            "variant",
-            "params + AdamW state",
-            "step transient peak",
-            "saved for backward (bf16 autocast)",
-            "host syncs / step",
-        ]
-        lines += [common.markdown_table(header, rows), ""]
-    if not cuda:
-        lines += [
-            "Memory: " + meta["memory_note"],
-            "",
-        ]
-        rows = [
-            [
-                c["preset"],
-                c["seq_len"],
-                LABELS[name],
-                common.fmt_bytes(v.get("maxrss_delta_bytes")),
-                common.fmt_bytes(v.get("step_rss_peak_delta_bytes")),
-            ]
-            for c in result["configs"]
-            for name, v in c["variants"].items()
-            if v["status"] == "ok"
-        ]
-        lines += [
-            common.markdown_table(
-                ["preset", "T", "variant", "ru_maxrss delta (warm-up)", "step RSS peak delta"], rows
-            ),
-            "",
-        ]
+        for c in result["configs"]
+        for name, v in c["variants"].items()
+        if v["status"] == "ok"
+    ]
+    header = [
+        "preset",
+        "T",
+        "compile",
+        "variant",
+        "params + AdamW state",
+        "step transient peak",
+        "saved for backward (bf16 autocast)" if cuda else "saved for backward",
+        "host syncs / step",
+    ]
+    lines += [common.markdown_table(header, rows), ""]
     return "\n".join(lines)
 
 
 def _config_key(config: dict) -> tuple:
-    return (config["preset"], config["seq_len"], config["compile"])
+    return (config["preset"], config["seq_len"], config["batch"], config["compile"])
 
 
 def merge_previous(path: Path, result: dict) -> dict:
     """Keep configs of an earlier run written to the same file (same device and date) that this
-    run did not repeat; each config carries its own load averages and start time."""
+    run did not repeat, if measured the same way; each config carries its own load and start."""
     if not path.exists():
         return result
     import json
@@ -744,7 +715,8 @@ def merge_previous(path: Path, result: dict) -> dict:
         previous = json.loads(path.read_text())
     except (OSError, ValueError):
         return result
-    if previous.get("meta", {}).get("device_name") != result["meta"]["device_name"]:
+    same = ("device_name", "memory_note", "flops_formula")  # rows measured the same way
+    if any(previous.get("meta", {}).get(k) != result["meta"][k] for k in same):
         return result
     fresh = {_config_key(c) for c in result["configs"]}
     kept = [c for c in previous.get("configs", []) if _config_key(c) not in fresh]
@@ -780,6 +752,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help=f"comma-separated presets among {list(PRESETS)} (default tiny)",
     )
     parser.add_argument("--seq-lens", help="comma-separated sequence lengths (default: per preset)")
+    parser.add_argument(
+        "--batch", type=int, help="batch at every T (default: the preset's tokens/step ÷ T)"
+    )
     parser.add_argument("--steps", type=int, help="timed rounds (default 8 on CPU, 20 on CUDA)")
     parser.add_argument("--warmup", type=int, help="warm-up steps per variant (2 CPU, 5 CUDA)")
     parser.add_argument("--compile", action="store_true", help="torch.compile every variant")
@@ -801,6 +776,7 @@ def main(args: argparse.Namespace) -> dict:
         device=args.device,
         presets=presets,
         seq_lens=seq_lens,
+        batch=args.batch,
         steps=args.steps,
         warmup=args.warmup,
         compile_=args.compile,

@@ -52,7 +52,9 @@ def _cmd_score(args: argparse.Namespace) -> None:
     print(rank_heads(scores, by=args.by, top=args.top).to_string(index=False, float_format="%.3f"))
     print(f"in-context-learning score: {scores.attrs['in_context_learning']:+.3f}")
     if args.csv:
-        scores.to_csv(args.csv, index=False)
+        from momentum_interp.io import atomic_write_text
+
+        atomic_write_text(Path(args.csv), scores.to_csv(index=False))
         print(f"scores: {args.csv}")
 
 
@@ -60,9 +62,14 @@ def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import score_heads, trace_single_layer_induction
     from momentum_interp.report import load_model, top_induction_head
 
-    model = load_model(args.model)
     layer, head = args.layer, args.head
-    if layer is None or head is None:
+    if (layer is None) != (head is None):
+        raise ValueError(
+            "--layer and --head go together: give both to trace one head, or neither to trace "
+            "the top induction head."
+        )
+    model = load_model(args.model)
+    if layer is None:
         layer, head = top_induction_head(score_heads(model, n_sequences=100, seed=args.seed))
     trace = trace_single_layer_induction(
         model, layer, head, n_sequences=args.sequences, seed=args.seed

@@ -52,7 +52,7 @@ class MomentumConfig(TransformerLensConfig):
     act_fn: str = "gelu"
     rotary_base: float = 10000.0
     rotary_dim: int | None = None
-    init_range: float = -1.0
+    init_range: float | None = -1.0
     seed: int | None = None
     model_name: str = "custom"
 
@@ -67,7 +67,7 @@ class MomentumConfig(TransformerLensConfig):
         self.uses_rms_norm = self.normalization_type == "RMS"
         if self.rotary_dim is None:
             self.rotary_dim = self.d_head
-        if self.init_range < 0:
+        if self.init_range is None or self.init_range < 0:  # TransformerLens: negative = derive
             self.init_range = 0.8 / math.sqrt(self.d_model)
 
     def _validate(self) -> None:
@@ -93,10 +93,30 @@ class MomentumConfig(TransformerLensConfig):
         if isinstance(self.dtype, str):
             _check_choice("dtype", self.dtype, tuple(DTYPES))
             self.dtype = DTYPES[self.dtype]
+        elif self.dtype not in DTYPES.values():
+            raise ValueError(
+                f"dtype={self.dtype!r} is not supported; choose one of {list(DTYPES)} (as the "
+                "string or the matching torch.dtype)."
+            )
         if isinstance(self.gamma, bool) or not isinstance(self.gamma, int | float):
             raise ValueError(f"gamma must be a real number, got {self.gamma!r}.")
         if not math.isfinite(self.gamma):
             raise ValueError(f"gamma must be finite, got {self.gamma}; use e.g. gamma=1.0.")
+        if self.init_range is not None and (
+            not _is_real(self.init_range)
+            or not math.isfinite(self.init_range)
+            or self.init_range == 0
+        ):
+            raise ValueError(
+                f"init_range must be a finite positive standard deviation, got "
+                f"{self.init_range!r}; pass e.g. init_range=0.02, or leave it unset (-1 or None) "
+                "for the default 0.8/sqrt(d_model)."
+            )
+        if not _is_real(self.eps) or not math.isfinite(self.eps) or self.eps <= 0:
+            raise ValueError(
+                f"eps must be a finite positive number, got {self.eps!r}; use e.g. eps=1e-5 "
+                "(the default)."
+            )
         if self.smeared_key and self.shear != "none":
             raise ValueError(
                 "smeared_key=True is its own key filter; set shear='none' to use it "
@@ -129,6 +149,10 @@ class MomentumConfig(TransformerLensConfig):
         out["dtype"] = next(k for k, v in DTYPES.items() if v == self.dtype)
         out.pop("device")
         return out
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:

@@ -10,8 +10,11 @@ import torch
 
 from momentum_interp.analysis.scoring import score_heads, score_heatmaps
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
-from momentum_interp.analysis.tracing import InductionTrace, trace_single_layer_induction
-from momentum_interp.data import InductionTask
+from momentum_interp.analysis.tracing import (
+    InductionTrace,
+    default_induction_task,
+    trace_single_layer_induction,
+)
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
@@ -36,13 +39,18 @@ def top_induction_head(scores: pd.DataFrame) -> tuple[int, int]:
 
 
 def example_tokens(model: HookedMomentumTransformer, seed: int, batch: int = 1) -> torch.Tensor:
-    """Fresh induction-task sequences sized to the model, for patterns and spectra."""
-    task = InductionTask(
-        d_vocab=model.cfg.d_vocab,
-        seq_len=model.cfg.n_ctx,
-        max_repeat=min(16, (model.cfg.n_ctx - 1) // 2),
+    """Fresh induction-task sequences for patterns and spectra: the model's vocabulary, and the
+    longest sequence up to `n_ctx` that the vocabulary can fill with distinct tokens."""
+    for seq_len in range(model.cfg.n_ctx, 1, -1):
+        try:
+            task = default_induction_task(model.cfg, seq_len)
+        except ValueError:
+            continue
+        return task.sample(batch, seeded_generator("cpu", seed, PATTERN_STREAM)).tokens
+    raise ValueError(
+        f"d_vocab={model.cfg.d_vocab} and n_ctx={model.cfg.n_ctx} admit no induction sequence "
+        "to draw examples from; pass your own tokens to the analysis function instead."
     )
-    return task.sample(batch, seeded_generator("cpu", seed, PATTERN_STREAM)).tokens
 
 
 def layer_patterns_html(model: HookedMomentumTransformer, layer: int, seed: int) -> str:
@@ -76,18 +84,11 @@ class ModelAnalysis:
         }
 
 
-def analyse(
-    name_or_path: str | Path,
-    n_sequences: int = 256,
-    seed: int = 0,
-    layer: int | None = None,
-    head: int | None = None,
-) -> ModelAnalysis:
-    """Score every head, trace the top induction head (or `layer`/`head`), measure spectra."""
+def analyse(name_or_path: str | Path, n_sequences: int = 256, seed: int = 0) -> ModelAnalysis:
+    """Score every head, trace the top induction head, measure spectra."""
     model = load_model(name_or_path)
     scores = score_heads(model, n_sequences=min(n_sequences, 100), seed=seed)
-    if layer is None or head is None:
-        layer, head = top_induction_head(scores)
+    layer, head = top_induction_head(scores)
     trace = trace_single_layer_induction(model, layer, head, n_sequences=n_sequences, seed=seed)
     spectral = spectral_report(model, example_tokens(model, seed, batch=32))
     return ModelAnalysis(str(name_or_path), model, scores, trace, spectral)

@@ -23,11 +23,6 @@ def run_config(name: str) -> dict:
     return json.loads((resolve(name) / "run_config.json").read_text())
 
 
-def metrics(name: str) -> dict:
-    """The training history (`metrics.json`) saved beside a bundled checkpoint."""
-    return json.loads((resolve(name) / "metrics.json").read_text())
-
-
 def final_eval(directory: Path) -> dict:
     """The last held-out evaluation recorded in a run's `metrics.json`."""
     return json.loads((Path(directory) / "metrics.json").read_text())["eval"][-1]

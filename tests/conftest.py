@@ -6,8 +6,10 @@ import math
 
 import pytest
 import torch
+from tokenizers import Tokenizer
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
+from momentum_interp.data.corpus import train_bpe_tokenizer
 
 # Tiny tensors: a second intra-op thread only spins against other processes on the shared cores
 # (measured: the reference tests take 49 s with torch's default threads, 4 s with one).
@@ -74,3 +76,17 @@ def rope_reference(x: torch.Tensor, rotary_dim: int, base: float = 10000.0) -> t
 def rope():
     """The independent rotary reference, `rope(x, rotary_dim, base=10000.0)`."""
     return rope_reference
+
+
+@pytest.fixture(scope="session")
+def bpe_tokenizer(tmp_path_factory) -> Tokenizer:
+    """A small byte-level BPE (at most 512 ids), trained by the package's own trainer."""
+    corpus = tmp_path_factory.mktemp("bpe") / "corpus.txt"
+    lines = [
+        "def foo(x):\n    return x + 1\n",
+        "the cat sat on the mat, the cat sat on the hat",
+        "for i in range(10): print(i)",
+        "import os\nimport sys\nhello world, hello there",
+    ]
+    corpus.write_text("\n".join(lines * 3), encoding="utf-8")
+    return train_bpe_tokenizer([corpus], vocab_size=512, min_frequency=1)

@@ -13,7 +13,7 @@ import torch
 # make it importable when pytest is started as `pytest` (not `python -m pytest`) or elsewhere.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks import demo_timing, overheads, throughput  # noqa: E402
+from benchmarks import common, demo_timing, overheads, throughput  # noqa: E402
 from benchmarks.__main__ import main as benchmarks_main  # noqa: E402
 from benchmarks.reference_gpt import (  # noqa: E402
     count_parameters,
@@ -146,6 +146,8 @@ def test_throughput_runner_tiny(tmp_path):
             "2",
             "--warmup",
             "1",
+            "--batch",
+            "3",
             "--out",
             str(tmp_path),
         ]
@@ -165,8 +167,15 @@ def test_throughput_runner_tiny(tmp_path):
     ):
         assert key in meta
     (config,) = result["configs"]
-    assert config["preset"] == "tiny" and config["seq_len"] == 64
+    assert config["preset"] == "tiny" and config["seq_len"] == 64 and config["batch"] == 3
     _check_record(config)
+    for v in config["variants"].values():
+        # AdamW keeps two moments per parameter, so state = 3 × parameter bytes (+ step counters)
+        param_bytes = 4 * config["n_params"]
+        assert 3 * param_bytes <= v["state_bytes"] < 3 * param_bytes + 4096
+        assert v["peak_memory_bytes"] == v["state_bytes"] + v["step_peak_transient_bytes"]
+        # what autograd saves is all live at the end of the forward, so the peak is at least that
+        assert v["step_peak_transient_bytes"] >= v["saved_for_backward_bytes"] > 0
     assert "| tiny | 64 |" in throughput.markdown(result)
     # the CUDA layout (TFLOP/s, MFU, memory table) renders from the same records
     result["meta"]["device"] = "cuda:0"
@@ -175,19 +184,46 @@ def test_throughput_runner_tiny(tmp_path):
     assert "host syncs / step" in throughput.markdown(result)
 
 
-def test_merge_keeps_other_configs(tmp_path):
+def test_cpu_peak_allocated_bytes_by_hand():
+    def allocate():
+        a = torch.empty(1_000_000)  # 4 MB
+        b = torch.empty(2_000_000)  # 8 MB: 12 MB live, the peak
+        del a
+        c = torch.empty(500_000)  # 2 MB: 10 MB live
+        del b
+        return c
+
+    held = torch.empty(3_000_000)  # live before the call: not counted
+    assert common.cpu_peak_allocated_bytes(allocate) == 12_000_000
+    del held
+
+
+def test_merge_keeps_other_configs_measured_the_same_way(tmp_path):
     path = tmp_path / "t.json"
+    how = {"device_name": "x", "memory_note": "m", "flops_formula": "f"}
     old = {
-        "meta": {"device_name": "x", "started": "a", "load_average": [1, 1, 1]},
-        "configs": [{"preset": "small", "seq_len": 128, "compile": False}],
+        "meta": {**how, "started": "a", "load_average": [1, 1, 1]},
+        "configs": [
+            {"preset": "small", "seq_len": 128, "batch": 4, "compile": False},
+            {"preset": "tiny", "seq_len": 64, "batch": 16, "compile": False},
+        ],
     }
     path.write_text(json.dumps(old))
     new = {
-        "meta": {"device_name": "x", "started": "b", "load_average": [2, 2, 2]},
-        "configs": [{"preset": "tiny", "seq_len": 64, "compile": False}],
+        "meta": {**how, "started": "b", "load_average": [2, 2, 2]},
+        "configs": [{"preset": "tiny", "seq_len": 64, "batch": 3, "compile": False}],
     }
     merged = throughput.merge_previous(path, new)
-    assert [c["preset"] for c in merged["configs"]] == ["small", "tiny"]
+    # another batch at the same (preset, T) is another config, kept beside the new one
+    assert [(c["preset"], c["batch"]) for c in merged["configs"]] == [
+        ("small", 4),
+        ("tiny", 16),
+        ("tiny", 3),
+    ]
+    assert len(merged["meta"]["merged_runs"]) == 2
+    # rows whose memory was measured another way are not merged in
+    new["meta"]["memory_note"] = "measured otherwise"
+    assert throughput.merge_previous(path, new) is new
 
 
 def test_overhead_patches_compute_the_same_numbers(make_model):
@@ -279,4 +315,27 @@ def test_out_of_memory_variant_is_recorded_not_fatal(monkeypatch):
             },
             "configs": [config],
         }
+    )
+
+
+def test_scoring_benchmark_agrees_with_detect_head(tmp_path):
+    out = tmp_path / "scoring.json"
+    benchmarks_main(
+        [
+            "scoring",
+            "--sequences",
+            "2",
+            "--detect-sequences",
+            "1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ]
+    )
+    result = json.loads(out.read_text())
+    # the two implementations score previous-token heads on the same sequences
+    assert result["previous_token_max_abs_diff"] < 1e-5
+    assert result["detect_head_extrapolated"] and result["detect_head_seconds"] == pytest.approx(
+        2 * result["detect_head_seconds_measured"], rel=1e-2
     )

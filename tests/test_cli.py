@@ -61,3 +61,21 @@ def test_spectrum_and_report(checkpoint, tmp_path):
 def test_missing_model_is_a_clear_error(capsys):
     assert main(["score", "no-such-model"]) == 2
     assert "No checkpoint directory" in capsys.readouterr().err
+
+
+def test_layer_without_head_is_an_error(checkpoint, tmp_path, capsys):
+    assert main(["trace", str(checkpoint), "--layer", "0", "--out", str(tmp_path / "t")]) == 2
+    assert "--layer and --head go together" in capsys.readouterr().err
+    assert not (tmp_path / "t").exists()
+
+
+@pytest.mark.parametrize("d_vocab, n_ctx", [(8, 16), (24, 8), (64, 128)])
+def test_spectrum_of_a_model_whose_vocabulary_cannot_fill_its_context(tmp_path, d_vocab, n_ctx):
+    """Examples shrink to the longest sequence of distinct tokens the vocabulary allows."""
+    cfg = MomentumConfig(
+        d_model=16, d_head=4, n_layers=1, n_ctx=n_ctx, d_vocab=d_vocab, seed=0, device="cpu"
+    )
+    HookedMomentumTransformer(cfg).save_pretrained(tmp_path / "m")
+    args = ["spectrum", str(tmp_path / "m"), "--sequences", "2", "--out", str(tmp_path / "s")]
+    assert main(args) == 0
+    assert "verdict" in json.loads((tmp_path / "s" / "spectrum.json").read_text())

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import shutil
+import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 import momentum_interp.io as mi_io
 import momentum_interp.model.checkpoint as ckpt
@@ -18,20 +21,6 @@ from momentum_interp import CheckpointError, HookedMomentumTransformer, bundled_
 def _tokens(cfg, seed=2):
     gen = torch.Generator().manual_seed(seed)
     return torch.randint(0, cfg.d_vocab, (2, cfg.n_ctx), generator=gen)
-
-
-def _tokenizer() -> Tokenizer:
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=280,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(["hello world, hello there", "import os\nimport sys\n"] * 4, trainer)
-    return tok
 
 
 def _assert_identical(a: HookedMomentumTransformer, b: HookedMomentumTransformer) -> None:
@@ -93,10 +82,9 @@ def test_round_trip_is_bit_exact(make_model, tmp_path, name):
     ).read_bytes()
 
 
-def test_round_trip_with_tokenizer(make_model, tmp_path):
-    tokenizer = _tokenizer()
+def test_round_trip_with_tokenizer(make_model, tmp_path, bpe_tokenizer):
     model = HookedMomentumTransformer(
-        make_model(d_vocab=tokenizer.get_vocab_size(), n_ctx=32).cfg, tokenizer=tokenizer
+        make_model(d_vocab=bpe_tokenizer.get_vocab_size(), n_ctx=32).cfg, tokenizer=bpe_tokenizer
     ).eval()
     model.save_pretrained(str(tmp_path / "tok"))  # str paths work too
     assert (tmp_path / "tok" / "tokenizer.json").is_file()
@@ -247,10 +235,9 @@ def test_config_section_missing(saved):
         _load(saved)
 
 
-def test_missing_tokenizer(make_model, tmp_path):
-    tokenizer = _tokenizer()
-    cfg = make_model(d_vocab=tokenizer.get_vocab_size()).cfg
-    HookedMomentumTransformer(cfg, tokenizer=tokenizer).save_pretrained(tmp_path / "t")
+def test_missing_tokenizer(make_model, tmp_path, bpe_tokenizer):
+    cfg = make_model(d_vocab=bpe_tokenizer.get_vocab_size()).cfg
+    HookedMomentumTransformer(cfg, tokenizer=bpe_tokenizer).save_pretrained(tmp_path / "t")
     (tmp_path / "t" / "tokenizer.json").write_text("{broken")
     with pytest.raises(CheckpointError, match=r"tokenizer\.json is missing or corrupt"):
         _load(tmp_path / "t")
@@ -263,63 +250,64 @@ def test_missing_tokenizer(make_model, tmp_path):
 
 
 def _leftovers(directory: Path) -> list[str]:
-    return sorted(p.name for p in directory.iterdir() if p.name.endswith(".tmp"))
+    return sorted(p.name for p in directory.iterdir() if p.name.endswith((".tmp", ".staged")))
 
 
-def _load_is_old_new_or_refused(directory, old, new):
-    """Whatever a failed save left must load as exactly one of the two models, or be refused."""
-    try:
-        loaded = _load(directory)
-    except CheckpointError as e:
-        assert "checksum" in str(e) or "does not match" in str(e)
-        return "refused"
+def _load_is_old_or_new(directory, old, new):
+    """What a failed save left must load as exactly one of the two models (tokenizer included)."""
+    loaded = _load(directory)
     for candidate, label in ((old, "old"), (new, "new")):
         sd = candidate.state_dict()
         if all(torch.equal(t, sd[n]) for n, t in loaded.state_dict().items()):
             _assert_identical(candidate, loaded)
+            if candidate.tokenizer is None:
+                assert loaded.tokenizer is None, label
+            else:
+                assert loaded.tokenizer.to_str() == candidate.tokenizer.to_str(), label
             return label
     raise AssertionError("a failed save left a checkpoint that loads as neither model")
+
+
+# A training run's directory holds the final model beside files that are not the checkpoint's.
+UNRELATED = {
+    "run_config.json": b'{"lr": 0.001}\n',
+    "metrics.json": b'{"loss": 1.5}\n',
+    "card.md": b"# tiny\n",
+    "checkpoints/LATEST": b"step-0000010",
+}
+
+
+def _add_unrelated(directory: Path) -> None:
+    for name, data in UNRELATED.items():
+        (directory / name).parent.mkdir(parents=True, exist_ok=True)
+        (directory / name).write_bytes(data)
+
+
+def _assert_unrelated_intact(directory: Path) -> None:
+    for name, data in UNRELATED.items():
+        assert (directory / name).read_bytes() == data, name
 
 
 def test_successful_overwrite_leaves_no_temp_files(make_model, tmp_path):
     old, new = make_model(seed=1), make_model(seed=2)
     old.save_pretrained(tmp_path)
+    _add_unrelated(tmp_path)
     new.save_pretrained(tmp_path)
     assert _leftovers(tmp_path) == []
     _assert_identical(new, _load(tmp_path))
+    _assert_unrelated_intact(tmp_path)
+    names = {"config.json", "model.safetensors", *(name.split("/")[0] for name in UNRELATED)}
+    assert {p.name for p in tmp_path.iterdir()} == names
 
 
-@pytest.mark.parametrize("where", ["fsync", "rename_weights"])
-def test_crash_while_writing_weights_keeps_the_old_checkpoint(
-    make_model, tmp_path, monkeypatch, where
+def test_crash_before_the_config_is_written_keeps_the_old_checkpoint(
+    make_model, tmp_path, monkeypatch
 ):
+    """The config writer dies while overwriting: the old checkpoint must still load, bit-exact
+    (it used to be left with the new weights and the old checksum, loadable by nothing)."""
     old, new = make_model(seed=1), make_model(seed=2)
     old.save_pretrained(tmp_path)
-    real_replace = mi_io.os.replace
-
-    def crash_fsync(fd):
-        raise OSError("disk full (simulated)")
-
-    def crash_weights_rename(src, dst):
-        if str(dst).endswith("model.safetensors"):
-            raise OSError("power cut (simulated)")
-        real_replace(src, dst)
-
-    if where == "fsync":  # dies before the temp file is renamed
-        monkeypatch.setattr(mi_io.os, "fsync", crash_fsync)
-    else:
-        monkeypatch.setattr(mi_io.os, "replace", crash_weights_rename)
-    with pytest.raises(OSError, match="simulated"):
-        new.save_pretrained(tmp_path)
-    monkeypatch.undo()
-    assert _leftovers(tmp_path) == []
-    _assert_identical(old, _load(tmp_path))
-
-
-def test_crash_between_weights_and_config(make_model, tmp_path, monkeypatch):
-    """New weights renamed into place, then the config write dies: must not load silently."""
-    old, new = make_model(seed=1), make_model(seed=2)
-    old.save_pretrained(tmp_path)
+    _add_unrelated(tmp_path)
 
     def crash(path, obj):
         raise OSError("killed (simulated)")
@@ -329,25 +317,166 @@ def test_crash_between_weights_and_config(make_model, tmp_path, monkeypatch):
         new.save_pretrained(tmp_path)
     monkeypatch.undo()
     assert _leftovers(tmp_path) == []
-    assert _load_is_old_new_or_refused(tmp_path, old, new) in ("old", "new", "refused")
-    # re-saving repairs it
-    new.save_pretrained(tmp_path)
+    assert _load_is_old_or_new(tmp_path, old, new) == "old"
+    _assert_unrelated_intact(tmp_path)
+    new.save_pretrained(tmp_path)  # a normal re-save works
     _assert_identical(new, _load(tmp_path))
+    assert _leftovers(tmp_path) == []
 
 
-def test_crash_while_renaming_config(make_model, tmp_path, monkeypatch):
+@pytest.mark.parametrize(
+    ("where", "expected"),
+    [("fsync", "old"), ("config.json", "old"), ("model.safetensors", "new")],
+)
+def test_crash_in_a_file_operation_leaves_a_whole_checkpoint(
+    make_model, tmp_path, monkeypatch, where, expected
+):
+    """Before the config.json rename (the commit) the old checkpoint stays; after it, the new one
+    loads even though its weights still sit under their staged name."""
     old, new = make_model(seed=1), make_model(seed=2)
     old.save_pretrained(tmp_path)
     real_replace = mi_io.os.replace
 
-    def replace(src, dst):
-        if str(dst).endswith("config.json"):
+    def crash_fsync(fd):
+        raise OSError("disk full (simulated)")
+
+    def crash_rename(src, dst):
+        if Path(dst).name == where:
             raise OSError("power cut (simulated)")
         real_replace(src, dst)
 
-    monkeypatch.setattr(mi_io.os, "replace", replace)
+    if where == "fsync":  # dies before anything is renamed
+        monkeypatch.setattr(mi_io.os, "fsync", crash_fsync)
+    else:
+        monkeypatch.setattr(mi_io.os, "replace", crash_rename)
     with pytest.raises(OSError, match="simulated"):
         new.save_pretrained(tmp_path)
     monkeypatch.undo()
+    assert _load_is_old_or_new(tmp_path, old, new) == expected
+    assert not [name for name in _leftovers(tmp_path) if name.endswith(".tmp")]
+    if expected == "old":
+        assert _leftovers(tmp_path) == []
+    new.save_pretrained(tmp_path)  # re-saving completes it and removes every leftover
+    _assert_identical(new, _load(tmp_path))
     assert _leftovers(tmp_path) == []
-    assert _load_is_old_new_or_refused(tmp_path, old, new) in ("old", "new", "refused")
+
+
+TOKENIZER_CASES = {"none": (False, False), "added": (False, True), "dropped": (True, False)}
+
+
+@pytest.mark.parametrize("case", TOKENIZER_CASES)
+def test_a_kill_at_any_step_of_an_overwrite_leaves_the_old_or_the_new_checkpoint(
+    make_model, tmp_path, monkeypatch, bpe_tokenizer, case
+):
+    """Fail each file-system step of an overwrite in turn. Both the directory as the kill left it
+    (copied at that instant, before any clean-up) and as the failed save left it must load as the
+    old or the new checkpoint, never refuse; unrelated files are never touched."""
+    old_tok, new_tok = TOKENIZER_CASES[case]
+    d_vocab = bpe_tokenizer.get_vocab_size()
+    models = []
+    for seed, with_tokenizer in ((1, old_tok), (2, new_tok)):
+        weights = make_model(seed=seed, d_vocab=d_vocab)
+        model = HookedMomentumTransformer(
+            weights.cfg, tokenizer=bpe_tokenizer if with_tokenizer else None
+        )
+        model.load_state_dict(weights.state_dict())
+        models.append(model.eval())
+    old, new = models
+    os_module = mi_io.os
+    ops = {name: getattr(os_module, name) for name in ("replace", "fsync", "unlink")}
+
+    def save_failing_at(step: int | None, directory: Path, snapshot: Path) -> list[str]:
+        calls = []
+
+        def wrap(name):
+            def op(*args, **kwargs):
+                calls.append(name)
+                if len(calls) - 1 == step:
+                    shutil.copytree(directory, snapshot)  # what a SIGKILL here would leave
+                    raise OSError(f"killed at {name} (simulated)")
+                return ops[name](*args, **kwargs)
+
+            return op
+
+        for name in ops:
+            monkeypatch.setattr(os_module, name, wrap(name))
+        try:
+            new.save_pretrained(directory)
+        finally:
+            monkeypatch.undo()
+        return calls
+
+    steps = len(save_failing_at(None, tmp_path / "clean", tmp_path / "unused"))
+    outcomes = []
+    for step in range(steps):
+        directory, snapshot = tmp_path / f"run{step}", tmp_path / f"killed{step}"
+        old.save_pretrained(directory)
+        _add_unrelated(directory)
+        with pytest.raises(OSError, match="simulated"):
+            save_failing_at(step, directory, snapshot)
+        killed = _load_is_old_or_new(snapshot, old, new)
+        failed = _load_is_old_or_new(directory, old, new)
+        assert killed == failed  # the clean-up after a failure never changes which one loads
+        outcomes.append(failed)
+        for state in (snapshot, directory):
+            _assert_unrelated_intact(state)
+        new.save_pretrained(directory)  # re-saving after any failure gives the new checkpoint
+        _load_is_old_or_new(directory, new, new)
+        assert _leftovers(directory) == []
+        names = {"config.json", "model.safetensors", *(["tokenizer.json"] if new_tok else [])}
+        names |= {name.split("/")[0] for name in UNRELATED}
+        assert {p.name for p in directory.iterdir()} == names
+    assert "old" in outcomes and "new" in outcomes  # both sides of the commit point were hit
+
+
+# ------------------------------------------------------------------------- JSON and umask
+
+
+def _refuse_constant(name):
+    raise AssertionError(f"invalid JSON constant {name} in the file")
+
+
+def test_atomic_write_json_writes_non_finite_floats_as_null(tmp_path):
+    path = tmp_path / "scores.json"
+    mi_io.atomic_write_json(path, {"a": float("nan"), "b": [1.0, float("inf")]})
+    assert json.loads(path.read_text(), parse_constant=_refuse_constant) == {
+        "a": None,
+        "b": [1.0, None],
+    }
+
+
+def test_atomic_write_json_handles_nested_numpy_scalars(tmp_path):
+    path = tmp_path / "nested.json"
+    obj = {
+        "diag": (np.float32("nan"), np.float64(0.5), -np.inf),
+        "rows": [{"x": np.float64("-inf"), "n": np.int64(3), "ok": np.bool_(True)}],
+        "fine": 2.5,
+    }
+    mi_io.atomic_write_json(path, obj)
+    assert json.loads(path.read_text(), parse_constant=_refuse_constant) == {
+        "diag": [None, 0.5, None],
+        "rows": [{"x": None, "n": 3, "ok": True}],
+        "fine": 2.5,
+    }
+
+
+def test_atomic_write_json_fails_loudly_on_what_it_cannot_clean(tmp_path):
+    path = tmp_path / "keys.json"
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        mi_io.atomic_write_json(path, {float("nan"): 1})  # a NaN key would be written as NaN
+    assert not path.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_atomic_write_leaves_the_process_umask_alone(tmp_path, monkeypatch):
+    mask = os.umask(0o022)
+    os.umask(mask)
+
+    def no_umask(_):
+        raise AssertionError("atomic_write_bytes changed the process umask")
+
+    monkeypatch.setattr(mi_io.os, "umask", no_umask)
+    mi_io.atomic_write_bytes(tmp_path / "f.bin", b"x")
+    mi_io.atomic_write_json(tmp_path / "f.json", {"a": 1})
+    monkeypatch.undo()
+    for name in ("f.bin", "f.json"):
+        assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o666 & ~mask

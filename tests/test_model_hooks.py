@@ -386,23 +386,29 @@ def test_fused_norm_matches_the_explicit_one(make_model, norm):
 def test_unfiltered_signals_skip_the_shear_unless_hooked(
     make_model, monkeypatch, overrides, filtered
 ):
-    """A signal the config does not filter (γ ≡ 0) costs no velocity or shear in training, yet
-    its velocity and sheared hooks still report `x_t − x_{t−1}` and `x_t` when asked."""
+    """A signal the config does not filter (γ ≡ 0) costs no velocity or shear in training, and a
+    filtered one runs the fused shear (no separate velocity); yet the velocity and sheared hooks
+    still report `x_t − x_{t−1}` and the sheared signal when asked."""
     import momentum_interp.model.attention as attention
 
     model = make_model(positional_embedding_type="rotary", **overrides)
     tokens = torch.randint(0, model.cfg.d_vocab, (2, model.cfg.n_ctx))
-    calls = []
-    original = attention.velocity
+    calls, fused_calls = [], []
+    original, original_fused = attention.velocity, attention.fused_shear
     monkeypatch.setattr(attention, "velocity", lambda x: calls.append(1) or original(x))
+    monkeypatch.setattr(
+        attention, "fused_shear", lambda x, g: fused_calls.append(1) or original_fused(x, g)
+    )
     with torch.no_grad():
         model(tokens)
-    assert len(calls) == len(filtered) * model.cfg.n_layers
+    assert len(calls) == 0
+    assert len(fused_calls) == len(filtered) * model.cfg.n_layers
 
     calls.clear()
+    fused_calls.clear()
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)
-    assert len(calls) == 2 * model.cfg.n_layers  # every hook fires when cached
+    assert len(calls) == 2 * model.cfg.n_layers and not fused_calls  # every hook fires
     for which in ("q", "k"):
         rotated = cache[f"blocks.0.attn.hook_rot_{which}"]
         velocity = cache[f"blocks.0.attn.hook_{which}_velocity"]
@@ -410,3 +416,31 @@ def test_unfiltered_signals_skip_the_shear_unless_hooked(
         assert torch.equal(velocity[:, 0], torch.zeros_like(velocity[:, 0]))
         if which not in filtered:
             assert torch.equal(cache[f"blocks.0.attn.hook_{which}_sheared"], rotated)
+
+
+@pytest.mark.parametrize("placement", ["post_rope", "pre_rope"])
+def test_fused_shear_gives_the_hooked_paths_numbers(make_model, placement):
+    """Unhooked, the shear runs as `lerp(x_{t−1}, x, 1+γ)`; a hook on a velocity switches to
+    `x + γ (x − x_{t−1})`. Per-head γ on both sides of −1/2 (where lerp changes formula)."""
+    model = make_model(positional_embedding_type="rotary", shear="qk", shear_placement=placement)
+    with torch.no_grad():
+        for block in model.blocks:
+            block.attn.gamma.copy_(torch.tensor([1.0, -0.7, 0.3, 2.5]))
+    tokens = torch.randint(0, model.cfg.d_vocab, (2, model.cfg.n_ctx))
+    with torch.no_grad():
+        fused = model(tokens)
+        explicit = model.run_with_hooks(
+            tokens, fwd_hooks=[(lambda n: n.endswith("velocity"), lambda t, hook: t)]
+        )
+    torch.testing.assert_close(fused, explicit, atol=1e-5, rtol=1e-5)
+
+
+def test_fused_shear_by_hand():
+    from momentum_interp.model.shear import fused_shear
+
+    x = torch.randn(2, 5, 3, 4, dtype=torch.float64)  # [batch, pos, head, d_head]
+    gamma = torch.tensor([1.0, -0.7, 2.5], dtype=torch.float64)
+    g = gamma[None, None, :, None]
+    expected = x.clone()  # position 0 is its own predecessor: unchanged
+    expected[:, 1:] = (1 + g) * x[:, 1:] - g * x[:, :-1]
+    torch.testing.assert_close(fused_shear(x, gamma), expected, atol=1e-12, rtol=0)

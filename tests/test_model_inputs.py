@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import pytest
 import torch
@@ -10,6 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
+from momentum_interp.model.transformer import next_token_loss
 
 BASE = dict(d_model=16, d_head=4, n_layers=1, n_ctx=12, d_vocab=20, device="cpu")
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -292,7 +294,9 @@ def test_property_random_architectures(rope, arch, data):
         assert fast.shape == (batch, seq_len, cfg.d_vocab)
         assert torch.isfinite(fast).all()
         slow, cache = model.run_with_cache(tokens)  # every hook attached: analysis path
-    scale = 1.0 + fast.abs().max().item()
+    # The fast path shears as lerp(x_{t−1}, x, 1+γ), the hooked one as x + γ(x − x_{t−1}): equal
+    # maths, different float32 rounding, which the shear amplifies by up to 1 + 2|γ|.
+    scale = (1.0 + fast.abs().max().item()) * (1.0 + 2.0 * abs(gamma))
     torch.testing.assert_close(slow, fast, atol=1e-5 * scale, rtol=1e-5)
 
     gq = gamma if cfg.shear == "qk" else 0.0
@@ -326,3 +330,83 @@ def test_property_random_architectures(rope, arch, data):
         pattern = cache[f"{a}.hook_pattern"]
         torch.testing.assert_close(pattern.sum(-1), torch.ones_like(pattern.sum(-1)))
         assert torch.all(pattern[..., ~causal] == 0)
+
+
+# --------------------------------------------------------------- config: numeric options
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.int64, torch.complex64])
+def test_unsupported_dtype_object(dtype):
+    """A torch.dtype outside the supported set used to pass and break `to_dict` (save) later."""
+    with pytest.raises(
+        ValueError,
+        match=rf"dtype={dtype!r} is not supported; choose one of \['float32', 'float64', 'bfloat16'\]",
+    ):
+        MomentumConfig(**BASE, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16, "float64"])
+def test_supported_dtypes_round_trip(dtype):
+    cfg = MomentumConfig(**BASE, dtype=dtype)
+    assert MomentumConfig.from_dict(cfg.to_dict()).dtype == cfg.dtype
+
+
+@pytest.mark.parametrize("init_range", [math.nan, math.inf, -math.inf, 0.0, "0.02", True])
+def test_bad_init_range(init_range):
+    with pytest.raises(
+        ValueError, match=r"init_range must be a finite positive standard deviation.*init_range=0"
+    ):
+        MomentumConfig(**BASE, init_range=init_range)
+
+
+@pytest.mark.parametrize("init_range", [None, -1.0, -1])
+def test_unset_init_range_gets_the_default(init_range):
+    cfg = MomentumConfig(**BASE, init_range=init_range)
+    assert cfg.init_range == pytest.approx(0.8 / math.sqrt(BASE["d_model"]))
+    assert MomentumConfig(**BASE, init_range=0.05).init_range == 0.05
+
+
+@pytest.mark.parametrize("eps", [-1.0, 0.0, math.nan, math.inf, None, "1e-5", True])
+def test_bad_eps(eps):
+    with pytest.raises(ValueError, match=r"eps must be a finite positive number.*eps=1e-5"):
+        MomentumConfig(**BASE, eps=eps)
+
+
+@pytest.mark.parametrize("eps", [1e-5, 1e-12, 1])
+def test_good_eps_gives_finite_logits(eps):
+    model = HookedMomentumTransformer(MomentumConfig(**BASE, eps=eps, seed=0))
+    with torch.no_grad():
+        assert torch.isfinite(model(torch.tensor([[1, 2, 3]]))).all()
+
+
+# ------------------------------------------------------------------- next-token loss
+
+
+@pytest.mark.parametrize("return_type", ["loss", "both"])
+def test_loss_of_a_single_position_is_refused(model, return_type):
+    with pytest.raises(ValueError, match=r"pos >= 2, got \(2, 1\).*at least 2 tokens"):
+        model(torch.tensor([[1], [2]]), return_type=return_type)
+    with torch.no_grad():  # logits of a single position are fine
+        assert model(torch.tensor([[1], [2]])).shape == (2, 1, BASE["d_vocab"])
+
+
+@pytest.mark.parametrize("mask_shape", [(2,), (1, 5), (2, 4), (2, 5, 1), (5, 2)])
+def test_loss_mask_of_the_wrong_shape_is_refused(model, mask_shape):
+    tokens = torch.tensor([[1, 5, 2, 7, 7], [0, 3, 3, 9, 4]])
+    mask = torch.ones(mask_shape, dtype=torch.bool)
+    with pytest.raises(
+        ValueError,
+        match=rf"loss_mask has shape {re.escape(str(mask_shape))} but tokens have shape "
+        r"\(2, 5\); pass a \[batch, pos\] loss_mask of the same shape",
+    ):
+        model(tokens, return_type="loss", loss_mask=mask)
+
+
+def test_next_token_loss_validates_direct_calls():
+    logits = torch.zeros(2, 1, 4)
+    with pytest.raises(ValueError, match="pos >= 2"):
+        next_token_loss(logits, torch.zeros(2, 1, dtype=torch.long))
+    with pytest.raises(ValueError, match="loss_mask has shape"):
+        next_token_loss(
+            torch.zeros(2, 3, 4), torch.zeros(2, 3, dtype=torch.long), torch.ones(2, 1, 3)
+        )

@@ -8,7 +8,6 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformer_lens import FactoredMatrix
 from transformer_lens.head_detector import detect_head
 from transformer_lens.patching import generic_activation_patch, get_act_patch_resid_pre
@@ -354,36 +353,19 @@ def test_integer_token_round_trips(make_model):
         model.to_tokens("hello world")
 
 
-def _train_tokenizer() -> Tokenizer:
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=300,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
+def test_tokenizer_round_trips(bpe_tokenizer):
+    cfg = MomentumConfig(
+        d_model=16,
+        d_head=4,
+        n_layers=1,
+        n_ctx=32,
+        d_vocab=bpe_tokenizer.get_vocab_size(),
+        device="cpu",
     )
-    lines = [
-        "def foo(x):\n    return x + 1\n",
-        "the cat sat on the mat, the cat sat on the hat",
-        "for i in range(10): print(i)",
-    ]
-    tokenizer.train_from_iterator(lines * 3, trainer)
-    return tokenizer
-
-
-@pytest.fixture(scope="module")
-def tokenizer() -> Tokenizer:
-    return _train_tokenizer()
-
-
-def test_tokenizer_round_trips(tokenizer):
-    cfg = MomentumConfig(d_model=16, d_head=4, n_layers=1, n_ctx=32, d_vocab=300, device="cpu")
-    model = HookedMomentumTransformer(cfg, tokenizer=tokenizer).eval()
-    bos = tokenizer.token_to_id("<|endoftext|>")
+    model = HookedMomentumTransformer(cfg, tokenizer=bpe_tokenizer).eval()
+    bos = bpe_tokenizer.token_to_id("<|endoftext|>")
     text = "the cat naïve café ✓"  # includes characters never seen in training
-    ids = tokenizer.encode(text).ids
+    ids = bpe_tokenizer.encode(text).ids
     tokens = model.to_tokens(text, prepend_bos=False)
     assert tokens.tolist() == [ids]
     assert model.to_string(tokens[0]) == text
@@ -397,7 +379,32 @@ def test_tokenizer_round_trips(tokenizer):
         assert torch.equal(model(text), model(with_bos))
 
 
-def test_tokenizer_larger_than_vocab_is_rejected(tokenizer):
+def test_tokenizer_larger_than_vocab_is_rejected(bpe_tokenizer):
     cfg = MomentumConfig(d_model=16, d_head=4, n_layers=1, n_ctx=32, d_vocab=100, device="cpu")
     with pytest.raises(ValueError, match="d_vocab"):
-        HookedMomentumTransformer(cfg, tokenizer=tokenizer)
+        HookedMomentumTransformer(cfg, tokenizer=bpe_tokenizer)
+
+
+# ---------------------------------------------------------------------------- devices
+
+
+def test_cpu_keeps_cfg_device_in_sync(make_model):
+    model = make_model()
+    model.cfg.device = "cuda:1"  # as if the model had been moved to a GPU with .to("cuda:1")
+    assert model.cpu() is model
+    assert model.cfg.device == "cpu"
+    assert model.W_E.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("device", "expected"),
+    [(None, "cuda"), (1, "cuda:1"), ("cuda:2", "cuda:2"), (torch.device("cuda", 3), "cuda:3")],
+)
+def test_cuda_goes_through_to(make_model, monkeypatch, device, expected):
+    """`.cuda()` must update `cfg.device` like `.to()` does; checked without a GPU by recording
+    the device that `.to` is asked for."""
+    model = make_model()
+    asked = []
+    monkeypatch.setattr(model, "to", lambda dev: asked.append(str(dev)) or model)
+    assert (model.cuda() if device is None else model.cuda(device)) is model
+    assert asked == [expected]

@@ -111,6 +111,16 @@ BAD_RUNS = {
         edited("d_model = 16", "d_modle = 16"),
         r"Unknown MomentumConfig option\(s\) \['d_modle'\]",
     ),
+    "model_context_shorter_than_task": (
+        edited("d_model = 16", "d_model = 16\nn_ctx = 16"),
+        r"\[model\] n_ctx = 16 is smaller than the task's sequence length \(\[task\] seq_len\), "
+        r"20; raise \[model\] n_ctx to at least 20",
+    ),
+    "model_vocabulary_smaller_than_task": (
+        edited("d_model = 16", "d_model = 16\nd_vocab = 12"),
+        r"\[model\] d_vocab = 12 is smaller than the task's vocabulary, 24; raise \[model\] "
+        r"d_vocab to at least 24",
+    ),
 }
 
 
@@ -212,4 +222,16 @@ def test_claim_compares_configs_as_stored(tmp_path):
     RunDirectory(tmp_path / "run").claim(config, overwrite=False)
     RunDirectory(tmp_path / "run").claim(config, overwrite=False)  # resuming: no error
     with pytest.raises(RunDirectoryError, match="different run"):
-        RunDirectory(tmp_path / "run").claim({**config, "name": "y"}, overwrite=False)
+        RunDirectory(tmp_path / "run").claim({**config, "task": {"name": "x"}}, overwrite=False)
+
+
+def test_a_run_named_differently_is_the_same_run(tmp_path):
+    """Two sweeps sharing a runs directory name the same run differently: even with
+    overwrite=True (as the sweep runner passes) the finished run is kept, not retrained."""
+    config = {"task": {"name": "induction"}, "model": {"d_model": 8}, "name": "sweep-a"}
+    RunDirectory(tmp_path / "run").claim(config, overwrite=False)
+    (tmp_path / "run" / "metrics.json").write_text("{}")
+    RunDirectory(tmp_path / "run").claim({**config, "name": "sweep-b"}, overwrite=True)
+    assert (tmp_path / "run" / "metrics.json").read_text() == "{}"
+    stored = json.loads((tmp_path / "run" / "run_config.json").read_text())
+    assert stored["name"] == "sweep-a"

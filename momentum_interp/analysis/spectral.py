@@ -593,7 +593,8 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def bode_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (layer, head, signal): gamma, DC gain and Nyquist gain (dB), phase extremum."""
+    """One row per (layer, head, signal): gamma, the gain (dB) at the grid's lowest ω (near DC)
+    and at Nyquist, and the phase of largest magnitude (signed, radians) with its ω."""
     grouped = table.groupby(["layer", "head", "signal"], sort=True)
     rows = []
     for (layer, head, signal), g in grouped:

@@ -66,11 +66,11 @@ ABLATION_COLUMNS = ("ablation", "accuracy", "loss", "delta_accuracy", "delta_los
 # ----------------------------------------------------------------------------- helpers
 
 
-def default_induction_task(cfg) -> InductionTask:
-    """An `InductionTask` for a model config: its vocabulary, `seq_len = n_ctx`, copies of 4–16
-    tokens (shortened to fit the context; lengthened where the vocabulary is too small to keep
-    every non-copied token distinct)."""
-    seq_len = cfg.n_ctx
+def default_induction_task(cfg, seq_len: int | None = None) -> InductionTask:
+    """An `InductionTask` for a model config: its vocabulary, `seq_len` (default `n_ctx`), copies
+    of 4–16 tokens (shortened to fit the context; lengthened where the vocabulary is too small
+    to keep every non-copied token distinct)."""
+    seq_len = cfg.n_ctx if seq_len is None else seq_len
     max_repeat = min(16, (seq_len - 1) // 2)
     min_repeat = max(min(4, max_repeat), seq_len - cfg.d_vocab, 2)
     if min_repeat > max_repeat:

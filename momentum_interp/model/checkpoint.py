@@ -1,7 +1,8 @@
 """Checkpoint I/O: `model.safetensors` + `config.json` (+ `tokenizer.json`), never pickle.
 
-`config.json` carries a format version and the SHA-256 of the weights file, so a truncated,
-corrupt or mismatched pair is caught on load with a message that says what to do.
+`config.json` carries a format version and the SHA-256 of the weights (and tokenizer) file, so a
+truncated, corrupt or mismatched set is caught on load with a message that says what to do. It is
+also the commit point of a save: see `write_checkpoint`.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -64,28 +66,118 @@ def write_checkpoint(
     state_dict: dict[str, torch.Tensor],
     tokenizer: Tokenizer | None,
 ) -> Path:
-    """Write weights, tokenizer and config atomically (each file renamed into place, config last)."""
+    """Write weights, tokenizer and config so that the checkpoint as a whole changes atomically.
+
+    A crash or kill at any moment leaves `directory` loading as the previous checkpoint or the
+    new one, never a mix and never neither; files in `directory` that are not checkpoint files
+    are never touched.
+
+    Why not write a temporary sibling directory and rename it over `directory`: checkpoint
+    directories are also run directories (`RunDirectory.finish` saves the final model into the
+    run's root beside `run_config.json`, `metrics.json` and `checkpoints/`; the bundled models
+    keep `card.md` and metrics there), so a directory swap would have to move those files too,
+    and a crash mid-move, or a writer still using a path under the old directory, could lose
+    them. Instead `config.json`, which holds the SHA-256 of every other file, is the commit
+    point:
+
+    1. the new weights (and tokenizer) are written, each atomically, under staged names that
+       contain their SHA-256 (`.model.safetensors.<sha>.staged`); the old checkpoint is intact;
+    2. `config.json` is atomically replaced: the new checkpoint is committed. Until step 3 ends,
+       `read_checkpoint` finds the files by their checksums under the staged names;
+    3. the staged files are renamed to their real names, and leftovers of saves that crashed
+       earlier are removed.
+
+    A save that fails before step 2 removes its staged files and leaves the old checkpoint as
+    it was.
+    """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {name: t.detach().contiguous().cpu() for name, t in state_dict.items()}
-    weights = save_safetensors(tensors, metadata={"format_version": str(FORMAT_VERSION)})
-    atomic_write_bytes(directory / WEIGHTS_FILE, weights)
+    files = {
+        WEIGHTS_FILE: save_safetensors(tensors, metadata={"format_version": str(FORMAT_VERSION)})
+    }
     if tokenizer is not None:
-        atomic_write_bytes(directory / TOKENIZER_FILE, tokenizer.to_str().encode("utf-8"))
+        files[TOKENIZER_FILE] = tokenizer.to_str().encode("utf-8")
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    staged = {name: directory / _staged_name(name, digests[name]) for name in files}
     from momentum_interp import __version__
 
-    atomic_write_json(
-        directory / CONFIG_FILE,
-        {
-            "format_version": FORMAT_VERSION,
-            "library": "momentum_interp",
-            "library_version": __version__,
-            "weights_sha256": hashlib.sha256(weights).hexdigest(),
-            "has_tokenizer": tokenizer is not None,
-            "config": cfg.to_dict(),
-        },
-    )
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "library": "momentum_interp",
+        "library_version": __version__,
+        "weights_sha256": digests[WEIGHTS_FILE],
+        "has_tokenizer": tokenizer is not None,
+        "config": cfg.to_dict(),
+    }
+    if tokenizer is not None:
+        meta["tokenizer_sha256"] = digests[TOKENIZER_FILE]
+    try:
+        for name, data in files.items():
+            atomic_write_bytes(staged[name], data)
+        _fsync_directory(directory)  # the staged files are on disk before the commit names them
+        atomic_write_json(directory / CONFIG_FILE, meta)  # the commit point
+    except BaseException:
+        if not _config_names(directory, digests[WEIGHTS_FILE]):  # not committed: undo
+            for path in staged.values():
+                path.unlink(missing_ok=True)
+        raise
+    for name, path in staged.items():
+        os.replace(path, directory / name)
+    if tokenizer is None:
+        (directory / TOKENIZER_FILE).unlink(missing_ok=True)  # a previous checkpoint's
+    _fsync_directory(directory)
+    for name in (WEIGHTS_FILE, TOKENIZER_FILE):
+        for leftover in directory.glob(_staged_name(name, "*")):
+            leftover.unlink(missing_ok=True)  # from saves that crashed after their commit
     return directory
+
+
+def _staged_name(name: str, sha256: str) -> str:
+    return f".{name}.{sha256}.staged"
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Flush a directory's entries (renames) to disk; a no-op where directories cannot be opened."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _config_names(directory: Path, weights_sha256: str) -> bool:
+    """Whether `directory`'s config.json already commits to weights with this checksum."""
+    try:
+        meta = json.loads((directory / CONFIG_FILE).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("weights_sha256") == weights_sha256
+
+
+def _read_committed(directory: Path, name: str, sha256: Any) -> bytes | None:
+    """The bytes of `name` with this SHA-256, from the file or its staged copy (see save).
+
+    Returns the file's (mismatching) bytes if no copy matches, None if there is no file at all.
+    The file is tried again last, in case a save renamed the staged copy while we looked.
+    """
+    final = directory / name
+    candidates = [final]
+    if isinstance(sha256, str):
+        candidates += [directory / _staged_name(name, sha256), final]
+    found = None
+    for path in candidates:
+        try:
+            data = path.read_bytes()
+        except (FileNotFoundError, IsADirectoryError):
+            continue
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return data
+        found = data
+    return found
 
 
 def read_checkpoint(
@@ -94,11 +186,11 @@ def read_checkpoint(
     """Read and verify a checkpoint directory; every failure is a `CheckpointError` with a fix."""
     meta = _read_meta(directory)
     weights_path = directory / WEIGHTS_FILE
-    if not weights_path.is_file():
+    weights = _read_committed(directory, WEIGHTS_FILE, meta.get("weights_sha256"))
+    if weights is None:
         raise CheckpointError(
             f"{weights_path} is missing; the checkpoint is incomplete, save it again."
         )
-    weights = weights_path.read_bytes()
     if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
         raise CheckpointError(
             f"{weights_path} does not match the checksum in {CONFIG_FILE}: the weights are corrupt, "
@@ -116,14 +208,25 @@ def read_checkpoint(
         ) from e
     tokenizer = None
     if meta.get("has_tokenizer"):
-        tokenizer_path = directory / TOKENIZER_FILE
-        try:
-            tokenizer = Tokenizer.from_file(str(tokenizer_path))
-        except Exception as e:
-            raise CheckpointError(
-                f"{tokenizer_path} is missing or corrupt ({e}); restore it from the original run."
-            ) from e
+        tokenizer = _read_tokenizer(directory, meta.get("tokenizer_sha256"))
     return cfg, tensors, tokenizer
+
+
+def _read_tokenizer(directory: Path, sha256: str | None) -> Tokenizer:
+    tokenizer_path = directory / TOKENIZER_FILE
+    try:
+        if sha256 is None:  # written before checkpoints recorded the tokenizer's checksum
+            return Tokenizer.from_file(str(tokenizer_path))
+        data = _read_committed(directory, TOKENIZER_FILE, sha256)
+        if data is None:
+            raise FileNotFoundError(f"no file {tokenizer_path}")
+        if hashlib.sha256(data).hexdigest() != sha256:
+            raise ValueError(f"it does not match the checksum in {CONFIG_FILE}")
+        return Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:
+        raise CheckpointError(
+            f"{tokenizer_path} is missing or corrupt ({e}); restore it from the original run."
+        ) from e
 
 
 def _read_meta(directory: Path) -> dict:

@@ -29,6 +29,12 @@ def shear(x: torch.Tensor, velocity_: torch.Tensor, gamma: torch.Tensor) -> torc
     return x + gamma[:, None] * velocity_
 
 
+def fused_shear(x: torch.Tensor, gamma: torch.Tensor, dim: int = 1) -> torch.Tensor:
+    """`shear(x, velocity(x), γ)` without materialising `p`: `(1+γ) x_t − γ x_{t−1}` as one
+    `lerp(x_{t−1}, x_t, 1+γ)`. Same layout and per-head `gamma: [head]` as `shear`."""
+    return torch.lerp(previous(x, dim), x, (1.0 + gamma)[:, None])
+
+
 def smear_gamma(alpha: torch.Tensor) -> torch.Tensor:
     """The shear γ equivalent to a smeared key `α k_t + (1−α) k_{t−1}`."""
     return alpha - 1.0
@@ -56,11 +62,6 @@ def phase(gamma: float | np.ndarray, omega: np.ndarray) -> np.ndarray:
     gamma = np.asarray(gamma, dtype=float)
     omega = np.asarray(omega, dtype=float)
     return np.arctan2(gamma * np.sin(omega), 1.0 + gamma * (1.0 - np.cos(omega)))
-
-
-def phase_space_matrix(gamma: float) -> np.ndarray:
-    """The shear on the pair `(x, p)`: `[[1, γ], [0, 1]]`, determinant 1 (volume conserved)."""
-    return np.array([[1.0, gamma], [0.0, 1.0]])
 
 
 TERM_NAMES = ("current_current", "current_prev_key", "prev_query_current", "prev_prev")

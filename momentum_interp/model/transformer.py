@@ -56,6 +56,18 @@ def next_token_loss(
     `loss_mask: [batch, pos]` (True = counts) restricts the mean to chosen positions; its last
     column is ignored since the last position has no next token.
     """
+    if tokens.ndim != 2 or tokens.shape[1] < 2:
+        raise ValueError(
+            f"The next-token loss needs tokens of shape [batch, pos] with pos >= 2, got "
+            f"{tuple(tokens.shape)}: a single position has no next token to predict. Pass "
+            "sequences of at least 2 tokens, or use return_type='logits'."
+        )
+    if loss_mask is not None and loss_mask.shape != tokens.shape:
+        raise ValueError(
+            f"loss_mask has shape {tuple(loss_mask.shape)} but tokens have shape "
+            f"{tuple(tokens.shape)}; pass a [batch, pos] loss_mask of the same shape as the "
+            "tokens (True where predicting the next token counts)."
+        )
     per_token = F.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
     ).view(tokens.shape[0], -1)
@@ -268,8 +280,25 @@ class HookedMomentumTransformer(HookedRootModule):
             self.cfg.device = str(device)
         return super().to(*args, **kwargs)
 
+    def cuda(self, device: int | str | torch.device | None = None):
+        """`nn.Module.cuda` through `to`, so `cfg.device` follows (as in TransformerLens)."""
+        if device is None:
+            return self.to("cuda")
+        if isinstance(device, int):
+            return self.to(f"cuda:{device}")
+        return self.to(device)
+
+    def cpu(self):
+        """`nn.Module.cpu` through `to`, so `cfg.device` follows (as in TransformerLens)."""
+        return self.to("cpu")
+
     def save_pretrained(self, directory: str | Path) -> Path:
-        """Write `model.safetensors`, `config.json` (+ `tokenizer.json`) atomically to `directory`."""
+        """Write `model.safetensors`, `config.json` (+ `tokenizer.json`) atomically to `directory`.
+
+        The checkpoint as a whole is replaced atomically: a crash at any moment leaves a
+        `directory` that loads as the previous checkpoint or as this one. Other files in
+        `directory` (a run's metrics, card, ...) are left alone; see `checkpoint.write_checkpoint`.
+        """
         return checkpoint.write_checkpoint(directory, self.cfg, self.state_dict(), self.tokenizer)
 
     @classmethod

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.io import atomic_write_json, atomic_write_text, json_safe
 from momentum_interp.viz.report import Report, ReportSection
 
 PAPER_A = 4.17
@@ -216,7 +216,7 @@ class ScalingFit(ReportSection):
         out.pop("boot_ab")
         out.pop("table")
         out["consistency"] = consistency_statement(self)
-        return _finite(out)
+        return json_safe(out)
 
     def add_to(self, report: Report, heading: bool = True) -> Report:
         """The verdict, the per-depth table, γ* against N (log-log) and accuracy against γ."""
@@ -413,19 +413,6 @@ def consistency_statement(result: ScalingFit) -> str:
     return " ".join(parts)
 
 
-def _finite(obj: Any) -> Any:
-    """JSON-safe: non-finite floats (e.g. the covariance of a 2-point fit) become None."""
-    if isinstance(obj, float):
-        return obj if math.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    if isinstance(obj, np.generic):
-        return _finite(obj.item())
-    return obj
-
-
 def bundled_results() -> Path | None:
     """The committed γ*(N) sweep's table (`results/scaling/results.csv`), if this checkout has it."""
     path = Path(__file__).resolve().parents[2] / "results" / "scaling" / "results.csv"
@@ -482,7 +469,7 @@ def write_scaling_report(
         "source": str(results),
         "provenance": provenance(table, results.parent),
     }
-    atomic_write_json(out_dir / "fit.json", _finite(report))
+    atomic_write_json(out_dir / "fit.json", report)
     atomic_write_text(out_dir / "summary.md", summary_markdown(result))
     paths: dict[str, Any] = {
         "statement": report["consistency"],

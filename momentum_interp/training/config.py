@@ -60,8 +60,21 @@ class RunConfig:
             raise ValueError('[task] needs a name, e.g. name = "induction".')
 
     def model_config(self, d_vocab: int, n_ctx: int) -> MomentumConfig:
-        """The model config; `d_vocab` and `n_ctx` default to the task's when the file omits them."""
-        return MomentumConfig.from_dict({"d_vocab": d_vocab, "n_ctx": n_ctx, **self.model})
+        """The model config; `d_vocab` and `n_ctx` default to the task's when the file omits them.
+
+        A [model] table may enlarge either, never shrink it below what the task feeds the model.
+        """
+        cfg = MomentumConfig.from_dict({"d_vocab": d_vocab, "n_ctx": n_ctx, **self.model})
+        for key, needed, what in (
+            ("n_ctx", n_ctx, "the task's sequence length ([task] seq_len)"),
+            ("d_vocab", d_vocab, "the task's vocabulary"),
+        ):
+            if getattr(cfg, key) < needed:
+                raise ValueError(
+                    f"[model] {key} = {getattr(cfg, key)} is smaller than {what}, {needed}; "
+                    f"raise [model] {key} to at least {needed}, or remove it to use the task's."
+                )
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

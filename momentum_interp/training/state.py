@@ -54,6 +54,10 @@ def optimizer_from_files(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
     return {"state": state, "param_groups": param_groups}
 
 
+def _without_name(run_config: dict) -> dict:
+    return {key: value for key, value in run_config.items() if key != "name"}
+
+
 class RunDirectory:
     """The files of one training run under `root`."""
 
@@ -62,18 +66,23 @@ class RunDirectory:
         self.checkpoints = self.root / "checkpoints"
 
     def claim(self, run_config: dict, overwrite: bool) -> None:
-        """Make `root` this run's directory; refuse a directory that holds a different run."""
+        """Make `root` this run's directory; refuse a directory that holds a different run.
+
+        Runs that differ only in `name` are the same run (a sweep names a shared run its own way),
+        so it resumes or stays finished instead of being replaced.
+        """
         run_config = json.loads(json.dumps(run_config))  # compare as stored (tuples -> lists)
         existing = self.root / RUN_CONFIG_FILE
         if existing.is_file():
             previous = json.loads(existing.read_text())
-            if previous != run_config:
-                if not overwrite:
-                    raise RunDirectoryError(
-                        f"{self.root} already holds a different run (its {RUN_CONFIG_FILE} differs). "
-                        "Choose another --out directory, or pass --overwrite to replace it."
-                    )
-                shutil.rmtree(self.root)
+            if _without_name(previous) == _without_name(run_config):
+                return
+            if not overwrite:
+                raise RunDirectoryError(
+                    f"{self.root} already holds a different run (its {RUN_CONFIG_FILE} differs). "
+                    "Choose another --out directory, or pass --overwrite to replace it."
+                )
+            shutil.rmtree(self.root)
         elif self.root.is_dir() and any(self.root.iterdir()):
             if not overwrite:
                 raise RunDirectoryError(

@@ -90,33 +90,16 @@ def qk_circuit_figure(
     shown = matrix[:n, :n]
     limit = float(np.nanmax(np.abs(shown))) if shown.size else 1.0
     ids = list(range(n))
-    fig = go.Figure(
-        go.Heatmap(
-            z=shown,
-            x=ids,
-            y=ids,
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            colorscale="RdBu_r",
-            customdata=[[(labels[a], labels[b]) for b in ids] for a in ids],
-            hovertemplate="query %{customdata[0]} / key %{customdata[1]}: %{z:.4g}<extra></extra>",
-        )
+    fig = _query_key_heatmap(
+        shown,
+        limit,
+        labels[:n],
+        axis_titles=("query token a", "key token b"),
+        customdata=[[(labels[a], labels[b]) for b in ids] for a in ids],
+        hovertemplate="query %{customdata[0]} / key %{customdata[1]}: %{z:.4g}<extra></extra>",
     )
     suffix = f" (first {n} of {matrix.shape[0]} tokens)" if n < matrix.shape[0] else ""
-    fig.update_layout(
-        title=title + suffix,
-        xaxis={"title": "key token b", "tickvals": ids, "ticktext": labels[:n]},
-        yaxis={
-            "title": "query token a",
-            "tickvals": ids,
-            "ticktext": labels[:n],
-            "autorange": "reversed",
-        },
-        template="plotly_white",
-        width=700,
-        height=650,
-    )
+    fig.update_layout(title=title + suffix)
     return fig
 
 
@@ -134,19 +117,12 @@ def term_score_figure(
     shown = scores[:n, :n]
     finite = shown[np.isfinite(shown)]
     limit = float(np.abs(finite).max()) if finite.size and np.abs(finite).max() > 0 else 1.0
-    ids = list(range(n))
-    ticktext = [f"{i}:{labels[i]}" for i in ids]
-    fig = go.Figure(
-        go.Heatmap(
-            z=shown,
-            x=ids,
-            y=ids,
-            zmid=0,
-            zmin=-limit,
-            zmax=limit,
-            colorscale="RdBu_r",
-            hovertemplate="query %{y} / key %{x}: %{z:.4g}<extra></extra>",
-        )
+    fig = _query_key_heatmap(
+        shown,
+        limit,
+        [f"{i}:{labels[i]}" for i in range(n)],
+        axis_titles=("query position t", "key position s"),
+        hovertemplate="query %{y} / key %{x}: %{z:.4g}<extra></extra>",
     )
     pairs = [(t, s) for t, s in induction_pairs if t < n and s < n]
     if pairs:
@@ -161,18 +137,42 @@ def term_score_figure(
             )
         )
     suffix = f" (first {n} positions)" if n < scores.shape[0] else ""
+    fig.update_layout(title=f"{term} term of the scores (÷√d_head){suffix}", showlegend=bool(pairs))
+    return fig
+
+
+def _query_key_heatmap(
+    z: np.ndarray,
+    limit: float,
+    ticktext: Sequence[str],
+    axis_titles: tuple[str, str],
+    **heatmap_kwargs,
+) -> go.Figure:
+    """A square [query, key] heatmap on a diverging scale symmetric about 0, queries down the rows."""
+    ids = list(range(z.shape[0]))
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=ids,
+            y=ids,
+            zmid=0,
+            zmin=-limit,
+            zmax=limit,
+            colorscale="RdBu_r",
+            **heatmap_kwargs,
+        )
+    )
+    query_title, key_title = axis_titles
     fig.update_layout(
-        title=f"{term} term of the scores (÷√d_head){suffix}",
-        xaxis={"title": "key position s", "tickvals": ids, "ticktext": ticktext},
+        xaxis={"title": key_title, "tickvals": ids, "ticktext": list(ticktext)},
         yaxis={
-            "title": "query position t",
+            "title": query_title,
             "tickvals": ids,
-            "ticktext": ticktext,
+            "ticktext": list(ticktext),
             "autorange": "reversed",
         },
         template="plotly_white",
         width=700,
         height=650,
-        showlegend=bool(pairs),
     )
     return fig
