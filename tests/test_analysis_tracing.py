@@ -458,3 +458,15 @@ def test_rejects_bad_arguments(make_model):
         trace_single_layer_induction(model, 0, 9)
     with pytest.raises(ValueError, match="unknown term"):
         term_removal_hooks(model, 0, 0, ["current"])
+
+
+def test_qk_circuit_figure_labels_each_cell_by_its_query_and_key():
+    from momentum_interp.viz.tracing import qk_circuit_figure
+
+    matrix = np.arange(25.0).reshape(5, 5)
+    fig = qk_circuit_figure(matrix, labels=list("abcde"), max_tokens=4)
+    heatmap = fig.data[0]
+    assert np.asarray(heatmap.z).shape == (4, 4) and np.asarray(heatmap.z)[1, 3] == 8.0
+    assert tuple(heatmap.customdata[1][3]) == ("b", "d")  # row: query b, column: key d
+    assert "first 4 of 5 tokens" in fig.layout.title.text
+    assert list(fig.layout.yaxis.ticktext) == list("abcd")

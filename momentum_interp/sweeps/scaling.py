@@ -31,7 +31,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import optimize, stats
 
 from momentum_interp.io import atomic_write_json, atomic_write_text, json_safe
 from momentum_interp.viz.report import Report, ReportSection
@@ -81,6 +80,8 @@ class PowerLawFit:
 
 
 def _t_quantile(level: float, dof: int) -> float:
+    from scipy import stats  # imported where used: 0.7 s that the analysis commands need not pay
+
     return float(stats.t.ppf((1 + level) / 2, dof)) if dof > 0 else math.inf
 
 
@@ -94,6 +95,8 @@ def fit_power_law(
     covariance (`absolute_sigma=True`) is added, so points that happen to fall exactly on a
     line still get honest intervals. With two points the intervals are infinite.
     """
+    from scipy import optimize  # imported where used, as in `_t_quantile`
+
     n = np.asarray(n_layers, dtype=float)
     g = np.asarray(gamma_star, dtype=float)
     if n.shape != g.shape or n.ndim != 1:

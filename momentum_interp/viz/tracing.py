@@ -89,13 +89,13 @@ def qk_circuit_figure(
     labels = [str(i) for i in range(matrix.shape[0])] if labels is None else list(labels)
     shown = matrix[:n, :n]
     limit = float(np.nanmax(np.abs(shown))) if shown.size else 1.0
-    ids = list(range(n))
+    shown_labels = np.array(labels[:n], dtype=object)
     fig = _query_key_heatmap(
         shown,
         limit,
         labels[:n],
         axis_titles=("query token a", "key token b"),
-        customdata=[[(labels[a], labels[b]) for b in ids] for a in ids],
+        customdata=np.stack(np.meshgrid(shown_labels, shown_labels, indexing="ij"), axis=-1),
         hovertemplate="query %{customdata[0]} / key %{customdata[1]}: %{z:.4g}<extra></extra>",
     )
     suffix = f" (first {n} of {matrix.shape[0]} tokens)" if n < matrix.shape[0] else ""
