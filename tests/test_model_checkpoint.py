@@ -117,6 +117,13 @@ def test_bundled_checkpoint_by_name(make_model, tmp_path, monkeypatch):
         HookedMomentumTransformer.from_pretrained("nope")
 
 
+def test_no_bundled_checkpoints_says_where_they_come_from(tmp_path, monkeypatch):
+    """A wheel install has no assets/: the error names the fix."""
+    monkeypatch.setenv("MOMENTUM_INTERP_ASSETS", str(tmp_path / "missing"))
+    with pytest.raises(CheckpointError, match=r"pip install -e \.`, or set MOMENTUM_INTERP_ASSETS"):
+        HookedMomentumTransformer.from_pretrained("induction-1l-momentum")
+
+
 # ---------------------------------------------------------------------------- bad inputs
 
 

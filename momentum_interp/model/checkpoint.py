@@ -54,9 +54,16 @@ def resolve(name_or_path: str | Path) -> Path:
     bundled = assets_dir() / str(name_or_path)
     if bundled.is_dir():
         return bundled
+    names = bundled_names()
+    if names:
+        raise CheckpointError(
+            f"No checkpoint directory at {str(name_or_path)!r} and no bundled checkpoint of that "
+            f"name. Bundled: {names}."
+        )
     raise CheckpointError(
-        f"No checkpoint directory at {str(name_or_path)!r} and no bundled checkpoint of that name. "
-        f"Bundled: {bundled_names() or 'none found in ' + str(assets_dir())}."
+        f"No checkpoint directory at {str(name_or_path)!r}, and no bundled checkpoints in "
+        f"{assets_dir()}: they ship in the repository's assets/, not in a wheel. Install from a "
+        "clone with `pip install -e .`, or set MOMENTUM_INTERP_ASSETS to a clone's assets/."
     )
 
 
