@@ -165,10 +165,10 @@ def _config_names(directory: Path, weights_sha256: str) -> bool:
     return isinstance(meta, dict) and meta.get("weights_sha256") == weights_sha256
 
 
-def _read_committed(directory: Path, name: str, sha256: Any) -> bytes | None:
-    """The bytes of `name` with this SHA-256, from the file or its staged copy (see save).
+def _read_committed(directory: Path, name: str, sha256: Any) -> tuple[bytes | None, bool]:
+    """`(bytes, True)` of `name` with this SHA-256, from the file or its staged copy (see save).
 
-    Returns the file's (mismatching) bytes if no copy matches, None if there is no file at all.
+    `(the file's bytes, False)` if no copy matches, `(None, False)` if there is no file at all.
     The file is tried again last, in case a save renamed the staged copy while we looked.
     """
     final = directory / name
@@ -182,9 +182,9 @@ def _read_committed(directory: Path, name: str, sha256: Any) -> bytes | None:
         except (FileNotFoundError, IsADirectoryError):
             continue
         if hashlib.sha256(data).hexdigest() == sha256:
-            return data
+            return data, True
         found = data
-    return found
+    return found, False
 
 
 def read_checkpoint(
@@ -193,12 +193,12 @@ def read_checkpoint(
     """Read and verify a checkpoint directory; every failure is a `CheckpointError` with a fix."""
     meta = _read_meta(directory)
     weights_path = directory / WEIGHTS_FILE
-    weights = _read_committed(directory, WEIGHTS_FILE, meta.get("weights_sha256"))
+    weights, verified = _read_committed(directory, WEIGHTS_FILE, meta.get("weights_sha256"))
     if weights is None:
         raise CheckpointError(
             f"{weights_path} is missing; the checkpoint is incomplete, save it again."
         )
-    if hashlib.sha256(weights).hexdigest() != meta.get("weights_sha256"):
+    if not verified:
         raise CheckpointError(
             f"{weights_path} does not match the checksum in {CONFIG_FILE}: the weights are corrupt, "
             "truncated or from a different save. Restore or re-save the checkpoint."
@@ -224,10 +224,10 @@ def _read_tokenizer(directory: Path, sha256: str | None) -> Tokenizer:
     try:
         if sha256 is None:  # written before checkpoints recorded the tokenizer's checksum
             return Tokenizer.from_file(str(tokenizer_path))
-        data = _read_committed(directory, TOKENIZER_FILE, sha256)
+        data, verified = _read_committed(directory, TOKENIZER_FILE, sha256)
         if data is None:
             raise FileNotFoundError(f"no file {tokenizer_path}")
-        if hashlib.sha256(data).hexdigest() != sha256:
+        if not verified:
             raise ValueError(f"it does not match the checksum in {CONFIG_FILE}")
         return Tokenizer.from_str(data.decode("utf-8"))
     except Exception as e:
