@@ -13,8 +13,6 @@ extrapolated linearly to the same count (each call is independent) and the JSON 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -36,17 +34,6 @@ HEAD_TYPES = ("induction_head", "previous_token_head", "duplicate_token_head")
 DEFAULT_OUT = Path(__file__).parent / "results" / "scoring_cpu.json"
 
 
-def machine() -> dict:
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequences", type=int, default=100)
     parser.add_argument("--detect-sequences", type=int, default=100)
@@ -63,7 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> dict:
     if args.threads is not None:
         torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
+    load_before = common.load_average()
 
     model = HookedMomentumTransformer(MomentumConfig(**CONFIG)).eval()
     n = args.sequences
@@ -118,8 +105,8 @@ def main(args: argparse.Namespace) -> dict:
         "detect_head_extrapolated": n_detect < n,
         "speedup": round(detect_s / ours_s, 2),
         "previous_token_max_abs_diff": max_diff,
-        "machine": machine(),
-        "load_average_1_5_15min": {"before": load_before, "after": os.getloadavg()},
+        "machine": common.machine(torch.device("cpu")),
+        "load_average_1_5_15min": {"before": load_before, "after": common.load_average()},
     }
     if n_detect < n:
         result["note"] = (

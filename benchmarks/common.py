@@ -85,7 +85,7 @@ def quantiles(values: list[float]) -> dict[str, float]:
 
 
 def write_json(path: Path, payload: dict) -> Path:
-    """Atomic, indented JSON (numpy and torch scalars converted)."""
+    """Atomic, indented JSON (paths and torch dtypes written as strings)."""
     atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
     return path
 

@@ -12,12 +12,13 @@ Three measurements of the same training step as `benchmarks.throughput`, for the
    excluded), in float32 and under bf16 autocast (CPU autocast: the same type-promotion rules
    as CUDA autocast), plus the dtype each of our hooks sees under bf16 autocast. This is the
    activation memory a step holds at its peak, without an allocator in the way.
-3. **Ablations** (interleaved paired timing on CPU): the γ=0 and γ=1 models with per-instance
-   patches that remove one overhead each, each patch checked to give the same loss first:
-   `skip_shear` (no velocity/shear when γ = 0), `fused_ln` (`F.layer_norm` instead of the
-   hand-written LayerNorm), `fused_proj` (one `F.linear` for q/k/v and one for the output
-   instead of four einops einsums plus separate bias adds). Patches live here; nothing in
-   `momentum_interp` is changed. Timings on a shared CPU are noisy: the ratios are paired.
+3. **Ablations** (interleaved paired timing on CPU): the γ=0 and γ=1 models with the one
+   remaining overhead removed by a per-instance patch, checked to give the same loss first:
+   `fused_proj` (one `F.linear` for q/k/v and one for the output instead of four einops einsums
+   plus separate bias adds). The earlier `skip_shear` and `fused_ln` ablations are now what the
+   model itself does (unfiltered signals skip the shear; unhooked norms are `F.layer_norm`).
+   The patch lives here; nothing in `momentum_interp` is changed. Timings on a shared CPU are
+   noisy: the ratios are paired.
 """
 
 from __future__ import annotations
@@ -156,23 +157,6 @@ def hook_dtypes_under_bf16(model, tokens: torch.Tensor) -> dict[str, str]:
 # ------------------------------------------------------------------ 3. ablations
 
 
-def _skip_shear_filter(self, x, gamma, hook_velocity, hook_sheared, which):
-    """`_filter` without the velocity and shear when this signal's γ is zero (shear='none')."""
-    hook_rot = getattr(self, f"hook_rot_{which}", None)
-    if self.rotary is not None and self.cfg.shear_placement == "post_rope":
-        x = hook_rot(self.rotary(x))
-    if self.cfg.shear != "none":
-        p = hook_velocity(x - torch.cat([x[:, :1], x[:, :-1]], dim=1))
-        x = hook_sheared(x + gamma.to(x.dtype)[:, None] * p)
-    if self.rotary is not None and self.cfg.shear_placement == "pre_rope":
-        x = hook_rot(self.rotary(x))
-    return x
-
-
-def _fused_ln_forward(self, x):
-    return self.hook_normalized(F.layer_norm(x, (x.shape[-1],), self.w, self.b, self.eps))
-
-
 def _fused_proj_forward(self, x):
     """MomentumAttention.forward with one F.linear for q/k/v and one for the output."""
     n_heads, d_model, d_head = self.W_Q.shape
@@ -190,23 +174,10 @@ def _fused_proj_forward(self, x):
     return F.linear(z.reshape(batch, n_pos, -1), self.W_O.reshape(-1, d_model).T, self.b_O)
 
 
-PATCHES = ("skip_shear", "fused_ln", "fused_proj")
-
-
-def patch(model, which: tuple[str, ...]):
-    """Bind the chosen patches to this model's modules only (other instances are untouched)."""
+def patch_fused_proj(model):
+    """Bind `_fused_proj_forward` to this model's attention modules only (others untouched)."""
     for block in model.blocks:
-        attn = block.attn
-        if "skip_shear" in which:
-            attn._filter = types.MethodType(_skip_shear_filter, attn)
-        if "fused_proj" in which:
-            attn.forward = types.MethodType(_fused_proj_forward, attn)
-        if "fused_ln" in which:
-            for ln in (block.ln1, getattr(block, "ln2", None)):
-                if ln is not None:
-                    ln.forward = types.MethodType(_fused_ln_forward, ln)
-    if "fused_ln" in which:
-        model.ln_final.forward = types.MethodType(_fused_ln_forward, model.ln_final)
+        block.attn.forward = types.MethodType(_fused_proj_forward, block.attn)
     return model
 
 
@@ -216,10 +187,8 @@ def ablation_models(preset, seq_len: int, device: torch.device) -> dict:
     base = build_models(preset, seq_len, device)
     models = {"gamma0": base["gamma0"], "reference": base["reference"], "gamma1": base["gamma1"]}
     for momentum, stem in ((False, "gamma0"), (True, "gamma1")):
-        singles = PATCHES if not momentum else ("fused_ln", "fused_proj")
-        for which in [(p,) for p in singles] + [PATCHES]:
-            model = HookedMomentumTransformer(preset.config(seq_len, momentum=momentum)).to(device)
-            models[f"{stem}+{'+'.join(which) if which != PATCHES else 'all'}"] = patch(model, which)
+        model = HookedMomentumTransformer(preset.config(seq_len, momentum=momentum)).to(device)
+        models[f"{stem}+fused_proj"] = patch_fused_proj(model)
     return models
 
 

@@ -236,7 +236,7 @@ def test_overhead_patches_compute_the_same_numbers(make_model):
         )
         with torch.no_grad():
             expected = model(tokens)
-            overheads.patch(model, overheads.PATCHES)
+            overheads.patch_fused_proj(model)
             torch.testing.assert_close(model(tokens), expected, atol=1e-5, rtol=1e-5)
 
 
