@@ -106,7 +106,7 @@ def op_counts(trainer: Trainer, tokens: torch.Tensor) -> dict[str, dict]:
     out = {}
     with profile(activities=[ProfilerActivity.CPU]) as prof, trainer.autocast:
         if trainer.name == "reference":
-            from momentum_interp.model.transformer import next_token_loss
+            from momentum_interp.evaluation import next_token_loss
 
             loss = next_token_loss(trainer.model(tokens), tokens)
         else:

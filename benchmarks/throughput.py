@@ -45,7 +45,7 @@ import torch.nn as nn
 from benchmarks import common
 from benchmarks.reference_gpt import count_parameters, from_momentum
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
-from momentum_interp.model.transformer import next_token_loss
+from momentum_interp.evaluation import next_token_loss
 
 VARIANTS = ("gamma1", "gamma0", "reference", "analysis")
 LABELS = {

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
-from momentum_interp.model.transformer import next_token_loss
+from momentum_interp.evaluation import next_token_loss
 
 BASE = dict(d_model=16, d_head=4, n_layers=1, n_ctx=12, d_vocab=20, device="cpu")
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])

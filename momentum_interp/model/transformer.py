@@ -9,12 +9,12 @@ from typing import Literal
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tokenizers import Tokenizer
 from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from momentum_interp.config import MomentumConfig
+from momentum_interp.evaluation.loss import next_token_loss
 from momentum_interp.model import checkpoint, inputs
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
@@ -46,35 +46,6 @@ class TransformerBlock(nn.Module):
             resid = self.hook_resid_mid(resid)
             resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
         return self.hook_resid_post(resid)
-
-
-def next_token_loss(
-    logits: torch.Tensor, tokens: torch.Tensor, loss_mask: torch.Tensor | None = None
-) -> torch.Tensor:
-    """Mean cross-entropy of predicting `tokens[:, t+1]` from `logits[:, t]`.
-
-    `loss_mask: [batch, pos]` (True = counts) restricts the mean to chosen positions; its last
-    column is ignored since the last position has no next token.
-    """
-    if tokens.ndim != 2 or tokens.shape[1] < 2:
-        raise ValueError(
-            f"The next-token loss needs tokens of shape [batch, pos] with pos >= 2, got "
-            f"{tuple(tokens.shape)}: a single position has no next token to predict. Pass "
-            "sequences of at least 2 tokens, or use return_type='logits'."
-        )
-    if loss_mask is not None and loss_mask.shape != tokens.shape:
-        raise ValueError(
-            f"loss_mask has shape {tuple(loss_mask.shape)} but tokens have shape "
-            f"{tuple(tokens.shape)}; pass a [batch, pos] loss_mask of the same shape as the "
-            "tokens (True where predicting the next token counts)."
-        )
-    per_token = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
-    ).view(tokens.shape[0], -1)
-    if loss_mask is None:
-        return per_token.mean()
-    mask = loss_mask[:, :-1].to(per_token.dtype)
-    return (per_token * mask).sum() / mask.sum().clamp(min=1.0)
 
 
 class HookedMomentumTransformer(HookedRootModule):
