@@ -1,15 +1,29 @@
-"""momentum_interp: mechanistic interpretability of Momentum Attention (arXiv 2602.04902)."""
+"""momentum_interp: mechanistic interpretability of Momentum Attention (arXiv 2602.04902).
+
+The exports load lazily, so `momentum-interp` can check its arguments before importing torch.
+"""
+
+from __future__ import annotations
+
+import importlib
 
 __version__ = "0.1.0"
 
-from momentum_interp.config import MomentumConfig
-from momentum_interp.model.checkpoint import CheckpointError, bundled_names
-from momentum_interp.model.transformer import HookedMomentumTransformer
+_EXPORTS = {
+    "CheckpointError": "momentum_interp.model.checkpoint",
+    "HookedMomentumTransformer": "momentum_interp.model.transformer",
+    "MomentumConfig": "momentum_interp.config",
+    "bundled_names": "momentum_interp.model.checkpoint",
+}
 
-__all__ = [
-    "CheckpointError",
-    "HookedMomentumTransformer",
-    "MomentumConfig",
-    "__version__",
-    "bundled_names",
-]
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'momentum_interp' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(__all__)

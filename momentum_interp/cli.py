@@ -4,9 +4,60 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
+
+
+class _Parser(argparse.ArgumentParser):
+    """Errors as one line and exit status 2, before any model is loaded."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _writable_ancestor(path: Path) -> None:
+    """Raise ArgumentTypeError unless `path` could be created and written (probed, left as it was)."""
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} lies inside {ancestor}, which is a file")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".momentum-interp-probe-"))
+    except OSError as e:
+        raise argparse.ArgumentTypeError(
+            f"cannot write under {ancestor} ({e.strerror}); choose a writable location"
+        ) from e
+
+
+def output_dir(value: str) -> Path:
+    """A directory we will write into: not an existing file, and creatable/writable."""
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a file; give a directory path")
+    _writable_ancestor(path)
+    return path
+
+
+def output_file(value: str) -> Path:
+    """A file we will write: not an existing directory, and its folder creatable/writable."""
+    path = Path(value)
+    if path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is a directory; give a file path")
+    _writable_ancestor(path.parent)
+    return path
+
+
+def input_file(value: str) -> Path:
+    """A file we will read: it must exist and be a file."""
+    path = Path(value)
+    if not path.is_file():
+        what = "is a directory" if path.is_dir() else "does not exist"
+        raise argparse.ArgumentTypeError(f"{path} {what}; give an existing file")
+    return path
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -123,7 +174,7 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
     parser.add_argument("--sequences", type=int, default=sequences, help="number of sequences")
     parser.add_argument("--seed", type=int, default=0, help="seed of the analysis data")
     if out is not None:
-        parser.add_argument("--out", default=out, help="output directory")
+        parser.add_argument("--out", type=output_dir, default=out, help="output directory")
     parser.set_defaults(func=func)
     return parser
 
@@ -162,21 +213,23 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="momentum-interp",
         description="Mechanistic interpretability of Momentum Attention (arXiv 2602.04902).",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="evaluate and score the bundled zoo; write an HTML report")
-    demo.add_argument("--out", default="momentum_report", help="output directory")
+    demo.add_argument("--out", type=output_dir, default="momentum_report", help="output directory")
     demo.add_argument("--sequences", type=int, default=512, help="held-out sequences per model")
     demo.add_argument("--seed", type=int, default=1234, help="seed of the fresh evaluation data")
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="train a model from a TOML run config")
-    train.add_argument("--config", required=True, help="TOML run config (see configs/)")
-    train.add_argument("--out", help="run directory (default runs/<name>)")
+    train.add_argument(
+        "--config", type=input_file, required=True, help="TOML run config (see configs/)"
+    )
+    train.add_argument("--out", type=output_dir, help="run directory (default runs/<name>)")
     train.add_argument("--steps", type=int, help="override [train] steps")
     train.add_argument("--seed", type=int, help="override [train] seed (initialisation and data)")
     train.add_argument("--overwrite", action="store_true", help="replace a different run in --out")
@@ -186,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     score = _model_command(sub, "score", "score every head for induction & co.", _cmd_score, 100)
     score.add_argument("--by", default="induction", help="column to rank heads by")
     score.add_argument("--top", type=int, default=10, help="rows to print")
-    score.add_argument("--csv", help="also write the full table to this CSV file")
+    score.add_argument("--csv", type=output_file, help="also write the full table to this CSV file")
     trace = _model_command(
         sub, "trace", "four-term trace and ablations of one head", _cmd_trace, 256, "momentum_trace"
     )
@@ -205,15 +258,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     report.add_argument(
         "--scaling",
+        type=input_file,
         help="a γ × depth sweep's results table for the γ*(N) section "
         "(default: the committed results/scaling/results.csv, when present)",
     )
     report.add_argument("--no-scaling", action="store_true", help="leave out the γ*(N) section")
 
     sweep = sub.add_parser("sweep", help="run a TOML sweep spec ([grid], [[variants]]) resumably")
-    sweep.add_argument("spec", help="TOML sweep spec (see configs/sweeps/)")
-    sweep.add_argument("--out", help="results directory (default runs/sweeps/<name>)")
-    sweep.add_argument("--runs-dir", help="where run directories go (default <out>/runs)")
+    sweep.add_argument("spec", type=input_file, help="TOML sweep spec (see configs/sweeps/)")
+    sweep.add_argument(
+        "--out", type=output_dir, help="results directory (default runs/sweeps/<name>)"
+    )
+    sweep.add_argument(
+        "--runs-dir", type=output_dir, help="where run directories go (default <out>/runs)"
+    )
     sweep.add_argument("--backend", choices=["local", "ray"], default="local")
     sweep.add_argument(
         "--workers", type=int, help="parallel runs (default: CPU cores or GPUs; 0: in this process)"
@@ -223,8 +281,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.set_defaults(func=_cmd_sweep)
 
     scaling = sub.add_parser("scaling", help="fit γ* = a N^b to a sweep's results table")
-    scaling.add_argument("results", help="results.csv (or .jsonl) of a γ × depth sweep")
-    scaling.add_argument("--out", help="directory for fit.json (default: beside the results)")
+    scaling.add_argument(
+        "results", type=input_file, help="results.csv (or .jsonl) of a γ × depth sweep"
+    )
+    scaling.add_argument(
+        "--out", type=output_dir, help="directory for fit.json (default: beside the results)"
+    )
     scaling.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     scaling.add_argument("--level", type=float, default=0.95, help="interval level")
     scaling.add_argument("--figures", action="store_true", help="also write the HTML figures")
@@ -233,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     lm = sub.add_parser("lm-compare", help="compare trained language models' validation losses")
     lm.add_argument("runs", nargs="+", help="run directories written by `train` on one text task")
     lm.add_argument("--reference", required=True, help="run name the gaps are relative to")
-    lm.add_argument("--out", default="results/lm", help="output directory")
+    lm.add_argument("--out", type=output_dir, default="results/lm", help="output directory")
     lm.set_defaults(func=_cmd_lm_compare)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
@@ -243,7 +305,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `momentum-interp` console script."""
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as e:  # a bad argument (status 2) or --help (0)
+        return int(e.code or 0)
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:

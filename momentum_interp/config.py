@@ -11,6 +11,8 @@ from typing import Any
 import torch
 from transformer_lens.config import TransformerLensConfig
 
+from momentum_interp.naming import unknown_names
+
 SHEAR_MODES = ("qk", "k", "none")
 PLACEMENTS = ("post_rope", "pre_rope")
 POSITIONAL_EMBEDDINGS = ("standard", "rotary")
@@ -166,11 +168,9 @@ def _reject_unknown_options(init):
     @functools.wraps(init)
     def checked_init(self, *args, **kwargs):
         valid = {f.name for f in dataclasses.fields(MomentumConfig)}
-        unknown = sorted(set(kwargs) - valid)
+        unknown = set(kwargs) - valid
         if unknown:
-            raise ValueError(
-                f"Unknown MomentumConfig option(s) {unknown}. Valid options: {sorted(valid)}."
-            )
+            raise ValueError(unknown_names("MomentumConfig option(s)", unknown, valid))
         init(self, *args, **kwargs)
 
     return checked_init

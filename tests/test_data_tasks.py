@@ -184,12 +184,18 @@ def test_make_task_builds_each_synthetic_task():
 
 
 def test_make_task_unknown_name_lists_valid_names():
-    with pytest.raises(ValueError, match="unknown task 'inducton'.*induction, repeated_tokens"):
+    with pytest.raises(
+        ValueError,
+        match="Unknown task 'inducton' .*Valid: associative_recall, induction, repeated_tokens",
+    ):
         make_task("inducton")
 
 
 def test_make_task_unknown_kwarg_names_it_and_valid_ones():
-    with pytest.raises(ValueError, match="'seqlen' for task 'induction'.*seq_len, min_repeat"):
+    with pytest.raises(
+        ValueError,
+        match="task 'induction': 'seqlen' \\(did you mean 'seq_len'\\?\\).*min_repeat, seq_len",
+    ):
         make_task("induction", seqlen=64)
-    with pytest.raises(ValueError, match="'corpus_dir' for task 'text'.*sources"):
+    with pytest.raises(ValueError, match=r"task 'text': 'corpus_dir'\. Valid: .*sources"):
         make_task("text", corpus_dir="x")

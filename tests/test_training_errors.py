@@ -45,10 +45,13 @@ def run_cli(capsys, *argv: str) -> tuple[int, str]:
 # (config text, the message it must produce); every case also fails through the CLI with exit 2.
 BAD_CONFIGS = {
     "malformed_toml": ("name = 'x'\n[model\nd_model = 16\n", r"run\.toml is not valid TOML"),
-    "unknown_table": (GOOD + "\n[optim]\nlr = 1\n", r"Unknown top-level table\(s\) \['optim'\]"),
+    "unknown_table": (
+        GOOD + "\n[optim]\nlr = 1\n",
+        r"Unknown top-level table\(s\) 'optim'\. Valid: model, name, task, train",
+    ),
     "unknown_train_key": (
         edited("steps = 20", "steps = 20\nstepz = 3"),
-        r"Unknown \[train\] option\(s\) \['stepz'\]\. Valid options: .*'steps'",
+        r"Unknown \[train\] option\(s\) 'stepz' \(did you mean 'steps'\?\)\. Valid: .*steps",
     ),
     "missing_task_name": (edited('name = "induction"\n', ""), r"\[task\] needs a name"),
     "missing_model_table": (
@@ -92,12 +95,13 @@ def test_missing_config_file_names_the_path(tmp_path, capsys):
 BAD_RUNS = {
     "unknown_task": (
         edited('name = "induction"', 'name = "inductoin"'),
-        r"unknown task 'inductoin'; valid names: induction, repeated_tokens, "
-        r"associative_recall, text",
+        r"Unknown task 'inductoin' \(did you mean 'induction'\?\)\. Valid: associative_recall, "
+        r"induction, repeated_tokens, text",
     ),
     "unknown_task_kwarg": (
         edited("seq_len = 20", "seq_length = 20"),
-        r"unknown argument 'seq_length' for task 'induction'; valid arguments: .*seq_len",
+        r"Unknown argument\(s\) of task 'induction': 'seq_length' \(did you mean 'seq_len'\?\)\. "
+        r"Valid: .*seq_len",
     ),
     "invalid_task_value": (
         edited("seq_len = 20", "seq_len = 10"),
@@ -109,7 +113,7 @@ BAD_RUNS = {
     ),
     "unknown_model_option": (
         edited("d_model = 16", "d_modle = 16"),
-        r"Unknown MomentumConfig option\(s\) \['d_modle'\]",
+        r"Unknown \[model\] option\(s\) 'd_modle' \(did you mean 'd_model'\?\)",
     ),
     "model_context_shorter_than_task": (
         edited("d_model = 16", "d_model = 16\nn_ctx = 16"),

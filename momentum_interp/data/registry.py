@@ -14,6 +14,7 @@ from momentum_interp.data.corpus import (
 )
 from momentum_interp.data.induction import InductionTask, RepeatedTokensTask
 from momentum_interp.data.recall import AssociativeRecallTask
+from momentum_interp.naming import unknown_names
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "momentum_interp"
 
@@ -44,15 +45,18 @@ TASK_BUILDERS: dict[str, Callable[..., Task]] = {
 }
 
 
+def check_task(name: str, kwargs: dict) -> None:
+    """ValueError naming the nearest valid choice if `name` or an argument name is a typo."""
+    if name not in TASK_BUILDERS:
+        raise ValueError(unknown_names("task", [name], TASK_BUILDERS))
+    valid = inspect.signature(TASK_BUILDERS[name]).parameters
+    if set(kwargs) - set(valid):
+        raise ValueError(
+            unknown_names(f"argument(s) of task {name!r}:", set(kwargs) - set(valid), valid)
+        )
+
+
 def make_task(name: str, **kwargs) -> Task:
     """`make_task("induction", seq_len=128)`; ValueError names the valid choices on a typo."""
-    if name not in TASK_BUILDERS:
-        raise ValueError(f"unknown task {name!r}; valid names: {', '.join(TASK_BUILDERS)}")
-    builder = TASK_BUILDERS[name]
-    valid = list(inspect.signature(builder).parameters)
-    for key in kwargs:
-        if key not in valid:
-            raise ValueError(
-                f"unknown argument {key!r} for task {name!r}; valid arguments: {', '.join(valid)}"
-            )
-    return builder(**kwargs)
+    check_task(name, kwargs)
+    return TASK_BUILDERS[name](**kwargs)

@@ -9,6 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from momentum_interp.config import MomentumConfig
+from momentum_interp.data.registry import check_task
+from momentum_interp.naming import unknown_names
+
+TOP_LEVEL = ("model", "task", "train", "name")
 
 
 @dataclass
@@ -58,6 +62,12 @@ class RunConfig:
     def __post_init__(self) -> None:
         if "name" not in self.task:
             raise ValueError('[task] needs a name, e.g. name = "induction".')
+        model_options = {f.name for f in dataclasses.fields(MomentumConfig)}
+        if set(self.model) - model_options:
+            raise ValueError(
+                unknown_names("[model] option(s)", set(self.model) - model_options, model_options)
+            )
+        check_task(self.task["name"], {k: v for k, v in self.task.items() if k != "name"})
 
     def model_config(self, d_vocab: int, n_ctx: int) -> MomentumConfig:
         """The model config; `d_vocab` and `n_ctx` default to the task's when the file omits them.
@@ -83,19 +93,16 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RunConfig:
-        unknown = sorted(set(data) - {"model", "task", "train", "name"})
+        unknown = set(data) - set(TOP_LEVEL)
         if unknown:
-            raise ValueError(
-                f"Unknown top-level table(s) {unknown}; expected [model], [task], [train] and name."
-            )
+            raise ValueError(unknown_names("top-level table(s)", unknown, TOP_LEVEL))
         for table in ("model", "task"):
             if not isinstance(data.get(table), dict):
                 raise ValueError(f"The run config needs a [{table}] table.")
         train = data.get("train", {})
         valid = {f.name for f in dataclasses.fields(OptimConfig)}
-        bad = sorted(set(train) - valid)
-        if bad:
-            raise ValueError(f"Unknown [train] option(s) {bad}. Valid options: {sorted(valid)}.")
+        if set(train) - valid:
+            raise ValueError(unknown_names("[train] option(s)", set(train) - valid, valid))
         return cls(
             model=dict(data["model"]),
             task=dict(data["task"]),
