@@ -1,10 +1,9 @@
 """momentum_interp: mechanistic interpretability of Momentum Attention (arXiv 2602.04902)."""
 
-__version__ = "0.1.0"
-
 from momentum_interp.config import MomentumConfig
 from momentum_interp.model.checkpoint import CheckpointError, bundled_names
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.version import __version__
 
 __all__ = [
     "CheckpointError",

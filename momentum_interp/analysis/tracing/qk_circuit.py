@@ -27,7 +27,8 @@ def qk_circuit(
     coefficient for this head: for ``current_prev_key`` a is the query's current token and b the
     key's previous token, `c = −(1+γq)γk`; for ``current_current`` both are current tokens,
     `c = (1+γq)(1+γk)`. Positional embeddings, earlier layers and rotary rotation are ignored
-    (module docstring). `tokens` selects rows/columns (default: the first `QK_MAX_TOKENS` ids).
+    (docs/maths.md, section 4). `tokens` selects rows/columns (default: the first
+    `QK_MAX_TOKENS` ids).
     """
     check_head(model, layer, head)
     if term not in TERM_NAMES:

@@ -194,8 +194,8 @@ def trace_single_layer_induction(
     seed: int = 0,
 ) -> InductionTrace:
     """Trace how head `layer.head` performs induction: four-term score margins, ablations and
-    the token-level QK circuit (module docstring). The decomposition and ablations use the same
-    held-out batches as `per_sequence_metrics(model, task, n_batches, batch_size, seed)`
+    the token-level QK circuit (docs/maths.md, section 4). The decomposition and ablations use
+    the same held-out batches as `per_sequence_metrics(model, task, n_batches, batch_size, seed)`
     (n_sequences rounded up to whole batches of 64)."""
     check_head(model, layer, head)
     cfg = model.cfg
