@@ -74,10 +74,10 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     from momentum_interp.analysis.statistics import pooled_ratio_ci
     from momentum_interp.analysis.tracing import trace_single_layer_induction
     from momentum_interp.data import make_task
+    from momentum_interp.evaluation import per_sequence_metrics
     from momentum_interp.io import atomic_write_json
     from momentum_interp.model.transformer import HookedMomentumTransformer
     from momentum_interp.report import example_tokens
-    from momentum_interp.training.evaluate import per_sequence_metrics
     from momentum_interp.zoo import ZOO, run_config
 
     times: dict[str, float] = {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.1.0"
+from momentum_interp.version import __version__
 
 _EXPORTS = {
     "CheckpointError": "momentum_interp.model.checkpoint",

@@ -96,10 +96,11 @@ def _cmd_demo(args: argparse.Namespace) -> None:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
+    from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis import rank_heads, score_heads
-    from momentum_interp.report import load_model
 
-    scores = score_heads(load_model(args.model), n_sequences=args.sequences, seed=args.seed)
+    model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
+    scores = score_heads(model, n_sequences=args.sequences, seed=args.seed)
     print(rank_heads(scores, by=args.by, top=args.top).to_string(index=False, float_format="%.3f"))
     print(f"in-context-learning score: {scores.attrs['in_context_learning']:+.3f}")
     if args.csv:
@@ -112,6 +113,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
 def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import score_heads, trace_single_layer_induction
     from momentum_interp.report import load_model, top_induction_head
+    from momentum_interp.viz.sections import page_html
 
     layer, head = args.layer, args.head
     if (layer is None) != (head is None):
@@ -126,17 +128,18 @@ def _cmd_trace(args: argparse.Namespace) -> None:
         model, layer, head, n_sequences=args.sequences, seed=args.seed
     )
     print(trace.summary())
-    _write_pair(Path(args.out), "trace", trace.to_html(), trace.to_dict())
+    _write_pair(Path(args.out), "trace", page_html(trace), trace.to_dict())
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import spectral_report
     from momentum_interp.report import example_tokens, load_model
+    from momentum_interp.viz.sections import page_html
 
     model = load_model(args.model)
     result = spectral_report(model, example_tokens(model, args.seed, batch=args.sequences))
     print(result.verdict)
-    _write_pair(Path(args.out), "spectrum", result.to_html(), result.to_dict())
+    _write_pair(Path(args.out), "spectrum", page_html(result), result.to_dict())
 
 
 def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
@@ -160,7 +163,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 
 def _cmd_lm_compare(args: argparse.Namespace) -> None:
-    from momentum_interp.analysis.lm import write_comparison
+    from momentum_interp.viz.lm import write_comparison
 
     for label, path in write_comparison(args.runs, args.reference, Path(args.out)).items():
         print(f"{label}: {path}")

@@ -15,15 +15,22 @@ from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
 from momentum_interp.data import RepeatedTokensTask, make_task
+from momentum_interp.evaluation import (
+    PATTERN_STREAM,
+    batching,
+    per_sequence_metrics,
+    pooled,
+    seeded_generator,
+)
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.report import example_tokens
 from momentum_interp.sweeps.scaling import bundled_results, fit_scaling, load_table
-from momentum_interp.training.evaluate import per_sequence_metrics, seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.sections import add_section
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config
 
 EVAL_BATCH = 64
@@ -84,10 +91,10 @@ def measure_zoo(n_sequences: int = 512, seed: int = 1234, device: str = "cpu") -
     for name in zoo_names():
         model = HookedMomentumTransformer.from_pretrained(name, device=device)
         task = make_task(**run_config(name)["task"])
-        n_batches = max(1, -(-n_sequences // EVAL_BATCH))
-        per_seq = per_sequence_metrics(model, task, n_batches, EVAL_BATCH, seed=seed)
+        n_batches, batch_size = batching(n_sequences, EVAL_BATCH)
+        per_seq = per_sequence_metrics(model, task, n_batches, batch_size, seed=seed)
         accuracy = pooled_ratio_ci(per_seq["correct"], per_seq["n_positions"], seed=seed)
-        loss = float(per_seq["loss_sum"].sum() / per_seq["n_positions"].sum())
+        loss = pooled(per_seq)["loss"]
         scores = score_heads(model, n_sequences=100, seed=seed)
         results.append(
             ZooResult(name, ZOO[name], model, accuracy, loss, len(per_seq["correct"]), scores)
@@ -115,7 +122,7 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
     half_len = min(r.model.cfg.n_ctx for r in results) // 2
     tokens = (
         RepeatedTokensTask(d_vocab=d_vocab, half_len=min(half_len, 20))
-        .sample(1, seeded_generator("cpu", seed, 7))
+        .sample(1, seeded_generator("cpu", seed, PATTERN_STREAM))
         .tokens
     )
     patterns, names = [], []
@@ -191,7 +198,7 @@ def build_report(
     )
     report.raw(best_head_patterns(results, seed))
     for analysis in analyses.values():
-        analysis.add_to(report)
+        add_section(report, analysis)
     report.paragraph(
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, in {elapsed:.1f} s."

@@ -8,23 +8,23 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from momentum_interp.analysis.scoring import score_heads, score_heatmaps
+from momentum_interp.analysis.scoring import score_heads
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
     default_induction_task,
     trace_single_layer_induction,
 )
+from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.sweeps.scaling import fit_scaling, load_table
-from momentum_interp.training.evaluate import seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
-
-PATTERN_STREAM = 7  # seed stream of the example sequences shown in reports
+from momentum_interp.viz.scores import score_heatmaps
+from momentum_interp.viz.sections import add_section
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
@@ -128,8 +128,8 @@ def write_model_report(
     numbers = analysis.to_dict()
     report = Report(f"momentum_interp report: {analysis.name}")
     add_scores(report, analysis, seed)
-    analysis.trace.add_to(report)
-    analysis.spectral.add_to(report)
+    add_section(report, analysis.trace)
+    add_section(report, analysis.spectral)
     try:
         history = load_metrics(resolve(name_or_path))
     except FileNotFoundError:
@@ -139,7 +139,7 @@ def write_model_report(
         report.figure(training_curves({analysis.name: history}))
     if scaling is not None:
         fit = fit_scaling(load_table(scaling))
-        fit.add_to(report)
+        add_section(report, fit)
         numbers["scaling"] = {**fit.to_dict(), "source": str(scaling)}
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from momentum_interp.architecture import attention_variant as architecture
 from momentum_interp.model.checkpoint import resolve
 
 ZOO: dict[str, str] = {
@@ -26,18 +27,6 @@ def run_config(name: str) -> dict:
 def final_eval(directory: Path) -> dict:
     """The last held-out evaluation recorded in a run's `metrics.json`."""
     return json.loads((Path(directory) / "metrics.json").read_text())["eval"][-1]
-
-
-def architecture(model_cfg: dict) -> str:
-    """One line describing a zoo model's attention variant."""
-    if model_cfg.get("smeared_key"):
-        return "smeared key (learned per-head α, keys only)"
-    shear = model_cfg.get("shear", "qk")
-    if shear == "none":
-        return "no momentum"
-    learned = "learned per-head γ, initial " if model_cfg.get("gamma_learnable") else "γ = "
-    placement = model_cfg.get("shear_placement", "post_rope").replace("_", "-")
-    return f"momentum on {'q and k' if shear == 'qk' else 'keys only'}, {learned}{model_cfg.get('gamma', 1.0)}, {placement}"
 
 
 def card_markdown(name: str, variants: dict[str, Path] | None = None) -> str:

@@ -15,12 +15,12 @@ from momentum_interp.analysis.lm import (
     compare_runs,
     lm_losses,
     summarise,
-    write_comparison,
 )
 from momentum_interp.data import make_task, repeated_span_mask
+from momentum_interp.evaluation import EVAL_STREAM, seeded_generator
 from momentum_interp.training.config import RunConfig
-from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
 from momentum_interp.training.loop import train
+from momentum_interp.viz.lm import write_comparison
 
 
 @pytest.fixture(scope="module")

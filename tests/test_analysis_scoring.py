@@ -28,9 +28,9 @@ from momentum_interp.analysis.scoring import (
     repeated_random_tokens,
     score_heads,
     score_heads_on_tokens,
-    score_heatmaps,
     token_match_masks,
 )
+from momentum_interp.viz.scores import score_heatmaps
 
 BASE = dict(d_model=32, d_head=8, n_layers=2, n_ctx=32, d_vocab=40, attn_only=True)
 

@@ -25,6 +25,8 @@ import torch
 
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
+from momentum_interp.viz import spectral as viz
+from momentum_interp.viz.sections import page_html
 
 HEAD_GAMMAS = [1.0, 0.3, -0.2, 2.5]
 SMEAR_LOGITS = [-1.2, 0.4, 2.0, -0.1]
@@ -139,12 +141,12 @@ def test_bode_table_keys_only_and_smeared(make_model):
 
 
 def test_bode_plot_dedupes_and_marks_nyquist(make_model):
-    uniform = sp.bode_plot(make_model(gamma=1.0))
+    uniform = viz.bode_plot(make_model(gamma=1.0))
     assert isinstance(uniform, go.Figure)
     assert len(uniform.data) == 3  # one γ: gain, phase, Nyquist marker
     assert uniform.layout.xaxis.type == "log" and uniform.layout.xaxis2.type == "log"
     model = _learnable(make_model)
-    fig = sp.bode_plot(sp.bode_table(model, n_points=30))
+    fig = viz.bode_plot(sp.bode_table(model, n_points=30))
     markers = [t for t in fig.data if t.mode == "markers+text"]
     assert len(markers) == len(set(HEAD_GAMMAS)) and len(fig.data) == 3 * len(set(HEAD_GAMMAS))
     got = sorted(float(m.y[0]) for m in markers)
@@ -152,9 +154,9 @@ def test_bode_plot_dedupes_and_marks_nyquist(make_model):
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert all(math.isclose(m.x[0], math.pi) for m in markers)
     # a zero of H is drawn at the floor instead of vanishing
-    half = sp.bode_plot(make_model(shear="none", smeared_key=True, smear_init=0.5))
+    half = viz.bode_plot(make_model(shear="none", smeared_key=True, smear_init=0.5))
     floors = [float(t.y[0]) for t in half.data if t.mode == "markers+text"]
-    assert sp.DB_FLOOR in floors
+    assert viz.DB_FLOOR in floors
 
 
 # ----------------------------------------------------------------------------- spectra
@@ -277,7 +279,7 @@ def test_band_split_is_exact_and_puts_tones_in_their_band():
 def test_score_band_terms_sum_to_model_scores(make_model, case):
     model = _learnable(make_model, **MODEL_CASES[case])
     layer = 1
-    names = sp._hook_names(model, layer)
+    names = sp.hook_names(model, layer)
     tokens = torch.randint(
         0, model.cfg.d_vocab, (3, 16), generator=torch.Generator().manual_seed(6)
     )
@@ -359,7 +361,7 @@ def test_spectral_report_bundle(make_model):
     assert set(result.spectra) == {0, 1}
     assert set(result.orthogonality["label"]) == {sp.model_label(model), "standard twin"}
     assert "with RoPE" in result.verdict and "without" in result.verdict
-    figs = result.figures()
+    figs = viz.spectral_figures(result)
     assert set(figs) == {
         "bode",
         "spectra_L0",
@@ -369,7 +371,7 @@ def test_spectral_report_bundle(make_model):
         "orthogonality",
     }
     assert all(isinstance(f, go.Figure) for f in figs.values())
-    html = result.to_html()
+    html = page_html(result)
     assert html.startswith("<!DOCTYPE html>") and '<script src="http' not in html
     assert "<script type='text/javascript'>" in html and "Plotly" in html
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))

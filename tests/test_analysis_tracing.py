@@ -15,7 +15,6 @@ from plotly.offline import get_plotlyjs
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.analysis.tracing import (
     ABLATION_COLUMNS,
-    MEAN_STREAM,
     InductionTrace,
     default_induction_task,
     diagonal_scores,
@@ -30,8 +29,10 @@ from momentum_interp.analysis.tracing import (
     velocity_zero_hooks,
 )
 from momentum_interp.data import InductionTask, RepeatedTokensTask
+from momentum_interp.evaluation import MEAN_STREAM, evaluate, seeded_generator
 from momentum_interp.model.shear import TERM_NAMES
-from momentum_interp.training.evaluate import evaluate, seeded_generator
+from momentum_interp.viz.sections import page_html
+from momentum_interp.viz.tracing import trace_figures
 
 GAMMAS = [0.7, -0.3, 1.9, 0.25]  # distinct per head (TINY has 4 heads)
 
@@ -162,17 +163,21 @@ def test_margins_match_explicit_loop(make_model, rope, overrides):
 def test_trace_margin_bookkeeping(make_model):
     model = _set_gammas(make_model(gamma_learnable=True, n_ctx=24, d_vocab=30))
     trace = trace_single_layer_induction(model, 1, 0, n_sequences=16, seed=5)
-    assert sum(trace.term_margins.values()) == pytest.approx(trace.total_margin, abs=1e-6)
-    assert sum(trace.term_shares.values()) == pytest.approx(1.0, abs=1e-6)
-    assert trace.dominant_term == max(trace.term_shares, key=trace.term_shares.get)
+    assert sum(trace.decomposition.term_margins.values()) == pytest.approx(
+        trace.decomposition.total_margin, abs=1e-6
+    )
+    assert sum(trace.decomposition.term_shares.values()) == pytest.approx(1.0, abs=1e-6)
+    assert trace.decomposition.dominant_term == max(
+        trace.decomposition.term_shares, key=trace.decomposition.term_shares.get
+    )
     # every loss_mask position of InductionTask is an induction query
     task = default_induction_task(model.cfg)
     n_expected = 0
     for index in range(1):  # 16 sequences = one batch
         batch = task.sample(16, seeded_generator("cpu", 5, 1, index))
         n_expected += int(batch.loss_mask.sum())
-    assert trace.n_queries == n_expected
-    assert 0.0 <= trace.induction_attention <= 1.0
+    assert trace.decomposition.n_queries == n_expected
+    assert 0.0 <= trace.decomposition.induction_attention <= 1.0
     assert trace.gamma_q == pytest.approx(GAMMAS[0]) and trace.gamma_k == pytest.approx(GAMMAS[0])
 
 
@@ -305,15 +310,17 @@ def test_baseline_without_momentum(make_model):
     model = make_model(shear="none")
     trace = trace_single_layer_induction(model, 1, 0, n_sequences=8)
     assert trace.gamma_q == trace.gamma_k == 0.0
-    assert trace.term_margins["current_current"] == pytest.approx(trace.total_margin)
-    assert trace.dominant_term == "current_current"  # whatever the sign of its margin
+    assert trace.decomposition.term_margins["current_current"] == pytest.approx(
+        trace.decomposition.total_margin
+    )
+    assert trace.decomposition.dominant_term == "current_current"  # whatever the sign of its margin
     for name in TERM_NAMES[1:]:
-        assert trace.term_margins[name] == 0.0
+        assert trace.decomposition.term_margins[name] == 0.0
     table = trace.ablations.set_index("ablation")
     for name in ("gamma_zero", "velocity_zero_head", *(f"remove_{n}" for n in TERM_NAMES[1:])):
         assert table.loc[name, "delta_loss"] == pytest.approx(0.0, abs=1e-6), name
     assert table.loc["remove_current_current", "delta_loss"] != pytest.approx(0.0, abs=1e-6)
-    assert np.all(trace.qk_matrix == 0.0)  # no current_prev_key path without momentum
+    assert np.all(trace.qk.matrix == 0.0)  # no current_prev_key path without momentum
 
 
 # ------------------------------------------------------------------ QK circuit
@@ -394,16 +401,16 @@ def test_hand_built_model_traces_to_current_prev_key():
     model = _induction_model()
     task = default_induction_task(model.cfg)
     trace = trace_single_layer_induction(model, 0, 0, task=task, n_sequences=64)
-    assert trace.dominant_term == "current_prev_key"
-    assert trace.term_shares["current_prev_key"] > 0.5
+    assert trace.decomposition.dominant_term == "current_prev_key"
+    assert trace.decomposition.term_shares["current_prev_key"] > 0.5
     assert (
-        10.0 < trace.term_margins["current_prev_key"] <= 12.0
+        10.0 < trace.decomposition.term_margins["current_prev_key"] <= 12.0
     )  # +c²/√d at s*, minus 12/t when s′ = 0
-    assert trace.term_margins["prev_query_current"] == 0.0  # queries are not sheared
-    assert trace.qk_diagonal_top1 == 1.0 and trace.qk_diagonal_z > 3
-    assert trace.qk_current_diagonal_top1 == 0.0  # current_current penalises the same token
-    np.testing.assert_allclose(trace.qk_matrix, 12.0 * np.eye(16), atol=1e-4)
-    assert trace.induction_attention > 0.9
+    assert trace.decomposition.term_margins["prev_query_current"] == 0.0  # queries are not sheared
+    assert trace.qk.diagonal_top1 == 1.0 and trace.qk.diagonal_z > 3
+    assert trace.qk_current.diagonal_top1 == 0.0  # current_current penalises the same token
+    np.testing.assert_allclose(trace.qk.matrix, 12.0 * np.eye(16), atol=1e-4)
+    assert trace.decomposition.induction_attention > 0.9
     table = trace.ablations.set_index("ablation")
     assert table.loc["clean", "accuracy"] > 0.9
     for ablation in (
@@ -427,13 +434,13 @@ def small_trace(make_model) -> InductionTrace:
 
 
 def test_figures_and_html(small_trace):
-    figures = small_trace.figures()
+    figures = trace_figures(small_trace)
     expected = {"term_shares", "ablation_accuracy", "qk_circuit"} | {
         f"scores_{name}" for name in TERM_NAMES
     }
     assert expected <= set(figures)
     assert all(hasattr(fig, "to_html") for fig in figures.values())
-    page = small_trace.to_html()
+    page = page_html(small_trace)
     assert '<script src="http' not in page and "<script src='http" not in page
     assert get_plotlyjs()[:500] in page
     assert "current_prev_key" in page and "mean_ablate_ov" in page
@@ -446,7 +453,7 @@ def test_summary_and_json(small_trace):
     assert set(data["term_margins"]) == set(TERM_NAMES)
     assert len(data["ablations"]) == 8
     full = json.loads(json.dumps(small_trace.to_dict(include_arrays=True)))
-    assert len(full["qk_matrix"]) == small_trace.qk_matrix.shape[0]
+    assert len(full["qk_matrix"]) == small_trace.qk.matrix.shape[0]
     assert full["example_terms"]["prev_prev"][0][1] is None  # masked entries → null
 
 

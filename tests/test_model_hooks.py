@@ -1,4 +1,4 @@
-"""Hook points: names, shapes and values against the design.md formulas computed here.
+"""Hook points: names, shapes and values against the formulas of docs/maths.md computed here.
 
 Expected values are built from the cached `hook_q`/`hook_k` (or `hook_rot_q`/`hook_rot_k` for
 post-RoPE rotary models) with explicit slicing, the conftest rotary reference and plain softmax;
@@ -137,7 +137,7 @@ def test_velocity_shear_rotary_score_and_pattern_hooks(
     ("position", "placement"), list(itertools.product(CONFIGS, ["post_rope", "pre_rope"]))
 )
 def test_score_identity_four_bilinear_terms(make_model, rope, position, placement):
-    """design.md §1: ⟨q̂_t,k̂_s⟩ = (1+γ)²⟨q_t,k_s⟩ − γ(1+γ)⟨q_t,k_{s−1}⟩ − γ(1+γ)⟨q_{t−1},k_s⟩ + γ²⟨q_{t−1},k_{s−1}⟩."""
+    """docs/maths.md §3: ⟨q̂_t,k̂_s⟩ = (1+γ)²⟨q_t,k_s⟩ − γ(1+γ)⟨q_t,k_{s−1}⟩ − γ(1+γ)⟨q_{t−1},k_s⟩ + γ²⟨q_{t−1},k_{s−1}⟩."""
     model = _momentum_model(make_model, position, placement, "qk")
     cfg = model.cfg
     _, cache = model.run_with_cache(_tokens(cfg))

@@ -20,9 +20,9 @@ from safetensors.torch import load_file
 
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.data import make_task
+from momentum_interp.evaluation import TRAIN_STREAM, seeded_generator
 from momentum_interp.training.config import RunConfig, load_run_config
-from momentum_interp.training.evaluate import seeded_generator
-from momentum_interp.training.loop import TRAIN_STREAM, make_optimizer, train
+from momentum_interp.training.loop import make_optimizer, train
 from momentum_interp.training.schedule import lr_at
 
 REPO = Path(__file__).resolve().parents[1]

@@ -20,14 +20,14 @@ from safetensors.torch import load_file, save_file
 
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.data import make_task
-from momentum_interp.training import state
-from momentum_interp.training.config import OptimConfig, RunConfig, load_run_config
-from momentum_interp.training.evaluate import (
+from momentum_interp.evaluation import (
     EVAL_STREAM,
     evaluate,
     per_sequence_metrics,
     seeded_generator,
 )
+from momentum_interp.training import state
+from momentum_interp.training.config import OptimConfig, RunConfig, load_run_config
 from momentum_interp.training.loop import make_optimizer, train
 from momentum_interp.training.schedule import lr_at
 from momentum_interp.training.state import optimizer_from_files, optimizer_to_files

@@ -9,8 +9,8 @@ import pytest
 from momentum_interp import HookedMomentumTransformer, bundled_names
 from momentum_interp.analysis import score_heads, trace_single_layer_induction
 from momentum_interp.data import make_task
+from momentum_interp.evaluation import evaluate
 from momentum_interp.model.checkpoint import resolve
-from momentum_interp.training.evaluate import evaluate
 from momentum_interp.zoo import ZOO, run_config
 
 REQUIRED = [

@@ -1,4 +1,6 @@
-"""Analysis of trained models: head scores, single-layer circuit tracing, spectral forensics."""
+"""Analysis of trained models: head scores, single-layer circuit tracing, spectral forensics.
+
+Results are data (dataclasses and DataFrames with `to_dict()`); `momentum_interp.viz` renders them."""
 
 from momentum_interp.analysis.scoring import (
     SCORE_COLUMNS,
@@ -8,7 +10,6 @@ from momentum_interp.analysis.scoring import (
     repeated_random_tokens,
     score_heads,
     score_heads_on_tokens,
-    score_heatmaps,
     token_match_masks,
 )
 from momentum_interp.analysis.spectral import (
@@ -17,7 +18,6 @@ from momentum_interp.analysis.spectral import (
     SpectralResult,
     band_orthogonality,
     band_split,
-    bode_plot,
     bode_table,
     orthogonality_verdict,
     power_spectrum,
@@ -47,7 +47,6 @@ __all__ = [
     "SpectralResult",
     "band_orthogonality",
     "band_split",
-    "bode_plot",
     "bode_table",
     "copying_scores",
     "diagonal_scores",
@@ -65,7 +64,6 @@ __all__ = [
     "score_band_terms",
     "score_heads",
     "score_heads_on_tokens",
-    "score_heatmaps",
     "signal_spectra",
     "spectral_report",
     "term_removal_hooks",

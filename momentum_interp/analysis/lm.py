@@ -13,14 +13,11 @@ from pathlib import Path
 
 import pandas as pd
 import torch
-import torch.nn.functional as F
 
 from momentum_interp.data import make_task, repeated_span_mask
-from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.evaluation import held_out_batches, per_token_loss
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.training.evaluate import EVAL_STREAM, seeded_generator
-from momentum_interp.viz.figures import load_metrics, training_curves
-from momentum_interp.viz.report import Report, ReportSection
+from momentum_interp.paths import REPO_ROOT
 
 TABLE, RECORDS = "comparison.csv", "runs.json"
 LOSSES = ("val_loss", "induction_loss")
@@ -39,14 +36,9 @@ def lm_losses(
     model.eval()
     total = induction = 0.0
     n_total = n_induction = 0
-    for index in range(n_batches):
-        tokens = task.sample(
-            batch_size, seeded_generator(model.W_E.device, seed, EVAL_STREAM, index)
-        ).tokens
-        logits = model(tokens)[:, :-1].float()
-        loss = F.cross_entropy(
-            logits.transpose(1, 2), tokens[:, 1:], reduction="none"
-        )  # [batch, pos-1]
+    for batch in held_out_batches(task, n_batches, batch_size, seed, model.W_E.device):
+        tokens = batch.tokens
+        loss = per_token_loss(model(tokens), tokens)  # [batch, pos-1]
         mask = repeated_span_mask(tokens, min_match)[:, :-1]
         total += float(loss.sum())
         n_total += loss.numel()
@@ -120,37 +112,14 @@ def markdown_table(table: pd.DataFrame) -> str:
 
 
 @dataclass
-class LMComparison(ReportSection):
-    """The comparison table and every run's validation-loss curve, as a report section."""
+class LMComparison:
+    """The comparison table and every run's validation-loss curve (rendered by `viz.lm`)."""
 
     table: pd.DataFrame  # one row per run, from `compare_runs`
     histories: dict[str, dict]  # run name -> its `metrics.json` history ("eval" entries)
     reference: str
 
     title = "Language-model comparison"
-
-    def add_to(self, report: Report, heading: bool = True) -> Report:
-        if heading:
-            report.heading(self.title)
-        report.paragraph(
-            "Validation loss overall and on repeated-span positions (tokens that continue a span "
-            f"seen earlier in the window); gaps are relative to {self.reference}. All runs share "
-            "one corpus, tokenizer, token budget and schedule."
-        )
-        for caption, frame in (
-            ("Mean over seeds", summarise(self.table)),
-            ("Every run", self.table),
-        ):
-            report.paragraph(caption)
-            report.table(
-                list(frame.columns),
-                [
-                    [f"{v:.4f}" if isinstance(v, float) else v for v in row]
-                    for row in frame.itertuples(index=False)
-                ],
-            )
-        report.figure(training_curves(self.histories, metric="loss"))
-        return report
 
     def to_dict(self) -> dict:
         return {
@@ -173,40 +142,5 @@ class LMComparison(ReportSection):
 
 def bundled_comparison() -> Path | None:
     """The committed comparison (`results/lm/`), if this checkout has it."""
-    path = Path(__file__).resolve().parents[2] / "results" / "lm"
+    path = REPO_ROOT / "results" / "lm"
     return path if (path / TABLE).is_file() and (path / RECORDS).is_file() else None
-
-
-def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) -> dict[str, Path]:
-    """The comparison table (CSV, Markdown), each run's config and curves (JSON), and a
-    self-contained page with the table and the validation-loss curves: small enough to commit."""
-    table = compare_runs(run_dirs, reference)
-    summary = summarise(table)
-    histories = {Path(d).name: load_metrics(d) for d in run_dirs}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    csv_path, md_path, records = out_dir / TABLE, out_dir / "comparison.md", out_dir / RECORDS
-    atomic_write_text(csv_path, table.to_csv(index=False))
-    atomic_write_text(
-        md_path,
-        "Mean over seeds per config:\n\n"
-        + markdown_table(summary)
-        + "\nEvery run:\n\n"
-        + markdown_table(table),
-    )
-    atomic_write_json(
-        records,
-        {
-            "reference": reference,
-            "runs": {
-                Path(d).name: {
-                    "run_config": json.loads((Path(d) / "run_config.json").read_text()),
-                    "eval": histories[Path(d).name]["eval"],
-                }
-                for d in run_dirs
-            },
-        },
-    )
-    page = out_dir / "report.html"
-    atomic_write_text(page, LMComparison(table, histories, reference).to_html())
-    print(summary.to_string(index=False, float_format="%.4f"))
-    return {"table": csv_path, "markdown": md_path, "records": records, "page": page}

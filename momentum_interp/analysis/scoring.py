@@ -32,16 +32,15 @@ single-sequence "mul" score equals ours times `qualifying rows / all rows`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 
 import numpy as np
 import pandas as pd
-import plotly.graph_objects as go
 import torch
-import torch.nn.functional as F
 from tqdm import tqdm
 
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
+from momentum_interp.evaluation import per_token_loss
 
 ATTENTION_SCORES = ("induction", "prefix_matching", "previous_token", "duplicate_token")
 SCORE_COLUMNS = (*ATTENTION_SCORES, "copying")
@@ -158,15 +157,6 @@ def _icl_windows(
     return picked[0], picked[1]
 
 
-def _per_token_loss_sum(logits: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """Sum over the batch of the next-token loss at each position, `[pos − 1]` float64."""
-    batch, n_pos = tokens.shape
-    loss = F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), tokens[:, 1:].flatten(), reduction="none"
-    )
-    return loss.view(batch, n_pos - 1).double().sum(0)
-
-
 def _icl_from_loss(
     loss_sum: torch.Tensor, n_sequences: int, early: tuple[float, float], late: tuple[float, float]
 ) -> float:
@@ -213,7 +203,7 @@ def in_context_learning_score(
     loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64)
     for batch in _batches(tokens, batch_size, progress, "ICL score"):
         batch = batch.to(device)
-        loss_sum += _per_token_loss_sum(model(batch), batch).cpu()
+        loss_sum += per_token_loss(model(batch), batch).double().sum(0).cpu()
     return _icl_from_loss(loss_sum, n_seq, early, late)
 
 
@@ -309,7 +299,7 @@ def score_heads_on_tokens(
                 stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
                 stripe = stripe[..., repeat_start - (half_len - 1) :]
                 sums["induction"][layer] += stripe.double().sum((0, 2)).cpu()
-        loss_sum += _per_token_loss_sum(logits, batch).cpu()
+        loss_sum += per_token_loss(logits, batch).double().sum(0).cpu()
         del cache, logits
 
     scores = {
@@ -398,41 +388,3 @@ def rank_heads(
     if top is not None:
         ranked = ranked.head(top)
     return ranked.reset_index(drop=True)
-
-
-def score_heatmaps(df: pd.DataFrame, columns: Sequence[str] | None = None) -> dict[str, go.Figure]:
-    """One layer × head heatmap per score column, each cell annotated with its value.
-
-    Colour range 0..1 for the attention scores, −1..1 (diverging, centred on 0) for copying.
-    Layer 0 is the top row.
-    """
-    columns = [c for c in SCORE_COLUMNS if c in df.columns] if columns is None else list(columns)
-    figures = {}
-    for column in columns:
-        if column not in df.columns:
-            raise ValueError(f"Unknown score column {column!r}; choose from {list(df.columns)}.")
-        grid = df.pivot(index="layer", columns="head", values=column).sort_index(axis=0)
-        grid = grid.sort_index(axis=1)
-        signed = column == "copying"
-        heatmap = go.Heatmap(
-            z=grid.to_numpy(dtype=np.float64),
-            x=[str(h) for h in grid.columns],
-            y=[str(layer) for layer in grid.index],
-            zmin=-1.0 if signed else 0.0,
-            zmax=1.0,
-            colorscale="RdBu" if signed else "Blues",
-            texttemplate="%{z:.2f}",
-            hovertemplate="layer %{y}, head %{x}: %{z:.3f}<extra></extra>",
-            colorbar={"title": column},
-        )
-        fig = go.Figure(heatmap)
-        fig.update_layout(
-            title=f"{column.replace('_', ' ')} score",
-            xaxis_title="head",
-            yaxis_title="layer",
-            yaxis={"autorange": "reversed", "type": "category"},
-            xaxis={"type": "category"},
-            height=180 + 50 * df["layer"].nunique(),
-        )
-        figures[column] = fig
-    return figures

@@ -21,6 +21,8 @@ from tokenizers import Tokenizer
 
 from momentum_interp.config import MomentumConfig
 from momentum_interp.io import atomic_write_bytes, atomic_write_json
+from momentum_interp.paths import REPO_ROOT
+from momentum_interp.version import __version__
 
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
@@ -35,7 +37,7 @@ class CheckpointError(ValueError):
 def assets_dir() -> Path:
     """Where bundled checkpoints live: `$MOMENTUM_INTERP_ASSETS` or the repository's `assets/`."""
     override = os.environ.get("MOMENTUM_INTERP_ASSETS")
-    return Path(override) if override else Path(__file__).resolve().parents[2] / "assets"
+    return Path(override) if override else REPO_ROOT / "assets"
 
 
 def bundled_names() -> list[str]:
@@ -107,8 +109,6 @@ def write_checkpoint(
         files[TOKENIZER_FILE] = tokenizer.to_str().encode("utf-8")
     digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
     staged = {name: directory / _staged_name(name, digests[name]) for name in files}
-    from momentum_interp import __version__
-
     meta = {
         "format_version": FORMAT_VERSION,
         "library": "momentum_interp",

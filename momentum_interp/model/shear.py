@@ -1,4 +1,4 @@
-"""The momentum shear and its filter maths, in one place (design.md section 1).
+"""The momentum shear and its filter maths, in one place (docs/maths.md, sections 1–3).
 
 Along the sequence axis the shear `x̂_t = x_t + γ (x_t − x_{t−1})` is the two-tap filter
 `H(z) = (1+γ) − γ z⁻¹`. Olsson et al.'s smeared key `α k_t + (1−α) k_{t−1}` is the same filter

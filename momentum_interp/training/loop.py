@@ -14,13 +14,11 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
 from momentum_interp.data import make_task
+from momentum_interp.evaluation import TRAIN_STREAM, evaluate, seeded_generator
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.config import RunConfig
-from momentum_interp.training.evaluate import evaluate, seeded_generator
 from momentum_interp.training.schedule import lr_at
 from momentum_interp.training.state import METRICS_FILE, RunDirectory
-
-TRAIN_STREAM = 0
 
 
 @dataclass

@@ -1,6 +1,7 @@
-"""Plotly figures for spectral forensics: Bode plots, q/k spectra, measured vs analytic gain,
-band orthogonality. Each builder returns a `go.Figure`; the numbers come from
-`momentum_interp.analysis.spectral`, the filter maths from `momentum_interp.model.shear`.
+"""Spectral forensics rendered: Bode plots, q/k spectra, measured vs analytic gain, band
+orthogonality (each builder returns a `go.Figure`), and the report section / page of a
+`SpectralResult`. The numbers come from `momentum_interp.analysis.spectral`, the filter maths
+from `momentum_interp.model.shear`.
 """
 
 from __future__ import annotations
@@ -15,8 +16,12 @@ from plotly.subplots import make_subplots
 
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
+from momentum_interp.viz.report import Report
 
 PALETTE = qualitative.Plotly
+# Where gain_squared vanishes (γ = −1/2 at Nyquist: a smeared key with α = 1/2) the gain in dB is
+# −inf; figures draw it at this floor.
+DB_FLOOR = -60.0
 # Traces in a legend entry's name before "(+n more)".
 _MAX_NAMES = 6
 
@@ -28,7 +33,7 @@ def _colour(i: int) -> str:
 def _floor_db(values: np.ndarray) -> np.ndarray:
     """dB values with −inf / NaN (a zero of H) drawn at `DB_FLOOR`."""
     values = np.asarray(values, dtype=float)
-    return np.where(np.isfinite(values), np.maximum(values, sp.DB_FLOOR), sp.DB_FLOOR)
+    return np.where(np.isfinite(values), np.maximum(values, DB_FLOOR), DB_FLOOR)
 
 
 def _log_ticks(fig: go.Figure, rows: int) -> None:
@@ -283,3 +288,108 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
         height=500,
     )
     return fig
+
+
+def spectral_figures(result: sp.SpectralResult) -> dict[str, go.Figure]:
+    """`bode`, `spectra_L{l}` and `ratio_L{l}` per layer, and `orthogonality`."""
+    figs = {"bode": bode_plot(result.bode)}
+    for layer, spectra in result.spectra.items():
+        figs[f"spectra_L{layer}"] = spectra_figure(spectra)
+        figs[f"ratio_L{layer}"] = ratio_figure(spectra)
+    figs["orthogonality"] = orthogonality_figure(result.orthogonality)
+    return figs
+
+
+def add_spectral(report: Report, result: sp.SpectralResult, heading: bool = True) -> Report:
+    """Append the filters, spectra and band orthogonality of a `SpectralResult` to `report`."""
+    figs = spectral_figures(result)
+    if heading:
+        report.heading(result.title)
+    report.paragraph(
+        "Each head shears q and k along the sequence, x̂_t = x_t + γ(x_t − x_{t−1}): the "
+        "two-tap filter H(ω) = 1 + γ(1 − e^{−iω}), gain 1 at DC and |1 + 2γ| at Nyquist. "
+        "Smeared keys are the same filter with γ = α − 1."
+    )
+    report.heading("Filters (Bode)")
+    summary = sp.bode_summary(result.bode)
+    report.table(
+        ["layer", "head", "signal", "γ", "gain at π·10⁻³ (dB)", "Nyquist gain (dB)"],
+        [
+            [
+                r.layer,
+                r.head,
+                r.signal,
+                f"{r.gamma:.4g}",
+                f"{r.low_gain_db:.3g}",
+                f"{r.nyquist_gain_db:.3g}",
+            ]
+            for r in summary.itertuples()
+        ],
+    )
+    report.figure(figs["bode"])
+    for layer, spectra in result.spectra.items():
+        report.heading(f"Layer {layer}: spectra of q and k")
+        report.paragraph(
+            f"Power along the sequence ({spectra.n_seq} sequences × {spectra.n_pos} positions, "
+            f"{spectra.window or 'rectangular'} window) of the signal entering the shear "
+            f"({spectra.hooks['q']['input'].split('.')[-1]} / "
+            f"{spectra.hooks['k']['input'].split('.')[-1]}) and of the sheared one. Bands: "
+            "low ω < π/4, mid π/4 ≤ ω < 3π/4, high ω ≥ 3π/4."
+        )
+        report.figure(figs[f"spectra_L{layer}"])
+        report.figure(figs[f"ratio_L{layer}"])
+        bands = spectra.band_table()
+        report.table(
+            [
+                "head",
+                "signal",
+                "γ",
+                "band",
+                "raw share",
+                "sheared share",
+                "measured gain (dB)",
+                "predicted gain (dB)",
+            ],
+            [
+                [
+                    r.head,
+                    r.signal,
+                    f"{r.gamma:.3g}",
+                    r.band,
+                    f"{r.raw_share:.3f}",
+                    f"{r.sheared_share:.3f}",
+                    f"{r.measured_gain_db:.2f}",
+                    f"{r.predicted_gain_db:.2f}",
+                ]
+                for r in bands.itertuples()
+            ],
+        )
+    report.heading("Band orthogonality")
+    report.paragraph(
+        f"q and k as they enter the scores, split at ω = {result.cutoff / math.pi:.3g}π into low "
+        "and high bands; the causal scores ⟨q_t, k_s⟩ decompose into low·low, low·high, "
+        "high·low and high·high terms. The paper's orthogonality theorem predicts small "
+        "cross terms with RoPE. Chance level: the cross share expected from the bands' "
+        "energies alone."
+    )
+    report.figure(figs["orthogonality"])
+    cols = [
+        "label",
+        "layer",
+        "head",
+        "cross_share",
+        "null_cross_share",
+        "low_share_q",
+        "low_share_k",
+    ]
+    report.table(
+        cols,
+        [
+            [r.label, int(r.layer), int(r.head)] + [f"{getattr(r, c):.3f}" for c in cols[3:]]
+            for r in result.orthogonality.itertuples()
+        ],
+    )
+    report.paragraph(result.verdict, note=True)
+    for note in result.notes:
+        report.paragraph(note)
+    return report

@@ -1,14 +1,18 @@
-"""Plotly figures for single-layer induction traces (`analysis.tracing`); each returns a `go.Figure`."""
+"""Single-layer induction traces (`analysis.tracing`) rendered: plotly figures (each builder
+returns a `go.Figure`) and the report section / page of an `InductionTrace`."""
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
+from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.viz.report import Report
 
 TERM_COLORS = {
     "current_current": "#4c78a8",
@@ -176,3 +180,77 @@ def _query_key_heatmap(
         height=650,
     )
     return fig
+
+
+def trace_figures(trace: InductionTrace) -> dict[str, go.Figure]:
+    """Term shares, ablation accuracy, both QK circuits and the per-term example score maps."""
+    d, where = trace.decomposition, f"L{trace.layer}H{trace.head}"
+    figs = {
+        "term_shares": term_share_figure(
+            d.term_margins, d.term_shares, d.total_margin, d.dominant_term
+        ),
+        "ablation_accuracy": ablation_figure(trace.ablations),
+        "qk_circuit": qk_circuit_figure(
+            trace.qk.matrix,
+            trace.qk.labels,
+            f"{where} QK circuit, current_prev_key: query token a vs key's previous token b",
+        ),
+        "qk_circuit_current": qk_circuit_figure(
+            trace.qk_current.matrix,
+            trace.qk_current.labels,
+            f"{where} QK circuit, current_current (contrast)",
+        ),
+    }
+    example = trace.example
+    for name in TERM_NAMES:
+        figs[f"scores_{name}"] = term_score_figure(
+            example.terms[name], example.labels, example.pairs, name
+        )
+    return figs
+
+
+def add_trace(report: Report, trace: InductionTrace, heading: bool = True) -> Report:
+    """Append a trace's sections (summary, margins, ablations, QK circuit, example) to `report`."""
+    figs = trace_figures(trace)
+    d = trace.decomposition
+    if heading:
+        report.heading(trace.title)
+    report.raw(f"<pre>{html.escape(trace.summary())}</pre>")
+    for note in trace.notes:
+        report.paragraph(note, note=True)
+    report.heading("Which score term carries the induction attention")
+    report.paragraph(
+        "Margin of a term = its value at the induction key s* (the token after the earlier "
+        "occurrence of the query's token) minus its mean over the other causal keys, averaged "
+        "over induction queries; scores are scaled by 1/sqrt(d_head). The four margins add up "
+        "to the margin of the full score."
+    )
+    report.table(
+        ["term", "mean margin", "share of total"],
+        [[n, f"{d.term_margins[n]:+.4g}", f"{d.term_shares[n]:+.3f}"] for n in TERM_NAMES]
+        + [["total", f"{d.total_margin:+.4g}", "1.000"]],
+    )
+    report.figure(figs["term_shares"])
+    report.heading("Ablations")
+    report.table(
+        list(trace.ablations.columns),
+        [
+            [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+            for row in trace.ablations.itertuples(index=False)
+        ],
+    )
+    report.figure(figs["ablation_accuracy"])
+    report.heading("Token-level QK circuit")
+    report.table(
+        ["term", "diagonal top-1", "mean diagonal z"],
+        [
+            [c.term, f"{c.diagonal_top1:.3f}", f"{c.diagonal_z:.3f}"]
+            for c in (trace.qk, trace.qk_current)
+        ],
+    )
+    report.figure(figs["qk_circuit"]).figure(figs["qk_circuit_current"])
+    report.heading("Per-term scores on one example sequence")
+    report.paragraph("Markers: the induction key s* of each induction query t.")
+    for name in TERM_NAMES:
+        report.figure(figs[f"scores_{name}"])
+    return report

@@ -1,0 +1,142 @@
+"""The four-term decomposition of one head's attention score, and induction margins.
+
+The head's score `⟨q̂_t, k̂_s⟩ / √d_head` splits into the four bilinear terms of
+`shear.score_terms` (docs/maths.md, "The four-term score identity"), computed from the cached
+signal that enters the shear: `hook_rot_q/k` for post-RoPE rotary models, `hook_q/k` otherwise.
+With pre-RoPE placement the shear acts before the rotation, so the terms are `⟨R_t q_t,
+R_s k_{s−1}⟩` etc. (each slot rotated at its own position); the coefficients are still those of
+`score_terms`. On causal entries the terms sum to `hook_attn_scores` exactly. The margin of a
+term at an induction query t (target key s* = s′ + 1) is `term[t, s*]` minus its mean over the
+other causal keys (docs/maths.md, "Induction margins").
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from momentum_interp.model.shear import previous, score_terms
+
+
+def causal_mask(n_pos: int, device) -> torch.Tensor:
+    """`[q_pos, k_pos]` True on and below the diagonal (keys a query may attend to)."""
+    return torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
+
+
+def signal_hook_names(model, layer: int) -> tuple[str, str]:
+    """Names of the hooks holding the (query, key) signal the shear acts on, or, for pre-RoPE
+    rotary models, the raw signal that is sheared and then rotated."""
+    cfg = model.cfg
+    prefix = f"blocks.{layer}.attn."
+    if cfg.positional_embedding_type == "rotary" and cfg.shear_placement == "post_rope":
+        return prefix + "hook_rot_q", prefix + "hook_rot_k"
+    return prefix + "hook_q", prefix + "hook_k"
+
+
+def term_coefficients(gamma_q: torch.Tensor, gamma_k: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Per-head coefficient of each term, `[head]`, read off `score_terms` on unit signals (so
+    the coefficient formula lives only in `shear.score_terms`)."""
+    ones = torch.ones(1, 1, gamma_q.shape[0], 1, dtype=gamma_q.dtype, device=gamma_q.device)
+    return {
+        name: value[0, :, 0, 0] for name, value in score_terms(ones, ones, gamma_q, gamma_k).items()
+    }
+
+
+def terms_from_signals(
+    attn, q: torch.Tensor, k: torch.Tensor, gamma_q: torch.Tensor, gamma_k: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """The four score terms, scaled by `1/√d_head`, `[batch, head, q_pos, k_pos]` (unmasked).
+
+    `q, k: [batch, pos, head, d_head]` are the signals `signal_hook_names` names (for the heads
+    selected, with their `gamma_*: [head]`); `attn` is the layer's `MomentumAttention`.
+    Sequences must start at position 0 (the rotary angles are taken from the position index).
+    """
+    scale = math.sqrt(attn.cfg.d_head)
+    if attn.rotary is None or attn.cfg.shear_placement == "post_rope":
+        terms = score_terms(q, k, gamma_q.to(q.dtype), gamma_k.to(q.dtype))
+        return {name: value / scale for name, value in terms.items()}
+    # Pre-RoPE: R_t(x_t + γ(x_t − x_{t−1})) = (1+γ) R_t x_t − γ R_t x_{t−1}: each slot is rotated
+    # at its own position, whichever raw vector it holds.
+    rotate = attn.rotary
+    signals = {
+        "q": rotate(q),
+        "q_prev": rotate(previous(q)),
+        "k": rotate(k),
+        "k_prev": rotate(previous(k)),
+    }
+    pairs = {
+        "current_current": ("q", "k"),
+        "current_prev_key": ("q", "k_prev"),
+        "prev_query_current": ("q_prev", "k"),
+        "prev_prev": ("q_prev", "k_prev"),
+    }
+    coeffs = term_coefficients(gamma_q.to(q.dtype), gamma_k.to(q.dtype))
+    out = {}
+    for name, (a, b) in pairs.items():
+        dot = torch.einsum("bqhd,bkhd->bhqk", signals[a], signals[b])
+        out[name] = coeffs[name][:, None, None] * dot / scale
+    return out
+
+
+def head_score_terms(model, cache, layer: int, head: int | None = None) -> dict[str, torch.Tensor]:
+    """The four scaled score terms of one head `[batch, q_pos, k_pos]` (or of every head,
+    `[batch, head, q_pos, k_pos]`, when `head` is None) from an `ActivationCache` holding the
+    layer's `signal_hook_names`, in float64. On causal entries they sum to `hook_attn_scores`."""
+    attn = model.blocks[layer].attn
+    q_name, k_name = signal_hook_names(model, layer)
+    heads = slice(None) if head is None else slice(head, head + 1)
+    with torch.no_grad():
+        q, k = cache[q_name][:, :, heads], cache[k_name][:, :, heads]
+        dtype = torch.float64  # one head's [batch, pos, pos] maps: cheap, and exact to compare
+        terms = terms_from_signals(
+            attn,
+            q.to(dtype),
+            k.to(dtype),
+            attn.gamma_q().detach()[heads].to(dtype),
+            attn.gamma_k().detach()[heads].to(dtype),
+        )
+    return terms if head is None else {name: value[:, 0] for name, value in terms.items()}
+
+
+def induction_keys(
+    tokens: torch.Tensor, loss_mask: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(query_mask, key_index)`, both `[batch, pos]`: the induction queries (loss_mask positions
+    whose token occurred earlier) and their target key `s* = s′ + 1`, s′ the most recent earlier
+    occurrence (−1 where t is not a query)."""
+    n_pos = tokens.shape[1]
+    pos = torch.arange(n_pos, device=tokens.device)
+    earlier = (tokens[:, :, None] == tokens[:, None, :]) & (pos[None, None, :] < pos[None, :, None])
+    # Most recent earlier occurrence: the largest s′ < t with the same token.
+    last = torch.where(earlier, pos[None, None, :], -1).amax(dim=-1)  # [batch, pos]
+    query_mask = loss_mask.bool() & (last >= 0)
+    key_index = torch.where(query_mask, last + 1, torch.full_like(last, -1))
+    return query_mask, key_index
+
+
+def margins(x: torch.Tensor, query_mask: torch.Tensor, key_index: torch.Tensor) -> torch.Tensor:
+    """Per induction query: `x[t, s*]` minus the mean of `x[t, s]` over the other causal keys.
+
+    `x: [batch, q_pos, k_pos]` (entries above the diagonal are ignored, so −inf masking is fine);
+    returns a flat tensor over the queries in `query_mask` (row-major order)."""
+    n_pos = x.shape[-1]
+    causal = causal_mask(n_pos, x.device)
+    x = torch.where(causal, x, torch.zeros((), dtype=x.dtype, device=x.device))
+    row_sum = x.sum(dim=-1)  # [batch, q_pos]
+    target = x.gather(-1, key_index.clamp(min=0)[..., None])[..., 0]
+    n_other = torch.arange(n_pos, device=x.device, dtype=x.dtype).expand_as(row_sum)  # t keys
+    other_mean = (row_sum - target) / n_other.clamp(min=1)
+    return (target - other_mean)[query_mask]
+
+
+def induction_margins(
+    terms: dict[str, torch.Tensor],
+    scores: torch.Tensor,
+    query_mask: torch.Tensor,
+    key_index: torch.Tensor,
+) -> dict[str, torch.Tensor]:
+    """Per-query margins of each term and of the full score (`"total"`), flat over queries."""
+    out = {name: margins(value, query_mask, key_index) for name, value in terms.items()}
+    out["total"] = margins(scores.to(next(iter(terms.values())).dtype), query_mask, key_index)
+    return out

@@ -1,0 +1,84 @@
+"""The language-model comparison (`analysis.lm`) rendered: its report section, its page, and the
+committed files `momentum-interp lm-compare` writes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from momentum_interp.analysis.lm import (
+    RECORDS,
+    TABLE,
+    LMComparison,
+    compare_runs,
+    markdown_table,
+    summarise,
+)
+from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.viz.figures import load_metrics, training_curves
+from momentum_interp.viz.report import Report
+
+
+def add_lm_comparison(report: Report, comparison: LMComparison, heading: bool = True) -> Report:
+    """Append the comparison tables (mean over seeds, every run) and the loss curves."""
+    if heading:
+        report.heading(comparison.title)
+    report.paragraph(
+        "Validation loss overall and on repeated-span positions (tokens that continue a span "
+        f"seen earlier in the window); gaps are relative to {comparison.reference}. All runs "
+        "share one corpus, tokenizer, token budget and schedule."
+    )
+    for caption, frame in (
+        ("Mean over seeds", summarise(comparison.table)),
+        ("Every run", comparison.table),
+    ):
+        report.paragraph(caption)
+        report.table(
+            list(frame.columns),
+            [
+                [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+                for row in frame.itertuples(index=False)
+            ],
+        )
+    report.figure(training_curves(comparison.histories, metric="loss"))
+    return report
+
+
+def lm_comparison_html(comparison: LMComparison) -> str:
+    """A self-contained page of the comparison."""
+    return add_lm_comparison(Report(comparison.title), comparison, heading=False).to_html()
+
+
+def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) -> dict[str, Path]:
+    """The comparison table (CSV, Markdown), each run's config and curves (JSON), and a
+    self-contained page with the table and the validation-loss curves: small enough to commit."""
+    table = compare_runs(run_dirs, reference)
+    summary = summarise(table)
+    histories = {Path(d).name: load_metrics(d) for d in run_dirs}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, md_path, records = out_dir / TABLE, out_dir / "comparison.md", out_dir / RECORDS
+    atomic_write_text(csv_path, table.to_csv(index=False))
+    atomic_write_text(
+        md_path,
+        "Mean over seeds per config:\n\n"
+        + markdown_table(summary)
+        + "\nEvery run:\n\n"
+        + markdown_table(table),
+    )
+    atomic_write_json(
+        records,
+        {
+            "reference": reference,
+            "runs": {
+                Path(d).name: {
+                    "run_config": json.loads((Path(d) / "run_config.json").read_text()),
+                    "eval": histories[Path(d).name]["eval"],
+                }
+                for d in run_dirs
+            },
+        },
+    )
+    page = out_dir / "report.html"
+    atomic_write_text(page, lm_comparison_html(LMComparison(table, histories, reference)))
+    print(summary.to_string(index=False, float_format="%.4f"))
+    return {"table": csv_path, "markdown": md_path, "records": records, "page": page}
