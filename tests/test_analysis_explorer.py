@@ -13,19 +13,12 @@ from momentum_interp.analysis.explorer import (
     scores_from_dots,
 )
 from momentum_interp.config import MomentumConfig
-
-ZOO = (
-    "induction-1l-baseline",
-    "induction-2l-baseline",
-    "induction-1l-smeared-key",
-    "induction-1l-momentum",
-    "induction-1l-momentum-best",
-)
+from momentum_interp.zoo import ZOO
 
 
 @pytest.fixture(scope="module")
 def zoo():
-    return {name: HookedMomentumTransformer.from_pretrained(name) for name in ZOO}
+    return {name: HookedMomentumTransformer.from_pretrained(name) for name in ZOO}  # every role
 
 
 @pytest.fixture(scope="module")

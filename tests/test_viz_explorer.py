@@ -78,6 +78,12 @@ def _shown_row(driver) -> torch.Tensor:
     return torch.tensor([float(c.get_attribute("data-value")) for c in cells], dtype=torch.float64)
 
 
+def _check_row(driver, name, gamma, layer, head, query) -> None:
+    """The attention row on the page is the model's (run with `gamma`) to 1e-4."""
+    expected = _pattern(name, gamma, layer, head)[query, : query + 1]
+    torch.testing.assert_close(_shown_row(driver), expected, atol=1e-4, rtol=0)
+
+
 def _head(driver) -> tuple[int, int]:
     button = driver.find_element("css selector", "#heads button.on")
     return int(button.get_attribute("data-layer")), int(button.get_attribute("data-head"))
@@ -96,30 +102,15 @@ def test_clicking_a_token_and_moving_the_slider_shows_the_model_run_at_that_gamm
 
     slider.send_keys(*[Keys.ARROW_LEFT] * 20)  # step 0.05: from γ = 1 to γ = 0
     assert float(slider.get_attribute("value")) == 0.0
-    torch.testing.assert_close(
-        _shown_row(browser),
-        _pattern(MODELS[0], 0.0, layer, head)[query, : query + 1],
-        atol=1e-4,
-        rtol=0,
-    )
+    _check_row(browser, MODELS[0], 0.0, layer, head, query)
     slider.send_keys(*[Keys.ARROW_RIGHT] * 20)  # back to γ = 1
     assert float(slider.get_attribute("value")) == 1.0
-    torch.testing.assert_close(
-        _shown_row(browser),
-        _pattern(MODELS[0], 1.0, layer, head)[query, : query + 1],
-        atol=1e-4,
-        rtol=0,
-    )
+    _check_row(browser, MODELS[0], 1.0, layer, head, query)
     # Typing a γ works too, and the row follows the model at that γ.
     box = browser.find_element("id", "gamma-value")
     box.clear()
     box.send_keys("0.5", Keys.ENTER)
-    torch.testing.assert_close(
-        _shown_row(browser),
-        _pattern(MODELS[0], 0.5, layer, head)[query, : query + 1],
-        atol=1e-4,
-        rtol=0,
-    )
+    _check_row(browser, MODELS[0], 0.5, layer, head, query)
 
 
 def test_switching_model_and_head_shows_that_head(page, browser):
@@ -131,8 +122,6 @@ def test_switching_model_and_head_shows_that_head(page, browser):
     query = 15
     browser.find_element("css selector", f'#strip span[data-query="{query}"]').click()
     assert float(browser.find_element("id", "gamma").get_attribute("value")) == 0.0  # baseline
-    torch.testing.assert_close(
-        _shown_row(browser), _pattern(MODELS[1], None, 0, 2)[query, : query + 1], atol=1e-4, rtol=0
-    )
+    _check_row(browser, MODELS[1], None, 0, 2, query)
     note = browser.find_element("id", "note").text
     assert "trained without a shear" in note
