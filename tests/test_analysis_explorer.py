@@ -109,3 +109,12 @@ def test_models_must_share_a_vocabulary(zoo):
     )
     with pytest.raises(ValueError, match="share one vocabulary"):
         explorer_data({"a": zoo["induction-1l-momentum"], "b": other})
+    with pytest.raises(ValueError, match="one sequence"):
+        explorer_data({"a": other}, torch.zeros(2, 4, dtype=torch.long))
+    long = HookedMomentumTransformer(
+        MomentumConfig(
+            n_layers=1, d_model=16, n_heads=2, d_head=8, d_vocab=10, n_ctx=300, attn_only=True
+        )
+    )
+    with pytest.raises(ValueError, match="at most 256 tokens"):
+        explorer_data({"a": long}, torch.zeros(1, 300, dtype=torch.long))

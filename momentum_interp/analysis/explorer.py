@@ -25,6 +25,9 @@ from momentum_interp.analysis.scoring import repeated_random_tokens
 from momentum_interp.model.inputs import str_tokens
 from momentum_interp.model.shear import previous
 
+# Longest sequence the page takes: it holds [layer, head, 4, pos, pos] floats.
+MAX_POS = 256
+
 # The four dot products, in the order of `shear.TERM_NAMES` (current_current, current_prev_key,
 # prev_query_current, prev_prev).
 DOTS = ("q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1")
@@ -198,6 +201,11 @@ def explorer_data(models: Mapping[str, object], tokens: torch.Tensor | None = No
     tokens = default_tokens(first) if tokens is None else tokens
     if tokens.ndim != 2 or tokens.shape[0] != 1:
         raise ValueError(f"tokens must be one sequence, [1, pos]; got {tuple(tokens.shape)}.")
+    if tokens.shape[1] > MAX_POS:
+        raise ValueError(
+            f"the explorer shows at most {MAX_POS} tokens (it holds every head's pos × pos "
+            f"terms); got {tokens.shape[1]}."
+        )
     for model in models.values():
         tokens = model.to_tokens(tokens).cpu()  # checks ids and length against the model
     ids = tokens[0].tolist()
