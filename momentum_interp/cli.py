@@ -162,6 +162,23 @@ def _cmd_report(args: argparse.Namespace) -> None:
         print(f"{label}: {path}")
 
 
+def _cmd_explore(args: argparse.Namespace) -> None:
+    from momentum_interp.model.inputs import parse_token_ids
+    from momentum_interp.report import load_model
+    from momentum_interp.viz.explorer import explore
+
+    if args.text is not None and args.tokens is not None:
+        raise ValueError("give --text or --tokens, not both.")
+    models = {str(name): load_model(name) for name in args.models}
+    tokens = args.text
+    if args.tokens is not None:
+        import torch
+
+        tokens = torch.tensor([parse_token_ids(args.tokens)])
+    path = explore(models, tokens).save(Path(args.out) / "index.html")
+    print(f"explorer: {path}")
+
+
 def _cmd_lm_compare(args: argparse.Namespace) -> None:
     from momentum_interp.viz.lm import write_comparison
 
@@ -300,6 +317,19 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--reference", required=True, help="run name the gaps are relative to")
     lm.add_argument("--out", type=output_dir, default="results/lm", help="output directory")
     lm.set_defaults(func=_cmd_lm_compare)
+
+    explore = sub.add_parser(
+        "explore", help="interactive circuit explorer: one head, one sequence, a live γ slider"
+    )
+    explore.add_argument(
+        "models",
+        nargs="+",
+        help="bundled checkpoint names or checkpoint directories (same vocabulary)",
+    )
+    explore.add_argument("--text", help="the sequence as text (or space-separated ids)")
+    explore.add_argument("--tokens", help="the sequence as space-separated token ids")
+    explore.add_argument("--out", default="momentum_explorer", help="output directory")
+    explore.set_defaults(func=_cmd_explore)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

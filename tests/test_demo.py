@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from browser import dump_dom, remote_requests
 
 from momentum_interp.cli import main
 
@@ -58,43 +57,12 @@ def test_demo_html_is_self_contained(demo_out):
         assert name in html
 
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-PROBE = """<script>
-window.addEventListener("load", () => setTimeout(() => {
-  const urls = performance.getEntriesByType("resource").map((e) => e.name);
-  document.title = "RESOURCES=" + JSON.stringify(urls);
-}, 2000));
-</script></body>"""
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium not installed (apt-get install chromium)")
 def test_report_renders_offline_in_headless_chromium(demo_out, tmp_path):
     """A real browser renders every figure and the circuitsvis view, fetching nothing remote."""
     html = (demo_out / "report.html").read_text()
     page = tmp_path / "report.html"
-    page.write_text(html.replace("</body>", PROBE))
-    dom = subprocess.run(
-        [
-            CHROMIUM,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--host-resolver-rules=MAP * ~NOTFOUND",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            "--virtual-time-budget=30000",
-            "--dump-dom",
-            page.as_uri(),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    ).stdout
+    page.write_text(html)
+    dom = dump_dom(page, tmp_path / "profile")
     # circuitsvis renders React components into its (initially empty) div.
     rendered = re.search(r'<div id="circuits-vis-[^"]+"[^>]*>(.*?)</div>', dom, re.DOTALL)
     assert rendered and rendered.group(1).strip(), "the circuitsvis element did not render"
@@ -104,8 +72,5 @@ def test_report_renders_offline_in_headless_chromium(demo_out, tmp_path):
     assert dom.count('class="plotly-graph-div js-plotly-plot"') == n_figures, (
         "a chart did not render"
     )
-    resources = json.loads(
-        re.search(r"<title>RESOURCES=(.*?)</title>", dom).group(1).replace("&quot;", '"')
-    )
-    remote = [url for url in resources if url.startswith(("http:", "https:", "//"))]
+    remote = remote_requests(dom)
     assert remote == [], f"the page requested {remote[:5]}"

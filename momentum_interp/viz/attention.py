@@ -8,6 +8,8 @@ from collections.abc import Sequence
 import torch
 from circuitsvis.attention import attention_heads
 
+from momentum_interp.viz.style import token_labels
+
 
 class OfflineHTML:
     """circuitsvis output that notebooks and reports render from the inlined JavaScript.
@@ -30,14 +32,19 @@ def attention_patterns_html(
     str_tokens: Sequence[str],
     head_names: Sequence[str],
 ) -> OfflineHTML:
-    """One interactive view of several heads' patterns, `patterns: [head, q_pos, k_pos]`."""
+    """One interactive view of several heads' patterns, `patterns: [head, q_pos, k_pos]`;
+    integer tokens are shown apart (`"37 43 12"`, `style.token_labels`).
+
+    Example: `attention_patterns_html(cache["pattern", 0][0], model.to_str_tokens(text),
+    [f"L0H{h}" for h in range(model.cfg.n_heads)])`, as a notebook cell's value or `str()`.
+    """
     if patterns.ndim != 3 or patterns.shape[1:] != (len(str_tokens), len(str_tokens)):
         raise ValueError(
             f"patterns must be [head, pos, pos] with pos={len(str_tokens)}, got {tuple(patterns.shape)}."
         )
     rendered = attention_heads(
         attention=patterns.detach().float().cpu(),
-        tokens=list(str_tokens),
+        tokens=token_labels(str_tokens),
         attention_head_names=list(head_names),
     )
     return OfflineHTML(close_container(rendered.local_src))

@@ -1,0 +1,127 @@
+"""The circuit explorer: `momentum-interp explore` writes a self-contained page, and in real
+Chromium (driven through chromedriver) clicking a token and moving the γ slider shows the
+attention row of the 1-layer model run with that γ (computed here by the model, to 1e-4)."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+from browser import CHROMEDRIVER, OFFLINE_FLAGS, require_chromium
+
+from momentum_interp import HookedMomentumTransformer
+from momentum_interp.cli import main
+from momentum_interp.viz.explorer import explore
+
+MODELS = ["induction-1l-momentum", "induction-1l-baseline", "induction-1l-smeared-key"]
+# Ten random tokens, then their repeat: queries 10… have induction keys.
+TOKENS = "5 17 42 8 33 61 2 29 50 11 5 17 42 8 33 61 2 29 50 11"
+
+
+@pytest.fixture(scope="module")
+def page(tmp_path_factory):
+    out = tmp_path_factory.mktemp("explorer")
+    assert main(["explore", *MODELS, "--tokens", TOKENS, "--out", str(out)]) == 0
+    return out / "index.html"
+
+
+def test_explore_writes_a_self_contained_page(page):
+    html = page.read_text()
+    assert all(name in html for name in MODELS)
+    assert not re.search(r'<(script|link|img)[^>]+(src|href)="(https?:)?//', html)
+
+
+def test_explore_rejects_bad_input_with_status_2(tmp_path, capsys):
+    assert (
+        main(["explore", MODELS[0], "--text", "1 2", "--tokens", "1 2", "--out", str(tmp_path)])
+        == 2
+    )
+    assert main(["explore", MODELS[0], "--tokens", "1 999", "--out", str(tmp_path)]) == 2
+    assert "error" in capsys.readouterr().err
+    assert not (tmp_path / "index.html").exists()
+
+
+def test_explorer_shows_inline_in_a_notebook():
+    shown = explore({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    inline = shown._repr_html_()
+    assert inline.startswith("<iframe srcdoc=") and "&lt;script" in inline
+
+
+def _pattern(name: str, gamma: float | None, layer: int = 0, head: int = 0) -> torch.Tensor:
+    model = HookedMomentumTransformer.from_pretrained(name)
+    if gamma is not None:
+        model.set_gamma(gamma)
+    tokens = torch.tensor([[int(t) for t in TOKENS.split()]])
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
+    return cache["pattern", 0][0, head].double()  # [q_pos, k_pos]
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    require_chromium(driver=True)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = require_chromium()
+    for flag in (*OFFLINE_FLAGS, "--window-size=1400,1000"):
+        options.add_argument(flag)
+    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('profile')}")
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    yield driver
+    driver.quit()
+
+
+def _shown_row(driver) -> torch.Tensor:
+    cells = driver.find_elements("css selector", "#row-table td.attn")
+    return torch.tensor([float(c.get_attribute("data-value")) for c in cells], dtype=torch.float64)
+
+
+def _check_row(driver, name, gamma, layer, head, query) -> None:
+    """The attention row on the page is the model's (run with `gamma`) to 1e-4."""
+    expected = _pattern(name, gamma, layer, head)[query, : query + 1]
+    torch.testing.assert_close(_shown_row(driver), expected, atol=1e-4, rtol=0)
+
+
+def _head(driver) -> tuple[int, int]:
+    button = driver.find_element("css selector", "#heads button.on")
+    return int(button.get_attribute("data-layer")), int(button.get_attribute("data-head"))
+
+
+def test_clicking_a_token_and_moving_the_slider_shows_the_model_run_at_that_gamma(page, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    browser.get(page.as_uri())
+    query = 13  # the repeat of token 8 (position 3): its induction key is 4
+    browser.find_element("css selector", f'#strip span[data-query="{query}"]').click()
+    assert "s* = 4" in browser.find_element("id", "row-title").text
+    layer, head = _head(browser)
+    slider = browser.find_element("id", "gamma")
+    assert float(slider.get_attribute("value")) == 1.0  # the paper model's own γ
+
+    slider.send_keys(*[Keys.ARROW_LEFT] * 20)  # step 0.05: from γ = 1 to γ = 0
+    assert float(slider.get_attribute("value")) == 0.0
+    _check_row(browser, MODELS[0], 0.0, layer, head, query)
+    slider.send_keys(*[Keys.ARROW_RIGHT] * 20)  # back to γ = 1
+    assert float(slider.get_attribute("value")) == 1.0
+    _check_row(browser, MODELS[0], 1.0, layer, head, query)
+    # Typing a γ works too, and the row follows the model at that γ.
+    box = browser.find_element("id", "gamma-value")
+    box.clear()
+    box.send_keys("0.5", Keys.ENTER)
+    _check_row(browser, MODELS[0], 0.5, layer, head, query)
+
+
+def test_switching_model_and_head_shows_that_head(page, browser):
+    from selenium.webdriver.support.ui import Select
+
+    browser.get(page.as_uri())
+    Select(browser.find_element("id", "model")).select_by_visible_text(MODELS[1])
+    browser.find_element("css selector", '#heads button[data-head="2"]').click()
+    query = 15
+    browser.find_element("css selector", f'#strip span[data-query="{query}"]').click()
+    assert float(browser.find_element("id", "gamma").get_attribute("value")) == 0.0  # baseline
+    _check_row(browser, MODELS[1], None, 0, 2, query)
+    note = browser.find_element("id", "note").text
+    assert "trained without a shear" in note
