@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable
 
-import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 MATMULS = ("mm", "addmm", "bmm", "baddbmm")

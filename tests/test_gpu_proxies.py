@@ -8,8 +8,10 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks import op_counts  # noqa: E402
-from benchmarks.gpu import nanogpt  # noqa: E402
+from benchmarks import (
+    nanogpt,  # noqa: E402
+    op_counts,  # noqa: E402
+)
 from benchmarks.throughput import PRESETS  # noqa: E402
 from momentum_interp import HookedMomentumTransformer  # noqa: E402
 from momentum_interp.evaluation.loss import (  # noqa: E402
@@ -56,7 +58,7 @@ def test_forward_syncs_only_in_the_documented_token_check():
     check = op_counts.count_ops(lambda: inputs.check_tokens(tokens, PRESET.d_vocab, 32))
     assert check["_local_scalar_dense"] == 2  # int(min), int(max) of host tokens
     for return_type in ("logits", "loss"):
-        forward = op_counts.count_ops(lambda: ours(tokens, return_type=return_type))
+        forward = op_counts.count_ops(lambda rt=return_type: ours(tokens, return_type=rt))
         assert forward["_local_scalar_dense"] == check["_local_scalar_dense"]
 
 
