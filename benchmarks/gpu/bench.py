@@ -22,7 +22,6 @@ records what was skipped. `--smoke` runs the same code on a tiny CPU model in se
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable
 from contextlib import nullcontext
 
@@ -34,6 +33,10 @@ from benchmarks.gpu_part import Budget, Recorder, parse_args
 from benchmarks.reference_gpt import count_parameters, from_momentum
 from benchmarks.throughput import (
     PRESETS,
+    Trainer,
+    _sync,
+    _timed_step,
+    count_host_syncs,
     flop_parameters,
     model_flops_per_token,
     peak_tflops,
@@ -41,7 +44,6 @@ from benchmarks.throughput import (
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.analysis.scoring import score_heads
 from momentum_interp.analysis.tracing import default_induction_task, trace_single_layer_induction
-from momentum_interp.evaluation import next_token_loss
 
 VARIANTS = ("gamma1", "nanogpt", "gamma0", "reference", "analysis")
 FULL = dict(preset="gpt2-small", seq_len=1024, batch=16, rounds=20, warmup=3, interp_batch=8)
@@ -71,66 +73,15 @@ def build_variants(preset, seq_len: int, device: torch.device) -> dict[str, nn.M
     }
 
 
-def loss_function(name: str, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The variant's forward + loss, the unit that is compiled."""
-    if name == "nanogpt":  # nanoGPT's convention: targets are the inputs shifted by one
-        return lambda tokens: model(tokens[:, :-1], tokens[:, 1:])[1]
-    if name == "reference":
-        return lambda tokens: next_token_loss(model(tokens), tokens)
-    return lambda tokens: model(tokens, return_type="loss")
-
-
-class Stepper:
-    """One variant's training step: compiled or eager loss, backward, AdamW, zero_grad."""
-
-    def __init__(self, name: str, model: nn.Module, device, compiled: bool, backend: str):
-        self.model = model.train()
-        self.device = device
-        cuda = device.type == "cuda"
-        loss = loss_function(name, model)
-        self.loss = torch.compile(loss, dynamic=False, backend=backend) if compiled else loss
-        self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
-        self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
-        self.times: list[float] = []
-
-    def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        with self.autocast:
-            loss = self.loss(tokens)
-        loss.backward()
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        return loss.detach()
-
-    def timed(self, tokens: torch.Tensor) -> float:
-        sync(self.device)
-        start = time.perf_counter()
-        self.step(tokens)
-        sync(self.device)
-        self.times.append(time.perf_counter() - start)
-        return self.times[-1]
-
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def host_syncs(stepper: Stepper, tokens: torch.Tensor) -> dict:
+def host_syncs(trainer: Trainer, tokens: torch.Tensor) -> dict:
     """Host-device syncs in one step: CUDA's sync debug mode on a GPU; on the CPU the
     `.item()`-like ops of forward, loss and backward (the CPU optimizer reads its step count)."""
-    if stepper.device.type != "cuda":
-        with stepper.autocast:
-            counted = op_counts.count_ops(lambda: stepper.loss(tokens).backward())
-        stepper.optimizer.zero_grad(set_to_none=True)
-        return {"local_scalar_dense": op_counts.total(counted, op_counts.HOST_SYNCS)}
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        torch.cuda.set_sync_debug_mode("warn")
-        try:
-            stepper.step(tokens)
-        finally:
-            torch.cuda.set_sync_debug_mode("default")
-    return {"cuda_sync_warnings": sum("synchroniz" in str(w.message) for w in caught)}
+    if trainer.device.type == "cuda":
+        return {"cuda_sync_warnings": count_host_syncs(trainer, tokens)}
+    with trainer.autocast:
+        counted = op_counts.count_ops(lambda: trainer.loss_fn(tokens).backward())
+    trainer.optimizer.zero_grad(set_to_none=True)
+    return {"local_scalar_dense": op_counts.total(counted, op_counts.HOST_SYNCS)}
 
 
 def median(values: list[float]) -> float:
@@ -155,16 +106,16 @@ def throughput(mode: str, shape: dict, device, budget: Budget, rec: Recorder, pe
     section = rec.data.setdefault(mode, {"variants": {}, "ratios": {}})
     section["flops_per_token"] = flops_token
     section["n_params"] = {name: count_parameters(m) for name, m in models.items()}
-    steppers: dict[str, Stepper] = {}
+    steppers: dict[str, Trainer] = {}
     for name, model in models.items():
         if budget.left() < COMPILE_ESTIMATE_S[mode] * (1 if device.type == "cuda" else 0.01):
             section["variants"][name] = {"status": "skipped: wall-clock budget"}
             continue
         start = time.perf_counter()
-        stepper = Stepper(name, model, device, mode == "compiled", shape["backend"])
+        stepper = Trainer(name, model, device, mode == "compiled", shape["backend"])
         for _ in range(shape["warmup"]):
             loss = stepper.step(tokens)
-        sync(device)
+        _sync(device)
         section["variants"][name] = {
             "status": "ok",
             "warmup_s": round(time.perf_counter() - start, 2),
@@ -180,7 +131,7 @@ def throughput(mode: str, shape: dict, device, budget: Budget, rec: Recorder, pe
             break
         shift = round_ % max(len(names), 1)
         for name in names[shift:] + names[:shift]:
-            steppers[name].timed(tokens)
+            _timed_step(steppers[name], tokens)
         for name, stepper in steppers.items():
             tok_s = batch * seq_len / median(stepper.times)
             achieved = tok_s * flops_token
@@ -211,16 +162,16 @@ def timed_call(fn: Callable[[], object], device, repeats: int) -> dict:
     """First call and the median of `repeats` further calls, in seconds (+ peak memory on CUDA)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    sync(device)
+    _sync(device)
     start = time.perf_counter()
     fn()
-    sync(device)
+    _sync(device)
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        sync(device)
+        _sync(device)
         times.append(time.perf_counter() - start)
     out = {"first_s": round(first, 4), "median_s": round(median(times), 4) if times else None}
     if device.type == "cuda":
