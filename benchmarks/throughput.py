@@ -34,6 +34,7 @@ import gc
 import math
 import re
 import time
+from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from functools import partial
@@ -181,14 +182,32 @@ def build_models(preset: Preset, seq_len: int, device: torch.device) -> dict[str
     return {"gamma1": gamma1, "gamma0": gamma0, "reference": reference, "analysis": analysis}
 
 
-class Trainer:
-    """One model, its optimizer and a closure doing one training step."""
+def step_loss(name: str, model: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A variant's forward + next-token loss: the unit `Trainer` compiles, alike for every variant."""
+    if name == "nanogpt":  # nanoGPT's convention: targets are the inputs shifted by one
+        return lambda tokens: model(tokens[:, :-1], tokens[:, 1:])[1]
+    if name == "reference":
+        return lambda tokens: next_token_loss(model(tokens), tokens)
+    return lambda tokens: model(tokens, return_type="loss")
 
-    def __init__(self, name: str, model: nn.Module, device: torch.device, compile_: bool):
+
+class Trainer:
+    """One model, its optimizer and a closure doing one training step (forward and loss compiled
+    together when `compile_`)."""
+
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        device: torch.device,
+        compile_: bool,
+        backend: str = "inductor",
+    ):
         self.name = name
         self.model = model.train()
         self.device = device
-        self.forward = torch.compile(model, dynamic=False) if compile_ else model
+        loss = step_loss(name, model)
+        self.loss_fn = torch.compile(loss, dynamic=False, backend=backend) if compile_ else loss
         cuda = device.type == "cuda"
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=cuda)
         self.autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
@@ -201,10 +220,7 @@ class Trainer:
 
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         with self.autocast:
-            if self.name == "reference":
-                loss = next_token_loss(self.forward(tokens), tokens)
-            else:
-                loss = self.forward(tokens, return_type="loss")
+            loss = self.loss_fn(tokens)
         loss.backward()
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -248,10 +264,7 @@ def saved_bytes(model, name: str, tokens: torch.Tensor, bf16: bool) -> dict:
         else torch.autocast(tokens.device.type, enabled=False)
     )
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), autocast:
-        if name == "reference":
-            loss = next_token_loss(model(tokens), tokens)
-        else:
-            loss = model(tokens, return_type="loss")
+        loss = step_loss(name, model)(tokens)
     del loss
     by_dtype: dict[str, int] = {}
     for nbytes, dtype in storages.values():

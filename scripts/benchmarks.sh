@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# The benchmark suite as committed in benchmarks/results/: `scripts/benchmarks.sh cpu` on 2 cores
-# (about 25 min, one torch thread: the ratios are paired per round, so keep other work off the
-# cores), `scripts/benchmarks.sh cuda` on one GPU (the issue's 124M targets; about 15 min with
-# compilation). Each invocation merges into the day's throughput_<device>_<date>.json/.md.
+# The CPU benchmark suite as committed in benchmarks/results/: `scripts/benchmarks.sh cpu` on 2
+# cores (about 25 min, one torch thread: the ratios are paired per round, so keep other work off
+# the cores). Each invocation merges into the day's throughput_cpu_<date>.json/.md. On a GPU, run
+# scripts/gpu_suite.sh instead (see scripts/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-device=${1:?usage: scripts/benchmarks.sh cpu|cuda}
+device=${1:?usage: scripts/benchmarks.sh cpu}
 bench() { python -m benchmarks throughput --device "$device" "$@"; }
 case "$device" in
   cpu)
@@ -17,11 +17,5 @@ case "$device" in
     python -m benchmarks overheads
     python -m benchmarks demo_timing --threads 1,2 --repeats 3
     ;;
-  cuda)
-    bench --preset gpt2-small --seq-lens 1024 --compile                # the issue's targets
-    bench --preset gpt2-small --seq-lens 256,512,2048,4096 --compile   # sequence length
-    bench --preset tiny,small --seq-lens 1024 --compile                # model size
-    bench --preset gpt2-small --seq-lens 1024                          # eager, for comparison
-    ;;
-  *) echo "unknown device '$device': cpu or cuda" >&2; exit 2 ;;
+  *) echo "unknown device '$device': cpu (on a GPU: scripts/gpu_suite.sh)" >&2; exit 2 ;;
 esac

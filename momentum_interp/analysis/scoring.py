@@ -119,7 +119,11 @@ def _auto_batch_size(model, n_pos: int, n_sequences: int, cache_patterns: bool =
     per_seq = n_pos * cfg.d_vocab * 4  # float32 logits / losses
     if cache_patterns:
         per_seq += cfg.n_layers * cfg.n_heads * n_pos * n_pos * elem
-    return max(1, min(n_sequences, _CACHE_BUDGET_BYTES // max(per_seq, 1)))
+    budget = _CACHE_BUDGET_BYTES
+    device = _model_device(model)
+    if device.type == "cuda":  # batch-1 forwards would leave a GPU idle: a quarter of free memory
+        budget = max(budget, torch.cuda.mem_get_info(device)[0] // 4)
+    return max(1, min(n_sequences, budget // max(per_seq, 1)))
 
 
 def _batches(
@@ -270,10 +274,13 @@ def score_heads_on_tokens(
 
     names = _pattern_names(n_layers)
     wanted = set(names)
-    sums = {name: torch.zeros(n_layers, n_heads, dtype=torch.float64) for name in ATTENTION_SCORES}
+    device = _model_device(model)  # sums stay on it: one copy to the host at the end, not per layer
+    sums = {
+        name: torch.zeros(n_layers, n_heads, dtype=torch.float64, device=device)
+        for name in ATTENTION_SCORES
+    }
     rows = dict.fromkeys(ATTENTION_SCORES, 0)
-    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64)
-    device = _model_device(model)
+    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64, device=device)
     repeat_start = None if half_len is None else offset + half_len
 
     for batch in _batches(tokens, batch_size, progress, "scoring heads"):
@@ -291,17 +298,19 @@ def score_heads_on_tokens(
                 pattern = pattern.float()
             for score, mask in (("duplicate_token", duplicate), ("prefix_matching", prefix)):
                 mass = torch.einsum("bhts,bts->bht", pattern, mask.to(pattern.dtype))
-                sums[score][layer] += mass.double().sum((0, 2)).cpu()
+                sums[score][layer] += mass.double().sum((0, 2))
             previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # rows t = 1..T-1
-            sums["previous_token"][layer] += previous.double().sum((0, 2)).cpu()
+            sums["previous_token"][layer] += previous.double().sum((0, 2))
             if repeat_start is not None:
                 # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
                 stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
                 stripe = stripe[..., repeat_start - (half_len - 1) :]
-                sums["induction"][layer] += stripe.double().sum((0, 2)).cpu()
-        loss_sum += per_token_loss(logits, batch).double().sum(0).cpu()
+                sums["induction"][layer] += stripe.double().sum((0, 2))
+        loss_sum += per_token_loss(logits, batch).double().sum(0)
         del cache, logits
 
+    sums = {name: total.cpu() for name, total in sums.items()}
+    loss_sum = loss_sum.cpu()
     scores = {
         name: sums[name] / rows[name] if rows[name] else torch.full_like(sums[name], math.nan)
         for name in ATTENTION_SCORES

@@ -1,6 +1,9 @@
 """Momentum attention: causal multi-head attention whose queries and keys are sheared along the sequence.
 
-Two paths compute the same numbers. The analysis path materialises scores and pattern so that
+The query, key and value weights live in one parameter `W_QKV: [3, head, d_model, d_head]` (one
+matmul per block); `W_Q`, `W_K`, `W_V` (and `b_Q`, ...) are views of it, so in-place edits of them
+change the model, and the state dict keeps TransformerLens's separate keys. Two paths compute the
+same numbers. The analysis path materialises scores and pattern so that
 every hook fires; the fast path calls `scaled_dot_product_attention` and is taken whenever no
 hook is attached to `hook_attn_scores` or `hook_pattern`.
 """
@@ -12,13 +15,15 @@ import math
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import einsum
+from einops import einsum, rearrange
 from transformer_lens.hook_points import HookPoint
 
 from momentum_interp.config import MomentumConfig
 from momentum_interp.model.components import add_bias
 from momentum_interp.model.rotary import Rotary
 from momentum_interp.model.shear import fused_shear, shear, smear_gamma, velocity
+
+SPLIT_NAMES = ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V")  # the state dict's keys for W_QKV, b_QKV
 
 
 class MomentumAttention(nn.Module):
@@ -28,12 +33,8 @@ class MomentumAttention(nn.Module):
         super().__init__()
         self.cfg = cfg
         n_heads, d_model, d_head = cfg.n_heads, cfg.d_model, cfg.d_head
-        for name in ("W_Q", "W_K", "W_V"):
-            setattr(
-                self, name, nn.Parameter(torch.empty(n_heads, d_model, d_head, dtype=cfg.dtype))
-            )
-        for name in ("b_Q", "b_K", "b_V"):
-            setattr(self, name, nn.Parameter(torch.zeros(n_heads, d_head, dtype=cfg.dtype)))
+        self.W_QKV = nn.Parameter(torch.empty(3, n_heads, d_model, d_head, dtype=cfg.dtype))
+        self.b_QKV = nn.Parameter(torch.zeros(3, n_heads, d_head, dtype=cfg.dtype))
         self.W_O = nn.Parameter(torch.empty(n_heads, d_head, d_model, dtype=cfg.dtype))
         self.b_O = nn.Parameter(torch.zeros(d_model, dtype=cfg.dtype))
 
@@ -73,6 +74,33 @@ class MomentumAttention(nn.Module):
             HookPoint()
         )  # [batch, pos, head, d_model]; fires when cfg.use_attn_result
 
+    # W_Q = W_QKV[0], ...: views, so `attn.W_Q[h] = w` or `attn.W_Q.data.mul_(c)` edits the model
+    W_Q = property(lambda self: self.W_QKV[0], lambda self, w: self.W_QKV.data[0].copy_(w))
+    W_K = property(lambda self: self.W_QKV[1], lambda self, w: self.W_QKV.data[1].copy_(w))
+    W_V = property(lambda self: self.W_QKV[2], lambda self, w: self.W_QKV.data[2].copy_(w))
+    b_Q = property(lambda self: self.b_QKV[0], lambda self, b: self.b_QKV.data[0].copy_(b))
+    b_K = property(lambda self: self.b_QKV[1], lambda self, b: self.b_QKV.data[1].copy_(b))
+    b_V = property(lambda self: self.b_QKV[2], lambda self, b: self.b_QKV.data[2].copy_(b))
+
+    def _save_to_state_dict(self, destination, prefix, keep_vars):
+        """TransformerLens's keys (`W_Q`, `W_K`, `W_V`, `b_Q`, ...) instead of the fused ones."""
+        for name in SPLIT_NAMES:
+            view = getattr(self, name)
+            destination[prefix + name] = view if keep_vars else view.detach()
+        fused = {}
+        super()._save_to_state_dict(fused, prefix, keep_vars)
+        for name in ("W_QKV", "b_QKV"):
+            del fused[prefix + name]
+        destination.update(fused)
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        """Accept the separate keys of every checkpoint (and of `state_dict()`): stack them."""
+        for fused, names in (("W_QKV", SPLIT_NAMES[:3]), ("b_QKV", SPLIT_NAMES[3:])):
+            keys = [prefix + name for name in names]
+            if all(key in state_dict for key in keys):
+                state_dict[prefix + fused] = torch.stack([state_dict.pop(key) for key in keys])
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
     def gamma_q(self) -> torch.Tensor:
         """Per-head shear applied to queries, `[head]` (0 where queries are not sheared)."""
         return self.gamma if self.cfg.shear == "qk" else torch.zeros_like(self.gamma)
@@ -97,9 +125,10 @@ class MomentumAttention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """`x: [batch, pos, d_model]` (normalised residual) → attention output `[batch, pos, d_model]`."""
-        q = self.hook_q(add_bias(einsum(x, self.W_Q, "b p m, h m d -> b p h d"), self.b_Q))
-        k = self.hook_k(add_bias(einsum(x, self.W_K, "b p m, h m d -> b p h d"), self.b_K))
-        v = self.hook_v(add_bias(einsum(x, self.W_V, "b p m, h m d -> b p h d"), self.b_V))
+        weight = rearrange(self.W_QKV, "three h m d -> m (three h d)")
+        qkv = F.linear(x, weight.T, self.b_QKV.flatten())  # one matmul for q, k and v
+        q, k, v = rearrange(qkv, "b p (three h d) -> three b p h d", three=3, h=self.cfg.n_heads)
+        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
         q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
         k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
 
@@ -114,7 +143,7 @@ class MomentumAttention(nn.Module):
         if self.cfg.use_attn_result:
             result = self.hook_result(einsum(z, self.W_O, "b p h d, h d m -> b p h m"))
             return add_bias(result.sum(dim=2), self.b_O)
-        return add_bias(einsum(z, self.W_O, "b p h d, h d m -> b p m"), self.b_O)
+        return F.linear(z.flatten(2), self.W_O.flatten(0, 1).T, self.b_O)
 
     def _filter(
         self,

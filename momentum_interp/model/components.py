@@ -5,7 +5,6 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from einops import einsum
 from transformer_lens.hook_points import HookPoint
 
 from momentum_interp.config import MomentumConfig
@@ -112,6 +111,6 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pre = self.hook_pre(add_bias(einsum(x, self.W_in, "b p d, d m -> b p m"), self.b_in))
+        pre = self.hook_pre(F.linear(x, self.W_in.T, self.b_in))  # one addmm each
         post = self.hook_post(self.act(pre))
-        return add_bias(einsum(post, self.W_out, "b p m, m d -> b p d"), self.b_out)
+        return F.linear(post, self.W_out.T, self.b_out)

@@ -35,7 +35,16 @@ def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int) -> torch.Tensor
             f"Sequence length {tokens.shape[1]} exceeds the model's context n_ctx={n_ctx}; "
             f"truncate to at most {n_ctx} tokens (e.g. tokens[:, -{n_ctx}:])."
         )
-    if not torch.compiler.is_compiling():
+    if torch.compiler.is_compiling():
+        return tokens.long()
+    if tokens.device.type != "cpu":  # no host-device sync: the device raises asynchronously
+        in_vocab = ((tokens >= 0) & (tokens < d_vocab)).all()
+        torch._assert_async(
+            in_vocab,
+            f"Token ids outside the vocabulary [0, {d_vocab}); check the tokenizer matches this "
+            "model (validate the tokens on the CPU to see which id and where).",
+        )
+    else:
         low, high = int(tokens.min()), int(tokens.max())
         if low < 0 or high >= d_vocab:
             bad = low if low < 0 else high

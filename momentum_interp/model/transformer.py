@@ -14,7 +14,7 @@ from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from momentum_interp.config import MomentumConfig
-from momentum_interp.evaluation.loss import next_token_loss
+from momentum_interp.evaluation.loss import next_token_loss, unembed_next_token_loss
 from momentum_interp.model import checkpoint, inputs
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
@@ -88,7 +88,8 @@ class HookedMomentumTransformer(HookedRootModule):
         generator = (
             torch.Generator().manual_seed(self.cfg.seed) if self.cfg.seed is not None else None
         )
-        for name, param in self.named_parameters():
+        # in state-dict order (W_Q, W_K, W_V: views of the fused W_QKV), so a seed draws the same weights
+        for name, param in self.state_dict(keep_vars=True).items():
             if name.split(".")[-1].startswith("W_"):
                 with torch.no_grad():
                     param.copy_(torch.randn(param.shape, generator=generator) * self.cfg.init_range)
@@ -114,7 +115,12 @@ class HookedMomentumTransformer(HookedRootModule):
             resid = block(resid)
         if return_type is None:
             return None
-        logits = self.unembed(self.ln_final(resid))  # [batch, pos, d_vocab]
+        resid = self.ln_final(resid)
+        if return_type == "loss":  # chunked: no float32 logits for the whole batch
+            return unembed_next_token_loss(
+                resid, self.unembed.W_U, self.unembed.b_U, tokens, loss_mask
+            )
+        logits = self.unembed(resid)  # [batch, pos, d_vocab]
         if return_type == "logits":
             return logits
         loss = next_token_loss(logits, tokens, loss_mask)
