@@ -21,7 +21,7 @@ from momentum_interp.compat.cache import MomentumActivationCache
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig
 from momentum_interp.evaluation.loss import next_token_loss, per_token_loss
-from momentum_interp.model import checkpoint, inputs
+from momentum_interp.model import checkpoint, inputs, processing
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
 from momentum_interp.model.split_input import split_input_attention
@@ -478,6 +478,42 @@ class HookedMomentumTransformer(HookedRootModule):
             total = total + self.blocks[layer].attn.b_O
         return total
 
+    # ------------------------------------------------------- weight processing
+
+    def process_weights(
+        self,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+    ) -> HookedMomentumTransformer:
+        """TransformerLens's weight processing, exact with momentum (see `model.processing`);
+        a step that would not be exact for this model (centring with RMSNorm) is refused."""
+        processing.process_weights(
+            self,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+        )
+        return self
+
+    def fold_layer_norm(self) -> None:
+        """Fold every norm's gain and offset into the weights that read it."""
+        processing.fold_layer_norm(self)
+
+    def center_writing_weights(self) -> None:
+        """Centre every residual-stream write over d_model (LayerNorm models only)."""
+        processing.center_writing_weights(self)
+
+    def center_unembed(self) -> None:
+        """Centre `W_U` and `b_U` over the vocabulary (logits move by one constant per position)."""
+        processing.center_unembed(self)
+
+    def fold_value_biases(self) -> None:
+        """Move `b_V` into `b_O`."""
+        processing.fold_value_biases(self)
+
     # --------------------------------------------------- analysis-path hooks
 
     def set_use_attn_result(self, use_attn_result: bool) -> None:
@@ -543,13 +579,24 @@ class HookedMomentumTransformer(HookedRootModule):
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, device: str | torch.device | None = None
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device | None = None,
+        fold_ln: bool = False,
+        center_writing_weights: bool = False,
+        center_unembed: bool = False,
+        fold_value_biases: bool = False,
     ) -> HookedMomentumTransformer:
-        """Load a checkpoint directory, or a bundled checkpoint by name (see `bundled_names()`)."""
+        """Load a checkpoint directory, or a bundled checkpoint by name (see `bundled_names()`).
+
+        Loading is unprocessed by default (activations keep their trained values); the flags
+        apply TransformerLens's weight processing (`process_weights`) after loading.
+        """
         directory = checkpoint.resolve(name_or_path)
         cfg, tensors, tokenizer = checkpoint.read_checkpoint(directory)
         if device is not None:
             cfg.device = str(device)
         model = cls(cfg, tokenizer=tokenizer, move_to_device=False)
         checkpoint.load_weights(model, tensors, directory)
+        model.process_weights(fold_ln, center_writing_weights, center_unembed, fold_value_biases)
         return model.to(cfg.device).eval()
