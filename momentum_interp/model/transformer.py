@@ -22,6 +22,7 @@ from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig
 from momentum_interp.evaluation.loss import next_token_loss, per_token_loss
 from momentum_interp.model import checkpoint, inputs, processing
+from momentum_interp.model import generate as generation
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
 from momentum_interp.model.split_input import split_input_attention
@@ -477,6 +478,11 @@ class HookedMomentumTransformer(HookedRootModule):
                 raise ValueError("mlp_input: there is no MLP after the final layer.")
             total = total + self.blocks[layer].attn.b_O
         return total
+
+    def generate(self, input: str | Sequence | torch.Tensor = "", **kwargs):
+        """Sample a continuation with a KV cache that carries the previous raw q and k for the
+        shear; same arguments and meaning as HookedTransformer.generate (see `model.generate`)."""
+        return generation.generate(self, input, **kwargs)
 
     # ------------------------------------------------------- weight processing
 
