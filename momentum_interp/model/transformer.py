@@ -17,7 +17,11 @@ from transformer_lens.model_bridge.composition_scores import CompositionScores
 from transformer_lens.utilities import composition_scores
 from transformers import PreTrainedTokenizerBase
 
-from momentum_interp.compat.cache import MomentumActivationCache
+from momentum_interp.compat.cache import (
+    MomentumActivationCache,
+    canonical_hook_name,
+    missing_hook_error,
+)
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig
 from momentum_interp.evaluation.loss import next_token_loss, per_token_loss
@@ -219,6 +223,15 @@ class HookedMomentumTransformer(HookedRootModule):
         if not return_cache_object:
             return out, cache_dict
         return out, MomentumActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+    def _enable_hook_with_name(self, name: str, hook, dir) -> None:
+        """Hooks by name also reach the momentum hooks under TransformerLens's default placement
+        (`blocks.{l}.hook_q_velocity`, as `get_act_name` builds it), with errors that say why a
+        name does not exist (e.g. an MLP hook on an attention-only model)."""
+        name = canonical_hook_name(name)
+        if name not in self.mod_dict:
+            raise missing_hook_error(name, self.cfg)
+        super()._enable_hook_with_name(name, hook, dir)
 
     # --------------------------------------------------------------- tokens
 
