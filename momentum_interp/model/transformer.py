@@ -25,7 +25,7 @@ from momentum_interp.compat.cache import (
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig
 from momentum_interp.evaluation.loss import next_token_loss, per_token_loss
-from momentum_interp.model import checkpoint, inputs, processing
+from momentum_interp.model import checkpoint, hf, inputs, processing
 from momentum_interp.model import generate as generation
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
@@ -619,3 +619,14 @@ class HookedMomentumTransformer(HookedRootModule):
         checkpoint.load_weights(model, tensors, directory)
         model.process_weights(fold_ln, center_writing_weights, center_unembed, fold_value_biases)
         return model.to(cfg.device).eval()
+
+    @classmethod
+    def from_hf(
+        cls, model_or_dir, tokenizer=None, device: str | None = None, **momentum_options
+    ) -> HookedMomentumTransformer:
+        """Import a GPT-2-family `transformers` model (object or local directory; never downloads).
+
+        Momentum is off unless `momentum_options` turn it on (e.g. `shear="qk", gamma=0.5`), so a
+        plain import reproduces the model's logits; see `model.hf`.
+        """
+        return hf.from_hf(cls, model_or_dir, tokenizer=tokenizer, device=device, **momentum_options)
