@@ -122,3 +122,35 @@ def test_momentum_patching_refuses_unfiltered_signals(make_model):
     keys_only = make_model(shear="k")
     with pytest.raises(ValueError, match="Queries are not sheared"):
         get_act_patch_momentum_all_pos(keys_only, tokens, cache, lambda x: x.sum(), "q_velocity")
+
+
+def test_edge_attribution_and_faithfulness_run_and_bracket_the_gap():
+    from transformer_lens.tools.analysis.attribution_patching import (
+        EdgeAttributionConfig,
+        attribution_patch,
+        faithfulness,
+    )
+
+    cfg = MomentumConfig(**{**TINY, "seed": 0}, positional_embedding_type="rotary", gamma=0.8)
+    model = randomize_(HookedMomentumTransformer(cfg).eval())
+    clean, corrupted, right, wrong = _pair(cfg.d_vocab, 6)
+
+    def metric(logits):
+        return logits[0, -1, right] - logits[0, -1, wrong]
+
+    edges = attribution_patch(
+        model, clean, corrupted, metric, EdgeAttributionConfig(granularity="edge")
+    )
+    n_edges = len(edges.edge_scores)
+    full = faithfulness(model, clean, corrupted, metric, edges.top_edges(k=n_edges))
+    empty = faithfulness(model, clean, corrupted, metric, [])
+    assert full.total_edges == n_edges
+    # keeping every edge is the clean model; keeping none is the corrupted one
+    torch.testing.assert_close(torch.tensor(full.full_metric), metric(model(clean)), **TOL)
+    torch.testing.assert_close(torch.tensor(full.corrupt_metric), metric(model(corrupted)), **TOL)
+    assert full.recovered == pytest.approx(1.0, abs=1e-4)
+    assert empty.recovered == pytest.approx(0.0, abs=1e-4)
+    # the flags the sweep needed were restored
+    assert not (
+        model.cfg.use_split_qkv_input or model.cfg.use_attn_result or model.cfg.use_hook_mlp_in
+    )
