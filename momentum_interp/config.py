@@ -17,13 +17,12 @@ SHEAR_MODES = ("qk", "k", "none")
 PLACEMENTS = ("post_rope", "pre_rope")
 POSITIONAL_EMBEDDINGS = ("standard", "rotary")
 NORMALIZATIONS = ("LN", "RMS", None)
-ACTIVATIONS = ("gelu", "relu")
+ACTIVATIONS = ("gelu", "gelu_new", "relu")
 UNSUPPORTED_DEFAULTS = {
     "gated_mlp": False,
     "n_key_value_heads": None,
     "num_experts": None,
     "experts_per_token": None,
-    "use_split_qkv_input": False,
     "final_rms": False,
     "layer_norm_folding": False,
 }
@@ -57,6 +56,8 @@ class MomentumConfig(TransformerLensConfig):
     init_range: float | None = -1.0
     seed: int | None = None
     model_name: str = "custom"
+    use_hook_mlp_in: bool = False
+    use_attn_in: bool = False
 
     def __post_init__(self) -> None:
         if self.n_heads == -1 and self.d_model % self.d_head != 0:
@@ -134,6 +135,15 @@ class MomentumConfig(TransformerLensConfig):
                 raise ValueError(
                     f"rotary_dim must be even and in (0, d_head={self.d_head}], got {rotary_dim}."
                 )
+
+    @property
+    def n_params(self) -> int:
+        """Hidden weight count as TransformerLens counts it: attention and MLP matrices, no
+        embeddings, biases or norms."""
+        per_layer = 4 * self.d_model * self.d_head * self.n_heads
+        if not self.attn_only:
+            per_layer += 2 * self.d_model * self.d_mlp
+        return self.n_layers * per_layer
 
     @property
     def momentum_enabled(self) -> bool:

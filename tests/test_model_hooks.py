@@ -12,6 +12,7 @@ import math
 
 import pytest
 import torch
+from transformer_lens import ActivationCache
 
 from momentum_interp.model.shear import TERM_NAMES, score_terms
 
@@ -279,7 +280,7 @@ def test_activation_cache_shorthand(make_model):
     model = make_model(positional_embedding_type="rotary")
     tokens = _tokens(model.cfg, batch=1)
     _, cache = model.run_with_cache(tokens)
-    assert type(cache).__name__ == "ActivationCache"
+    assert isinstance(cache, ActivationCache)
     assert cache["pattern", 0].shape == (1, model.cfg.n_heads, model.cfg.n_ctx, model.cfg.n_ctx)
     assert torch.equal(cache["pattern", 0], cache["blocks.0.attn.hook_pattern"])
     assert torch.equal(cache["pattern", -1], cache["blocks.1.attn.hook_pattern"])

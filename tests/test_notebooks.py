@@ -166,11 +166,29 @@ def _check_scaling(m: dict[str, str]) -> None:
     assert _number(m, "MY_GRID_RUNS") == 3 == _number(m, "MY_GRID_RUNS_AFTER_RERUN")
 
 
+def _check_exploratory(m: dict[str, str]) -> None:
+    clean, corrupted = _number(m, "LOGIT_DIFF_CLEAN"), _number(m, "LOGIT_DIFF_CORRUPTED")
+    assert clean > corrupted + 5  # the corruption removes the induction target
+    # DLA by head adds up to the logit difference, up to the bias no component writes
+    assert _number(m, "DLA_SUM") + _number(m, "DLA_BIAS") == pytest.approx(clean, abs=1e-3)
+    assert _number(m, "LENS_FINAL_ERR") < 1e-4 and _number(m, "LENS_RANK[final_post]") == 0
+    top = int(_number(m, "TOP_PATCH_HEAD"))
+    assert m["DLA_TOP_HEAD"] == f"L0H{top}"  # the head that writes the answer is the one to patch
+    # the clean key velocity at the induction key alone restores most of that head's patch
+    assert _number(m, "VELOCITY_TOP_POS") == _number(m, "INDUCTION_KEY_POS")
+    head_patch = _number(m, f"HEAD_PATCH[L0H{top}]")
+    assert _number(m, "VELOCITY_TOP_RECOVERY") - corrupted > 0.5 * (head_patch - corrupted)
+    # in the 2-layer baseline the strongest edge runs from layer 0 into a layer-1 head's keys
+    assert m["PATH_TOP"].startswith("L0H") and "->L1H" in m["PATH_TOP"]
+    assert _number(m, "PATH_TOP_VALUE") > _number(m, "PATH_BASELINE") + 2
+
+
 CHECKS = {
     "01_quickstart": _check_quickstart,
     "02_single_layer_induction": _check_single_layer,
     "03_spectral_forensics": _check_spectral,
     "04_scaling_law": _check_scaling,
+    "05_exploratory_analysis": _check_exploratory,
 }
 
 

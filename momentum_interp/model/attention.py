@@ -70,6 +70,12 @@ class MomentumAttention(nn.Module):
         self.hook_attn_scores = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_pattern = HookPoint()  # [batch, head, q_pos, k_pos]
         self.hook_z = HookPoint()  # [batch, pos, head, d_head]
+        # per-head copies of the block's residual input, [batch, pos, head, d_model]; they fire
+        # only with cfg.use_split_qkv_input (q/k/v) or cfg.use_attn_in (one for all three)
+        self.hook_q_input = HookPoint()
+        self.hook_k_input = HookPoint()
+        self.hook_v_input = HookPoint()
+        self.hook_attn_in = HookPoint()
         self.hook_result = (
             HookPoint()
         )  # [batch, pos, head, d_model]; fires when cfg.use_attn_result
@@ -129,6 +135,11 @@ class MomentumAttention(nn.Module):
         qkv = F.linear(x, weight.T, self.b_QKV.flatten())  # one matmul for q, k and v
         q, k, v = rearrange(qkv, "b p (three h d) -> three b p h d", three=3, h=self.cfg.n_heads)
         q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        return self.attend(q, k, v)
+
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        """Raw `q, k, v: [batch, pos, head, d_head]` → output `[batch, pos, d_model]`: rotary and
+        shear, attention, `W_O`. The split-input path (`use_split_qkv_input`) enters here."""
         q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
         k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
 

@@ -97,6 +97,14 @@ def make_norm(cfg: MomentumConfig) -> nn.Module:
     return nn.Identity()
 
 
+def gelu_new(x: torch.Tensor) -> torch.Tensor:
+    """GPT-2's tanh approximation of GELU."""
+    return F.gelu(x, approximate="tanh")
+
+
+ACTIVATION_FNS = {"gelu": F.gelu, "gelu_new": gelu_new, "relu": F.relu}
+
+
 class MLP(nn.Module):
     """Two-layer MLP with `hook_pre` (pre-activation) and `hook_post` (post-activation)."""
 
@@ -106,7 +114,7 @@ class MLP(nn.Module):
         self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp, dtype=cfg.dtype))
         self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model, dtype=cfg.dtype))
         self.b_out = nn.Parameter(torch.zeros(cfg.d_model, dtype=cfg.dtype))
-        self.act = F.gelu if cfg.act_fn == "gelu" else F.relu
+        self.act = ACTIVATION_FNS[cfg.act_fn]
         self.hook_pre = HookPoint()  # [batch, pos, d_mlp]
         self.hook_post = HookPoint()  # [batch, pos, d_mlp]
 

@@ -5,9 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from tokenizers import Tokenizer
-
-BOS_TOKEN = "<|endoftext|>"
+from transformers import PreTrainedTokenizerBase
 
 
 def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int) -> torch.Tensor:
@@ -69,10 +67,12 @@ def parse_token_ids(text: str) -> list[int]:
 
 def encode(
     inputs: str | Sequence[str] | Sequence[int] | Sequence[Sequence[int]],
-    tokenizer: Tokenizer | None,
+    tokenizer: PreTrainedTokenizerBase | None,
     prepend_bos: bool,
+    padding_side: str | None = None,
 ) -> list[list[int]]:
-    """Encode text or id lists into one list of ids per sequence (all the same length)."""
+    """Encode text or id lists into one list of ids per sequence (all the same length: with a
+    tokenizer, shorter texts are padded with its pad token on `padding_side`, as in TransformerLens)."""
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, Sequence):
@@ -91,6 +91,8 @@ def encode(
             raise TypeError(f"Cannot read {item!r} as text or a list of integer token ids.")
         sequences.append(ids)
     lengths = {len(ids) for ids in sequences}
+    if len(lengths) > 1 and tokenizer is not None and all(isinstance(i, str) for i in inputs):
+        return _pad(sequences, tokenizer, padding_side or tokenizer.padding_side)
     if len(lengths) > 1:
         raise ValueError(
             f"Sequences have different lengths {sorted(lengths)}; pass them one at a time or pad them."
@@ -98,23 +100,39 @@ def encode(
     return sequences
 
 
-def _encode_text(text: str, tokenizer: Tokenizer | None, prepend_bos: bool) -> list[int]:
+def _pad(
+    sequences: list[list[int]], tokenizer: PreTrainedTokenizerBase, padding_side: str
+) -> list[list[int]]:
+    if padding_side not in ("left", "right"):
+        raise ValueError(f"padding_side must be 'left' or 'right', got {padding_side!r}.")
+    width = max(len(ids) for ids in sequences)
+    pads = [[tokenizer.pad_token_id] * (width - len(ids)) for ids in sequences]
+    if padding_side == "right":
+        return [ids + pad for ids, pad in zip(sequences, pads, strict=True)]
+    return [pad + ids for ids, pad in zip(sequences, pads, strict=True)]
+
+
+def _encode_text(
+    text: str, tokenizer: PreTrainedTokenizerBase | None, prepend_bos: bool
+) -> list[int]:
     if tokenizer is None:
         return parse_token_ids(text)
-    ids = tokenizer.encode(text).ids
-    bos = tokenizer.token_to_id(BOS_TOKEN)
+    ids = tokenizer.encode(text, add_special_tokens=False)
+    bos = tokenizer.bos_token_id
     return [bos, *ids] if prepend_bos and bos is not None else ids
 
 
-def decode(ids: Sequence[int], tokenizer: Tokenizer | None) -> str:
+def decode(ids: Sequence[int], tokenizer: PreTrainedTokenizerBase | None) -> str:
     """Ids back to text: the tokenizer's decoding, or space-separated ids without one."""
     if tokenizer is None:
         return " ".join(str(i) for i in ids)
-    return tokenizer.decode(list(ids), skip_special_tokens=False)
+    return tokenizer.decode(
+        list(ids), skip_special_tokens=False, clean_up_tokenization_spaces=False
+    )
 
 
-def str_tokens(ids: Sequence[int], tokenizer: Tokenizer | None) -> list[str]:
+def str_tokens(ids: Sequence[int], tokenizer: PreTrainedTokenizerBase | None) -> list[str]:
     """One display string per token, for attention-pattern plots."""
     if tokenizer is None:
         return [str(i) for i in ids]
-    return [tokenizer.decode([i], skip_special_tokens=False) for i in ids]
+    return [decode([i], tokenizer) for i in ids]

@@ -21,12 +21,12 @@ class Rotary(nn.Module):
         self.register_buffer("cos", angles.cos().to(dtype), persistent=False)
         self.register_buffer("sin", angles.sin().to(dtype), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """`x: [batch, pos, head, d_head]` → same shape, rotated."""
+    def forward(self, x: torch.Tensor, offset: int = 0) -> torch.Tensor:
+        """`x: [batch, pos, head, d_head]` at positions `offset, offset+1, ...` → same shape, rotated."""
         r, n_pos = self.rotary_dim, x.shape[1]
         x_rot, x_pass = x[..., :r], x[..., r:]
         half = r // 2
         rotated_half = torch.cat([-x_rot[..., half:], x_rot[..., :half]], dim=-1)
-        cos = self.cos[:n_pos, None, :].to(x.dtype)
-        sin = self.sin[:n_pos, None, :].to(x.dtype)
+        cos = self.cos[offset : offset + n_pos, None, :].to(x.dtype)
+        sin = self.sin[offset : offset + n_pos, None, :].to(x.dtype)
         return torch.cat([x_rot * cos + rotated_half * sin, x_pass], dim=-1)

@@ -7,17 +7,33 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Literal
 
+import einops
 import torch
 import torch.nn as nn
 from tokenizers import Tokenizer
-from transformer_lens import ActivationCache, FactoredMatrix, HookedRootModule
+from transformer_lens import FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
+from transformer_lens.model_bridge.composition_scores import CompositionScores
+from transformer_lens.utilities import composition_scores
+from transformers import PreTrainedTokenizerBase
 
+from momentum_interp.compat.cache import (
+    MomentumActivationCache,
+    canonical_hook_name,
+    missing_hook_error,
+)
+from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig
-from momentum_interp.evaluation.loss import next_token_loss, unembed_next_token_loss
-from momentum_interp.model import checkpoint, inputs
+from momentum_interp.evaluation.loss import (
+    next_token_loss,
+    per_token_loss,
+    unembed_next_token_loss,
+)
+from momentum_interp.model import checkpoint, hf, inputs, processing
+from momentum_interp.model import generate as generation
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
+from momentum_interp.model.split_input import split_input_attention
 
 ReturnType = Literal["logits", "loss", "both"] | None
 
@@ -25,8 +41,12 @@ ReturnType = Literal["logits", "loss", "both"] | None
 class TransformerBlock(nn.Module):
     """Pre-norm residual block: attention, then (unless attention-only) an MLP."""
 
+    # TransformerLens's logit lens checks this: hook_resid_post is the one stream ln_final reads
+    hook_out_is_single_residual_stream = True
+
     def __init__(self, cfg: MomentumConfig):
         super().__init__()
+        self.cfg = cfg
         self.ln1 = make_norm(cfg)
         self.attn = MomentumAttention(cfg)
         self.hook_resid_pre = HookPoint()  # [batch, pos, d_model]
@@ -37,14 +57,20 @@ class TransformerBlock(nn.Module):
             self.ln2 = make_norm(cfg)
             self.mlp = MLP(cfg)
             self.hook_resid_mid = HookPoint()
+            self.hook_mlp_in = HookPoint()  # fires with cfg.use_hook_mlp_in
             self.hook_mlp_out = HookPoint()
 
     def forward(self, resid: torch.Tensor) -> torch.Tensor:
         resid = self.hook_resid_pre(resid)
-        resid = resid + self.hook_attn_out(self.attn(self.ln1(resid)))
+        if self.cfg.use_split_qkv_input or self.cfg.use_attn_in:
+            attn_out = split_input_attention(self, resid)
+        else:
+            attn_out = self.attn(self.ln1(resid))
+        resid = resid + self.hook_attn_out(attn_out)
         if not self.attn_only:
             resid = self.hook_resid_mid(resid)
-            resid = resid + self.hook_mlp_out(self.mlp(self.ln2(resid)))
+            mlp_in = self.hook_mlp_in(resid.clone()) if self.cfg.use_hook_mlp_in else resid
+            resid = resid + self.hook_mlp_out(self.mlp(self.ln2(mlp_in)))
         return self.hook_resid_post(resid)
 
 
@@ -58,17 +84,19 @@ class HookedMomentumTransformer(HookedRootModule):
     def __init__(
         self,
         cfg: MomentumConfig | dict,
-        tokenizer: Tokenizer | None = None,
+        tokenizer: Tokenizer | PreTrainedTokenizerBase | None = None,
         move_to_device: bool = True,
     ):
         super().__init__()
         self.cfg = MomentumConfig.from_dict(cfg) if isinstance(cfg, dict) else cfg
         cfg = self.cfg
-        if tokenizer is not None and tokenizer.get_vocab_size() > cfg.d_vocab:
-            raise ValueError(
-                f"The tokenizer has {tokenizer.get_vocab_size()} tokens but d_vocab={cfg.d_vocab}; "
-                "set d_vocab to at least the tokenizer's vocabulary size."
-            )
+        if tokenizer is not None:
+            tokenizer = as_hf_tokenizer(tokenizer)
+            if len(tokenizer) > cfg.d_vocab:
+                raise ValueError(
+                    f"The tokenizer has {len(tokenizer)} tokens but d_vocab={cfg.d_vocab}; "
+                    "set d_vocab to at least the tokenizer's vocabulary size."
+                )
         self.tokenizer = tokenizer
         self.embed = Embed(cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
@@ -101,48 +129,135 @@ class HookedMomentumTransformer(HookedRootModule):
         input: torch.Tensor | str | Sequence,
         return_type: ReturnType = "logits",
         loss_mask: torch.Tensor | None = None,
+        *,
+        loss_per_token: bool = False,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+        start_at_layer: int | None = None,
+        stop_at_layer: int | None = None,
+        tokens: torch.Tensor | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor] | None:
-        """Run on tokens `[batch, pos]` (or text / id lists) and return logits, loss, both or None."""
+        """Run on tokens `[batch, pos]` (or text / id lists) and return logits, loss, both or None.
+
+        As in HookedTransformer: `start_at_layer=l` takes `input` as the residual stream entering
+        block l (pass `tokens=` for a loss); `stop_at_layer=l` returns the residual stream entering
+        block l instead of logits; `loss_per_token` gives the loss as `[batch, pos − 1]`.
+        """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(
                 f"return_type must be 'logits', 'loss', 'both' or None, got {return_type!r}."
             )
-        tokens = self._tokens_on_device(input)
-        resid = self.hook_embed(self.embed(tokens))
-        if self.cfg.positional_embedding_type == "standard":
-            resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
-        for block in self.blocks:
+        if start_at_layer is None:
+            tokens = self._tokens_on_device(input, prepend_bos, padding_side)
+            resid = self.embed_tokens(tokens)
+        else:
+            resid = self._check_residual(input, start_at_layer)
+        for block in self.blocks[start_at_layer:stop_at_layer]:
             resid = block(resid)
+        if stop_at_layer is not None:
+            return resid
         if return_type is None:
             return None
         resid = self.ln_final(resid)
-        if return_type == "loss":  # chunked: no float32 logits for the whole batch
-            return unembed_next_token_loss(
-                resid, self.unembed.W_U, self.unembed.b_U, tokens, loss_mask
-            )
+        if return_type == "loss" and tokens is not None and not loss_per_token:
+            # chunked: no float32 logits for the whole batch
+            return unembed_next_token_loss(resid, self.W_U, self.b_U, tokens, loss_mask)
         logits = self.unembed(resid)  # [batch, pos, d_vocab]
         if return_type == "logits":
             return logits
-        loss = next_token_loss(logits, tokens, loss_mask)
+        if tokens is None:
+            raise ValueError(
+                "A loss needs the tokens: with start_at_layer, pass tokens=[batch, pos] too."
+            )
+        loss = self.loss_fn(logits, tokens, loss_mask=loss_mask, per_token=loss_per_token)
         return loss if return_type == "loss" else (logits, loss)
 
-    def run_with_cache(self, *model_args, **kwargs) -> tuple[torch.Tensor, ActivationCache]:
-        """Like HookedTransformer.run_with_cache: output plus a TransformerLens `ActivationCache`."""
+    def embed_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Token (+ learned position) embedding: the residual stream entering block 0."""
+        resid = self.hook_embed(self.embed(tokens))
+        if self.cfg.positional_embedding_type == "standard":
+            resid = resid + self.hook_pos_embed(self.pos_embed(tokens))
+        return resid
+
+    def _check_residual(self, resid: torch.Tensor, start_at_layer: int) -> torch.Tensor:
+        if not -self.cfg.n_layers <= start_at_layer < self.cfg.n_layers:
+            raise ValueError(
+                f"start_at_layer={start_at_layer} is out of range for {self.cfg.n_layers} layers."
+            )
+        if (
+            not isinstance(resid, torch.Tensor)
+            or resid.ndim != 3
+            or resid.shape[-1] != (self.cfg.d_model)
+        ):
+            raise ValueError(
+                "With start_at_layer, input is the residual stream [batch, pos, d_model="
+                f"{self.cfg.d_model}] entering that block (e.g. from input_to_embed or "
+                "stop_at_layer), not tokens."
+            )
+        return resid
+
+    def loss_fn(
+        self,
+        logits: torch.Tensor,
+        tokens: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        per_token: bool = False,
+        loss_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Next-token cross-entropy, as HookedTransformer.loss_fn: a scalar, or `[batch, pos − 1]`
+        with `per_token`. `attention_mask` (TransformerLens) drops pad positions, as `loss_mask` does."""
+        if attention_mask is not None:
+            mask = attention_mask.bool() & attention_mask.roll(-1, dims=1).bool()
+            loss_mask = mask if loss_mask is None else loss_mask & mask
+        if per_token:
+            losses = per_token_loss(logits, tokens)
+            return losses if loss_mask is None else losses * loss_mask[:, :-1]
+        return next_token_loss(logits, tokens, loss_mask)
+
+    def input_to_embed(
+        self, input: torch.Tensor | str | Sequence, prepend_bos: bool | None = None, **_
+    ) -> tuple[torch.Tensor, torch.Tensor, None, None]:
+        """`(residual entering block 0, tokens, None, None)`, as HookedTransformer.input_to_embed;
+        feed the residual to `forward(..., start_at_layer=0)`."""
+        tokens = self._tokens_on_device(input, prepend_bos)
+        return self.embed_tokens(tokens), tokens, None, None
+
+    def run_with_cache(
+        self, *model_args, return_cache_object: bool = True, **kwargs
+    ) -> tuple[torch.Tensor, MomentumActivationCache | dict[str, torch.Tensor]]:
+        """Like HookedTransformer.run_with_cache: output plus an `ActivationCache` (ours resolves
+        the momentum hooks in the shorthand: `cache["q_velocity", 0]`), or a plain dict."""
         remove_batch_dim = kwargs.get("remove_batch_dim", False)
         out, cache_dict = super().run_with_cache(*model_args, **kwargs)
-        return out, ActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+        if not return_cache_object:
+            return out, cache_dict
+        return out, MomentumActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
+
+    def _enable_hook_with_name(self, name: str, hook, dir) -> None:
+        """Hooks by name also reach the momentum hooks under TransformerLens's default placement
+        (`blocks.{l}.hook_q_velocity`, as `get_act_name` builds it), with errors that say why a
+        name does not exist (e.g. an MLP hook on an attention-only model)."""
+        name = canonical_hook_name(name)
+        if name not in self.mod_dict:
+            raise missing_hook_error(name, self.cfg)
+        super()._enable_hook_with_name(name, hook, dir)
 
     # --------------------------------------------------------------- tokens
 
     def to_tokens(
-        self, input: str | Sequence | torch.Tensor, prepend_bos: bool | None = None
+        self,
+        input: str | Sequence | torch.Tensor,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
     ) -> torch.Tensor:
-        """Text, space-separated ids, id lists or a tensor → validated `[batch, pos]` on the model's device."""
+        """Text, space-separated ids, id lists or a tensor → validated `[batch, pos]` on the model's
+        device; texts of different lengths are padded (text models) on `padding_side`."""
         if isinstance(input, torch.Tensor):
             tokens = input
         else:
             bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-            tokens = torch.tensor(inputs.encode(input, self.tokenizer, bos), dtype=torch.long)
+            ids = inputs.encode(input, self.tokenizer, bos, padding_side)
+            tokens = torch.tensor(ids, dtype=torch.long)
         return inputs.check_tokens(tokens, self.cfg.d_vocab, self.cfg.n_ctx).to(self.cfg.device)
 
     def to_string(self, tokens: torch.Tensor | Sequence[int]) -> str | list[str]:
@@ -150,20 +265,78 @@ class HookedMomentumTransformer(HookedRootModule):
         tokens = torch.as_tensor(tokens)
         if tokens.ndim == 2:
             return [inputs.decode(row.tolist(), self.tokenizer) for row in tokens]
-        return inputs.decode(tokens.tolist(), self.tokenizer)
+        if tokens.ndim > 2:
+            raise ValueError(f"to_string takes [pos] or [batch, pos], got {tuple(tokens.shape)}.")
+        return inputs.decode(tokens.reshape(-1).tolist(), self.tokenizer)
 
-    def to_str_tokens(self, input: str | Sequence | torch.Tensor) -> list[str]:
-        """One string per token of a single sequence (for attention-pattern labels)."""
-        tokens = self.to_tokens(input)
-        if tokens.shape[0] != 1:
-            raise ValueError("to_str_tokens takes a single sequence; index the batch first.")
-        return inputs.str_tokens(tokens[0].tolist(), self.tokenizer)
+    def to_str_tokens(
+        self,
+        input: str | Sequence | torch.Tensor,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+    ) -> list[str] | list[list[str]]:
+        """One string per token of a single sequence; a list of prompts gives one list each (as in
+        TransformerLens). `prepend_bos` applies to text only."""
+        if isinstance(input, list) and input and not isinstance(input[0], int):
+            return [self.to_str_tokens(item, prepend_bos, padding_side) for item in input]
+        if isinstance(input, torch.Tensor):
+            tokens = input.squeeze().reshape(-1)
+        else:
+            tokens = self.to_tokens(input, prepend_bos, padding_side)
+            if tokens.shape[0] != 1:
+                raise ValueError("to_str_tokens takes a single sequence; index the batch first.")
+            tokens = tokens[0]
+        return inputs.str_tokens(tokens.tolist(), self.tokenizer)
 
-    def _tokens_on_device(self, input: torch.Tensor | str | Sequence) -> torch.Tensor:
+    def to_single_token(self, string: str) -> int:
+        """The id of a string that is exactly one token (no BOS)."""
+        tokens = self.to_tokens(string, prepend_bos=False).squeeze()
+        if tokens.numel() != 1:
+            raise ValueError(
+                f"{string!r} is {tokens.numel()} tokens, not one: "
+                f"{self.to_str_tokens(string, prepend_bos=False)}."
+            )
+        return int(tokens.item())
+
+    def to_single_str_token(self, int_token: int) -> str:
+        """The string of one token id."""
+        if not isinstance(int_token, int) or not 0 <= int_token < self.cfg.d_vocab:
+            raise ValueError(f"Expected a token id in [0, {self.cfg.d_vocab}), got {int_token!r}.")
+        return self.to_str_tokens(torch.tensor([int_token]))[0]
+
+    def get_token_position(
+        self,
+        single_token: str | int | torch.Tensor,
+        input: str | torch.Tensor,
+        mode: str = "first",
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+    ) -> int:
+        """Position of `single_token` in `input` (`mode` "first" or "last"), as in TransformerLens."""
+        if mode not in ("first", "last"):
+            raise ValueError(f"mode must be 'first' or 'last', not {mode!r}.")
+        tokens = input if isinstance(input, torch.Tensor) else self.to_tokens(input, prepend_bos)
+        if tokens.ndim == 2:
+            if tokens.shape[0] != 1:
+                raise ValueError(f"Tokens must be [pos] or [1, pos], got {tuple(tokens.shape)}.")
+            tokens = tokens[0]
+        if isinstance(single_token, str):
+            single_token = self.to_single_token(single_token)
+        indices = (tokens == int(single_token)).nonzero().flatten()
+        if len(indices) == 0:
+            raise ValueError(f"Token {int(single_token)} does not occur in the input.")
+        return int(indices[0 if mode == "first" else -1])
+
+    def _tokens_on_device(
+        self,
+        input: torch.Tensor | str | Sequence,
+        prepend_bos: bool | None = None,
+        padding_side: str | None = None,
+    ) -> torch.Tensor:
         if isinstance(input, torch.Tensor):
             tokens = inputs.check_tokens(input, self.cfg.d_vocab, self.cfg.n_ctx)
             return tokens.to(self.W_E.device)
-        return self.to_tokens(input)
+        return self.to_tokens(input, prepend_bos, padding_side)
 
     # ------------------------------------------------------------- momentum
 
@@ -229,6 +402,11 @@ class HookedMomentumTransformer(HookedRootModule):
         return self.pos_embed.W_pos
 
     @property
+    def W_E_pos(self) -> torch.Tensor:
+        """`[W_E; W_pos]`, `[d_vocab + n_ctx, d_model]`: the input space's full basis."""
+        return torch.cat([self.W_E, self.W_pos], dim=0)
+
+    @property
     def W_U(self) -> torch.Tensor:
         """`[d_model, d_vocab]`"""
         return self.unembed.W_U
@@ -248,14 +426,162 @@ class HookedMomentumTransformer(HookedRootModule):
         """`W_V W_O` per head, `[layer, head, d_model, d_model]`."""
         return FactoredMatrix(self.W_V, self.W_O)
 
+    def all_composition_scores(self, mode: str) -> CompositionScores:
+        """Q-, K- or V-composition score of every head pair, `[layer, head, layer, head]` (zero
+        unless the first head's layer is earlier), as TransformerLens computes them from the
+        weights. Momentum acts after the projections, so these are the unsheared circuits."""
+        left = self.OV
+        if mode == "Q":
+            right = self.QK
+        elif mode == "K":
+            right = self.QK.T
+        elif mode == "V":
+            right = self.OV
+        else:
+            raise ValueError(f"mode must be one of ['Q', 'K', 'V'], not {mode!r}.")
+        scores = composition_scores(left, right, broadcast_dims=True)
+        layer = torch.arange(self.cfg.n_layers, device=scores.device)
+        mask = layer[:, None, None, None] < layer[None, None, :, None]
+        scores = torch.where(mask, scores, torch.zeros_like(scores))
+        labels = [f"L{i}H{h}" for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
+        return CompositionScores(scores, list(range(self.cfg.n_layers)), labels)
+
+    # ------------------------------------------------------ attribution helpers
+
+    def tokens_to_residual_directions(self, tokens: str | int | torch.Tensor) -> torch.Tensor:
+        """The residual direction whose dot product with the *normalised-before-gain* stream
+        (`cache.apply_ln_to_stack`'s output) gives each token's logit, `[*tokens.shape, d_model]`.
+
+        That is `ln_final.w ⊙ W_U[:, token]`: with an unfolded final LayerNorm, plain `W_U`
+        columns would silently give wrong attributions. After `process_weights()` the gain is 1
+        and this is `W_U[:, token]`, as in TransformerLens. The rest of each logit is the constant
+        `unembed_bias_terms(tokens)`, which no component writes.
+        """
+        ids = self._token_ids(tokens)
+        return einops.rearrange(self._folded_W_U()[:, ids], "d_model ... -> ... d_model")
+
+    def unembed_bias_terms(self, tokens: str | int | torch.Tensor) -> torch.Tensor:
+        """`b_U[token] + ln_final.b · W_U[:, token]`: the part of a logit that DLA leaves out.
+
+        `logit[t] = Σ_components logit_attrs + unembed_bias_terms(t)` holds exactly.
+        """
+        ids = self._token_ids(tokens)
+        bias = self.b_U
+        ln_b = getattr(self.ln_final, "b", None)
+        if ln_b is not None:
+            bias = bias + ln_b @ self.W_U
+        return bias[ids]
+
+    def _folded_W_U(self) -> torch.Tensor:
+        w = getattr(self.ln_final, "w", None)
+        return self.W_U if w is None else w[:, None] * self.W_U
+
+    def _token_ids(self, tokens: str | int | torch.Tensor) -> torch.Tensor | int:
+        if isinstance(tokens, str):
+            return self.to_single_token(tokens)
+        if isinstance(tokens, torch.Tensor):
+            return tokens.to(self.W_U.device).long()
+        if isinstance(tokens, int):
+            return tokens
+        raise ValueError(f"Expected a token string, id or id tensor, got {type(tokens).__name__}.")
+
+    def accumulated_bias(
+        self, layer: int, mlp_input: bool = False, include_mlp_biases: bool = True
+    ) -> torch.Tensor:
+        """Sum of the attention (`b_O`) and MLP (`b_out`) output biases written before `layer`'s
+        attention (or its MLP, with `mlp_input`), `[d_model]`, as in TransformerLens."""
+        total = torch.zeros(self.cfg.d_model, dtype=self.cfg.dtype, device=self.W_E.device)
+        for block in self.blocks[:layer]:
+            total = total + block.attn.b_O
+            if include_mlp_biases and not self.cfg.attn_only:
+                total = total + block.mlp.b_out
+        if mlp_input:
+            if layer >= self.cfg.n_layers:
+                raise ValueError("mlp_input: there is no MLP after the final layer.")
+            total = total + self.blocks[layer].attn.b_O
+        return total
+
+    def generate(self, input: str | Sequence | torch.Tensor = "", **kwargs):
+        """Sample a continuation with a KV cache that carries the previous raw q and k for the
+        shear; same arguments and meaning as HookedTransformer.generate (see `model.generate`)."""
+        return generation.generate(self, input, **kwargs)
+
+    # ------------------------------------------------------- weight processing
+
+    def process_weights(
+        self,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+    ) -> HookedMomentumTransformer:
+        """TransformerLens's weight processing, exact with momentum (see `model.processing`);
+        a step that would not be exact for this model (centring with RMSNorm) is refused."""
+        processing.process_weights(
+            self,
+            fold_ln=fold_ln,
+            center_writing_weights=center_writing_weights,
+            center_unembed=center_unembed,
+            fold_value_biases=fold_value_biases,
+        )
+        return self
+
+    def fold_layer_norm(self) -> None:
+        """Fold every norm's gain and offset into the weights that read it."""
+        processing.fold_layer_norm(self)
+
+    def center_writing_weights(self) -> None:
+        """Centre every residual-stream write over d_model (LayerNorm models only)."""
+        processing.center_writing_weights(self)
+
+    def center_unembed(self) -> None:
+        """Centre `W_U` and `b_U` over the vocabulary (logits move by one constant per position)."""
+        processing.center_unembed(self)
+
+    def fold_value_biases(self) -> None:
+        """Move `b_V` into `b_O`."""
+        processing.fold_value_biases(self)
+
+    # --------------------------------------------------- analysis-path hooks
+
+    def set_use_attn_result(self, use_attn_result: bool) -> None:
+        """Fire `blocks.{l}.attn.hook_result` (each head's write, `[batch, pos, head, d_model]`)."""
+        self.cfg.use_attn_result = bool(use_attn_result)
+
+    def set_use_split_qkv_input(self, use_split_qkv_input: bool) -> None:
+        """Give each head its own copy of the residual input for q, k and v, hooked before `ln1`
+        at `blocks.{l}.attn.hook_{q,k,v}_input` (path patching). Analysis path only."""
+        if use_split_qkv_input and self.cfg.use_attn_in:
+            raise ValueError("use_split_qkv_input and use_attn_in exclude each other; unset one.")
+        self.cfg.use_split_qkv_input = bool(use_split_qkv_input)
+
+    def set_use_attn_in(self, use_attn_in: bool) -> None:
+        """One per-head copy of the residual input, `blocks.{l}.attn.hook_attn_in`, for q, k and v."""
+        if use_attn_in and self.cfg.use_split_qkv_input:
+            raise ValueError("use_attn_in and use_split_qkv_input exclude each other; unset one.")
+        self.cfg.use_attn_in = bool(use_attn_in)
+
+    def set_use_hook_mlp_in(self, use_hook_mlp_in: bool) -> None:
+        """Fire `blocks.{l}.hook_mlp_in`, the MLP's own copy of `resid_mid`."""
+        if use_hook_mlp_in and self.cfg.attn_only:
+            raise ValueError(
+                "This model is attention-only: it has no MLPs, so no hook_mlp_in (or hook_mlp_out). "
+                "Patch hook_attn_out or hook_resid_post instead."
+            )
+        self.cfg.use_hook_mlp_in = bool(use_hook_mlp_in)
+
     # ------------------------------------------------------------ devices & I/O
 
     def to(self, *args, **kwargs):
-        """`nn.Module.to`, also recording the device in `cfg.device` as TransformerLens does."""
-        device, _, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        """`nn.Module.to`, also recording the device and dtype in `cfg` as TransformerLens does
+        (only once the move has succeeded)."""
+        device, dtype, _, _ = torch._C._nn._parse_to(*args, **kwargs)
+        model = super().to(*args, **kwargs)
         if device is not None:
             self.cfg.device = str(device)
-        return super().to(*args, **kwargs)
+        if dtype is not None:
+            self.cfg.dtype = dtype
+        return model
 
     def cuda(self, device: int | str | torch.device | None = None):
         """`nn.Module.cuda` through `to`, so `cfg.device` follows (as in TransformerLens)."""
@@ -276,17 +602,40 @@ class HookedMomentumTransformer(HookedRootModule):
         `directory` that loads as the previous checkpoint or as this one. Other files in
         `directory` (a run's metrics, card, ...) are left alone; see `checkpoint.write_checkpoint`.
         """
-        return checkpoint.write_checkpoint(directory, self.cfg, self.state_dict(), self.tokenizer)
+        tokenizer = None if self.tokenizer is None else self.tokenizer.backend_tokenizer
+        return checkpoint.write_checkpoint(directory, self.cfg, self.state_dict(), tokenizer)
 
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | Path, device: str | torch.device | None = None
+        cls,
+        name_or_path: str | Path,
+        device: str | torch.device | None = None,
+        fold_ln: bool = False,
+        center_writing_weights: bool = False,
+        center_unembed: bool = False,
+        fold_value_biases: bool = False,
     ) -> HookedMomentumTransformer:
-        """Load a checkpoint directory, or a bundled checkpoint by name (see `bundled_names()`)."""
+        """Load a checkpoint directory, or a bundled checkpoint by name (see `bundled_names()`).
+
+        Loading is unprocessed by default (activations keep their trained values); the flags
+        apply TransformerLens's weight processing (`process_weights`) after loading.
+        """
         directory = checkpoint.resolve(name_or_path)
         cfg, tensors, tokenizer = checkpoint.read_checkpoint(directory)
         if device is not None:
             cfg.device = str(device)
         model = cls(cfg, tokenizer=tokenizer, move_to_device=False)
         checkpoint.load_weights(model, tensors, directory)
+        model.process_weights(fold_ln, center_writing_weights, center_unembed, fold_value_biases)
         return model.to(cfg.device).eval()
+
+    @classmethod
+    def from_hf(
+        cls, model_or_dir, tokenizer=None, device: str | None = None, **momentum_options
+    ) -> HookedMomentumTransformer:
+        """Import a GPT-2-family `transformers` model (object or local directory; never downloads).
+
+        Momentum is off unless `momentum_options` turn it on (e.g. `shear="qk", gamma=0.5`), so a
+        plain import reproduces the model's logits; see `model.hf`.
+        """
+        return hf.from_hf(cls, model_or_dir, tokenizer=tokenizer, device=device, **momentum_options)

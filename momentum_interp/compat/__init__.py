@@ -1,0 +1,1 @@
+"""TransformerLens compatibility: HF tokenizer wrapper, ActivationCache shorthand, momentum patching."""

@@ -1,0 +1,80 @@
+"""Weight processing is exact with momentum: logits unchanged (float32, 1e-5) for every γ, shear
+mode and placement; centring the unembedding moves all logits at a position by one constant."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+
+from momentum_interp import HookedMomentumTransformer
+
+TOL = dict(atol=1e-5, rtol=1e-5)
+VARIANTS = [
+    dict(shear="qk", shear_placement="post_rope", positional_embedding_type="rotary"),
+    dict(shear="qk", shear_placement="pre_rope", positional_embedding_type="rotary"),
+    dict(shear="k", shear_placement="post_rope", positional_embedding_type="standard"),
+    dict(shear="none", smeared_key=True, positional_embedding_type="standard"),
+]
+
+
+def _centred(logits: torch.Tensor) -> torch.Tensor:
+    return logits - logits.mean(-1, keepdim=True)
+
+
+def _tokens(model, seed=1):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randint(0, model.cfg.d_vocab, (3, model.cfg.n_ctx), generator=gen)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("gamma", [0.0, 1.0, "learned"])
+def test_process_weights_keeps_logits(make_model, variant, gamma):
+    learned = gamma == "learned"
+    model = make_model(gamma_learnable=learned, **variant)
+    if learned and model.cfg.shear != "none":
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.gamma.copy_(torch.tensor([0.3, -0.4, 1.7, 0.9]))
+    elif model.cfg.shear != "none":
+        model.set_gamma(gamma)
+    tokens = _tokens(model)
+    before = model(tokens)
+    processed = copy.deepcopy(model).process_weights(center_unembed=False)
+    torch.testing.assert_close(processed(tokens), before, **TOL)
+    for block in processed.blocks:  # the norms are now parameter-free, b_V is folded
+        assert torch.equal(block.ln1.w, torch.ones_like(block.ln1.w))
+        assert torch.equal(block.ln1.b, torch.zeros_like(block.ln1.b))
+        assert torch.equal(block.attn.b_V, torch.zeros_like(block.attn.b_V))
+        assert block.attn.W_O.mean(-1).abs().max() < 1e-6
+    processed.center_unembed()
+    after = processed(tokens)
+    assert (after - before).abs().max() > 1e-3  # logits move ...
+    torch.testing.assert_close(_centred(after), _centred(before), **TOL)  # ... by a constant
+
+
+def test_rms_norm_folds_but_refuses_centring(make_model):
+    model = make_model(normalization_type="RMS", positional_embedding_type="rotary")
+    tokens = _tokens(model)
+    before = model(tokens)
+    untouched = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="exact only when every reader"):
+        model.process_weights()
+    for name, value in model.state_dict().items():  # refused before any step ran
+        assert torch.equal(value, untouched[name]), name
+    model.process_weights(center_writing_weights=False)
+    torch.testing.assert_close(_centred(model(tokens)), _centred(before), **TOL)
+
+
+def test_from_pretrained_processed_matches_unprocessed():
+    plain = HookedMomentumTransformer.from_pretrained("induction-1l-momentum")
+    processed = HookedMomentumTransformer.from_pretrained(
+        "induction-1l-momentum", fold_ln=True, center_writing_weights=True, center_unembed=True
+    )
+    tokens = _tokens(plain)
+    torch.testing.assert_close(_centred(processed(tokens)), _centred(plain(tokens)), **TOL)
+    assert not torch.equal(processed.W_U, plain.W_U)
+    # default loading stays unprocessed: the trained final-norm gain is still there
+    assert (plain.ln_final.w - 1).abs().max() > 0.01
+    torch.testing.assert_close(processed.ln_final.w, torch.ones_like(processed.ln_final.w))
