@@ -133,8 +133,9 @@ class MomentumAttention(nn.Module):
         """`x: [batch, pos, d_model]` (normalised residual) → attention output `[batch, pos, d_model]`."""
         weight = rearrange(self.W_QKV, "three h m d -> m (three h d)")
         qkv = F.linear(x, weight.T, self.b_QKV.flatten())  # one matmul for q, k and v
-        q, k, v = rearrange(qkv, "b p (three h d) -> three b p h d", three=3, h=self.cfg.n_heads)
-        q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
+        qkv = rearrange(qkv, "b p (three h d) -> b p three h d", three=3, h=self.cfg.n_heads)
+        # plain slices, not unbind: a hook may edit q, k or v in place, as in TransformerLens
+        q, k, v = self.hook_q(qkv[:, :, 0]), self.hook_k(qkv[:, :, 1]), self.hook_v(qkv[:, :, 2])
         return self.attend(q, k, v)
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
