@@ -92,7 +92,7 @@ def what_if(model, name: str) -> str:
     cfg = model.cfg
     if cfg.smeared_key:
         kind = (
-            "A smeared key α k_t + (1−α) k_{t−1} is the keys-only shear γ = α − 1: the slider "
+            "A smeared key α k_t + (1−α) k_t−1 is the keys-only shear γ = α − 1: the slider "
             "starts at each head's learned α − 1 and moves that key filter."
         )
     elif cfg.shear == "none":

@@ -147,7 +147,7 @@ svg text { font-size: 11px; }
   <div class="panel"><h2 id="row-title"></h2><div class="legend" id="legend"></div>
     <svg id="row"></svg></div>
 </div>
-<div class="panel"><h2>The query's row, in numbers</h2><table id="row-table"></table></div>
+<div class="panel"><h2>The query's row, in numbers (each term column: its coefficient × its dot product)</h2><table id="row-table"></table></div>
 <script type="application/json" id="explorer-data">__DATA__</script>
 <script>
 "use strict";

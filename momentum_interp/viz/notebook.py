@@ -1,7 +1,7 @@
 """Figures that render offline in a live notebook, in its `jupyter nbconvert --to html` export and
 in a saved page: plotly.js and MathJax come from installed packages, embedded once per document.
 
-Call `setup()` once at the top of a notebook. Its output carries plotly.js (from the plotly
+Call `setup()` once at the top of a notebook. The output it displays carries plotly.js (from the plotly
 package) and MathJax 2.7 (from `jupyter-server-mathjax`), and every later plotly figure is output
 as HTML that draws with them, as well as plotly's own JSON for JupyterLab. `export_html` writes a
 notebook's page without the CDN `<script>` tags of nbconvert's template.
@@ -96,14 +96,18 @@ class _Scripts:
         return head_scripts()
 
 
-def setup():
-    """Call once at the top of a notebook: registers the offline renderer and returns the output
-    that embeds plotly.js and MathJax (leave it as the cell's value, or pass it to `display`).
+def setup() -> None:
+    """Call once at the top of a notebook: registers the offline renderer and displays the
+    output that embeds plotly.js and MathJax for the whole notebook.
 
     Example: `from momentum_interp.viz import notebook; notebook.setup()`
     """
     register_renderer()
-    return _Scripts()
+    from IPython import get_ipython
+    from IPython.display import display
+
+    if get_ipython() is not None:
+        display(_Scripts())
 
 
 def page(body: str, title: str = "momentum_interp") -> str:
