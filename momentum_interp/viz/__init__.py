@@ -12,7 +12,7 @@ offline. In a notebook, call `viz.notebook.setup()` once first, so plotly figure
     >>> viz.attention_patterns_html(cache["pattern", 0][0], model.to_str_tokens("1 2 3 4 1 2 3 4"),
     ...                             [f"L0H{h}" for h in range(4)])   # circuitsvis, interactive
     >>> trace = trace_single_layer_induction(model, layer=0, head=3, n_sequences=64)
-    >>> trace.figures()                                       # the trace's figures, by name
+    >>> viz.trace_figures(trace)                              # the trace's figures, by name
     >>> viz.explore(["induction-1l-momentum", "induction-1l-baseline"])  # the circuit explorer
 
 Pictures and where they come from:
@@ -21,11 +21,13 @@ Pictures and where they come from:
   `OfflineHTML` that notebooks and pages show.
 - `explore` / `Explorer`: one head and one sequence, a live γ slider, the four score terms.
 - `term_share_figure`, `ablation_figure`, `qk_circuit_figure`, `term_score_figure`: the
-  single-layer induction trace (`InductionTrace.figures()` draws them all).
-- `bode_plot`, `spectra_figure`, `ratio_figure`, `orthogonality_figure`: spectral forensics.
+  single-layer induction trace (`trace_figures(trace)` draws them all).
+- `bode_plot`, `spectra_figure`, `ratio_figure`, `orthogonality_figure`: spectral forensics
+  (`spectral_figures(result)` draws them all).
 - `accuracy_vs_gamma`, `gamma_star_vs_depth`: the γ*(N) scaling sweep.
 - `training_curves`, `estimate_bars`: training histories and estimates with intervals.
-- Score heatmaps: `momentum_interp.analysis.score_heatmaps(score_heads(model))`.
+- `score_heatmaps`: one layer × head heatmap per score, `score_heatmaps(score_heads(model))`.
+- `page_html`: any result (trace, spectral, LM comparison) as one self-contained page.
 
 Modules: `style` (the layout rules every figure follows), `notebook` (offline rendering),
 `report` (self-contained HTML pages: `Report`, `ReportSection`).
