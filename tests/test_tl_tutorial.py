@@ -140,6 +140,12 @@ def test_tokenizer_surface_and_attention_mask(text_model):
     assert text_model.to_string(torch.tensor(mat)) == " mat"
     assert text_model.get_token_position(" cat", "the cat sat on the cat", mode="last") == 6
     assert text_model.to_string(tokens[1]) == "<|endoftext|>the cat sat on the mat"
+    # text in, text out: the greedy continuation is the model's argmax, step by step
+    text = text_model.generate("the cat", max_new_tokens=3, do_sample=False, verbose=False)
+    prompt = text_model.to_tokens("the cat")
+    for _ in range(3):
+        prompt = torch.cat([prompt, text_model(prompt)[:, -1].argmax(-1, keepdim=True)], dim=1)
+    assert text == text_model.to_string(prompt[0])
     # loss with the attention mask ignores the padding, as TransformerLens's does
     logits = text_model(tokens)
     lone = text_model(tokens[:1, :n_short], return_type="loss")
