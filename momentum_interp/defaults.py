@@ -5,7 +5,7 @@ the seed and the data it was computed on."""
 DEFAULT_SEED = 0
 # Repeated-token sequences `score` ranks heads on, and the fixed ranking set `trace`, the demo
 # and the report choose heads from (whatever seed their own data uses).
-SCORE_SEQUENCES = 512
+SCORE_SEQUENCES = 256
 # Held-out induction sequences the demo measures accuracy on and `trace` decomposes.
 EVAL_SEQUENCES = 512
 TRACE_SEQUENCES = 256
