@@ -163,6 +163,7 @@ def zoo_record(
     task = run_config(results[0].name)["task"]
     record = {
         "provenance": provenance(command, seed),
+        "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
         "data": {"task": task, "n_sequences": n_sequences, "seq_len": task.get("seq_len")},
         "models": [
             {

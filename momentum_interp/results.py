@@ -17,6 +17,7 @@ import platform
 import re
 import subprocess
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -180,6 +181,13 @@ def zoo_data(record: dict) -> str:
     )
 
 
+def wrap(paragraph: str, indent: str = "") -> str:
+    """A paragraph wrapped at the README's 100 columns (continuation lines indented)."""
+    return textwrap.fill(
+        paragraph, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
+    )
+
+
 def _pct(x: float) -> str:
     return f"{100 * x:.1f} %"
 
@@ -202,43 +210,43 @@ def induction_bullets(record: dict, variants: dict) -> str:
     unrecorded_text = ", ".join(
         f"{v['name']} {_pct(v['reported']['accuracy'])}" for v in unrecorded
     )
-    return "\n".join(
-        [
-            f"- **One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
-            f"post-RoPE) reaches {_pct(paper['value'])}, against {_pct(base['value'])} for the "
-            "same layer without momentum; the paper reports 83.4 % peak. The paper's task, sizes "
-            "and budget are unknown, so the two numbers are not directly comparable.",
-            "- **It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
-            f"2022) reaches {_pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
-            f"this task, the 2-layer baseline "
-            f"{_pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
-            f"variants (card of `{BEST_MODEL}`), the committed record has {variant_text} (final "
-            f"held-out accuracy in training). The other variants' run records were never "
-            f"committed; the card reported {unrecorded_text}, which we have not re-measured "
-            "(each takes about 4 CPU-minutes to retrain from `configs/zoo/variants/`).",
-            "- **The mechanism is the one the paper names.** Tracing the paper model's "
-            f"induction heads (`momentum-interp trace {PAPER_MODEL}` traces {heads}: "
-            f"{record['trace']['rule']}): the `current·previous-key` term "
-            "`−γ(1+γ)⟨q_t, k_{s−1}⟩` carries "
-            f"{_range([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
-            "on induction keys; setting γ = 0 at inference drops accuracy from "
-            f"{_pct(traces[0]['clean_accuracy'])} to "
-            f"{_range([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
-            "baseline's level); removing that one term from one head costs "
-            f"{_range([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
-            "points, mean-ablating the head's OV "
-            f"{_range([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
-            f"({traces[0]['n_sequences']} held-out sequences, seed "
-            f"{record['provenance']['seed']}).",
-            "- **Spectral forensics.** Each head's filter is the high shelf the paper describes "
-            f"(gain {_range(spectral['low_gain_db'], '.1f')} dB near DC, "
-            f"{_range(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
-            f"{_range(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
-            '"orthogonality theorem" does not show in our models: the share of score energy in '
-            f"DC×AC cross terms is {spectral['cross_share']:.2f} against a chance level of "
-            f"{spectral['null_cross_share']:.2f}. The demo report states the measured verdict.",
-        ]
-    )
+    paper_peak = record["paper_single_layer_peak_accuracy"]
+    bullets = [
+        f"- **One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
+        f"post-RoPE) reaches {_pct(paper['value'])}, against {_pct(base['value'])} for the "
+        f"same layer without momentum; the paper reports {_pct(paper_peak)} peak. The paper's task, sizes "
+        "and budget are unknown, so the two numbers are not directly comparable.",
+        "- **It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
+        f"2022) reaches {_pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
+        f"this task, the 2-layer baseline "
+        f"{_pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
+        f"variants (card of `{BEST_MODEL}`), the committed record has {variant_text} (final "
+        f"held-out accuracy in training). The other variants' run records were never "
+        f"committed; the card reported {unrecorded_text}, which we have not re-measured "
+        "(each takes about 4 CPU-minutes to retrain from `configs/zoo/variants/`).",
+        "- **The mechanism is the one the paper names.** Tracing the paper model's "
+        f"induction heads (`momentum-interp trace {PAPER_MODEL}` traces {heads}: "
+        f"{record['trace']['rule']}): the `current·previous-key` term "
+        "`−γ(1+γ)⟨q_t, k_{s−1}⟩` carries "
+        f"{_range([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
+        "on induction keys; setting γ = 0 at inference drops accuracy from "
+        f"{_pct(traces[0]['clean_accuracy'])} to "
+        f"{_range([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
+        "baseline's level); removing that one term from one head costs "
+        f"{_range([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
+        "points, mean-ablating the head's OV "
+        f"{_range([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
+        f"({traces[0]['n_sequences']} held-out sequences, seed "
+        f"{record['provenance']['seed']}).",
+        "- **Spectral forensics.** Each head's filter is the high shelf the paper describes "
+        f"(gain {_range(spectral['low_gain_db'], '.1f')} dB near DC, "
+        f"{_range(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
+        f"{_range(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
+        '"orthogonality theorem" does not show in our models: the share of score energy in '
+        f"DC×AC cross terms is {spectral['cross_share']:.2f} against a chance level of "
+        f"{spectral['null_cross_share']:.2f}. The demo report states the measured verdict.",
+    ]
+    return "\n".join(wrap(bullet, "  ") for bullet in bullets)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -276,7 +284,7 @@ def readme_blocks(results_dir: Path = ZOO_DIR) -> dict[str, str]:
     record = load_record(ZOO_RECORD, results_dir)
     variants = load_record(VARIANTS_RECORD, results_dir)
     return {
-        "zoo": zoo_data(record) + "\n\n" + zoo_table(record),
+        "zoo": wrap(zoo_data(record)) + "\n\n" + zoo_table(record),
         "induction": induction_bullets(record, variants),
     }
 

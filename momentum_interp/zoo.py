@@ -128,7 +128,7 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
                             architecture(v["model"]),
                             f"{v['reported']['accuracy']:.3f}",
                             f"{v['reported']['loss']:.3f}",
-                            f"`momentum-interp train --config {v['config']}`",
+                            f"`momentum-interp train --config {v['config']} --out runs/variants/{v['name']}`",
                         ]
                         for v in sorted(
                             variants["unrecorded"], key=lambda v: -v["reported"]["accuracy"]
@@ -136,6 +136,10 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
                     ],
                     align="llrrl",
                 ),
+                "",
+                "`python -m momentum_interp.results record-variants NAME=runs/variants/NAME …` then "
+                "records retrained variants, and `python -m momentum_interp.results render` "
+                "re-renders this card.",
             ]
     return "\n".join(lines) + "\n"
 
