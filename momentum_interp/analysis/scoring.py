@@ -255,7 +255,7 @@ class HeadScoreSamples:
 
     @property
     def n_sequences(self) -> int:
-        return len(self.rows["previous_token"])
+        return len(next(iter(self.rows.values())))
 
 
 @torch.no_grad()
