@@ -90,7 +90,6 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
         ),
     ]
     if variants:
-        measured = sorted(variants["variants"], key=lambda v: -v["final_eval"]["accuracy"])
         lines += [
             "",
             "## Variants tried (same task, budget and seed)",
@@ -98,19 +97,8 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
             "From the committed record `results/zoo/variants.json` (last held-out evaluation of "
             "each training run):",
             "",
-            markdown_table(
-                ["variant", "attention", "final held-out accuracy", "loss", "record"],
-                [
-                    [
-                        v["name"],
-                        architecture(v["model"]),
-                        f"{v['final_eval']['accuracy']:.3f}",
-                        f"{v['final_eval']['loss']:.3f}",
-                        f"`{v['source']}`",
-                    ]
-                    for v in measured
-                ],
-                align="llrrl",
+            _variants_table(
+                variants["variants"], "final_eval", "final held-out", "record", "`{source}`"
             ),
         ]
         if variants.get("unrecorded"):
@@ -120,21 +108,12 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
                 f"committed; {variants['unrecorded_note']} What an earlier version of this card "
                 "reported for them:",
                 "",
-                markdown_table(
-                    ["variant", "attention", "reported accuracy", "reported loss", "rerun with"],
-                    [
-                        [
-                            v["name"],
-                            architecture(v["model"]),
-                            f"{v['reported']['accuracy']:.3f}",
-                            f"{v['reported']['loss']:.3f}",
-                            f"`momentum-interp train --config {v['config']} --out runs/variants/{v['name']}`",
-                        ]
-                        for v in sorted(
-                            variants["unrecorded"], key=lambda v: -v["reported"]["accuracy"]
-                        )
-                    ],
-                    align="llrrl",
+                _variants_table(
+                    variants["unrecorded"],
+                    "reported",
+                    "reported",
+                    "rerun with",
+                    "`momentum-interp train --config {config} --out runs/variants/{name}`",
                 ),
                 "",
                 "`python -m momentum_interp.results record-variants NAME=runs/variants/NAME …` then "
@@ -142,6 +121,27 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
                 "re-renders this card.",
             ]
     return "\n".join(lines) + "\n"
+
+
+def _variants_table(
+    entries: list[dict], result: str, label: str, last_header: str, last_cell: str
+) -> str:
+    """Variants, best first: attention, accuracy and loss of `entry[result]`, and `last_cell`
+    (a format string over the entry's fields)."""
+    from momentum_interp.results import markdown_table
+
+    rows = [
+        [
+            v["name"],
+            architecture(v["model"]),
+            f"{v[result]['accuracy']:.3f}",
+            f"{v[result]['loss']:.3f}",
+            last_cell.format(**v),
+        ]
+        for v in sorted(entries, key=lambda v: -v[result]["accuracy"])
+    ]
+    header = ["variant", "attention", f"{label} accuracy", f"{label} loss", last_header]
+    return markdown_table(header, rows, align="llrrl")
 
 
 def card_paths_and_text(variants: dict) -> dict[Path, str]:
