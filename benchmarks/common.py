@@ -14,6 +14,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from momentum_interp.io import atomic_write_text
+from momentum_interp.tables import markdown_table  # noqa: F401  (re-exported for the benchmarks)
 
 RESULTS_DIR = Path(__file__).parent / "results"
 
@@ -101,12 +102,6 @@ def _json_default(obj):
     if isinstance(obj, torch.dtype):
         return str(obj).removeprefix("torch.")
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def markdown_table(header: list[str], rows: list[list]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
 
 
 def fmt_bytes(n: int | float | None) -> str:

@@ -10,6 +10,8 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
+
 
 class _Parser(argparse.ArgumentParser):
     """Errors as one line and exit status 2, before any model is loaded."""
@@ -90,56 +92,109 @@ def _cmd_train(args: argparse.Namespace) -> None:
 def _cmd_demo(args: argparse.Namespace) -> None:
     from momentum_interp.demo import run_demo
 
-    paths = run_demo(Path(args.out), n_sequences=args.sequences, seed=args.seed)
+    paths = run_demo(
+        Path(args.out),
+        n_sequences=args.sequences,
+        seed=args.seed,
+        results_dir=Path(args.results) if args.results else None,
+        command=_command(args),
+    )
     for label, path in paths.items():
         print(f"{label}: {path}")
 
 
+def _command(args: argparse.Namespace) -> str:
+    """The command line that produced `args`, recorded in every result file."""
+    return " ".join(["momentum-interp", *args.argv])
+
+
 def _cmd_score(args: argparse.Namespace) -> None:
     from momentum_interp import HookedMomentumTransformer
-    from momentum_interp.analysis import rank_heads, score_heads
+    from momentum_interp.analysis.heads import rank_heads_ci
+    from momentum_interp.results import provenance
+    from momentum_interp.tables import frame_rows, markdown_table
 
     model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
-    scores = score_heads(model, n_sequences=args.sequences, seed=args.seed)
-    print(rank_heads(scores, by=args.by, top=args.top).to_string(index=False, float_format="%.3f"))
-    print(f"in-context-learning score: {scores.attrs['in_context_learning']:+.3f}")
+    ranking = rank_heads_ci(model, by=args.by, n_sequences=args.sequences, seed=args.seed)
+    table = ranking.table()
+    shown = table.head(args.top).assign(tied_top=table["tied_top"].map({True: "*", False: ""}))
+    print(
+        f"Heads by {args.by} score, 95 % bootstrap interval over sequences; * = tied with the top"
+    )
+    print(f"({ranking.data_statement()}):")
+    print(markdown_table(list(shown.columns), frame_rows(shown)))
+    print(f"top {args.by} head(s): {ranking.tied_label()}")
+    print(f"in-context-learning score: {ranking.scores.attrs['in_context_learning']:+.3f}")
     if args.csv:
         from momentum_interp.io import atomic_write_text
 
-        atomic_write_text(Path(args.csv), scores.to_csv(index=False))
+        atomic_write_text(Path(args.csv), table.to_csv(index=False))
         print(f"scores: {args.csv}")
+    if args.out:
+        from momentum_interp.io import atomic_write_json
+
+        path = Path(args.out) / "score.json"
+        numbers = {"provenance": provenance(_command(args), args.seed), **ranking.to_dict()}
+        atomic_write_json(path, {**numbers, "scores": table.to_dict(orient="records")})
+        print(f"numbers: {path}")
 
 
 def _cmd_trace(args: argparse.Namespace) -> None:
-    from momentum_interp.analysis import score_heads, trace_single_layer_induction
-    from momentum_interp.report import load_model, top_induction_head
-    from momentum_interp.viz.sections import page_html
+    from momentum_interp.analysis import trace_single_layer_induction
+    from momentum_interp.analysis.heads import induction_heads_to_trace
+    from momentum_interp.report import load_model
+    from momentum_interp.results import TRACE_RULE, provenance, trace_headline
+    from momentum_interp.viz.report import Report
+    from momentum_interp.viz.sections import add_section
 
-    layer, head = args.layer, args.head
-    if (layer is None) != (head is None):
+    if (args.layer is None) != (args.head is None):
         raise ValueError(
             "--layer and --head go together: give both to trace one head, or neither to trace "
-            "the top induction head."
+            "every head tied for the top induction score."
         )
     model = load_model(args.model)
-    if layer is None:
-        layer, head = top_induction_head(score_heads(model, n_sequences=100, seed=args.seed))
-    trace = trace_single_layer_induction(
-        model, layer, head, n_sequences=args.sequences, seed=args.seed
-    )
-    print(trace.summary())
-    _write_pair(Path(args.out), "trace", page_html(trace), trace.to_dict())
+    if args.layer is None:
+        ranking = induction_heads_to_trace(model)
+        heads = ranking.tied
+        rule = TRACE_RULE.format(seed=DEFAULT_SEED, n=SCORE_SEQUENCES)
+        print(f"Tracing {ranking.tied_label()}: {rule}.")
+    else:
+        heads, ranking, rule = [(args.layer, args.head)], None, "--layer/--head given"
+    traces = [
+        trace_single_layer_induction(model, layer, head, n_sequences=args.sequences, seed=args.seed)
+        for layer, head in heads
+    ]
+    print(f"Held-out induction data: seed {args.seed}, {args.sequences} sequences requested.")
+    print("\n\n".join(trace.summary() for trace in traces))
+    report = Report(f"Single-layer induction trace: {args.model}")
+    report.paragraph(f"Heads traced: {rule}. Data seed {args.seed}.", note=True)
+    for trace in traces:
+        add_section(report, trace)
+    numbers = {
+        "provenance": provenance(_command(args), args.seed),
+        "rule": rule,
+        "ranking": None if ranking is None else ranking.to_dict(),
+        "headlines": [trace_headline(trace.to_dict()) for trace in traces],
+        "traces": [trace.to_dict() for trace in traces],
+    }
+    _write_pair(Path(args.out), "trace", report.to_html(), numbers)
 
 
 def _cmd_spectrum(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import spectral_report
     from momentum_interp.report import example_tokens, load_model
+    from momentum_interp.results import provenance
     from momentum_interp.viz.sections import page_html
 
     model = load_model(args.model)
-    result = spectral_report(model, example_tokens(model, args.seed, batch=args.sequences))
+    tokens = example_tokens(model, args.seed, batch=args.sequences)
+    result = spectral_report(model, tokens)
+    print(
+        f"{tokens.shape[0]} induction-task sequences of {tokens.shape[1]} tokens, seed {args.seed}"
+    )
     print(result.verdict)
-    _write_pair(Path(args.out), "spectrum", page_html(result), result.to_dict())
+    numbers = {"provenance": provenance(_command(args), args.seed), **result.to_dict()}
+    _write_pair(Path(args.out), "spectrum", page_html(result), numbers)
 
 
 def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
@@ -156,7 +211,12 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
     scaling = None if args.no_scaling else (args.scaling or bundled_results())
     paths = write_model_report(
-        args.model, Path(args.out), n_sequences=args.sequences, seed=args.seed, scaling=scaling
+        args.model,
+        Path(args.out),
+        n_sequences=args.sequences,
+        seed=args.seed,
+        scaling=scaling,
+        command=_command(args),
     )
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -192,7 +252,9 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
         "model", help="bundled checkpoint name (see `models`) or checkpoint directory"
     )
     parser.add_argument("--sequences", type=int, default=sequences, help="number of sequences")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the analysis data")
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the analysis data ({DEFAULT_SEED})"
+    )
     if out is not None:
         parser.add_argument("--out", type=output_dir, default=out, help="output directory")
     parser.set_defaults(func=func)
@@ -241,8 +303,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="evaluate and score the bundled zoo; write an HTML report")
     demo.add_argument("--out", type=output_dir, default="momentum_report", help="output directory")
-    demo.add_argument("--sequences", type=int, default=512, help="held-out sequences per model")
-    demo.add_argument("--seed", type=int, default=1234, help="seed of the fresh evaluation data")
+    demo.add_argument(
+        "--sequences", type=int, default=EVAL_SEQUENCES, help="held-out sequences per model"
+    )
+    demo.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help="seed of the fresh evaluation data"
+    )
+    demo.add_argument(
+        "--results",
+        type=output_dir,
+        help="also write the headline record zoo.json here (results/zoo: the README's source)",
+    )
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser("train", help="train a model from a TOML run config")
@@ -256,15 +327,26 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(func=_cmd_train)
 
-    score = _model_command(sub, "score", "score every head for induction & co.", _cmd_score, 100)
+    score = _model_command(
+        sub, "score", "score every head for induction & co.", _cmd_score, SCORE_SEQUENCES
+    )
     score.add_argument("--by", default="induction", help="column to rank heads by")
     score.add_argument("--top", type=int, default=10, help="rows to print")
     score.add_argument("--csv", type=output_file, help="also write the full table to this CSV file")
-    trace = _model_command(
-        sub, "trace", "four-term trace and ablations of one head", _cmd_trace, 256, "momentum_trace"
+    score.add_argument(
+        "--out", type=output_dir, help="also write score.json (with provenance) to this directory"
     )
-    trace.add_argument("--layer", type=int, help="layer (default: top induction head)")
-    trace.add_argument("--head", type=int, help="head (default: top induction head)")
+    trace = _model_command(
+        sub,
+        "trace",
+        "four-term trace and ablations of the top induction head(s)",
+        _cmd_trace,
+        TRACE_SEQUENCES,
+        "momentum_trace",
+    )
+    every_tied = "every head tied for the top induction score on `score`'s defaults"
+    trace.add_argument("--layer", type=int, help=f"layer (default: {every_tied})")
+    trace.add_argument("--head", type=int, help=f"head (default: {every_tied})")
     _model_command(
         sub,
         "spectrum",
@@ -274,7 +356,12 @@ def build_parser() -> argparse.ArgumentParser:
         "momentum_spectrum",
     )
     report = _model_command(
-        sub, "report", "the full report for one model", _cmd_report, 256, "momentum_model_report"
+        sub,
+        "report",
+        "the full report for one model",
+        _cmd_report,
+        TRACE_SEQUENCES,
+        "momentum_model_report",
     )
     report.add_argument(
         "--scaling",
@@ -338,10 +425,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the `momentum-interp` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as e:  # a bad argument (status 2) or --help (0)
         return int(e.code or 0)
+    args.argv = argv
     try:
         args.func(args)
     except (ValueError, FileNotFoundError) as e:

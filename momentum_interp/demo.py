@@ -9,12 +9,18 @@ from pathlib import Path
 
 import torch
 
+from momentum_interp.analysis.heads import (
+    HeadRanking,
+    head_label,
+    induction_heads_to_trace,
+    rank_heads_ci,
+)
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
-from momentum_interp.analysis.scoring import score_heads
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
 from momentum_interp.data import RepeatedTokensTask, make_task
+from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
 from momentum_interp.evaluation import (
     PATTERN_STREAM,
     batching,
@@ -26,6 +32,17 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.report import example_tokens
+from momentum_interp.results import (
+    PAPER_MODEL,
+    TRACE_RULE,
+    ZOO_RECORD,
+    provenance,
+    spectral_headline,
+    trace_headline,
+    zoo_data,
+    zoo_rows,
+    zoo_table,
+)
 from momentum_interp.sweeps.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
@@ -46,14 +63,9 @@ class ZooResult:
     accuracy: Estimate
     loss: float
     n_sequences: int
-    head_scores: object  # pandas DataFrame from score_heads
-
-    def top_head(self) -> tuple[int, int, float]:
-        best = self.head_scores.sort_values("induction", ascending=False).iloc[0]
-        return int(best["layer"]), int(best["head"]), float(best["induction"])
+    induction: HeadRanking  # heads ranked by induction score, with intervals and the tied set
 
     def to_dict(self) -> dict:
-        layer, head, score = self.top_head()
         cfg = self.model.cfg
         return {
             "name": self.name,
@@ -69,7 +81,7 @@ class ZooResult:
             "accuracy": self.accuracy.to_dict(),
             "loss": self.loss,
             "n_sequences": self.n_sequences,
-            "top_induction_head": {"layer": layer, "head": head, "score": score},
+            "induction_ranking": self.induction.to_dict(),
         }
 
 
@@ -85,8 +97,11 @@ def zoo_names() -> list[str]:
     return names
 
 
-def measure_zoo(n_sequences: int = 512, seed: int = 1234, device: str = "cpu") -> list[ZooResult]:
-    """Evaluate every zoo model on the same fresh induction batches and score all its heads."""
+def measure_zoo(
+    n_sequences: int = EVAL_SEQUENCES, seed: int = DEFAULT_SEED, device: str = "cpu"
+) -> list[ZooResult]:
+    """Evaluate every zoo model on the same fresh induction batches and rank all its heads by
+    induction score on `score`'s repeated tokens (same seed, `SCORE_SEQUENCES` sequences)."""
     results = []
     for name in zoo_names():
         model = HookedMomentumTransformer.from_pretrained(name, device=device)
@@ -95,29 +110,16 @@ def measure_zoo(n_sequences: int = 512, seed: int = 1234, device: str = "cpu") -
         per_seq = per_sequence_metrics(model, task, n_batches, batch_size, seed=seed)
         accuracy = pooled_ratio_ci(per_seq["correct"], per_seq["n_positions"], seed=seed)
         loss = pooled(per_seq)["loss"]
-        scores = score_heads(model, n_sequences=100, seed=seed)
+        ranking = rank_heads_ci(model, "induction", SCORE_SEQUENCES, seed)
         results.append(
-            ZooResult(name, ZOO[name], model, accuracy, loss, len(per_seq["correct"]), scores)
+            ZooResult(name, ZOO[name], model, accuracy, loss, len(per_seq["correct"]), ranking)
         )
     return results
 
 
-def markdown_table(results: list[ZooResult]) -> str:
-    """The results table as Markdown (printed by the demo and quoted in the README)."""
-    lines = [
-        "| model | role | accuracy on predictable positions [95% CI] | loss | top induction head (score) |",
-        "|---|---|---|---|---|",
-    ]
-    for r in results:
-        layer, head, score = r.top_head()
-        lines.append(
-            f"| `{r.name}` | {r.role} | {r.accuracy} | {r.loss:.3f} | L{layer}H{head} ({score:.3f}) |"
-        )
-    return "\n".join(lines)
-
-
 def best_head_patterns(results: list[ZooResult], seed: int) -> str:
-    """One circuitsvis view: each model's top induction head on the same repeated sequence."""
+    """One circuitsvis view: each model's top induction head(s) (every tied one) on the same
+    repeated sequence."""
     d_vocab = min(r.model.cfg.d_vocab for r in results)
     half_len = min(r.model.cfg.n_ctx for r in results) // 2
     tokens = (
@@ -127,24 +129,33 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
     )
     patterns, names = [], []
     for r in results:
-        layer, head, score = r.top_head()
-        _, cache = r.model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
-        patterns.append(cache["pattern", layer][0, head])
-        names.append(f"{r.name} L{layer}H{head} ({score:.2f})")
+        layers = sorted({layer for layer, _ in r.induction.tied})
+        names_filter = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
+        _, cache = r.model.run_with_cache(tokens, names_filter=names_filter)
+        tied = " tied" if len(r.induction.tied) > 1 else ""
+        for layer, head in r.induction.tied:
+            patterns.append(cache["pattern", layer][0, head])
+            score = r.induction.estimate((layer, head)).value
+            names.append(f"{r.name} L{layer}H{head} ({score:.2f}{tied})")
     str_tokens = results[0].model.to_str_tokens(tokens[0])
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
 
 
 def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
-    """Circuit trace and spectral forensics of the paper's 1-layer momentum model; the committed
-    γ*(N) sweep's fit and language-model comparison, when this checkout has them."""
-    paper = next((r for r in results if r.name == "induction-1l-momentum"), None)
+    """Circuit traces (every tied top induction head, by `induction_heads_to_trace`'s rule) and
+    spectral forensics of the paper's 1-layer momentum model; the committed γ*(N) sweep's fit and
+    language-model comparison, when this checkout has them."""
+    paper = next((r for r in results if r.name == PAPER_MODEL), None)
     if paper is None:
         return {}
-    layer, head, _ = paper.top_head()
-    trace = trace_single_layer_induction(paper.model, layer, head, n_sequences=256, seed=seed)
-    spectral = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
-    analyses: dict[str, object] = {"trace": trace, "spectral": spectral}
+    ranking = paper.induction if seed == DEFAULT_SEED else induction_heads_to_trace(paper.model)
+    analyses: dict[str, object] = {
+        f"trace_{head_label(head)}": trace_single_layer_induction(
+            paper.model, *head, n_sequences=TRACE_SEQUENCES, seed=seed
+        )
+        for head in ranking.tied
+    }
+    analyses["spectral"] = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
     if (table := bundled_results()) is not None:
         analyses["scaling"] = fit_scaling(load_table(table))
     if (comparison := bundled_comparison()) is not None:
@@ -152,8 +163,43 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
     return analyses
 
 
+def zoo_record(
+    results: list[ZooResult], analyses: dict[str, object], n_sequences: int, seed: int, command: str
+) -> dict:
+    """The demo's headline numbers (`results/zoo/zoo.json`), from which the README is rendered."""
+    task = run_config(results[0].name)["task"]
+    record = {
+        "provenance": provenance(command, seed),
+        "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
+        "data": {"task": task, "n_sequences": n_sequences, "seq_len": task.get("seq_len")},
+        "models": [
+            {
+                "name": r.name,
+                "role": r.role,
+                "n_layers": r.model.cfg.n_layers,
+                "accuracy": r.accuracy.to_dict(),
+                "loss": r.loss,
+                "n_sequences": r.n_sequences,
+                "induction_ranking": r.induction.to_dict(),
+            }
+            for r in results
+        ],
+    }
+    traces = [a.to_dict() for name, a in analyses.items() if name.startswith("trace_")]
+    if traces:
+        rule = TRACE_RULE.format(seed=DEFAULT_SEED, n=SCORE_SEQUENCES)
+        record["trace"] = {
+            "model": PAPER_MODEL,
+            "rule": rule,
+            "heads": [trace_headline(t) for t in traces],
+        }
+    if "spectral" in analyses:
+        record["spectral"] = spectral_headline(analyses["spectral"].to_dict())
+    return record
+
+
 def build_report(
-    results: list[ZooResult], analyses: dict[str, object], seed: int, elapsed: float
+    results: list[ZooResult], record: dict, analyses: dict[str, object], seed: int, elapsed: float
 ) -> Report:
     """The demo page: results table, accuracy chart, training curves, attention patterns."""
     report = Report("momentum_interp: single-layer induction zoo")
@@ -164,22 +210,8 @@ def build_report(
         "bootstrap over sequences."
     )
     report.heading("Results with controls side by side")
-    header = ["model", "role", "layers", "accuracy [95% CI]", "loss", "top induction head", "score"]
-    rows = []
-    for r in results:
-        layer, head, score = r.top_head()
-        rows.append(
-            [
-                r.name,
-                r.role,
-                r.model.cfg.n_layers,
-                str(r.accuracy),
-                f"{r.loss:.3f}",
-                f"L{layer}H{head}",
-                f"{score:.3f}",
-            ]
-        )
-    report.table(header, rows)
+    report.table(*zoo_rows(record))
+    report.paragraph(zoo_data(record), note=True)
     report.paragraph(paper_comparison(results), note=True)
     report.figure(
         estimate_bars(
@@ -191,17 +223,20 @@ def build_report(
     )
     report.heading("Training curves")
     report.figure(training_curves({r.name: load_metrics(resolve(r.name)) for r in results}))
-    report.heading("Attention of each model's top induction head")
+    report.heading("Attention of each model's top induction head(s)")
     report.paragraph(
         "A random sequence followed by its exact repeat; an induction head attends from each "
-        "repeated token to the token after its first occurrence (the off-diagonal stripe)."
+        "repeated token to the token after its first occurrence (the off-diagonal stripe). "
+        "Heads tied for the top induction score are all shown."
     )
     report.raw(best_head_patterns(results, seed))
+    if "trace" in record:
+        report.paragraph(f"Traced heads of {PAPER_MODEL}: {record['trace']['rule']}.", note=True)
     for analysis in analyses.values():
         add_section(report, analysis)
     report.paragraph(
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, in {elapsed:.1f} s."
+        f"{torch.__version__}, seed {seed}, in {elapsed:.1f} s."
     )
     return report
 
@@ -228,27 +263,39 @@ def paper_comparison(results: list[ZooResult]) -> str:
     return " ".join(sentences)
 
 
-def run_demo(out_dir: Path, n_sequences: int = 512, seed: int = 1234) -> dict[str, Path]:
-    """Measure the zoo and write `report.html` and `results.json` to `out_dir`."""
+def run_demo(
+    out_dir: Path,
+    n_sequences: int = EVAL_SEQUENCES,
+    seed: int = DEFAULT_SEED,
+    results_dir: Path | None = None,
+    command: str = "momentum-interp demo",
+) -> dict[str, Path]:
+    """Measure the zoo and write `report.html` and `results.json` to `out_dir`; with
+    `results_dir`, also the headline record `zoo.json` the README is rendered from."""
     started = time.perf_counter()
     results = measure_zoo(n_sequences=n_sequences, seed=seed)
-    print(markdown_table(results))
     analyses = momentum_analyses(results, seed)
+    record = zoo_record(results, analyses, n_sequences, seed, command)
+    print(zoo_table(record))
     elapsed = time.perf_counter() - started
     out_dir = Path(out_dir)
-    html_path = build_report(results, analyses, seed, elapsed).save(out_dir / "report.html")
+    html_path = build_report(results, record, analyses, seed, elapsed).save(out_dir / "report.html")
     json_path = out_dir / "results.json"
     atomic_write_json(
         json_path,
         {
+            "provenance": record["provenance"],
             "models": [r.to_dict() for r in results],
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
             "comparison": paper_comparison(results),
             **{name: analysis.to_dict() for name, analysis in analyses.items()},
+            "headline": record,
             "seed": seed,
-            "machine": {"platform": platform.platform(), "threads": torch.get_num_threads()},
-            "torch": torch.__version__,
             "elapsed_s": elapsed,
         },
     )
-    return {"report": html_path, "numbers": json_path}
+    paths = {"report": html_path, "numbers": json_path}
+    if results_dir is not None:
+        paths["record"] = Path(results_dir) / ZOO_RECORD
+        atomic_write_json(paths["record"], record)
+    return paths

@@ -8,18 +8,21 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from momentum_interp.analysis.scoring import score_heads
+from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
     default_induction_task,
     trace_single_layer_induction,
 )
+from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES, TRACE_SEQUENCES
 from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.results import TRACE_RULE, provenance
 from momentum_interp.sweeps.scaling import fit_scaling, load_table
+from momentum_interp.tables import frame_rows
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
@@ -30,12 +33,6 @@ from momentum_interp.viz.sections import add_section
 def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
     """A bundled checkpoint by name or a checkpoint directory."""
     return HookedMomentumTransformer.from_pretrained(name_or_path, device=device)
-
-
-def top_induction_head(scores: pd.DataFrame) -> tuple[int, int]:
-    """(layer, head) with the highest induction score."""
-    best = scores.sort_values("induction", ascending=False).iloc[0]
-    return int(best["layer"]), int(best["head"])
 
 
 def example_tokens(model: HookedMomentumTransformer, seed: int, batch: int = 1) -> torch.Tensor:
@@ -69,66 +66,82 @@ class ModelAnalysis:
 
     name: str
     model: HookedMomentumTransformer
-    scores: pd.DataFrame
-    trace: InductionTrace
+    ranking: HeadRanking  # every head by induction score, with intervals and the tied set
+    traces: list[InductionTrace]  # every head tied for the top induction score
     spectral: SpectralResult
+    seed: int
+
+    @property
+    def scores(self) -> pd.DataFrame:
+        return self.ranking.scores
 
     def to_dict(self) -> dict:
         return {
             "name": self.name,
+            "seed": self.seed,
             "config": self.model.cfg.to_dict(),
             "head_scores": self.scores.to_dict(orient="records"),
             "in_context_learning": self.scores.attrs.get("in_context_learning"),
-            "trace": self.trace.to_dict(),
+            "induction_ranking": self.ranking.to_dict(),
+            "trace_rule": TRACE_RULE.format(seed=DEFAULT_SEED, n=SCORE_SEQUENCES),
+            "traces": [trace.to_dict() for trace in self.traces],
             "spectral": self.spectral.to_dict(),
         }
 
 
-def analyse(name_or_path: str | Path, n_sequences: int = 256, seed: int = 0) -> ModelAnalysis:
-    """Score every head, trace the top induction head, measure spectra."""
+def analyse(
+    name_or_path: str | Path, n_sequences: int = TRACE_SEQUENCES, seed: int = DEFAULT_SEED
+) -> ModelAnalysis:
+    """Rank every head (`score`'s defaults, data seed `seed`), trace every head tied for the top
+    induction score (`induction_heads_to_trace`'s rule), measure spectra."""
     model = load_model(name_or_path)
-    scores = score_heads(model, n_sequences=min(n_sequences, 100), seed=seed)
-    layer, head = top_induction_head(scores)
-    trace = trace_single_layer_induction(model, layer, head, n_sequences=n_sequences, seed=seed)
+    ranking = rank_heads_ci(model, "induction", SCORE_SEQUENCES, seed)
+    chosen = ranking if seed == DEFAULT_SEED else induction_heads_to_trace(model)
+    traces = [
+        trace_single_layer_induction(model, layer, head, n_sequences=n_sequences, seed=seed)
+        for layer, head in chosen.tied
+    ]
     spectral = spectral_report(model, example_tokens(model, seed, batch=32))
-    return ModelAnalysis(str(name_or_path), model, scores, trace, spectral)
+    return ModelAnalysis(str(name_or_path), model, ranking, traces, spectral, seed)
 
 
 def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
     """Head-score table, heatmaps and the attention of the trace's layer."""
     scores = analysis.scores
+    table = analysis.ranking.table()
     report.heading(f"Head scores: {analysis.name}")
-    report.table(
-        list(scores.columns),
-        [
-            [f"{v:.3f}" if isinstance(v, float) else v for v in row]
-            for row in scores.itertuples(index=False)
-        ],
+    report.paragraph(
+        f"{analysis.ranking.data_statement()}. Heads by induction score with 95 % bootstrap "
+        f"intervals over sequences; tied with the top: {analysis.ranking.tied_label()}."
     )
+    report.table(list(table.columns), frame_rows(table))
     icl = scores.attrs.get("in_context_learning")
     if icl is not None:
         report.paragraph(f"In-context-learning score (late minus early loss): {icl:+.3f} nats.")
     for fig in score_heatmaps(scores).values():
         report.figure(fig)
-    report.heading(f"Attention patterns of layer {analysis.trace.layer}")
-    report.raw(layer_patterns_html(analysis.model, analysis.trace.layer, seed))
+    for layer in sorted({trace.layer for trace in analysis.traces}):
+        report.heading(f"Attention patterns of layer {layer}")
+        report.raw(layer_patterns_html(analysis.model, layer, seed))
     return report
 
 
 def write_model_report(
     name_or_path: str | Path,
     out_dir: str | Path,
-    n_sequences: int = 256,
-    seed: int = 0,
+    n_sequences: int = TRACE_SEQUENCES,
+    seed: int = DEFAULT_SEED,
     scaling: str | Path | None = None,
+    command: str = "momentum-interp report",
 ) -> dict[str, Path]:
     """`report.html` (self-contained) and `report.json` for one model in `out_dir`; `scaling`
     (a sweep's results table) adds the γ*(N) section fitted to it."""
     analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
-    numbers = analysis.to_dict()
+    numbers = {"provenance": provenance(command, seed), **analysis.to_dict()}
     report = Report(f"momentum_interp report: {analysis.name}")
     add_scores(report, analysis, seed)
-    add_section(report, analysis.trace)
+    for trace in analysis.traces:
+        add_section(report, trace)
     add_section(report, analysis.spectral)
     try:
         history = load_metrics(resolve(name_or_path))

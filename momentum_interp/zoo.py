@@ -7,6 +7,7 @@ from pathlib import Path
 
 from momentum_interp.architecture import attention_variant as architecture
 from momentum_interp.model.checkpoint import resolve
+from momentum_interp.tables import markdown_table
 
 ZOO: dict[str, str] = {
     "induction-1l-baseline": "1-layer baseline (negative control)",
@@ -29,8 +30,20 @@ def final_eval(directory: Path) -> dict:
     return json.loads((Path(directory) / "metrics.json").read_text())["eval"][-1]
 
 
-def card_markdown(name: str, variants: dict[str, Path] | None = None) -> str:
-    """A model card from the checkpoint's own run config and metrics history (nothing typed in)."""
+def variant_record(name: str, run_dir: Path, config: str) -> dict:
+    """One variant's run record: its attention variant and last held-out evaluation."""
+    return {
+        "name": name,
+        "config": config,
+        "model": json.loads((Path(run_dir) / "run_config.json").read_text())["model"],
+        "final_eval": final_eval(run_dir),
+        "source": str(run_dir),
+    }
+
+
+def card_markdown(name: str, variants: dict | None = None) -> str:
+    """A model card from the checkpoint's own run config and metrics history, and (for the best
+    variant) the committed variants record `results/zoo/variants.json` (nothing typed in)."""
     directory = resolve(name)
     run = run_config(name)
     metrics = json.loads((directory / "metrics.json").read_text())
@@ -58,39 +71,73 @@ def card_markdown(name: str, variants: dict[str, Path] | None = None) -> str:
         f"({last['correct']}/{last['n_positions']} positions), loss {last['loss']:.3f}. "
         "`momentum-interp demo` re-measures it on fresh data with a 95 % interval.",
         "",
-        "| step | held-out accuracy | held-out loss |",
-        "|---:|---:|---:|",
-        *[f"| {e['step']} | {e['accuracy']:.3f} | {e['loss']:.3f} |" for e in curve],
+        markdown_table(
+            ["step", "held-out accuracy", "held-out loss"],
+            [[e["step"], f"{e['accuracy']:.3f}", f"{e['loss']:.3f}"] for e in curve],
+            align="rrr",
+        ),
     ]
     if variants:
         lines += [
             "",
             "## Variants tried (same task, budget and seed)",
             "",
-            "| variant | attention | final held-out accuracy | loss |",
-            "|---|---|---:|---:|",
+            "From the committed record `results/zoo/variants.json` (last held-out evaluation of "
+            "each training run):",
+            "",
+            _variants_table(
+                variants["variants"], "final_eval", "final held-out", "record", "`{source}`"
+            ),
         ]
-        for label, path in sorted(variants.items(), key=lambda kv: -final_eval(kv[1])["accuracy"]):
-            result = final_eval(path)
-            variant_model = json.loads((Path(path) / "run_config.json").read_text())["model"]
-            lines.append(
-                f"| {label} | {architecture(variant_model)} | {result['accuracy']:.3f} | {result['loss']:.3f} |"
-            )
+        if variants.get("unrecorded"):
+            lines += [
+                "",
+                "**Not backed by a committed record.** These variants' run directories were never "
+                f"committed; {variants['unrecorded_note']} What an earlier version of this card "
+                "reported for them:",
+                "",
+                _variants_table(
+                    variants["unrecorded"],
+                    "reported",
+                    "reported",
+                    "rerun with",
+                    "`momentum-interp train --config {config} --out runs/variants/{name}`",
+                ),
+                "",
+                "`python -m momentum_interp.results record-variants NAME=runs/variants/NAME …` then "
+                "records retrained variants, and `python -m momentum_interp.results render` "
+                "re-renders this card.",
+            ]
     return "\n".join(lines) + "\n"
 
 
-def write_cards(variants_dir: str | Path = "runs/variants") -> list[Path]:
-    """Write `card.md` beside every bundled zoo checkpoint; the best variant's lists the search."""
-    from momentum_interp.io import atomic_write_text
+def _variants_table(
+    entries: list[dict], result: str, label: str, last_header: str, last_cell: str
+) -> str:
+    """Variants, best first: attention, accuracy and loss of `entry[result]`, and `last_cell`
+    (a format string over the entry's fields)."""
+    rows = [
+        [
+            v["name"],
+            architecture(v["model"]),
+            f"{v[result]['accuracy']:.3f}",
+            f"{v[result]['loss']:.3f}",
+            last_cell.format(**v),
+        ]
+        for v in sorted(entries, key=lambda v: -v[result]["accuracy"])
+    ]
+    header = ["variant", "attention", f"{label} accuracy", f"{label} loss", last_header]
+    return markdown_table(header, rows, align="llrrl")
+
+
+def card_paths_and_text(variants: dict) -> dict[Path, str]:
+    """`card.md` path and text of every bundled zoo model; the best variant's lists the search."""
     from momentum_interp.model.checkpoint import bundled_names
 
-    variants = {
-        p.name: p for p in sorted(Path(variants_dir).glob("*")) if (p / "metrics.json").is_file()
+    return {
+        resolve(name) / "card.md": card_markdown(
+            name, variants if name == "induction-1l-momentum-best" else None
+        )
+        for name in ZOO
+        if name in bundled_names()
     }
-    written = []
-    for name in [n for n in ZOO if n in bundled_names()]:
-        searched = variants if name == "induction-1l-momentum-best" else None
-        path = resolve(name) / "card.md"
-        atomic_write_text(path, card_markdown(name, searched))
-        written.append(path)
-    return written

@@ -13,5 +13,10 @@ for config in configs/zoo/variants/*.toml; do
   momentum-interp train --config "$config" --out "runs/variants/$name" --quiet
 done
 # The best variant is retrained under its zoo name from configs/zoo/induction-1l-momentum-best.toml
-# (a copy of the winning variant's config); then every card.md is regenerated from the metrics.
-python -c "from momentum_interp.zoo import write_cards; print(*write_cards('runs/variants'), sep='\n')"
+# (a copy of the winning variant's config). Record every variant's final evaluation in
+# results/zoo/variants.json, re-measure the zoo into results/zoo/zoo.json, then re-render the
+# README's result blocks and every card.md from those records.
+python -m momentum_interp.results record-variants \
+  $(for run in runs/variants/*/; do name=$(basename "$run"); echo "$name=runs/variants/$name"; done)
+momentum-interp demo --results results/zoo
+python -m momentum_interp.results render

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
@@ -30,10 +31,22 @@ def checkpoint(tmp_path_factory):
 
 def test_score_prints_ranked_heads_and_writes_csv(checkpoint, tmp_path, capsys):
     csv = tmp_path / "scores.csv"
-    assert main(["score", str(checkpoint), "--sequences", "8", "--csv", str(csv)]) == 0
+    args = ["score", str(checkpoint), "--sequences", "8", "--seed", "3", "--csv", str(csv)]
+    assert main([*args, "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "induction" in out and "in-context-learning score" in out
-    assert len(csv.read_text().splitlines()) == 1 + 4  # header + one row per head
+    assert "8 sequences of 48 tokens, seed 3" in out and "top induction head(s)" in out
+    table = pd.read_csv(csv)
+    assert len(table) == 4  # one row per head, best first, each inside its interval
+    assert (table["low"] <= table["induction"]).all() and (
+        table["induction"] <= table["high"]
+    ).all()
+    assert table["induction"].is_monotonic_decreasing and table["tied_top"].iloc[0]
+    numbers = json.loads((tmp_path / "score.json").read_text())
+    assert numbers["provenance"]["seed"] == 3 and numbers["provenance"]["command"].startswith(
+        "momentum-interp score"
+    )
+    assert [h["head"] for h in numbers["heads"]] == table["head"].tolist()
 
 
 def test_trace_writes_html_and_numbers(checkpoint, tmp_path, capsys):
@@ -41,8 +54,10 @@ def test_trace_writes_html_and_numbers(checkpoint, tmp_path, capsys):
     args = ["trace", str(checkpoint), "--layer", "0", "--head", "2", "--sequences", "64"]
     assert main([*args, "--out", str(out)]) == 0
     numbers = json.loads((out / "trace.json").read_text())
-    assert (numbers["layer"], numbers["head"]) == (0, 2)
-    assert abs(sum(numbers["term_shares"].values()) - 1.0) < 1e-6
+    (trace,) = numbers["traces"]
+    assert (trace["layer"], trace["head"]) == (0, 2) and numbers["headlines"][0]["head"] == [0, 2]
+    assert abs(sum(trace["term_shares"].values()) - 1.0) < 1e-6
+    assert numbers["provenance"]["seed"] == 0 and numbers["ranking"] is None
     assert "<script src=" not in (out / "trace.html").read_text()
 
 
@@ -50,10 +65,13 @@ def test_spectrum_and_report(checkpoint, tmp_path):
     assert (
         main(["spectrum", str(checkpoint), "--sequences", "4", "--out", str(tmp_path / "s")]) == 0
     )
-    assert "verdict" in json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    spectrum = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert "verdict" in spectrum and spectrum["provenance"]["seed"] == 0
     assert main(["report", str(checkpoint), "--sequences", "64", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
-    assert len(report["head_scores"]) == 4 and "trace" in report and "spectral" in report
+    assert len(report["head_scores"]) == 4 and "spectral" in report
+    tied = report["induction_ranking"]["tied"]
+    assert [[t["layer"], t["head"]] for t in report["traces"]] == tied  # every tied head traced
     html = (tmp_path / "r" / "report.html").read_text()
     assert "CircuitsVis.render" in html and "Plotly" in html
 
@@ -78,4 +96,5 @@ def test_spectrum_of_a_model_whose_vocabulary_cannot_fill_its_context(tmp_path, 
     HookedMomentumTransformer(cfg).save_pretrained(tmp_path / "m")
     args = ["spectrum", str(tmp_path / "m"), "--sequences", "2", "--out", str(tmp_path / "s")]
     assert main(args) == 0
-    assert "verdict" in json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    spectrum = json.loads((tmp_path / "s" / "spectrum.json").read_text())
+    assert "verdict" in spectrum and spectrum["provenance"]["seed"] == 0

@@ -32,7 +32,11 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
     for model in models.values():
         accuracy = model["accuracy"]
         assert accuracy["low"] <= accuracy["value"] <= accuracy["high"]
-    assert "trace" in numbers and "spectral" in numbers
+    traced = [key for key in numbers if key.startswith("trace_")]
+    assert traced and "spectral" in numbers and numbers["provenance"]["seed"] == 0
+    paper = next(m for m in numbers["headline"]["models"] if m["name"] == "induction-1l-momentum")
+    tied = paper["induction_ranking"]["tied"]
+    assert traced == [f"trace_L{layer}H{head}" for layer, head in tied]
     assert numbers["comparison"].startswith("The paper reports 83.4%")
     assert "induction-1l-momentum reaches" in numbers["comparison"]
     # the γ*(N) section is fitted from the committed sweep table, one entry per swept depth

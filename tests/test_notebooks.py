@@ -12,6 +12,7 @@ with the controls (1-layer baseline, 2-layer baseline) rather than with hard-cod
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from pathlib import Path
@@ -116,6 +117,19 @@ def _check_quickstart(m: dict[str, str]) -> None:
     assert top > 2 * base_1l + 0.05, (top, base_1l)
     assert base_2l > 0.5
     assert 0.0 <= base_1l <= 1.0 and 0.0 <= top <= 1.0
+    # Same seed, same code path: the notebook's top heads and scores are the committed ones
+    # (results/zoo/zoo.json, which the README's table is rendered from).
+    record = json.loads((ROOT / "results" / "zoo" / "zoo.json").read_text())
+    for model in record["models"]:
+        ranking = model["induction_ranking"]
+        tied = ",".join(f"L{layer}H{head}" for layer, head in ranking["tied"])
+        assert m[f"ZOO_TIED[{model['name']}]"] == tied
+        best = ranking["heads"][0]["value"]
+        assert _number(m, f"ZOO_TOP_INDUCTION[{model['name']}]") == pytest.approx(best, abs=1e-4)
+    paper = next(x for x in record["models"] if x["name"] == "induction-1l-momentum")
+    assert m["TOP_INDUCTION_TIED"] == ",".join(
+        f"L{layer}H{head}" for layer, head in paper["induction_ranking"]["tied"]
+    )
 
 
 def _check_single_layer(m: dict[str, str]) -> None:

@@ -2,6 +2,7 @@
 
 Results are data (dataclasses and DataFrames with `to_dict()`); `momentum_interp.viz` renders them."""
 
+from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
 from momentum_interp.analysis.scoring import (
     SCORE_COLUMNS,
     copying_scores,
@@ -41,6 +42,9 @@ from momentum_interp.analysis.tracing import (
 
 __all__ = [
     "BANDS",
+    "HeadRanking",
+    "induction_heads_to_trace",
+    "rank_heads_ci",
     "SCORE_COLUMNS",
     "InductionTrace",
     "SignalSpectra",

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -235,7 +236,138 @@ def _pattern_names(n_layers: int) -> list[str]:
     return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
 
 
+@dataclass
+class HeadScoreSamples:
+    """Per-sequence sums behind every attention score: the pooled score of head (l, h) is
+    `numerators[name][:, l, h].sum() / rows[name].sum()`, so sequences can be resampled."""
+
+    numerators: dict[str, np.ndarray]  # score name -> [seq, layer, head] float64
+    rows: dict[str, np.ndarray]  # score name -> [seq] qualifying query rows
+    loss_sum: torch.Tensor  # [pos - 1] float64, next-token loss summed over sequences
+    seq_len: int
+    half_len: int | None
+
+    @property
+    def n_sequences(self) -> int:
+        return len(next(iter(self.rows.values())))
+
+
 @torch.no_grad()
+def head_score_samples(
+    model,
+    tokens: torch.Tensor | TaskBatch,
+    *,
+    half_len: int | None = None,
+    offset: int = 0,
+    batch_size: int | None = None,
+    progress: bool | None = None,
+) -> HeadScoreSamples:
+    """Per-sequence attention-score sums of every head on `tokens` (see `score_heads_on_tokens`).
+
+    Without `half_len` the induction score has no qualifying rows.
+    """
+    tokens = _as_tokens(tokens)
+    n_seq, n_pos = tokens.shape
+    cfg = model.cfg
+    n_layers = cfg.n_layers
+    if half_len is not None:
+        if half_len < 1 or offset < 0:
+            raise ValueError(f"need half_len >= 1 and offset >= 0, got {half_len}, {offset}.")
+        if offset + half_len >= n_pos:
+            raise ValueError(
+                f"offset + half_len = {offset + half_len} leaves no repeat rows in sequences of "
+                f"length {n_pos}."
+            )
+    if batch_size is None:
+        batch_size = _auto_batch_size(model, n_pos, n_seq)
+
+    names = _pattern_names(n_layers)
+    wanted = set(names)
+    numerators = {name: [] for name in ATTENTION_SCORES}
+    rows = {name: [] for name in ATTENTION_SCORES}
+    device = _model_device(model)  # sums stay on it: one copy to the host at the end, not per batch
+    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64, device=device)
+    repeat_start = None if half_len is None else offset + half_len
+
+    for batch in _batches(tokens, batch_size, progress, "scoring heads"):
+        batch = batch.to(device)
+        n_batch = batch.shape[0]
+        logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
+        duplicate, prefix = token_match_masks(batch)
+        rows["duplicate_token"].append(duplicate.any(-1).sum(-1))
+        rows["prefix_matching"].append(prefix.any(-1).sum(-1))
+        rows["previous_token"].append(torch.full((n_batch,), n_pos - 1))
+        n_repeat = 0 if repeat_start is None else n_pos - repeat_start
+        rows["induction"].append(torch.full((n_batch,), n_repeat))
+        sums = {name: [] for name in ATTENTION_SCORES}  # per layer: [batch, head]
+        for name in names:
+            pattern = cache[name]  # [batch, head, q_pos, k_pos]
+            if pattern.dtype in (torch.float16, torch.bfloat16):
+                pattern = pattern.float()
+            for score, mask in (("duplicate_token", duplicate), ("prefix_matching", prefix)):
+                mass = torch.einsum("bhts,bts->bh", pattern, mask.to(pattern.dtype))
+                sums[score].append(mass.double())
+            previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # rows t = 1..T-1
+            sums["previous_token"].append(previous.double().sum(-1))
+            if repeat_start is None:
+                sums["induction"].append(torch.zeros_like(previous[..., 0], dtype=torch.float64))
+            else:
+                # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
+                stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
+                stripe = stripe[..., repeat_start - (half_len - 1) :]
+                sums["induction"].append(stripe.double().sum(-1))
+        for score in ATTENTION_SCORES:
+            numerators[score].append(torch.stack(sums[score], dim=1))  # [batch, layer, head]
+        loss_sum += per_token_loss(logits, batch).double().sum(0)
+        del cache, logits
+
+    return HeadScoreSamples(
+        numerators={name: torch.cat(v).cpu().numpy() for name, v in numerators.items()},
+        rows={
+            name: torch.cat([r.cpu() for r in v]).numpy().astype(np.int64)
+            for name, v in rows.items()
+        },
+        loss_sum=loss_sum.cpu(),
+        seq_len=n_pos,
+        half_len=half_len,
+    )
+
+
+def scores_table(
+    model,
+    samples: HeadScoreSamples,
+    early: tuple[float, float] = EARLY_WINDOW,
+    late: tuple[float, float] = LATE_WINDOW,
+) -> pd.DataFrame:
+    """The pooled per-head score table (see `score_heads`) from per-sequence sums."""
+    n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
+    scores = {}
+    for name in ATTENTION_SCORES:
+        total_rows = int(samples.rows[name].sum())
+        scores[name] = (
+            samples.numerators[name].sum(0) / total_rows
+            if total_rows
+            else np.full((n_layers, n_heads), math.nan)
+        )
+    scores["copying"] = copying_scores(model).cpu().numpy()
+    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
+    df = pd.DataFrame(
+        {
+            "layer": layer_idx.ravel().astype(np.int64),
+            "head": head_idx.ravel().astype(np.int64),
+            **{name: scores[name].ravel().astype(np.float64) for name in SCORE_COLUMNS},
+        },
+        columns=list(COLUMNS),
+    )
+    df.attrs["in_context_learning"] = _icl_from_loss(
+        samples.loss_sum, samples.n_sequences, early, late
+    )
+    df.attrs["n_sequences"] = samples.n_sequences
+    df.attrs["seq_len"] = samples.seq_len
+    df.attrs["half_len"] = samples.half_len
+    return df
+
+
 def score_heads_on_tokens(
     model,
     tokens: torch.Tensor | TaskBatch,
@@ -257,79 +389,29 @@ def score_heads_on_tokens(
     `in_context_learning_score`), computed from the same forward passes' logits.
     Returns the DataFrame described in `score_heads`.
     """
-    tokens = _as_tokens(tokens)
-    n_seq, n_pos = tokens.shape
-    cfg = model.cfg
-    n_layers, n_heads = cfg.n_layers, cfg.n_heads
-    if half_len is not None:
-        if half_len < 1 or offset < 0:
-            raise ValueError(f"need half_len >= 1 and offset >= 0, got {half_len}, {offset}.")
-        if offset + half_len >= n_pos:
-            raise ValueError(
-                f"offset + half_len = {offset + half_len} leaves no repeat rows in sequences of "
-                f"length {n_pos}."
-            )
-    if batch_size is None:
-        batch_size = _auto_batch_size(model, n_pos, n_seq)
-
-    names = _pattern_names(n_layers)
-    wanted = set(names)
-    device = _model_device(model)  # sums stay on it: one copy to the host at the end, not per layer
-    sums = {
-        name: torch.zeros(n_layers, n_heads, dtype=torch.float64, device=device)
-        for name in ATTENTION_SCORES
-    }
-    rows = dict.fromkeys(ATTENTION_SCORES, 0)
-    loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64, device=device)
-    repeat_start = None if half_len is None else offset + half_len
-
-    for batch in _batches(tokens, batch_size, progress, "scoring heads"):
-        batch = batch.to(device)
-        logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
-        duplicate, prefix = token_match_masks(batch)
-        rows["duplicate_token"] += int(duplicate.any(-1).sum())
-        rows["prefix_matching"] += int(prefix.any(-1).sum())
-        rows["previous_token"] += batch.shape[0] * (n_pos - 1)
-        if repeat_start is not None:
-            rows["induction"] += batch.shape[0] * (n_pos - repeat_start)
-        for layer, name in enumerate(names):
-            pattern = cache[name]  # [batch, head, q_pos, k_pos]
-            if pattern.dtype in (torch.float16, torch.bfloat16):
-                pattern = pattern.float()
-            for score, mask in (("duplicate_token", duplicate), ("prefix_matching", prefix)):
-                mass = torch.einsum("bhts,bts->bht", pattern, mask.to(pattern.dtype))
-                sums[score][layer] += mass.double().sum((0, 2))
-            previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # rows t = 1..T-1
-            sums["previous_token"][layer] += previous.double().sum((0, 2))
-            if repeat_start is not None:
-                # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
-                stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
-                stripe = stripe[..., repeat_start - (half_len - 1) :]
-                sums["induction"][layer] += stripe.double().sum((0, 2))
-        loss_sum += per_token_loss(logits, batch).double().sum(0)
-        del cache, logits
-
-    sums = {name: total.cpu() for name, total in sums.items()}
-    loss_sum = loss_sum.cpu()
-    scores = {
-        name: sums[name] / rows[name] if rows[name] else torch.full_like(sums[name], math.nan)
-        for name in ATTENTION_SCORES
-    }
-    scores["copying"] = copying_scores(model).cpu()
-    layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
-    df = pd.DataFrame(
-        {
-            "layer": layer_idx.ravel().astype(np.int64),
-            "head": head_idx.ravel().astype(np.int64),
-            **{name: scores[name].numpy().ravel().astype(np.float64) for name in SCORE_COLUMNS},
-        },
-        columns=list(COLUMNS),
+    _icl_windows(_as_tokens(tokens).shape[-1], early, late)  # validate before running the model
+    samples = head_score_samples(
+        model, tokens, half_len=half_len, offset=offset, batch_size=batch_size, progress=progress
     )
-    df.attrs["in_context_learning"] = _icl_from_loss(loss_sum, n_seq, early, late)
-    df.attrs["n_sequences"] = n_seq
-    df.attrs["seq_len"] = n_pos
-    df.attrs["half_len"] = half_len
-    return df
+    return scores_table(model, samples, early, late)
+
+
+def repeated_tokens_for(
+    model, n_sequences: int, half_len: int | None, seed: int, bos_token: int | None
+) -> tuple[torch.Tensor, int, int]:
+    """`(tokens, half_len, offset)`: the repeated random tokens `score_heads` scores `model` on."""
+    offset = int(bos_token is not None)
+    if half_len is None:
+        half_len = (model.cfg.n_ctx - offset) // 2
+    if half_len < 2:
+        raise ValueError(f"half_len must be >= 2, got {half_len}.")
+    if offset + 2 * half_len > model.cfg.n_ctx:
+        raise ValueError(
+            f"Sequences of {offset + 2 * half_len} tokens (2·half_len{' + BOS' if offset else ''}) "
+            f"exceed n_ctx={model.cfg.n_ctx}; use half_len <= {(model.cfg.n_ctx - offset) // 2}."
+        )
+    tokens = repeated_random_tokens(model.cfg.d_vocab, half_len, n_sequences, seed, bos_token)
+    return tokens, half_len, offset
 
 
 def score_heads(
@@ -366,17 +448,7 @@ def score_heads(
     `in_context_learning_score`) on the same sequences, from the same forward passes. The result
     depends only on `seed`, not on `batch_size` (up to float rounding).
     """
-    offset = int(bos_token is not None)
-    if half_len is None:
-        half_len = (model.cfg.n_ctx - offset) // 2
-    if half_len < 2:
-        raise ValueError(f"half_len must be >= 2, got {half_len}.")
-    if offset + 2 * half_len > model.cfg.n_ctx:
-        raise ValueError(
-            f"Sequences of {offset + 2 * half_len} tokens (2·half_len{' + BOS' if offset else ''}) "
-            f"exceed n_ctx={model.cfg.n_ctx}; use half_len <= {(model.cfg.n_ctx - offset) // 2}."
-        )
-    tokens = repeated_random_tokens(model.cfg.d_vocab, half_len, n_sequences, seed, bos_token)
+    tokens, half_len, offset = repeated_tokens_for(model, n_sequences, half_len, seed, bos_token)
     df = score_heads_on_tokens(
         model, tokens, half_len=half_len, offset=offset, batch_size=batch_size, progress=progress
     )

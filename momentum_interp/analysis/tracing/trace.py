@@ -26,6 +26,7 @@ from momentum_interp.analysis.tracing.terms import (
 )
 from momentum_interp.architecture import describe
 from momentum_interp.data import Task
+from momentum_interp.defaults import DEFAULT_SEED, TRACE_SEQUENCES
 from momentum_interp.evaluation import batching, held_out_batches
 from momentum_interp.model.inputs import str_tokens
 from momentum_interp.model.shear import TERM_NAMES
@@ -190,8 +191,8 @@ def trace_single_layer_induction(
     layer: int,
     head: int,
     task: Task | None = None,
-    n_sequences: int = 256,
-    seed: int = 0,
+    n_sequences: int = TRACE_SEQUENCES,
+    seed: int = DEFAULT_SEED,
 ) -> InductionTrace:
     """Trace how head `layer.head` performs induction: four-term score margins, ablations and
     the token-level QK circuit (docs/maths.md, section 4). The decomposition and ablations use

@@ -1,0 +1,65 @@
+"""Committed results and generated prose: the README's result blocks and the model cards are
+exactly what `python -m momentum_interp.results render` makes of `results/`."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from momentum_interp import results
+from momentum_interp.paths import REPO_ROOT
+from momentum_interp.results import (
+    ZOO_DIR,
+    markdown_table,
+    render,
+    render_readme,
+    replace_blocks,
+)
+
+
+def test_readme_and_cards_agree_with_committed_results():
+    stale = render(check=True)
+    assert stale == [], (
+        f"{[str(p.relative_to(REPO_ROOT)) for p in stale]} disagree with results/; run "
+        "`python -m momentum_interp.results render` (or re-measure with "
+        "`momentum-interp demo --results results/zoo`)"
+    )
+
+
+def test_rendering_follows_the_records(tmp_path):
+    """A changed number in the record changes the README: nothing in it is typed by hand."""
+    shutil.copytree(ZOO_DIR, tmp_path / "zoo")
+    path = tmp_path / "zoo" / results.ZOO_RECORD
+    record = json.loads(path.read_text())
+    paper = next(m for m in record["models"] if m["name"] == results.PAPER_MODEL)
+    paper["accuracy"]["value"] = 0.1234
+    record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
+    path.write_text(json.dumps(record))
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = render_readme(readme, tmp_path / "zoo")
+    assert changed != readme
+    assert "0.123 [" in changed and "12.3 %" in changed and "1%" in changed
+    assert render_readme(readme, ZOO_DIR) == readme
+
+
+def test_every_zoo_model_and_traced_head_appears_in_the_readme():
+    readme = (REPO_ROOT / "README.md").read_text()
+    record = json.loads((ZOO_DIR / results.ZOO_RECORD).read_text())
+    for model in record["models"]:
+        row = next(line for line in readme.splitlines() if line.startswith(f"| `{model['name']}`"))
+        for layer, head in model["induction_ranking"]["tied"]:
+            assert f"L{layer}H{head} " in row  # every tied head is named, not only the first
+    assert record["provenance"]["seed"] == 0 and record["provenance"]["git_commit"]
+
+
+def test_blocks_need_their_markers():
+    text = "a\n<!-- results:x:start -->\nold\n<!-- results:x:end -->\nb"
+    assert replace_blocks(text, {"x": "new"}) == text.replace("old", "new")
+    with pytest.raises(ValueError, match="results:y:start"):
+        replace_blocks(text, {"y": "new"})
+
+
+def test_markdown_table():
+    assert markdown_table(["a", "b"], [[1, "x"]], align="lr") == "| a | b |\n|---|---:|\n| 1 | x |"
