@@ -1,8 +1,12 @@
 """Before/after CPU measurements for issue 13: `python measure.py OUT.json ROUNDS` from a repository root."""
 
-import json, sys, time, torch
-from benchmarks import op_counts
-from benchmarks import nanogpt
+import json
+import sys
+import time
+
+import torch
+
+from benchmarks import nanogpt, op_counts
 from benchmarks.throughput import PRESETS, run_config
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.analysis.scoring import score_heads
@@ -88,4 +92,5 @@ out["score_heads"] = {
     "best_of_2_s": round(again, 3),
 }
 print(out["score_heads"], flush=True)
-json.dump(out, open(sys.argv[1], "w"), indent=1)
+with open(sys.argv[1], "w") as f:
+    json.dump(out, f, indent=1)
