@@ -14,7 +14,8 @@ training step each (forward, `next_token_loss`, backward, AdamW step, `zero_grad
     analysis   ours, γ = 1, with a no-op hook on every `hook_pattern`, which forces the
                materialised-scores analysis path
 
-On CUDA the step runs under bf16 autocast with fused AdamW and `torch.cuda.synchronize()` around
+With `--compile`, each variant's forward and loss are compiled together (`step_loss`), so every
+variant is compiled alike. On CUDA the step runs under bf16 autocast with fused AdamW and `torch.cuda.synchronize()` around
 each timing; on CPU it is float32 with plain AdamW. The variants are timed interleaved
 (round r runs every variant once, in an order rotated by r), so load that drifts during a run
 hits all of them alike; the ratios are medians of the per-round paired ratios.
