@@ -97,8 +97,8 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    from momentum_interp.analysis.scaling import bundled_results
     from momentum_interp.report import write_model_report
-    from momentum_interp.sweeps.scaling import bundled_results
 
     scaling = None if args.no_scaling else (args.scaling or bundled_results())
     paths = write_model_report(
@@ -150,10 +150,16 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_scaling(args: argparse.Namespace) -> None:
-    from momentum_interp.sweeps.scaling import write_scaling_report
+    from momentum_interp.viz.scaling import write_scaling_report
 
     paths = write_scaling_report(
-        args.results, args.out, n_boot=args.boot, level=args.level, figures=args.figures
+        args.results,
+        args.out,
+        n_boot=args.boot,
+        level=args.level,
+        figures=args.figures,
+        metric=args.metric,
+        shear=args.shear,
     )
     print(paths["statement"])
     for label, path in paths.items():
@@ -228,6 +234,15 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     scaling.add_argument("--level", type=float, default=0.95, help="interval level")
     scaling.add_argument("--figures", action="store_true", help="also write the HTML figures")
+    scaling.add_argument(
+        "--metric",
+        default="final_accuracy",
+        choices=["final_accuracy", "auc_accuracy", "best_accuracy"],
+        help="criterion γ* maximises (auc_accuracy: area under the held-out accuracy curve)",
+    )
+    scaling.add_argument(
+        "--shear", default="qk", choices=["qk", "k"], help="which shear mode's rows to fit"
+    )
     scaling.set_defaults(func=_cmd_scaling)
 
     lm = sub.add_parser("lm-compare", help="compare trained language models' validation losses")

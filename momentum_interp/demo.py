@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
+from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.analysis.scoring import score_heads
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
@@ -19,11 +20,11 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.report import example_tokens
-from momentum_interp.sweeps.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.training.evaluate import per_sequence_metrics, seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.scaling import ScalingSection
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config
 
 EVAL_BATCH = 64
@@ -139,7 +140,7 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
     spectral = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
     analyses: dict[str, object] = {"trace": trace, "spectral": spectral}
     if (table := bundled_results()) is not None:
-        analyses["scaling"] = fit_scaling(load_table(table))
+        analyses["scaling"] = ScalingSection(fit_scaling(load_table(table)))
     if (comparison := bundled_comparison()) is not None:
         analyses["language_models"] = LMComparison.load(comparison)
     return analyses

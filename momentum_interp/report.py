@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from momentum_interp.analysis.scaling import fit_scaling, load_table
 from momentum_interp.analysis.scoring import score_heads, score_heatmaps
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
@@ -18,11 +19,11 @@ from momentum_interp.analysis.tracing import (
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.sweeps.scaling import fit_scaling, load_table
 from momentum_interp.training.evaluate import seeded_generator
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.scaling import ScalingSection
 
 PATTERN_STREAM = 7  # seed stream of the example sequences shown in reports
 
@@ -139,7 +140,7 @@ def write_model_report(
         report.figure(training_curves({analysis.name: history}))
     if scaling is not None:
         fit = fit_scaling(load_table(scaling))
-        fit.add_to(report)
+        ScalingSection(fit).add_to(report)
         numbers["scaling"] = {**fit.to_dict(), "source": str(scaling)}
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")

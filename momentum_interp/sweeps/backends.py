@@ -53,9 +53,22 @@ def execute_run(
     root = train(run, run_dir, overwrite=True, progress=False)
     wall = time.perf_counter() - started
     history = json.loads((Path(root) / METRICS_FILE).read_text())
-    evals, steps = history.get("eval", []), history.get("train", [])
-    if not evals:
+    if not history.get("eval"):
         raise RuntimeError(f"run {name} finished without an evaluation in {root}/{METRICS_FILE}")
+    return {**summarise_history(history), "wall_time_s": wall, **_where(device)}
+
+
+def _where(device) -> dict[str, str]:
+    return {
+        "device": str(device) if device.type != "cuda" else _cuda_name(device),
+        "hostname": socket.gethostname(),
+    }
+
+
+def summarise_history(history: dict[str, Any]) -> dict[str, Any]:
+    """A run's result row from its metrics history: final and best held-out numbers, and the
+    whole held-out curve (`eval_steps`, `eval_accuracy`, `eval_loss`) for curve criteria."""
+    evals, steps = history["eval"], history["train"]
     final, best = evals[-1], max(evals, key=lambda e: e["accuracy"])
     return {
         "final_accuracy": final["accuracy"],
@@ -65,9 +78,22 @@ def execute_run(
         "final_train_loss": steps[-1]["loss"] if steps else None,
         "eval_positions": final.get("n_positions"),
         "steps_trained": final["step"],
-        "wall_time_s": wall,
-        "device": str(device) if device.type != "cuda" else _cuda_name(device),
-        "hostname": socket.gethostname(),
+        "eval_steps": [e["step"] for e in evals],
+        "eval_accuracy": [e["accuracy"] for e in evals],
+        "eval_loss": [e["loss"] for e in evals],
+        **curve_criteria([e["step"] for e in evals], [e["accuracy"] for e in evals]),
+    }
+
+
+def curve_criteria(steps: list[int], accuracy: list[float]) -> dict[str, float | None]:
+    """`auc_accuracy` and `steps_to_target` of a held-out curve (None with fewer than 2 points)."""
+    from momentum_interp.training.curves import accuracy_auc, steps_to_accuracy
+
+    if len(steps) < 2:
+        return {"auc_accuracy": None, "steps_to_target": None}
+    return {
+        "auc_accuracy": accuracy_auc(steps, accuracy),
+        "steps_to_target": steps_to_accuracy(steps, accuracy),
     }
 
 

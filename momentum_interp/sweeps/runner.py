@@ -48,6 +48,8 @@ KEY_FIELDS = (
 )
 METRIC_COLUMNS = (
     "final_accuracy",
+    "auc_accuracy",
+    "steps_to_target",
     "final_loss",
     "best_accuracy",
     "best_step",
