@@ -142,6 +142,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             runs_dir=args.runs_dir,
             address=args.address,
+            batch_runs=args.batch_runs,
         )
     except SweepError as e:
         print(f"momentum-interp sweep: {e}", file=sys.stderr)
@@ -223,6 +224,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--backend", choices=["local", "ray"], default="local")
     sweep.add_argument(
         "--workers", type=int, help="parallel runs (default: CPU cores or GPUs; 0: in this process)"
+    )
+    sweep.add_argument(
+        "--batch-runs",
+        type=int,
+        default=1,
+        help="train up to this many runs that differ only in model.gamma together (vmap)",
     )
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

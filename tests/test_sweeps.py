@@ -460,3 +460,22 @@ def test_separation_shapes_and_keys_only_rows():
     # Keys-only rows are fitted separately: there the criterion is inverted, so γ* is not 1.
     keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=50, shear="k")
     assert keys.depths[0].gamma_star != 1.0
+
+
+def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
+    from momentum_interp.sweeps.backends import plan_units
+
+    spec = tiny_spec(GRID, steps=12, variants=VARIANTS)
+    units = plan_units(spec.expand(), batch_runs=2)
+    # Per seed and variant, 3 γ → units of 2 + 1 (VARIANTS leaves γ on the smeared-key runs).
+    assert sorted(len(u) for u in units) == [1] * 4 + [2] * 4
+    assert all(len({r.config["train"]["seed"] for r in u}) == 1 for u in units)
+    one = run_sweep(spec, tmp_path / "one", workers=0, progress=False)
+    together = run_sweep(spec, tmp_path / "together", workers=0, progress=False, batch_runs=3)
+    one, together = (t.set_index("run_id").sort_index() for t in (one, together))
+    assert list(one.index) == list(together.index)
+    np.testing.assert_allclose(together["final_loss"], one["final_loss"], rtol=1e-5)
+    assert (together["final_accuracy"] == one["final_accuracy"]).all()
+    assert set(together["batched_with"].dropna()) == {3.0}
+    with pytest.raises(ValueError, match="batch_runs"):
+        plan_units(spec.expand(), batch_runs=0)

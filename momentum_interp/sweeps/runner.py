@@ -24,7 +24,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from momentum_interp.io import atomic_write_json, atomic_write_text
-from momentum_interp.sweeps.backends import BACKENDS, default_workers, run_local, run_ray
+from momentum_interp.sweeps.backends import (
+    BACKENDS,
+    default_workers,
+    plan_units,
+    run_local,
+    run_ray,
+)
 from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
 
 RESULTS_JSONL = "results.jsonl"
@@ -57,6 +63,7 @@ METRIC_COLUMNS = (
     "eval_positions",
     "steps_trained",
     "wall_time_s",
+    "batched_with",
     "device",
     "hostname",
 )
@@ -152,11 +159,14 @@ def run_sweep(
     progress: bool = True,
     runs_dir: str | Path | None = None,
     address: str | None = None,
+    batch_runs: int = 1,
 ) -> pd.DataFrame:
     """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
 
     backend: "local" (spawned worker processes: one per CPU core, or one per GPU when runs use
-    CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running cluster, else a local instance).
+    CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running
+    cluster, else a local instance). `batch_runs` > 1 trains up to that many same-shaped runs
+    (configs differing only in `model.gamma`) together, stacked and vmap-ed, as one unit.
     Raises SweepError after the other runs finish if any run failed.
     """
     if backend not in BACKENDS:
@@ -188,12 +198,13 @@ def run_sweep(
     def name_of(run: RunSpec) -> str:
         return f"{spec.name}/{run.run_id}"
 
+    units = plan_units(pending, batch_runs)
     if backend == "local":
         if workers is None and pending:
-            workers = min(default_workers(pending), len(pending))
-        outcomes = run_local(pending, runs_dir, name_of, workers)
+            workers = min(default_workers(pending), len(units))
+        outcomes = run_local(units, runs_dir, name_of, workers)
     else:
-        outcomes = run_ray(pending, runs_dir, name_of, workers, address)
+        outcomes = run_ray(units, runs_dir, name_of, workers, address)
     failures = []
     bar = tqdm(
         total=len(runs), initial=len(runs) - len(pending), desc=spec.name, disable=not progress
@@ -219,6 +230,7 @@ def run_sweep(
         "n_failed": len(failures),
         "backend": backend,
         "workers": workers,
+        "batch_runs": batch_runs,
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
