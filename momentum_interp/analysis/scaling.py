@@ -312,7 +312,7 @@ def gamma_star_by_depth(
                 mean_interval=intervals,
                 runner_up=None if runner is None else float(grid[runner]),
                 separated=None
-                if runner is None
+                if runner is None or not np.all(np.isfinite([*intervals[best], *intervals[runner]]))
                 else bool(intervals[best][0] > intervals[runner][1]),
                 smeared_key_interval=mean_intervals(control[:, None], level)[0]
                 if len(control)

@@ -31,7 +31,8 @@ Unit = Sequence[RunSpec]
 
 def plan_units(runs: Sequence[RunSpec], batch_runs: int = 1) -> list[list[RunSpec]]:
     """Split runs into units of up to `batch_runs` runs that can train together (same config but
-    for `model.gamma`), in the order their first run appears; `batch_runs=1`: one run per unit."""
+    for `model.gamma`); `batch_runs=1`: one run per unit. Units run seed by seed (then in the
+    order their first run appears), so a sweep cut short holds whole replicates of the grid."""
     from momentum_interp.training.batched import group_key
 
     if batch_runs < 1:
@@ -40,7 +41,8 @@ def plan_units(runs: Sequence[RunSpec], batch_runs: int = 1) -> list[list[RunSpe
     for run in runs:
         key = group_key(run.config) if batch_runs > 1 else run.run_id
         groups.setdefault(key, []).append(run)
-    return [g[i : i + batch_runs] for g in groups.values() for i in range(0, len(g), batch_runs)]
+    units = [g[i : i + batch_runs] for g in groups.values() for i in range(0, len(g), batch_runs)]
+    return sorted(units, key=lambda u: u[0].config.get("train", {}).get("seed", 0))
 
 
 def _one_thread() -> None:
@@ -222,11 +224,18 @@ def _outcomes(unit: Unit, get) -> Iterator[Outcome]:
 
 
 def run_local(
-    units: Sequence[Unit], runs_dir: Path, name_of, workers: int | None = None
+    units: Sequence[Unit],
+    runs_dir: Path,
+    name_of,
+    workers: int | None = None,
+    deadline: float | None = None,
 ) -> Iterator[Outcome]:
     """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device.
 
     `workers=0` runs the units one after another in this process (debugging, notebooks, tests).
+    `deadline` (a `time.monotonic()` value): in this process, no unit starts unless it would end
+    before it, judged by the longest unit so far; with workers, no unit starts after it. Units
+    not started are dropped (they stay pending for a later resume); running ones finish.
     """
     import multiprocessing
 
@@ -234,9 +243,14 @@ def run_local(
         return
     runs = [r for unit in units for r in unit]
     if workers == 0:
+        longest = 0.0
         for unit in units:
+            started = time.monotonic()
+            if deadline is not None and started + longest > deadline:
+                return
             args = _unit_args(unit, runs_dir, name_of)
             yield from _outcomes(unit, lambda args=args: execute_unit(*args, one_thread=False))
+            longest = max(longest, time.monotonic() - started)
         return
     context = multiprocessing.get_context("spawn")
     gpu = wants_gpu(runs)
@@ -261,7 +275,12 @@ def run_local(
                 pool.submit(execute_unit, *_unit_args(u, runs_dir, name_of)): u for u in units
             }
         for future in as_completed(futures):
+            if future.cancelled():
+                continue
             yield from _outcomes(futures[future], future.result)
+            if deadline is not None and time.monotonic() > deadline:
+                for waiting in futures:
+                    waiting.cancel()  # only units not yet started can be cancelled
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -160,6 +160,7 @@ def run_sweep(
     runs_dir: str | Path | None = None,
     address: str | None = None,
     batch_runs: int = 1,
+    time_limit_s: float | None = None,
 ) -> pd.DataFrame:
     """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
 
@@ -167,6 +168,8 @@ def run_sweep(
     CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running
     cluster, else a local instance). `batch_runs` > 1 trains up to that many same-shaped runs
     (configs differing only in `model.gamma`) together, stacked and vmap-ed, as one unit.
+    `time_limit_s` (local backend): no unit starts after that many seconds; the runs left stay
+    pending, and running the sweep again continues with them.
     Raises SweepError after the other runs finish if any run failed.
     """
     if backend not in BACKENDS:
@@ -202,10 +205,13 @@ def run_sweep(
     if backend == "local":
         if workers is None and pending:
             workers = min(default_workers(pending), len(units))
-        outcomes = run_local(units, runs_dir, name_of, workers)
+        deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+        outcomes = run_local(units, runs_dir, name_of, workers, deadline)
     else:
+        if time_limit_s is not None:
+            raise ValueError("time_limit_s is supported by the local backend only.")
         outcomes = run_ray(units, runs_dir, name_of, workers, address)
-    failures = []
+    failures, n_new = [], 0
     bar = tqdm(
         total=len(runs), initial=len(runs) - len(pending), desc=spec.name, disable=not progress
     )
@@ -216,18 +222,21 @@ def run_sweep(
                 bar.write(f"run {run.run_id} {run.overrides} failed: {error!r}")
                 continue
             append_result(jsonl, _row(spec, run, metrics))
+            n_new += 1
             bar.set_postfix(acc=f"{metrics['final_accuracy']:.3f}", refresh=False)
             bar.update(1)
     finally:
         bar.close()
         outcomes.close()
         frame = write_csv(out_dir)
+    done = {row["run_id"] for row in read_results(jsonl)}
     session = {
         "started": started_at,
         "elapsed_s": time.perf_counter() - started,
         "n_runs": len(runs),
-        "n_new": len(pending) - len(failures),
+        "n_new": n_new,
         "n_failed": len(failures),
+        "n_left": sum(r.run_id not in done for r in runs),
         "backend": backend,
         "workers": workers,
         "batch_runs": batch_runs,
