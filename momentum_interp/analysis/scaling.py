@@ -410,6 +410,26 @@ def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
+def _caveats(result: ScalingFit, pct: str) -> list[str]:
+    """Sentences on what the criterion could not separate, and on a line through every depth."""
+    parts = []
+    unseparated = [d.n_layers for d in result.depths if d.separated is False]
+    if unseparated:
+        parts.append(
+            f"At depth(s) {unseparated} the criterion cannot separate γ* from the next-best "
+            f"non-zero γ (their {pct} intervals over seeds overlap)."
+        )
+    if (line := result.shapes.get("line")) is not None:
+        flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
+        parts.append(
+            f"A line through every depth gives γ* = {line['c']:.3g} "
+            f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
+            f"(slope {pct} interval {format_interval(line['d_interval'])}"
+            + ("; no trend in N is resolved)." if flat else ").")
+        )
+    return parts
+
+
 def consistency_statement(result: ScalingFit) -> str:
     """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals? (The
     verdict is the last sentence.)"""
@@ -420,24 +440,12 @@ def consistency_statement(result: ScalingFit) -> str:
             f"Depth(s) {result.excluded} have γ* <= 0 (no shear, or a smear, was best) and "
             "are excluded from the log-space fit."
         )
-    unseparated = [d.n_layers for d in result.depths if d.separated is False]
-    if unseparated:
-        parts.append(
-            f"At depth(s) {unseparated} the criterion cannot separate γ* from the next-best "
-            f"non-zero γ (their {pct} intervals over seeds overlap)."
-        )
-    if (line := result.shapes.get("line")) is not None:
-        flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
-        parts.append(
-            f"A line through every depth gives γ* = {line['c']:.3g} + {line['d']:.3g} N "
-            f"(slope {pct} interval {format_interval(line['d_interval'])}"
-            + ("; no trend in N is resolved)." if flat else ").")
-        )
     edge = [d.n_layers for d in result.depths if d.at_grid_edge]
     if edge:
         parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
     fit = result.fit
     if fit is None:
+        parts += _caveats(result, pct)
         parts.append(
             "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
@@ -465,6 +473,7 @@ def consistency_statement(result: ScalingFit) -> str:
             else "."
         )
     )
+    parts += _caveats(result, pct)
     if a_in and b_in:
         verdict = "Our measurement is consistent with the paper's law."
     elif not a_in and not b_in:
