@@ -1,7 +1,10 @@
 """GPU suite part `sweep`: the two-sided γ*(N) study on the harder recall task at GPU size.
 
-`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. Depths up to 8, a wider model and a longer
-step budget than the CPU sweep (`configs/sweeps/gamma_star_mqar.toml`); every γ of one (shear,
+`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. Depths up to 8, a wider model (d_model 64,
+32 pairs, T = 256, 512 tokens) and a longer step budget (1000) than the CPU sweep
+(`configs/sweeps/gamma_star_mqar.toml`); not yet timed on a GPU: a first unit (13 runs at N = 8)
+is estimated at 1–3 minutes on an H200, so one run covers the first seed's deeper units and a
+rerun into the same OUT_DIR continues where it stopped. Every γ of one (shear,
 depth, seed) trains together, stacked and vmap-ed (`training.batched`). Units run seed by seed,
 deepest first, and none starts unless it is expected to end within the time limit, so the part
 ends inside its 7 minutes with whole units done. OUT_DIR gets, flat and as it goes:
@@ -44,13 +47,13 @@ def spec(smoke: bool) -> SweepSpec:
             if smoke
             else {"name": "mqar", "d_vocab": 512, "n_pairs": 32, "seq_len": 256},
             "train": {
-                "steps": 10 if smoke else 1500,
+                "steps": 10 if smoke else 1000,
                 "batch_size": 8 if smoke else 64,
                 "lr": 3e-3,
                 "warmup_steps": 2 if smoke else 100,
-                "eval_every": 5 if smoke else 75,
+                "eval_every": 5 if smoke else 50,
                 "eval_batches": 1 if smoke else 4,
-                "checkpoint_every": 10 if smoke else 1500,
+                "checkpoint_every": 10 if smoke else 1000,
                 "device": "auto",
             },
             "grid": {
