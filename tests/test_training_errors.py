@@ -93,7 +93,7 @@ BAD_RUNS = {
     "unknown_task": (
         edited('name = "induction"', 'name = "inductoin"'),
         r"unknown task 'inductoin'; valid names: induction, repeated_tokens, "
-        r"associative_recall, text",
+        r"associative_recall, mqar, text",
     ),
     "unknown_task_kwarg": (
         edited("seq_len = 20", "seq_length = 20"),
