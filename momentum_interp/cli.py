@@ -206,8 +206,8 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    from momentum_interp.analysis.scaling import bundled_results
     from momentum_interp.report import write_model_report
-    from momentum_interp.sweeps.scaling import bundled_results
 
     scaling = None if args.no_scaling else (args.scaling or bundled_results())
     paths = write_model_report(
@@ -275,6 +275,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
             progress=not args.quiet,
             runs_dir=args.runs_dir,
             address=args.address,
+            batch_runs=args.batch_runs,
         )
     except SweepError as e:
         print(f"momentum-interp sweep: {e}", file=sys.stderr)
@@ -283,10 +284,16 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_scaling(args: argparse.Namespace) -> None:
-    from momentum_interp.sweeps.scaling import write_scaling_report
+    from momentum_interp.viz.scaling import write_scaling_report
 
     paths = write_scaling_report(
-        args.results, args.out, n_boot=args.boot, level=args.level, figures=args.figures
+        args.results,
+        args.out,
+        n_boot=args.boot,
+        level=args.level,
+        figures=args.figures,
+        metric=args.metric,
+        shear=args.shear,
     )
     print(paths["statement"])
     for label, path in paths.items():
@@ -383,6 +390,12 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--workers", type=int, help="parallel runs (default: CPU cores or GPUs; 0: in this process)"
     )
+    sweep.add_argument(
+        "--batch-runs",
+        type=int,
+        default=1,
+        help="train up to this many runs that differ only in model.gamma together (vmap)",
+    )
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)
@@ -397,6 +410,15 @@ def build_parser() -> argparse.ArgumentParser:
     scaling.add_argument("--boot", type=int, default=2000, help="bootstrap replicates")
     scaling.add_argument("--level", type=float, default=0.95, help="interval level")
     scaling.add_argument("--figures", action="store_true", help="also write the HTML figures")
+    scaling.add_argument(
+        "--metric",
+        default="final_accuracy",
+        choices=["final_accuracy", "auc_accuracy", "best_accuracy"],
+        help="criterion γ* maximises (auc_accuracy: area under the held-out accuracy curve)",
+    )
+    scaling.add_argument(
+        "--shear", default="qk", choices=["qk", "k"], help="which shear mode's rows to fit"
+    )
     scaling.set_defaults(func=_cmd_scaling)
 
     lm = sub.add_parser("lm-compare", help="compare trained language models' validation losses")

@@ -16,6 +16,7 @@ from momentum_interp.analysis.heads import (
     rank_heads_ci,
 )
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
+from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
@@ -43,7 +44,6 @@ from momentum_interp.results import (
     zoo_rows,
     zoo_table,
 )
-from momentum_interp.sweeps.scaling import bundled_results, fit_scaling, load_table
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
 from momentum_interp.viz.report import Report

@@ -9,6 +9,7 @@ import pandas as pd
 import torch
 
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
+from momentum_interp.analysis.scaling import fit_scaling, load_table
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
@@ -21,7 +22,6 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.results import TRACE_RULE, provenance
-from momentum_interp.sweeps.scaling import fit_scaling, load_table
 from momentum_interp.tables import frame_rows
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.figures import load_metrics, training_curves

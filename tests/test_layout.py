@@ -15,14 +15,6 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "momentum_interp"
 # Floors that return data: none of them may import viz/ or plotly, anywhere in a module.
 DATA_FLOORS = ("analysis", "evaluation", "training", "data", "model", "sweeps")
-# The γ*(N) fit still lives in sweeps/scaling.py and its figures in viz/scaling.py, which import
-# each other (sweeps/scaling.py defers its import); the fit is moving to analysis/scaling.py. Remove this entry (and the xfail marks
-# below) once that has merged.
-KNOWN_CYCLES = [{"momentum_interp.sweeps.scaling", "momentum_interp.viz.scaling"}]
-SCALING_CYCLE = (
-    "known cycle sweeps/scaling.py <-> viz/scaling.py: the γ* fit moves to analysis/scaling.py; "
-    "remove this mark once that has merged"
-)
 
 
 def module_files(root: Path, package: str) -> dict[str, Path]:
@@ -161,26 +153,12 @@ def test_no_import_cycles():
     assert cycles(import_graph(ROOT, PACKAGE)) == []
 
 
-def test_no_deferred_import_cycles_beyond_the_known_one():
-    """Imports deferred into functions still tie two modules together."""
-    found = cycles(import_graph(ROOT, PACKAGE, module_level=False))
-    assert [c for c in found if c not in KNOWN_CYCLES] == []
-
-
-@pytest.mark.xfail(strict=True, reason=SCALING_CYCLE)
 def test_no_deferred_import_cycles():
+    """Imports deferred into functions still tie two modules together."""
     assert cycles(import_graph(ROOT, PACKAGE, module_level=False)) == []
 
 
-@pytest.mark.parametrize(
-    "floor",
-    [
-        pytest.param(f, marks=pytest.mark.xfail(strict=True, reason=SCALING_CYCLE))
-        if f == "sweeps"
-        else f
-        for f in DATA_FLOORS
-    ],
-)
+@pytest.mark.parametrize("floor", DATA_FLOORS)
 def test_data_floors_do_not_render(floor):
     assert forbidden_imports(ROOT, PACKAGE, floor) == []
 

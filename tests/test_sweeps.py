@@ -16,6 +16,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from momentum_interp.analysis.scaling import (
+    PAPER_A,
+    PAPER_B,
+    consistency_statement,
+    fit_power_law,
+    fit_scaling,
+    grid_log_sigma,
+)
 from momentum_interp.sweeps import (
     RESULTS_CSV,
     RESULTS_JSONL,
@@ -23,14 +31,6 @@ from momentum_interp.sweeps import (
     load_sweep,
     read_results,
     run_sweep,
-)
-from momentum_interp.sweeps.scaling import (
-    PAPER_A,
-    PAPER_B,
-    consistency_statement,
-    fit_power_law,
-    fit_scaling,
-    grid_log_sigma,
 )
 
 BASE = """
@@ -417,3 +417,65 @@ def test_model_report_gains_a_scaling_section_read_from_the_table(tmp_path):
     assert html.escape(numbers["consistency"]) in page
     assert main([*args, "--no-scaling"]) == 0
     assert "scaling" not in json.loads((out / "report.json").read_text())
+
+
+def test_separation_shapes_and_keys_only_rows():
+    # Depth 1: γ = 1 beats γ = 0.5 by far more than the seed noise (separated); depth 2: the top
+    # two non-zero γ are equal up to noise (not separated); γ* falls linearly with N.
+    rows = []
+    for depth, top in ((1, 1.0), (2, 0.5), (3, -0.5)):
+        for seed in range(4):
+            for g in (-0.5, 0.0, 0.5, 1.0):
+                auc = {top: 0.8}.get(g, 0.4 + 0.05 * g) + 0.01 * (seed - 1.5)
+                if depth == 2 and g == 1.0:
+                    auc = 0.8 - 0.02 * (seed - 1.5)
+                for shear in ("qk", "k"):
+                    rows.append(
+                        {
+                            "model.n_layers": depth,
+                            "model.gamma": g,
+                            "model.smeared_key": False,
+                            "model.shear": shear,
+                            "train.seed": seed,
+                            "auc_accuracy": auc if shear == "qk" else 1 - auc,
+                            "final_loss": 0.0,
+                        }
+                    )
+    table = pd.DataFrame(rows)
+    result = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
+    d1, d2, d3 = result.depths
+    assert (d1.gamma_star, d1.runner_up, d1.separated) == (1.0, 0.5, True)
+    assert d2.separated is False and {d2.gamma_star, d2.runner_up} == {0.5, 1.0}
+    assert d3.gamma_star == -0.5 and result.excluded == [3]
+    # The t interval of the mean by hand: depth 1, γ = 1 holds 0.8 + 0.01·(−1.5, −0.5, 0.5, 1.5).
+    half = 3.182446 * 0.01 * np.std([-1.5, -0.5, 0.5, 1.5], ddof=1) / 2
+    lo, hi = d1.mean_interval[d1.grid.index(1.0)]
+    assert (lo, hi) == pytest.approx((0.8 - half, 0.8 + half), abs=1e-5)
+    # The line through (1, 1), (2, 0.5 or 1), (3, −0.5) and the statement naming it.
+    line = result.shapes["line"]
+    expected = np.polyfit([1, 2, 3], [d.gamma_star for d in result.depths], 1)
+    assert (line["d"], line["c"]) == pytest.approx(tuple(expected))
+    statement = consistency_statement(result)
+    assert "cannot separate" in statement and "[2]" in statement and "A line" in statement
+    # Keys-only rows are fitted separately: there the criterion is inverted, so γ* is not 1.
+    keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=50, shear="k")
+    assert keys.depths[0].gamma_star != 1.0
+
+
+def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
+    from momentum_interp.sweeps.backends import plan_units
+
+    spec = tiny_spec(GRID, steps=12, variants=VARIANTS)
+    units = plan_units(spec.expand(), batch_runs=2)
+    # Per seed and variant, 3 γ → units of 2 + 1 (VARIANTS leaves γ on the smeared-key runs).
+    assert sorted(len(u) for u in units) == [1] * 4 + [2] * 4
+    assert all(len({r.config["train"]["seed"] for r in u}) == 1 for u in units)
+    one = run_sweep(spec, tmp_path / "one", workers=0, progress=False)
+    together = run_sweep(spec, tmp_path / "together", workers=0, progress=False, batch_runs=3)
+    one, together = (t.set_index("run_id").sort_index() for t in (one, together))
+    assert list(one.index) == list(together.index)
+    np.testing.assert_allclose(together["final_loss"], one["final_loss"], rtol=1e-5)
+    assert (together["final_accuracy"] == one["final_accuracy"]).all()
+    assert set(together["batched_with"].dropna()) == {3.0}
+    with pytest.raises(ValueError, match="batch_runs"):
+        plan_units(spec.expand(), batch_runs=0)

@@ -96,7 +96,7 @@ BAD_RUNS = {
     "unknown_task": (
         edited('name = "induction"', 'name = "inductoin"'),
         r"Unknown task 'inductoin' \(did you mean 'induction'\?\)\. Valid: associative_recall, "
-        r"induction, repeated_tokens, text",
+        r"induction, mqar, repeated_tokens, text",
     ),
     "unknown_task_kwarg": (
         edited("seq_len = 20", "seq_length = 20"),

@@ -16,6 +16,7 @@ from momentum_interp.data.induction import (
     RepeatedTokensTask,
     earlier_occurrence_mask,
 )
+from momentum_interp.data.mqar import MQARTask
 from momentum_interp.data.recall import AssociativeRecallTask
 from momentum_interp.data.registry import TASK_BUILDERS, make_task, make_text_task
 
@@ -24,6 +25,7 @@ __all__ = [
     "TASK_BUILDERS",
     "AssociativeRecallTask",
     "InductionTask",
+    "MQARTask",
     "RepeatedTokensTask",
     "Task",
     "TaskBatch",

@@ -13,6 +13,7 @@ from momentum_interp.data.corpus import (
     stdlib_corpus_files,
 )
 from momentum_interp.data.induction import InductionTask, RepeatedTokensTask
+from momentum_interp.data.mqar import MQARTask
 from momentum_interp.data.recall import AssociativeRecallTask
 from momentum_interp.naming import unknown_names
 
@@ -41,6 +42,7 @@ TASK_BUILDERS: dict[str, Callable[..., Task]] = {
     "induction": InductionTask,
     "repeated_tokens": RepeatedTokensTask,
     "associative_recall": AssociativeRecallTask,
+    "mqar": MQARTask,
     "text": make_text_task,
 }
 

@@ -1,9 +1,11 @@
 """Where a sweep's runs execute: local worker processes, or Ray tasks on a local or remote cluster.
 
-Each backend takes the pending runs and yields `(run, result, error)` as runs finish, in
-completion order; the parent process alone writes the results table. `execute_run` is the
-unit of work: train one run (into its own run directory, so a killed run resumes from its last
-checkpoint) and summarise its metrics.
+Each backend takes the pending runs as *units* and yields `(run, result, error)` as units
+finish, in completion order; the parent process alone writes the results table. A unit of one
+run is `execute_run`: train it (into its own run directory, so a killed run resumes from its
+last checkpoint) and summarise its metrics. A unit of several same-shaped runs (configs that
+differ only in `model.gamma`, see `plan_units`) is `execute_group`: trained together by
+`training.batched.train_batched`, one vmap-ed step for all of them.
 """
 
 from __future__ import annotations
@@ -24,6 +26,23 @@ BACKENDS = ("local", "ray")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 Outcome = tuple[RunSpec, dict[str, Any] | None, BaseException | None]
+Unit = Sequence[RunSpec]
+
+
+def plan_units(runs: Sequence[RunSpec], batch_runs: int = 1) -> list[list[RunSpec]]:
+    """Split runs into units of up to `batch_runs` runs that can train together (same config but
+    for `model.gamma`); `batch_runs=1`: one run per unit. Units run seed by seed (then in the
+    order their first run appears), so a sweep cut short holds whole replicates of the grid."""
+    from momentum_interp.training.batched import group_key
+
+    if batch_runs < 1:
+        raise ValueError(f"batch_runs must be >= 1, got {batch_runs}.")
+    groups: dict[str, list[RunSpec]] = {}
+    for run in runs:
+        key = group_key(run.config) if batch_runs > 1 else run.run_id
+        groups.setdefault(key, []).append(run)
+    units = [g[i : i + batch_runs] for g in groups.values() for i in range(0, len(g), batch_runs)]
+    return sorted(units, key=lambda u: u[0].config.get("train", {}).get("seed", 0))
 
 
 def _one_thread() -> None:
@@ -53,9 +72,53 @@ def execute_run(
     root = train(run, run_dir, overwrite=True, progress=False)
     wall = time.perf_counter() - started
     history = json.loads((Path(root) / METRICS_FILE).read_text())
-    evals, steps = history.get("eval", []), history.get("train", [])
-    if not evals:
+    if not history.get("eval"):
         raise RuntimeError(f"run {name} finished without an evaluation in {root}/{METRICS_FILE}")
+    return {**summarise_history(history), "wall_time_s": wall, **_where(device)}
+
+
+def execute_group(
+    configs: list[dict[str, Any]], names: list[str], run_dirs: list[str], one_thread: bool = True
+) -> list[dict[str, Any]]:
+    """Train same-shaped runs together (`train_batched`) and return each one's summary metrics.
+    The group starts again if killed; `wall_time_s` is the group's time shared equally."""
+    if one_thread:
+        _one_thread()
+    from momentum_interp.training.batched import train_batched
+    from momentum_interp.training.config import RunConfig
+    from momentum_interp.training.loop import Distributed, resolve_device
+
+    runs = [RunConfig.from_dict({**c, "name": n}) for c, n in zip(configs, names, strict=True)]
+    device = resolve_device(runs[0].train.device, Distributed())
+    started = time.perf_counter()
+    histories = train_batched(runs, run_dirs, progress=False)
+    wall = (time.perf_counter() - started) / len(runs)
+    return [
+        {**summarise_history(h), "wall_time_s": wall, "batched_with": len(runs), **_where(device)}
+        for h in histories
+    ]
+
+
+def execute_unit(
+    configs: list[dict[str, Any]], names: list[str], run_dirs: list[str], one_thread: bool = True
+) -> list[dict[str, Any]]:
+    """One run alone (`execute_run`, resumable) or a same-shaped group (`execute_group`)."""
+    if len(configs) == 1:
+        return [execute_run(configs[0], names[0], run_dirs[0], one_thread)]
+    return execute_group(configs, names, run_dirs, one_thread)
+
+
+def _where(device) -> dict[str, str]:
+    return {
+        "device": str(device) if device.type != "cuda" else _cuda_name(device),
+        "hostname": socket.gethostname(),
+    }
+
+
+def summarise_history(history: dict[str, Any]) -> dict[str, Any]:
+    """A run's result row from its metrics history: final and best held-out numbers, and the
+    whole held-out curve (`eval_steps`, `eval_accuracy`, `eval_loss`) for curve criteria."""
+    evals, steps = history["eval"], history["train"]
     final, best = evals[-1], max(evals, key=lambda e: e["accuracy"])
     return {
         "final_accuracy": final["accuracy"],
@@ -65,9 +128,22 @@ def execute_run(
         "final_train_loss": steps[-1]["loss"] if steps else None,
         "eval_positions": final.get("n_positions"),
         "steps_trained": final["step"],
-        "wall_time_s": wall,
-        "device": str(device) if device.type != "cuda" else _cuda_name(device),
-        "hostname": socket.gethostname(),
+        "eval_steps": [e["step"] for e in evals],
+        "eval_accuracy": [e["accuracy"] for e in evals],
+        "eval_loss": [e["loss"] for e in evals],
+        **curve_criteria([e["step"] for e in evals], [e["accuracy"] for e in evals]),
+    }
+
+
+def curve_criteria(steps: list[int], accuracy: list[float]) -> dict[str, float | None]:
+    """`auc_accuracy` and `steps_to_target` of a held-out curve (None with fewer than 2 points)."""
+    from momentum_interp.training.curves import accuracy_auc, steps_to_accuracy
+
+    if len(steps) < 2:
+        return {"auc_accuracy": None, "steps_to_target": None}
+    return {
+        "auc_accuracy": accuracy_auc(steps, accuracy),
+        "steps_to_target": steps_to_accuracy(steps, accuracy),
     }
 
 
@@ -127,29 +203,58 @@ def _init_worker(gpu_queue, parent: int) -> None:
         torch.cuda.set_device(gpu_queue.get())
 
 
+def _unit_args(unit: Unit, runs_dir: Path, name_of) -> tuple[list, list, list]:
+    return (
+        [r.config for r in unit],
+        [name_of(r) for r in unit],
+        [str(runs_dir / r.run_id) for r in unit],
+    )
+
+
+def _outcomes(unit: Unit, get) -> Iterator[Outcome]:
+    """One outcome per run of a finished unit: its metrics, or the unit's error for each run."""
+    try:
+        results = get()
+    except Exception as e:  # a failed unit is reported; the others go on
+        for run in unit:
+            yield run, None, e
+        return
+    for run, result in zip(unit, results, strict=True):
+        yield run, result, None
+
+
 def run_local(
-    runs: Sequence[RunSpec], runs_dir: Path, name_of, workers: int | None = None
+    units: Sequence[Unit],
+    runs_dir: Path,
+    name_of,
+    workers: int | None = None,
+    deadline: float | None = None,
 ) -> Iterator[Outcome]:
     """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device.
 
-    `workers=0` runs the runs one after another in this process (debugging, notebooks, tests).
+    `workers=0` runs the units one after another in this process (debugging, notebooks, tests).
+    `deadline` (a `time.monotonic()` value): in this process, no unit starts unless it would end
+    before it, judged by the longest unit so far; with workers, no unit starts after it. Units
+    not started are dropped (they stay pending for a later resume); running ones finish.
     """
     import multiprocessing
 
-    if not runs:
+    if not units:
         return
+    runs = [r for unit in units for r in unit]
     if workers == 0:
-        for run in runs:
-            try:
-                result = execute_run(run.config, name_of(run), str(runs_dir / run.run_id), False)
-            except Exception as e:
-                yield run, None, e
-            else:
-                yield run, result, None
+        longest = 0.0
+        for unit in units:
+            started = time.monotonic()
+            if deadline is not None and started + longest > deadline:
+                return
+            args = _unit_args(unit, runs_dir, name_of)
+            yield from _outcomes(unit, lambda args=args: execute_unit(*args, one_thread=False))
+            longest = max(longest, time.monotonic() - started)
         return
     context = multiprocessing.get_context("spawn")
     gpu = wants_gpu(runs)
-    workers = max(1, min(workers or default_workers(runs), len(runs)))
+    workers = max(1, min(workers or default_workers(runs), len(units)))
     gpu_queue = None
     if gpu:
         import torch
@@ -167,27 +272,27 @@ def run_local(
     try:
         with _thread_env():
             futures = {
-                pool.submit(execute_run, r.config, name_of(r), str(runs_dir / r.run_id)): r
-                for r in runs
+                pool.submit(execute_unit, *_unit_args(u, runs_dir, name_of)): u for u in units
             }
         for future in as_completed(futures):
-            run = futures[future]
-            try:
-                yield run, future.result(), None
-            except Exception as e:  # a failed run is reported; the others go on
-                yield run, None, e
+            if future.cancelled():
+                continue
+            yield from _outcomes(futures[future], future.result)
+            if deadline is not None and time.monotonic() > deadline:
+                for waiting in futures:
+                    waiting.cancel()  # only units not yet started can be cancelled
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
 def run_ray(
-    runs: Sequence[RunSpec],
+    units: Sequence[Unit],
     runs_dir: Path,
     name_of,
     workers: int | None = None,
     address: str | None = None,
 ) -> Iterator[Outcome]:
-    """One `@ray.remote` task per run; results are collected with `ray.wait` as they finish.
+    """One `@ray.remote` task per unit; results are collected with `ray.wait` as they finish.
 
     Uses the Ray instance already initialised in this process if there is one; otherwise
     `ray.init(address=address)` (a running cluster, e.g. "auto" or "ray://host:10001") or, with
@@ -200,8 +305,9 @@ def run_ray(
         raise ImportError(
             "The ray backend needs Ray: pip install 'momentum_interp[ray]' (or pip install ray)."
         ) from e
-    if not runs:
+    if not units:
         return
+    runs = [r for unit in units for r in unit]
     started_here = not ray.is_initialized()
     if started_here:
         if address is None:
@@ -220,19 +326,13 @@ def run_ray(
             num_cpus=1,
             num_gpus=num_gpus,
             max_retries=0,
-        )(execute_run)  # Ray sets OMP_NUM_THREADS=num_cpus (1) in task workers; so does the task
-        refs = {
-            task.remote(r.config, name_of(r), str(runs_dir.resolve() / r.run_id)): r for r in runs
-        }
+        )(execute_unit)  # Ray sets OMP_NUM_THREADS=num_cpus (1) in task workers; so does the task
+        refs = {task.remote(*_unit_args(u, runs_dir.resolve(), name_of)): u for u in units}
         pending = list(refs)
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
             for ref in done:
-                run = refs[ref]
-                try:
-                    yield run, ray.get(ref), None
-                except Exception as e:
-                    yield run, None, e
+                yield from _outcomes(refs[ref], lambda ref=ref: ray.get(ref))
     finally:
         for ref in pending:  # interrupted: runs not yet collected are cancelled
             ray.cancel(ref, force=True)

@@ -24,7 +24,13 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from momentum_interp.io import atomic_write_json, atomic_write_text
-from momentum_interp.sweeps.backends import BACKENDS, default_workers, run_local, run_ray
+from momentum_interp.sweeps.backends import (
+    BACKENDS,
+    default_workers,
+    plan_units,
+    run_local,
+    run_ray,
+)
 from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
 
 RESULTS_JSONL = "results.jsonl"
@@ -48,6 +54,8 @@ KEY_FIELDS = (
 )
 METRIC_COLUMNS = (
     "final_accuracy",
+    "auc_accuracy",
+    "steps_to_target",
     "final_loss",
     "best_accuracy",
     "best_step",
@@ -55,6 +63,7 @@ METRIC_COLUMNS = (
     "eval_positions",
     "steps_trained",
     "wall_time_s",
+    "batched_with",
     "device",
     "hostname",
 )
@@ -150,11 +159,17 @@ def run_sweep(
     progress: bool = True,
     runs_dir: str | Path | None = None,
     address: str | None = None,
+    batch_runs: int = 1,
+    time_limit_s: float | None = None,
 ) -> pd.DataFrame:
     """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
 
     backend: "local" (spawned worker processes: one per CPU core, or one per GPU when runs use
-    CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running cluster, else a local instance).
+    CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running
+    cluster, else a local instance). `batch_runs` > 1 trains up to that many same-shaped runs
+    (configs differing only in `model.gamma`) together, stacked and vmap-ed, as one unit.
+    `time_limit_s` (local backend): no unit starts after that many seconds; the runs left stay
+    pending, and running the sweep again continues with them.
     Raises SweepError after the other runs finish if any run failed.
     """
     if backend not in BACKENDS:
@@ -186,13 +201,17 @@ def run_sweep(
     def name_of(run: RunSpec) -> str:
         return f"{spec.name}/{run.run_id}"
 
+    units = plan_units(pending, batch_runs)
     if backend == "local":
         if workers is None and pending:
-            workers = min(default_workers(pending), len(pending))
-        outcomes = run_local(pending, runs_dir, name_of, workers)
+            workers = min(default_workers(pending), len(units))
+        deadline = None if time_limit_s is None else time.monotonic() + time_limit_s
+        outcomes = run_local(units, runs_dir, name_of, workers, deadline)
     else:
-        outcomes = run_ray(pending, runs_dir, name_of, workers, address)
-    failures = []
+        if time_limit_s is not None:
+            raise ValueError("time_limit_s is supported by the local backend only.")
+        outcomes = run_ray(units, runs_dir, name_of, workers, address)
+    failures, n_new = [], 0
     bar = tqdm(
         total=len(runs), initial=len(runs) - len(pending), desc=spec.name, disable=not progress
     )
@@ -203,20 +222,24 @@ def run_sweep(
                 bar.write(f"run {run.run_id} {run.overrides} failed: {error!r}")
                 continue
             append_result(jsonl, _row(spec, run, metrics))
+            n_new += 1
             bar.set_postfix(acc=f"{metrics['final_accuracy']:.3f}", refresh=False)
             bar.update(1)
     finally:
         bar.close()
         outcomes.close()
         frame = write_csv(out_dir)
+    done = {row["run_id"] for row in read_results(jsonl)}
     session = {
         "started": started_at,
         "elapsed_s": time.perf_counter() - started,
         "n_runs": len(runs),
-        "n_new": len(pending) - len(failures),
+        "n_new": n_new,
         "n_failed": len(failures),
+        "n_left": sum(r.run_id not in done for r in runs),
         "backend": backend,
         "workers": workers,
+        "batch_runs": batch_runs,
         "hostname": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),

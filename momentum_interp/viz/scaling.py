@@ -1,13 +1,30 @@
-"""Figures of the γ*(N) experiment: accuracy against γ per depth, and γ* against N (log-log)."""
+"""Rendering of the γ*(N) experiment: the per-depth table, Markdown summary, figures (criterion
+against γ per depth, γ* against N on log-log axes) and the report section / HTML page."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.colors import qualitative
 
-from momentum_interp.sweeps.scaling import PAPER_A, PAPER_B, ScalingFit, paper_gamma_star
+from momentum_interp.analysis.scaling import (
+    PAPER_A,
+    PAPER_B,
+    ScalingFit,
+    consistency_statement,
+    fit_scaling,
+    format_interval,
+    load_table,
+    paper_gamma_star,
+    provenance,
+)
+from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.viz.report import Report, ReportSection
 
 SMEARED_LABEL = "smeared key"
 
@@ -191,3 +208,129 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
         template="plotly_white",
     )
     return fig
+
+
+def write_scaling_report(
+    results: str | Path,
+    out_dir: str | Path | None = None,
+    n_boot: int = 2000,
+    level: float = 0.95,
+    figures: bool = False,
+    metric: str = "final_accuracy",
+    shear: str = "qk",
+) -> dict[str, Any]:
+    """Fit the table at `results` on `metric` for one shear mode; write `fit.json`, `summary.md`
+    (and, with `figures`, the self-contained page `scaling.html`)."""
+    results = Path(results)
+    out_dir = Path(out_dir) if out_dir is not None else results.parent
+    table = load_table(results)
+    result = fit_scaling(table, metric=metric, n_boot=n_boot, level=level, shear=shear)
+    report = {
+        **result.to_dict(),
+        "source": str(results),
+        "provenance": provenance(table, results.parent),
+    }
+    atomic_write_json(out_dir / "fit.json", report)
+    atomic_write_text(out_dir / "summary.md", summary_markdown(result))
+    paths: dict[str, Any] = {
+        "statement": report["consistency"],
+        "fit": out_dir / "fit.json",
+        "summary": out_dir / "summary.md",
+    }
+    if figures:
+        paths["page"] = out_dir / "scaling.html"
+        atomic_write_text(paths["page"], ScalingSection(result).to_html())
+    return paths
+
+
+def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-depth table: γ*, its interval, the paper's γ*, the controls."""
+    header = [
+        "N",
+        "γ*",
+        f"{100 * result.level:g} % seed-bootstrap interval",
+        "paper γ*",
+        "acc at γ*",
+        "acc at γ = 0",
+        "smeared key acc",
+        "γ tied at the top (window)",
+    ]
+    rows = []
+    for d in result.depths:
+        control = "–" if d.smeared_key_accuracy is None else f"{d.smeared_key_accuracy:.3f}"
+        baseline = "–" if d.accuracy_at_gamma0 is None else f"{d.accuracy_at_gamma0:.3f}"
+        rows.append(
+            [
+                str(d.n_layers),
+                f"{d.gamma_star:g}",
+                f"[{d.interval[0]:g}, {d.interval[1]:g}]",
+                f"{d.paper_gamma_star:.2f}",
+                f"{d.accuracy_at_gamma_star:.3f}",
+                baseline,
+                control,
+                f"{d.n_tied}: [{d.window[0]:g}, {d.window[1]:g}]",
+            ]
+        )
+    return header, rows
+
+
+def fit_line(result: ScalingFit) -> str | None:
+    """One sentence with the fitted a and b and both kinds of interval (None without a fit)."""
+    if result.fit is None:
+        return None
+    fit, boot = result.fit, result.bootstrap
+    return (
+        f"Fit (curve_fit in log space, {fit.n_points} depths): a = {fit.a:.3g} "
+        f"{format_interval(fit.a_interval)}, b = {fit.b:.3g} {format_interval(fit.b_interval)} "
+        f"({100 * result.level:g} %, covariance)"
+        + (
+            f"; seed bootstrap ({boot['n_valid']} replicates): a {format_interval(boot['a_interval'])}, "
+            f"b {format_interval(boot['b_interval'])}."
+            if "a_interval" in boot
+            else "."
+        )
+    )
+
+
+def summary_markdown(result: ScalingFit) -> str:
+    """Per-depth γ*, intervals and controls as a Markdown table, then the fit and the statement."""
+    header, rows = depth_table(result)
+    lines = [
+        "| " + " | ".join(header) + " |",
+        "|" + "---|" * len(header),
+        *("| " + " | ".join(row) + " |" for row in rows),
+        "",
+    ]
+    if (line := fit_line(result)) is not None:
+        lines += [line, ""]
+    lines.append(consistency_statement(result))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class ScalingSection(ReportSection):
+    """A `ScalingFit` as a report section: the verdict, the per-depth table, both figures."""
+
+    result: ScalingFit
+    title = ScalingFit.title
+
+    def to_dict(self) -> dict[str, Any]:
+        return self.result.to_dict()
+
+    def add_to(self, report: Report, heading: bool = True) -> Report:
+        result = self.result
+        if heading:
+            report.heading(self.title)
+        report.paragraph(consistency_statement(result), note=True)
+        report.table(*depth_table(result))
+        if (line := fit_line(result)) is not None:
+            report.paragraph(line)
+        report.paragraph(
+            f"γ*(N) is the grid γ with the highest mean {result.metric.replace('_', ' ')} over "
+            f"seeds (γ values within {100 * result.tie_tol:g} points of it count as tied; the "
+            "lowest mean loss breaks ties). Controls at every depth: γ = 0 (the plain model) "
+            "and the smeared-key model."
+        )
+        report.figure(gamma_star_vs_depth(result))
+        report.figure(accuracy_vs_gamma(result, result.table))
+        return report

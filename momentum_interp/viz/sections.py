@@ -5,10 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from momentum_interp.analysis.lm import LMComparison
+from momentum_interp.analysis.scaling import ScalingFit
 from momentum_interp.analysis.spectral import SpectralResult
 from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.viz.lm import add_lm_comparison
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.scaling import ScalingSection
 from momentum_interp.viz.spectral import add_spectral
 from momentum_interp.viz.tracing import add_trace
 
@@ -21,8 +23,9 @@ def add_section(report: Report, result: Any, heading: bool = True) -> Report:
         return add_spectral(report, result, heading)
     if isinstance(result, LMComparison):
         return add_lm_comparison(report, result, heading)
-    # Results that still render themselves: the γ*(N) fit (`viz.report.ReportSection`).
-    return result.add_to(report, heading)
+    if isinstance(result, ScalingFit):
+        return ScalingSection(result).add_to(report, heading)
+    raise TypeError(f"No renderer for {type(result).__name__}; add one to viz.sections.")
 
 
 def page_html(result: Any) -> str:

@@ -1,12 +1,17 @@
-"""The γ*(N) scaling law: best shear strength per depth and a power-law fit `γ* = a N^b`.
+"""The γ*(N) scaling law as data: best shear strength per depth and a power-law fit `γ* = a N^b`.
 
 The paper (arXiv 2602.04902) reports `γ* = 4.17 N^−0.74` for associative recall. From a sweep's
-results table this module estimates, per depth N (`model.n_layers`):
+results table this module estimates, per depth N (`model.n_layers`) and one shear mode (`"qk"`,
+the paper's, or `"k"`, keys only):
 
-- γ*(N) = the γ on the grid with the highest mean accuracy across seeds (ties, i.e. γ values
+- γ*(N) = the γ on the grid with the highest mean of the criterion across seeds: final accuracy,
+  or (when that saturates) `auc_accuracy`, the normalised area under the held-out accuracy curve
+  (`training.curves`). Ties, i.e. γ values
   within `TIE_TOL` = 0.5 points of the best, e.g. several γ at ~100 %, go to the lowest mean
   loss), with a bootstrap interval over seeds (seeds resampled
-  with replacement, argmax recomputed; percentile interval, so its ends are grid values);
+  with replacement, argmax recomputed; percentile interval, so its ends are grid values), and
+  whether γ* is *separated* from the next-best non-zero γ: their Student-t intervals of the mean
+  over seeds do not overlap;
 - the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
   on the depths whose γ* > 0 (a depth whose best γ is 0 cannot enter a log fit: it is reported
   and excluded). Intervals on a and b come from the fit's covariance (Student t with n−2
@@ -18,6 +23,9 @@ results table this module estimates, per depth N (`model.n_layers`):
 
 Rows with `model.smeared_key` true are the smeared-key control; rows with a learnable γ are
 ignored (γ is then not a grid value). A momentum row with `shear = "none"` counts as γ = 0.
+γ* ≤ 0 (a smear, or no shear, is best) cannot enter the log fit; `shape_fits` then says what
+fits all depths instead: a constant, and a line `γ* = c + d N` with an interval on its slope.
+Rendering (tables, Markdown, figures, the HTML page) lives in `viz.scaling`.
 """
 
 from __future__ import annotations
@@ -32,8 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from momentum_interp.io import atomic_write_json, atomic_write_text, json_safe
-from momentum_interp.viz.report import Report, ReportSection
+from momentum_interp.io import json_safe
 
 PAPER_A = 4.17
 PAPER_B = -0.74
@@ -151,17 +158,18 @@ def grid_log_sigma(grid: Any, value: float) -> float:
     return float(np.mean(gaps) / math.sqrt(12))
 
 
-def _momentum_rows(df: pd.DataFrame) -> pd.DataFrame:
+def _momentum_rows(df: pd.DataFrame, shear: str) -> pd.DataFrame:
+    """Fixed-γ rows of one shear mode; a `shear = "none"` row (no filter at all) counts as γ = 0."""
     smeared = df.get("model.smeared_key", pd.Series(False, index=df.index)).astype(bool)
     learnable = df.get("model.gamma_learnable", pd.Series(False, index=df.index)).astype(bool)
-    out = df[~smeared & ~learnable].copy()
-    if "model.shear" in out:
-        out.loc[out["model.shear"] == "none", GAMMA] = 0.0
+    modes = df.get("model.shear", pd.Series("qk", index=df.index))
+    out = df[~smeared & ~learnable & modes.isin([shear, "none"])].copy()
+    out.loc[modes[out.index] == "none", GAMMA] = 0.0
     return out
 
 
 def _choose(acc: np.ndarray, loss: np.ndarray, tol: float) -> np.ndarray:
-    """Index of the best γ along the last axis: highest accuracy, ties (within `tol` of the
+    """Index of the best γ along the last axis: highest criterion, ties (within `tol` of the
     highest) to the lowest loss."""
     best = np.nanmax(acc, axis=-1, keepdims=True)
     tied = acc >= best - tol
@@ -174,6 +182,19 @@ def _interval(samples: np.ndarray, level: float) -> tuple[float, float]:
     return float(lo), float(hi)
 
 
+def mean_intervals(values: np.ndarray, level: float) -> list[tuple[float, float]]:
+    """Student-t interval of the mean over seeds (rows), per column; NaNs are left out."""
+    out = []
+    for column in values.T:
+        x = column[np.isfinite(column)]
+        if len(x) < 2:
+            out.append((math.nan, math.nan))
+            continue
+        half = _t_quantile(level, len(x) - 1) * float(np.std(x, ddof=1)) / math.sqrt(len(x))
+        out.append((float(x.mean()) - half, float(x.mean()) + half))
+    return out
+
+
 @dataclass
 class DepthResult:
     """γ*(N) at one depth, its seed-bootstrap interval and the rows beside it."""
@@ -181,35 +202,41 @@ class DepthResult:
     n_layers: int
     gamma_star: float
     interval: tuple[float, float]
-    accuracy_at_gamma_star: float
+    accuracy_at_gamma_star: float  # the criterion's mean at γ* (accuracy or its curve's AUC)
     accuracy_at_gamma0: float | None
     smeared_key_accuracy: float | None
     n_seeds: int
-    n_tied: int  # γ values within TIE_TOL of the top mean accuracy (decided by loss when > 1)
+    n_tied: int  # γ values within the tie tolerance of the top mean (decided by loss when > 1)
     at_grid_edge: bool  # γ* is the largest γ of the grid: the optimum may lie beyond it
     paper_gamma_star: float
     paper_inside: bool  # the paper's γ*(N) lies within our interval
     grid: list[float]
-    mean_accuracy: list[float]
+    mean_accuracy: list[float]  # the criterion's mean over seeds per γ
     std_accuracy: list[float]
-    mean_tiebreak: list[float]  # mean loss per γ (decides ties at the accuracy ceiling)
-    window: tuple[float, float] | None  # smallest and largest γ within TIE_TOL of the best
+    mean_tiebreak: list[float]  # mean loss per γ (decides ties at the ceiling)
+    window: tuple[float, float] | None  # smallest and largest γ within the tie tolerance
+    mean_interval: list[tuple[float, float]] = field(default_factory=list)  # t interval per γ
+    runner_up: float | None = None  # the next-best non-zero γ
+    separated: bool | None = None  # γ*'s interval lies above the runner-up's (None: no runner-up)
+    smeared_key_interval: tuple[float, float] | None = None
 
 
 @dataclass
-class ScalingFit(ReportSection):
+class ScalingFit:
     """Per-depth γ* and the power law fitted to them, with the paper's values beside ours."""
 
     title = "γ*(N): the best momentum against depth (associative recall)"
 
     depths: list[DepthResult]
     fit: PowerLawFit | None
-    excluded: list[int]  # depths with γ* = 0, left out of the log-space fit
+    excluded: list[int]  # depths with γ* <= 0, left out of the log-space fit
     bootstrap: dict[str, Any]  # seed-bootstrap intervals of a and b
     metric: str
     level: float
     n_boot: int
     tie_tol: float = TIE_TOL
+    shear: str = "qk"
+    shapes: dict[str, Any] = field(default_factory=dict)  # see `shape_fits`
     paper: dict[str, float] = field(default_factory=lambda: {"a": PAPER_A, "b": PAPER_B})
     boot_ab: np.ndarray | None = field(default=None, repr=False)  # [replicate, (a, b)]
     table: pd.DataFrame | None = field(default=None, repr=False)  # the rows it was fitted to
@@ -221,26 +248,6 @@ class ScalingFit(ReportSection):
         out["consistency"] = consistency_statement(self)
         return json_safe(out)
 
-    def add_to(self, report: Report, heading: bool = True) -> Report:
-        """The verdict, the per-depth table, γ* against N (log-log) and accuracy against γ."""
-        from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
-
-        if heading:
-            report.heading(self.title)
-        report.paragraph(consistency_statement(self), note=True)
-        report.table(*depth_table(self))
-        if (line := fit_line(self)) is not None:
-            report.paragraph(line)
-        report.paragraph(
-            f"γ*(N) is the grid γ with the highest mean {self.metric.replace('_', ' ')} over "
-            f"seeds (γ values within {100 * self.tie_tol:g} points of it count as tied; the "
-            "lowest mean loss breaks ties). Controls at every depth: γ = 0 (the plain model) "
-            "and the smeared-key model."
-        )
-        report.figure(gamma_star_vs_depth(self))
-        report.figure(accuracy_vs_gamma(self, self.table))
-        return report
-
 
 def gamma_star_by_depth(
     df: pd.DataFrame,
@@ -250,11 +257,17 @@ def gamma_star_by_depth(
     level: float = 0.95,
     seed: int = 0,
     tie_tol: float = TIE_TOL,
+    shear: str = "qk",
 ) -> tuple[list[DepthResult], dict[int, np.ndarray]]:
     """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples."""
-    rows = _momentum_rows(df)
+    for column in (metric, tiebreak, DEPTH, GAMMA, SEED):
+        if column not in df:
+            raise ValueError(f"The results table has no {column!r} column.")
+    rows = _momentum_rows(df, shear)
     if rows.empty:
-        raise ValueError("The table holds no fixed-γ momentum rows (model.smeared_key false).")
+        raise ValueError(
+            f"The table holds no fixed-γ rows with shear {shear!r} (model.smeared_key false)."
+        )
     smeared = df[df.get("model.smeared_key", pd.Series(False, index=df.index)).astype(bool)]
     rng = np.random.default_rng(seed)
     results, samples = [], {}
@@ -274,7 +287,10 @@ def gamma_star_by_depth(
         samples[int(depth)] = boot
         interval = _interval(boot, level)
         paper = float(paper_gamma_star(depth))
-        control = smeared[smeared[DEPTH] == depth][metric]
+        control = smeared[smeared[DEPTH] == depth][metric].to_numpy(dtype=float)
+        intervals = mean_intervals(a, level)
+        others = [i for i in range(len(grid)) if i != best and grid[i] != 0]
+        runner = max(others, key=lambda i: mean_acc[i]) if others else None
         results.append(
             DepthResult(
                 n_layers=int(depth),
@@ -293,9 +309,39 @@ def gamma_star_by_depth(
                 std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
                 mean_tiebreak=mean_loss.tolist(),
                 window=(float(tied.min()), float(tied.max())),
+                mean_interval=intervals,
+                runner_up=None if runner is None else float(grid[runner]),
+                separated=None
+                if runner is None or not np.all(np.isfinite([*intervals[best], *intervals[runner]]))
+                else bool(intervals[best][0] > intervals[runner][1]),
+                smeared_key_interval=mean_intervals(control[:, None], level)[0]
+                if len(control)
+                else None,
             )
         )
     return results, samples
+
+
+def shape_fits(n_layers: Any, gamma_star: Any, level: float = 0.95) -> dict[str, Any]:
+    """Shapes fitted to γ*(N) at every depth, γ* ≤ 0 included: a constant (the mean, with its t
+    interval) and a least-squares line `γ* = c + d N` with a t interval on the slope d (an
+    interval containing 0: no trend in N is resolved)."""
+    n = np.asarray(n_layers, dtype=float)
+    g = np.asarray(gamma_star, dtype=float)
+    out: dict[str, Any] = {"n_points": len(n)}
+    if len(n) >= 2:
+        out["constant"] = {
+            "value": float(g.mean()),
+            "interval": mean_intervals(g[:, None], level)[0],
+        }
+    if len(n) >= 3 and len(np.unique(n)) >= 2:
+        (d, c), cov = np.polyfit(n, g, 1, cov="unscaled")
+        residual = g - (c + d * n)
+        dof = len(n) - 2
+        sigma2 = float(residual @ residual) / dof
+        half = _t_quantile(level, dof) * math.sqrt(max(cov[0, 0] * sigma2, 0.0))
+        out["line"] = {"c": float(c), "d": float(d), "d_interval": (d - half, d + half)}
+    return out
 
 
 def fit_scaling(
@@ -306,9 +352,10 @@ def fit_scaling(
     level: float = 0.95,
     seed: int = 0,
     tie_tol: float = TIE_TOL,
+    shear: str = "qk",
 ) -> ScalingFit:
     """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
-    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol)
+    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol, shear)
     used = [d for d in depths if d.gamma_star > 0]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
     fit = None
@@ -348,6 +395,8 @@ def fit_scaling(
         level=level,
         n_boot=n_boot,
         tie_tol=tie_tol,
+        shear=shear,
+        shapes=shape_fits([d.n_layers for d in depths], [d.gamma_star for d in depths], level),
         boot_ab=boot_ab,
         table=df,
     )
@@ -357,24 +406,46 @@ def _inside(value: float, interval: Any) -> bool:
     return interval is not None and interval[0] <= value <= interval[1]
 
 
-def _fmt(interval: Any) -> str:
+def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
+def _caveats(result: ScalingFit, pct: str) -> list[str]:
+    """Sentences on what the criterion could not separate, and on a line through every depth."""
+    parts = []
+    unseparated = [d.n_layers for d in result.depths if d.separated is False]
+    if unseparated:
+        parts.append(
+            f"At depth(s) {unseparated} the criterion cannot separate γ* from the next-best "
+            f"non-zero γ (their {pct} intervals over seeds overlap)."
+        )
+    if (line := result.shapes.get("line")) is not None:
+        flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
+        parts.append(
+            f"A line through every depth gives γ* = {line['c']:.3g} "
+            f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
+            f"(slope {pct} interval {format_interval(line['d_interval'])}"
+            + ("; no trend in N is resolved)." if flat else ").")
+        )
+    return parts
+
+
 def consistency_statement(result: ScalingFit) -> str:
-    """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals?"""
+    """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals? (The
+    verdict is the last sentence.)"""
     pct = f"{100 * result.level:g} %"
     parts = []
     if result.excluded:
         parts.append(
-            f"Depth(s) {result.excluded} have γ* = 0 (no shear was best) and are excluded "
-            "from the log-space fit."
+            f"Depth(s) {result.excluded} have γ* <= 0 (no shear, or a smear, was best) and "
+            "are excluded from the log-space fit."
         )
     edge = [d.n_layers for d in result.depths if d.at_grid_edge]
     if edge:
         parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
     fit = result.fit
     if fit is None:
+        parts += _caveats(result, pct)
         parts.append(
             "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
@@ -384,10 +455,10 @@ def consistency_statement(result: ScalingFit) -> str:
     boot = result.bootstrap
     parts.append(
         f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
-        f"intervals from the fit {fit.method} a ∈ {_fmt(fit.a_interval)}, "
-        f"b ∈ {_fmt(fit.b_interval)}"
+        f"intervals from the fit {fit.method} a ∈ {format_interval(fit.a_interval)}, "
+        f"b ∈ {format_interval(fit.b_interval)}"
         + (
-            f" (seed bootstrap: a ∈ {_fmt(boot['a_interval'])}, b ∈ {_fmt(boot['b_interval'])})."
+            f" (seed bootstrap: a ∈ {format_interval(boot['a_interval'])}, b ∈ {format_interval(boot['b_interval'])})."
             if "a_interval" in boot
             else "."
         )
@@ -402,6 +473,7 @@ def consistency_statement(result: ScalingFit) -> str:
             else "."
         )
     )
+    parts += _caveats(result, pct)
     if a_in and b_in:
         verdict = "Our measurement is consistent with the paper's law."
     elif not a_in and not b_in:
@@ -452,98 +524,3 @@ def provenance(df: pd.DataFrame, results_dir: str | Path | None = None) -> dict[
             out["sessions"] = sessions
             out["sweep_wall_time_s"] = float(sum(s.get("elapsed_s", 0.0) for s in sessions))
     return out
-
-
-def write_scaling_report(
-    results: str | Path,
-    out_dir: str | Path | None = None,
-    n_boot: int = 2000,
-    level: float = 0.95,
-    figures: bool = False,
-) -> dict[str, Any]:
-    """Fit the table at `results`; write `fit.json`, `summary.md` (and, with `figures`, the
-    self-contained page `scaling.html`)."""
-    results = Path(results)
-    out_dir = Path(out_dir) if out_dir is not None else results.parent
-    table = load_table(results)
-    result = fit_scaling(table, n_boot=n_boot, level=level)
-    report = {
-        **result.to_dict(),
-        "source": str(results),
-        "provenance": provenance(table, results.parent),
-    }
-    atomic_write_json(out_dir / "fit.json", report)
-    atomic_write_text(out_dir / "summary.md", summary_markdown(result))
-    paths: dict[str, Any] = {
-        "statement": report["consistency"],
-        "fit": out_dir / "fit.json",
-        "summary": out_dir / "summary.md",
-    }
-    if figures:
-        paths["page"] = out_dir / "scaling.html"
-        atomic_write_text(paths["page"], result.to_html())
-    return paths
-
-
-def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the per-depth table: γ*, its interval, the paper's γ*, the controls."""
-    header = [
-        "N",
-        "γ*",
-        f"{100 * result.level:g} % seed-bootstrap interval",
-        "paper γ*",
-        "acc at γ*",
-        "acc at γ = 0",
-        "smeared key acc",
-        "γ tied at the top (window)",
-    ]
-    rows = []
-    for d in result.depths:
-        control = "–" if d.smeared_key_accuracy is None else f"{d.smeared_key_accuracy:.3f}"
-        baseline = "–" if d.accuracy_at_gamma0 is None else f"{d.accuracy_at_gamma0:.3f}"
-        rows.append(
-            [
-                str(d.n_layers),
-                f"{d.gamma_star:g}",
-                f"[{d.interval[0]:g}, {d.interval[1]:g}]",
-                f"{d.paper_gamma_star:.2f}",
-                f"{d.accuracy_at_gamma_star:.3f}",
-                baseline,
-                control,
-                f"{d.n_tied}: [{d.window[0]:g}, {d.window[1]:g}]",
-            ]
-        )
-    return header, rows
-
-
-def fit_line(result: ScalingFit) -> str | None:
-    """One sentence with the fitted a and b and both kinds of interval (None without a fit)."""
-    if result.fit is None:
-        return None
-    fit, boot = result.fit, result.bootstrap
-    return (
-        f"Fit (curve_fit in log space, {fit.n_points} depths): a = {fit.a:.3g} "
-        f"{_fmt(fit.a_interval)}, b = {fit.b:.3g} {_fmt(fit.b_interval)} "
-        f"({100 * result.level:g} %, covariance)"
-        + (
-            f"; seed bootstrap ({boot['n_valid']} replicates): a {_fmt(boot['a_interval'])}, "
-            f"b {_fmt(boot['b_interval'])}."
-            if "a_interval" in boot
-            else "."
-        )
-    )
-
-
-def summary_markdown(result: ScalingFit) -> str:
-    """Per-depth γ*, intervals and controls as a Markdown table, then the fit and the statement."""
-    header, rows = depth_table(result)
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-    ]
-    if (line := fit_line(result)) is not None:
-        lines += [line, ""]
-    lines.append(consistency_statement(result))
-    return "\n".join(lines) + "\n"
