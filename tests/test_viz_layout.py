@@ -111,6 +111,7 @@ def test_orthogonality_labels_beside_the_plot_not_under_it():
     bars = [t for t in fig.data if isinstance(t, go.Bar)]
     assert all(b.orientation == "h" for b in bars)  # long names on the y axis, none rotated
     assert fig.layout.height >= 25 * len(df)  # the plot grows with the rows
+    assert all(len(line) <= 40 for t in bars[0].y for line in t.split("<br>"))
     assert fig.layout.legend.y < 0
 
 

@@ -7,6 +7,7 @@ from `momentum_interp.model.shear`.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
@@ -259,7 +260,8 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     of the high·low segment is the cross share; an ✕ marks the chance level from the band
     energies.
     """
-    y = [f"{r.label} · L{r.layer}H{r.head}" for r in df.itertuples()]
+    labels = [_wrap(f"{r.label} · L{r.layer}H{r.head}") for r in df.itertuples()]
+    y = [label for label, _ in labels]
     colours = {
         "low_high": "#d62728",
         "high_low": "#ff7f0e",
@@ -296,10 +298,22 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
         xaxis={"title": "share of Σ term²", "range": [0, 1.02]},
         yaxis={"autorange": "reversed", "automargin": True},
         template="plotly_white",
-        height=220 + 28 * len(y),
-        **legend_below(),
     )
+    # Each row as tall as its wrapped label; the legend hangs a fixed 70 px under the plot, below
+    # the axis title, however many rows there are.
+    plot_px = sum(max(28, 16 * lines + 12) for _, lines in labels) or 28
+    below = legend_below()
+    below["legend"]["y"] = -70 / plot_px
+    below["margin"] = {"t": 80, "b": 150}
+    fig.update_layout(height=plot_px + 230, **below)
     return fig
+
+
+def _wrap(label: str, width: int = 40) -> tuple[str, int]:
+    """An axis label broken into lines of at most `width` characters (plotly's `<br>`), so long
+    model names take rows, not the plot's width; and its number of lines."""
+    lines = textwrap.wrap(label, width) or [label]
+    return "<br>".join(lines), len(lines)
 
 
 def spectral_figures(result: sp.SpectralResult) -> dict[str, go.Figure]:
