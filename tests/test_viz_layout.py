@@ -128,7 +128,7 @@ def test_thirteen_loss_curves_get_thirteen_distinct_colours():
 
 
 def _cells(page: str) -> list[tuple[str, str]]:
-    return re.findall(r'<t[dh] class="(\w+)">([^<]*)</t[dh]>', page)
+    return re.findall(r'<t[dh] class="(\w+)(?: long)?">([^<]*)</t[dh]>', page)
 
 
 def test_report_tables_show_missing_values_as_a_dash():
@@ -153,6 +153,17 @@ def test_text_columns_left_numbers_right():
     assert kinds["layers"] == kinds["1"] == kinds["0.512"] == "num"
     assert re.search(r"\.text\s*\{\s*text-align:\s*left", html)
     assert re.search(r"\.num\s*\{\s*text-align:\s*right", html)
+
+
+def test_names_stay_on_one_line_prose_wraps_wide_tables_scroll():
+    role = "1-layer momentum, q/k shear post-RoPE, γ=1 (the paper), as trained here"
+    html = Report("t").table(["run", "role"], [["lm-momentum-S-seed0", role]]).to_html()
+    assert '<td class="text">lm-momentum-S-seed0</td>' in html
+    assert f'<td class="text long">{role}</td>' in html
+    assert re.search(r"td\.text\s*\{\s*white-space:\s*nowrap", html)
+    assert re.search(r"td\.long\s*\{\s*white-space:\s*normal", html)
+    assert re.search(r'<div class="table-scroll"><table class="mi-table">', html)
+    assert re.search(r"\.table-scroll\s*\{\s*overflow-x:\s*auto", html)
 
 
 def test_trace_summary_wraps_inside_its_column(make_model):

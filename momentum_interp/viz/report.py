@@ -23,6 +23,8 @@ th { background: #f4f4f4; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }
 code { background: #f4f4f4; padding: 0 .2em; }
 pre { background: #f8f8f8; padding: .6em 1em; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
+table.mi-table td.text { white-space: nowrap; } table.mi-table td.long { white-space: normal; }
 """
     + WRAP_CSS
 )
@@ -37,6 +39,15 @@ def _is_number(cell: object) -> bool:
     except ValueError:
         return False
     return True
+
+
+# A text cell longer than this is prose (a description) and wraps; a shorter one is a name
+# (`lm-momentum-S-seed0`) and stays on one line; a table wider than the column scrolls.
+LONG_TEXT = 40
+
+
+def _scrolling(table: str) -> str:
+    return f'<div class="table-scroll">{table}</div>'
 
 
 def _is_missing(cell: object) -> bool:
@@ -70,7 +81,8 @@ class Report:
 
         def cell(i: int, value: object) -> str:
             text = MISSING if _is_missing(value) else str(value)
-            return f'<td class="{kinds[i]}">{html.escape(text)}</td>'
+            kind = f"{kinds[i]} long" if len(text) > LONG_TEXT else kinds[i]
+            return f'<td class="{kind}">{html.escape(text)}</td>'
 
         head = "".join(
             f'<th class="{kinds[i]}">{html.escape(str(h))}</th>' for i, h in enumerate(header)
@@ -79,13 +91,15 @@ class Report:
             "<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
         )
         self.parts.append(
-            f'<table class="mi-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            _scrolling(
+                f'<table class="mi-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            )
         )
         return self
 
     def dataframe(self, frame: pd.DataFrame, digits: int = 4) -> Report:
         """A DataFrame as a table (`style.table_html`): numbers to `digits` places, "—" for NaN."""
-        self.parts.append(table_html(frame, digits))
+        self.parts.append(_scrolling(table_html(frame, digits)))
         return self
 
     def preformatted(self, text: str) -> Report:
