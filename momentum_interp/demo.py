@@ -219,6 +219,7 @@ def build_report(
             [r.accuracy for r in results],
             "Induction accuracy on held-out sequences (95% CI)",
             reference=PAPER_SINGLE_LAYER_PEAK_ACCURACY,
+            y_title="accuracy on predictable positions",
         )
     )
     report.heading("Training curves")

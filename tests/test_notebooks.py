@@ -1,4 +1,4 @@
-"""Execute every notebook in `notebooks/` and check a few numbers it prints.
+"""Execute every notebook in `notebooks/` and check the numbers it computed.
 
 Each notebook runs in a fresh `python3` kernel (jupyter_client starts it with this interpreter,
 `sys.executable`, since the kernel spec's argv names plain `python`) with the repository root as
@@ -6,15 +6,16 @@ working directory and one torch thread. A cell prepended here (not saved) refuse
 non-loopback network connection or name lookup; a cell appended here reports what it recorded, so
 a notebook that only *tries* the network (and recovers) still fails.
 
-The notebooks print `NAME=value` markers computed from their runs; the checks below compare them
-with the controls (1-layer baseline, 2-layer baseline) rather than with hard-coded results.
+A last cell appended here reads the notebook's own variables in the same kernel (`VALUES`) and
+outputs them as JSON; the checks below compare them with the controls (1-layer baseline, 2-layer
+baseline) and with recomputations rather than with hard-coded results. The notebooks themselves
+print only prose for their reader.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 
 import pytest
@@ -77,7 +78,67 @@ _socket.getaddrinfo = _guarded_getaddrinfo(_socket.getaddrinfo)
 
 NETWORK_REPORT = 'print("NETWORK_ATTEMPTS=" + repr(_NETWORK_ATTEMPTS))'
 
-MARKER = re.compile(r"^([A-Z][A-Z0-9_]*)(?:\s+(\S+?))?[=:]\s*(.*)$")
+# What each check reads from the notebook's kernel once it has run: name -> Python expression
+# over the notebook's own variables.
+VALUES = {
+    "01_quickstart": {
+        "top_induction": "ranking.estimate(ranking.top).value",
+        "tied": "[list(h) for h in tied]",
+        "zoo_best": "{n: r.estimate(r.top).value for n, r in rankings.items()}",
+        "zoo_tied": "{n: [list(h) for h in r.tied] for n, r in rankings.items()}",
+    },
+    "02_single_layer_induction": {
+        "dominant_term": "trace.decomposition.dominant_term",
+        "prev_key_share": "shares['current_prev_key']",
+        "clean_acc": "clean",
+        "gamma_zero_acc": "off",
+        "two_layer_prev_token": "prev_row['previous_token']",
+        "two_layer_induction": "ind_row['induction']",
+        "two_layer_after_prev_ablation": "after",
+        "baseline_clean_acc": "b_abl.loc['clean', 'accuracy']",
+        "baseline_induction": "b_top['induction']",
+    },
+    "03_spectral_forensics": {
+        "median_rel_err": "ratio_table['median |ratio/|H|^2 - 1|'].max()",
+        "band_gain_max_err_db": "err.max()",
+        "rotary_cross_share": "rot",
+        "nonrotary_cross_share": "plain",
+        "verdict": "verdict_all",
+        "verdict_untrained": "verdict_untrained",
+    },
+    "04_scaling_law": {
+        "gamma_star": "{d.n_layers: d.gamma_star for d in result.depths}",
+        "gamma_star_by_hand": "{int(n): g for n, g in by_hand.items()}",
+        "paper_gamma_star": "{d.n_layers: paper_gamma_star(d.n_layers) for d in result.depths}",
+        "fit_a": "result.fit.a",
+        "fit_b": "result.fit.b",
+        "fit_a_interval": "result.fit.a_interval",
+        "fit_b_interval": "result.fit.b_interval",
+        "fit_a_by_hand": "np.exp(intercept)",
+        "fit_b_by_hand": "slope",
+        "statement": "statement",
+        "my_grid_runs": "len(mine)",
+        "my_grid_runs_after_rerun": "len(again)",
+    },
+    "05_exploratory_analysis": {
+        "logit_diff_clean": "logit_diff(clean_logits).item()",
+        "logit_diff_corrupted": "logit_diff(corrupted_logits).item()",
+        "dla_sum": "attrs.sum().item()",
+        "dla_bias": "bias",
+        "dla_top_head": "labels[int(attrs[:-1].argmax())]",
+        "lens_final_err": "(lens.values[-1] - clean_logits[:, -1]).abs().max().item()",
+        "lens_rank": "{label: int((v[0] > v[0, answer]).sum()) for label, v in zip(lens.labels, lens.values)}",
+        "head_patch": "heads[0].tolist()",
+        "top_patch_head": "top_head",
+        "velocity_top_pos": "int(best.argmax())",
+        "velocity_top_recovery": "best.max().item()",
+        # the induction key: the position after the earlier occurrence of the last token
+        "induction_key_pos": "int((clean[0, :-1] == clean[0, -1]).nonzero()[0, 0]) + 1",
+        "path_baseline": "logit_diff(corrupted_logits_2l).item()",
+        "path_top": "f'L{src_layer}H{src_head}->L{dst_layer}H{dst_head}'",
+        "path_top_value": "paths.max().item()",
+    },
+}
 
 
 def _stdout(nb) -> str:
@@ -90,111 +151,115 @@ def _stdout(nb) -> str:
     return "".join(parts)
 
 
-def _markers(text: str) -> dict[str, str]:
-    """`NAME=value` (or `NAME key=value`, stored as `NAME[key]`) lines printed by the notebook."""
-    found = {}
-    for line in text.splitlines():
-        match = MARKER.match(line.strip())
-        if match:
-            name, key, value = match.groups()
-            found[f"{name}[{key}]" if key else name] = value.strip()
-    return found
+def _values_cell(expressions: dict[str, str]) -> str:
+    """A cell whose output is the notebook's values as JSON (numpy and torch scalars as numbers,
+    dict keys as strings)."""
+    items = ", ".join(f"{name!r}: {expr}" for name, expr in expressions.items())
+    return (
+        "import json as _json\n"
+        "from IPython.display import display as _display\n"
+        f"_values = {{{items}}}\n"
+        "_display({'application/json': _json.loads(_json.dumps(_values, default=lambda o: "
+        "o.tolist()))}, raw=True)"
+    )
 
 
-def _number(markers: dict[str, str], name: str) -> float:
-    assert name in markers, f"the notebook did not print {name}; printed: {sorted(markers)}"
-    value = float(markers[name])
-    assert math.isfinite(value), f"{name}={markers[name]} is not finite"
+def _read_values(cell) -> dict:
+    (output,) = [o for o in cell["outputs"] if o.get("output_type") == "display_data"]
+    return output["data"]["application/json"]
+
+
+def _finite(values: dict, name: str) -> float:
+    value = float(values[name])
+    assert math.isfinite(value), f"{name}={values[name]} is not finite"
     return value
 
 
-def _check_quickstart(m: dict[str, str]) -> None:
-    top = _number(m, "TOP_INDUCTION_SCORE")
-    base_1l = _number(m, "ZOO_TOP_INDUCTION[induction-1l-baseline]")
-    base_2l = _number(m, "ZOO_TOP_INDUCTION[induction-2l-baseline]")
-    assert _number(m, "ZOO_TOP_INDUCTION[induction-1l-momentum]") == pytest.approx(top, abs=0.05)
+def _check_quickstart(v: dict) -> None:
+    top = _finite(v, "top_induction")
+    zoo = v["zoo_best"]
+    base_1l, base_2l = zoo["induction-1l-baseline"], zoo["induction-2l-baseline"]
+    assert zoo["induction-1l-momentum"] == pytest.approx(top, abs=1e-9)
     # The momentum head beats the negative control clearly; the 2-layer circuit is the ceiling.
     assert top > 2 * base_1l + 0.05, (top, base_1l)
     assert base_2l > 0.5
-    assert 0.0 <= base_1l <= 1.0 and 0.0 <= top <= 1.0
-    # Same seed, same code path: the notebook's top heads and scores are the committed ones
+    # Same seed, same code path: the notebook's tied heads and scores are the committed ones
     # (results/zoo/zoo.json, which the README's table is rendered from).
     record = json.loads((ROOT / "results" / "zoo" / "zoo.json").read_text())
     for model in record["models"]:
         ranking = model["induction_ranking"]
-        tied = ",".join(f"L{layer}H{head}" for layer, head in ranking["tied"])
-        assert m[f"ZOO_TIED[{model['name']}]"] == tied
-        best = ranking["heads"][0]["value"]
-        assert _number(m, f"ZOO_TOP_INDUCTION[{model['name']}]") == pytest.approx(best, abs=1e-4)
+        assert v["zoo_tied"][model["name"]] == [list(h) for h in ranking["tied"]]
+        assert zoo[model["name"]] == pytest.approx(ranking["heads"][0]["value"], abs=1e-4)
     paper = next(x for x in record["models"] if x["name"] == "induction-1l-momentum")
-    assert m["TOP_INDUCTION_TIED"] == ",".join(
-        f"L{layer}H{head}" for layer, head in paper["induction_ranking"]["tied"]
-    )
+    assert v["tied"] == [list(h) for h in paper["induction_ranking"]["tied"]]
 
 
-def _check_single_layer(m: dict[str, str]) -> None:
-    clean = _number(m, "MOMENTUM_CLEAN_ACC")
-    off = _number(m, "MOMENTUM_GAMMA_ZERO_ACC")
-    base = _number(m, "BASELINE_1L_CLEAN_ACC")
+def _check_single_layer(v: dict) -> None:
+    clean, off = _finite(v, "clean_acc"), _finite(v, "gamma_zero_acc")
+    base = _finite(v, "baseline_clean_acc")
     assert clean > base + 0.3, (
         clean,
         base,
     )  # one momentum layer does induction; the control doesn't
     assert off < 0.5 * clean, (off, clean)  # and it needs the shear
-    assert m.get("MOMENTUM_DOMINANT_TERM") == "current_prev_key"
-    assert _number(m, "MOMENTUM_PREV_KEY_SHARE") > 0.5
-    assert _number(m, "TWO_LAYER_PREV_TOKEN_SCORE") > 0.5
-    ind = _number(m, "TWO_LAYER_INDUCTION_SCORE")
+    assert v["dominant_term"] == "current_prev_key"
+    assert _finite(v, "prev_key_share") > 0.5
+    assert _finite(v, "two_layer_prev_token") > 0.5
+    ind = _finite(v, "two_layer_induction")
     assert ind > 0.5
-    assert _number(m, "TWO_LAYER_INDUCTION_AFTER_PREV_ABLATION") < 0.5 * ind  # K-composition
-    assert _number(m, "BASELINE_1L_INDUCTION_SCORE") < ind
+    assert _finite(v, "two_layer_after_prev_ablation") < 0.5 * ind  # K-composition
+    assert _finite(v, "baseline_induction") < ind
 
 
-def _check_spectral(m: dict[str, str]) -> None:
+def _check_spectral(v: dict) -> None:
     # The sheared/raw power follows |H(ω)|²: the median bin is within a few per cent, and band
     # gains agree with those predicted from the measured input spectrum.
-    assert _number(m, "SPECTRAL_MEDIAN_REL_ERR") < 0.05
-    assert _number(m, "BAND_GAIN_MAX_ERR_DB") < 0.5
-    for name in ("ROTARY_CROSS_SHARE", "NONROTARY_CROSS_SHARE"):
-        assert 0.0 <= _number(m, name) <= 1.0
-    for name in ("ORTHOGONALITY_VERDICT", "ORTHOGONALITY_VERDICT_UNTRAINED"):
-        assert "Cross-band share" in m.get(name, ""), m.get(name)
-        assert "without" in m[name]  # both rotary and non-rotary heads were measured
+    assert _finite(v, "median_rel_err") < 0.05
+    assert _finite(v, "band_gain_max_err_db") < 0.5
+    for name in ("rotary_cross_share", "nonrotary_cross_share"):
+        assert 0.0 <= _finite(v, name) <= 1.0
+    for name in ("verdict", "verdict_untrained"):
+        assert "Cross-band share" in v[name], v[name]
+        assert "without" in v[name]  # both rotary and non-rotary heads were measured
+    assert f"{v['rotary_cross_share']:.2f} with RoPE" in v["verdict"]
 
 
-def _check_scaling(m: dict[str, str]) -> None:
-    depths = [k[len("GAMMA_STAR[") : -1] for k in m if k.startswith("GAMMA_STAR[")]
-    assert len(depths) >= 2, sorted(m)
+def _check_scaling(v: dict) -> None:
+    depths = sorted(v["gamma_star"])
+    assert len(depths) >= 2, v["gamma_star"]
     for n in depths:
         # fit_scaling's argmax agrees with the notebook's own pandas recomputation
-        assert _number(m, f"GAMMA_STAR[{n}]") == _number(m, f"GAMMA_STAR_BY_HAND[{n}]")
-        assert _number(m, f"PAPER_GAMMA_STAR[{n}]") == pytest.approx(4.17 * int(n) ** -0.74, 1e-3)
-    assert _number(m, "FIT_A") == pytest.approx(_number(m, "FIT_A_BY_HAND"), rel=1e-3)
-    assert _number(m, "FIT_B") == pytest.approx(_number(m, "FIT_B_BY_HAND"), abs=1e-3)
-    for name, paper in (("A", 4.17), ("B", -0.74)):
-        lo, hi = (float(x) for x in m[f"FIT_{name}_INTERVAL"].split(","))
-        assert lo <= _number(m, f"FIT_{name}") <= hi
-        assert m[f"PAPER_{name}_INSIDE"] == str(lo <= paper <= hi)
-    assert m["VERDICT"].startswith("Our measurement is")
+        assert v["gamma_star"][n] == v["gamma_star_by_hand"][n]
+        assert v["paper_gamma_star"][n] == pytest.approx(4.17 * int(n) ** -0.74, 1e-3)
+    assert v["fit_a"] == pytest.approx(v["fit_a_by_hand"], rel=1e-3)
+    assert v["fit_b"] == pytest.approx(v["fit_b_by_hand"], abs=1e-3)
+    for name, paper in (("a", 4.17), ("b", -0.74)):
+        lo, hi = v[f"fit_{name}_interval"]
+        assert lo <= _finite(v, f"fit_{name}") <= hi
+        # the statement says the paper's value is inside our interval exactly when it is
+        where = "inside" if lo <= paper <= hi else "outside"
+        assert f"{name} = {paper} lies {where}" in v["statement"], v["statement"]
+    assert v["statement"].split(". ")[-1].startswith("Our measurement is")
     # the user's own grid: 2 γ values + the smeared-key control, and a re-run adds nothing
-    assert _number(m, "MY_GRID_RUNS") == 3 == _number(m, "MY_GRID_RUNS_AFTER_RERUN")
+    assert v["my_grid_runs"] == 3 == v["my_grid_runs_after_rerun"]
 
 
-def _check_exploratory(m: dict[str, str]) -> None:
-    clean, corrupted = _number(m, "LOGIT_DIFF_CLEAN"), _number(m, "LOGIT_DIFF_CORRUPTED")
+def _check_exploratory(v: dict) -> None:
+    clean, corrupted = _finite(v, "logit_diff_clean"), _finite(v, "logit_diff_corrupted")
     assert clean > corrupted + 5  # the corruption removes the induction target
     # DLA by head adds up to the logit difference, up to the bias no component writes
-    assert _number(m, "DLA_SUM") + _number(m, "DLA_BIAS") == pytest.approx(clean, abs=1e-3)
-    assert _number(m, "LENS_FINAL_ERR") < 1e-4 and _number(m, "LENS_RANK[final_post]") == 0
-    top = int(_number(m, "TOP_PATCH_HEAD"))
-    assert m["DLA_TOP_HEAD"] == f"L0H{top}"  # the head that writes the answer is the one to patch
+    assert v["dla_sum"] + v["dla_bias"] == pytest.approx(clean, abs=1e-3)
+    assert _finite(v, "lens_final_err") < 1e-4 and v["lens_rank"]["final_post"] == 0
+    top = v["top_patch_head"]
+    assert top == max(range(len(v["head_patch"])), key=v["head_patch"].__getitem__)
+    assert v["dla_top_head"] == f"L0H{top}"  # the head that writes the answer is the one to patch
     # the clean key velocity at the induction key alone restores most of that head's patch
-    assert _number(m, "VELOCITY_TOP_POS") == _number(m, "INDUCTION_KEY_POS")
-    head_patch = _number(m, f"HEAD_PATCH[L0H{top}]")
-    assert _number(m, "VELOCITY_TOP_RECOVERY") - corrupted > 0.5 * (head_patch - corrupted)
+    assert v["velocity_top_pos"] == v["induction_key_pos"]
+    head_patch = v["head_patch"][top]
+    assert v["velocity_top_recovery"] - corrupted > 0.5 * (head_patch - corrupted)
     # in the 2-layer baseline the strongest edge runs from layer 0 into a layer-1 head's keys
-    assert m["PATH_TOP"].startswith("L0H") and "->L1H" in m["PATH_TOP"]
-    assert _number(m, "PATH_TOP_VALUE") > _number(m, "PATH_BASELINE") + 2
+    assert v["path_top"].startswith("L0H") and "->L1H" in v["path_top"]
+    assert _finite(v, "path_top_value") > _finite(v, "path_baseline") + 2
 
 
 CHECKS = {
@@ -226,6 +291,7 @@ def test_notebook_executes(path: Path, monkeypatch):
     )
     nb.cells.insert(0, nbformat.v4.new_code_cell(NETWORK_GUARD))
     nb.cells.append(nbformat.v4.new_code_cell(NETWORK_REPORT))
+    nb.cells.append(nbformat.v4.new_code_cell(_values_cell(VALUES[path.stem])))
     client = nbclient.NotebookClient(
         nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     )
@@ -238,4 +304,4 @@ def test_notebook_executes(path: Path, monkeypatch):
                 assert "Traceback" not in output["text"], output["text"]
     text = _stdout(nb)
     assert "NETWORK_ATTEMPTS=[]" in text, text[text.rfind("NETWORK_ATTEMPTS") :]
-    CHECKS[path.stem](_markers(text))
+    CHECKS[path.stem](_read_values(nb.cells[-1]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from collections.abc import Sequence
 
@@ -9,6 +10,10 @@ import torch
 from circuitsvis.attention import attention_heads
 
 from momentum_interp.viz.style import token_labels
+
+# circuitsvis draws each head's selector button one twelfth of the view wide; a longer name wraps
+# onto several lines and is clipped.
+MAX_SELECTOR_CHARS = 8
 
 
 class OfflineHTML:
@@ -42,12 +47,28 @@ def attention_patterns_html(
         raise ValueError(
             f"patterns must be [head, pos, pos] with pos={len(str_tokens)}, got {tuple(patterns.shape)}."
         )
+    labels, key = selector_labels(head_names)
     rendered = attention_heads(
         attention=patterns.detach().float().cpu(),
         tokens=token_labels(str_tokens),
-        attention_head_names=list(head_names),
+        attention_head_names=labels,
     )
-    return OfflineHTML(close_container(rendered.local_src))
+    return OfflineHTML(key + close_container(rendered.local_src))
+
+
+def selector_labels(head_names: Sequence[str]) -> tuple[list[str], str]:
+    """Head-selector labels that fit a button, and the HTML key naming them: the names themselves
+    when all are short (`"L0H3"`), else `"#1"…"#n"` with a numbered key of the full names."""
+    names = list(head_names)
+    if all(len(name) <= MAX_SELECTOR_CHARS for name in names):
+        return names, ""
+    labels = [f"#{i}" for i in range(1, len(names) + 1)]
+    items = "".join(
+        f"<li><b>{label}</b> {html.escape(name)}</li>"
+        for label, name in zip(labels, names, strict=True)
+    )
+    key = f'<ul class="mi-head-key" style="list-style:none;padding-left:1em">{items}</ul>'
+    return labels, key
 
 
 def close_container(local_src: str) -> str:

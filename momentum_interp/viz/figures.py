@@ -9,6 +9,7 @@ from pathlib import Path
 import plotly.graph_objects as go
 
 from momentum_interp.analysis.statistics import Estimate
+from momentum_interp.viz.style import legend_below, palette
 
 
 def load_metrics(checkpoint_dir: str | Path) -> dict:
@@ -20,13 +21,18 @@ def load_metrics(checkpoint_dir: str | Path) -> dict:
 
 
 def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> go.Figure:
-    """Held-out `metric` against step for each run (from `metrics.json` histories)."""
+    """Held-out `metric` against step for each run (from `metrics.json` histories), one colour
+    per run from the fixed palette (`style.palette`), the legend below the plot."""
     fig = go.Figure()
-    for name, history in histories.items():
+    for (name, history), colour in zip(histories.items(), palette(len(histories)), strict=True):
         evals = history.get("eval", [])
         fig.add_trace(
             go.Scatter(
-                x=[e["step"] for e in evals], y=[e[metric] for e in evals], mode="lines", name=name
+                x=[e["step"] for e in evals],
+                y=[e[metric] for e in evals],
+                mode="lines",
+                name=name,
+                line={"color": colour},
             )
         )
     fig.update_layout(
@@ -34,14 +40,20 @@ def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> 
         xaxis_title="step",
         yaxis_title=metric,
         template="plotly_white",
+        **legend_below(),
     )
     return fig
 
 
 def estimate_bars(
-    labels: Sequence[str], estimates: Sequence[Estimate], title: str, reference: float | None = None
+    labels: Sequence[str],
+    estimates: Sequence[Estimate],
+    title: str,
+    reference: float | None = None,
+    y_title: str = "estimate (95% CI)",
 ) -> go.Figure:
-    """Bar chart of estimates with their confidence intervals, optionally a reference line."""
+    """Bar chart of estimates with their confidence intervals, optionally a reference line whose
+    label sits in the right margin, clear of the bars."""
     fig = go.Figure(
         go.Bar(
             x=list(labels),
@@ -55,6 +67,21 @@ def estimate_bars(
         )
     )
     if reference is not None:
-        fig.add_hline(y=reference, line_dash="dash", annotation_text=f"paper: {reference:g}")
-    fig.update_layout(title=title, template="plotly_white", yaxis_range=[0, 1.05])
+        fig.add_hline(y=reference, line_dash="dash", line_color="#444")
+        fig.add_annotation(
+            x=1.0,
+            xref="paper",
+            xanchor="left",
+            y=reference,
+            yref="y",
+            text=f"paper: {reference:g}",
+            showarrow=False,
+        )
+    fig.update_layout(
+        title=title,
+        template="plotly_white",
+        yaxis_range=[0, 1.05],
+        yaxis_title=y_title,
+        margin={"r": 110},
+    )
     return fig

@@ -33,13 +33,7 @@ def add_lm_comparison(report: Report, comparison: LMComparison, heading: bool = 
         ("Every run", comparison.table),
     ):
         report.paragraph(caption)
-        report.table(
-            list(frame.columns),
-            [
-                [f"{v:.4f}" if isinstance(v, float) else v for v in row]
-                for row in frame.itertuples(index=False)
-            ],
-        )
+        report.dataframe(frame, digits=4)
     report.figure(training_curves(comparison.histories, metric="loss"))
     return report
 

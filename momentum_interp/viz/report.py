@@ -6,20 +6,52 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pandas as pd
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from momentum_interp.io import atomic_write_text
+from momentum_interp.viz.style import MISSING, WRAP_CSS, table_html
 
-STYLE = """
+STYLE = (
+    """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1100px; color: #222; }
 h1 { font-size: 1.6em; } h2 { border-bottom: 1px solid #ddd; padding-bottom: .2em; margin-top: 2em; }
 table { border-collapse: collapse; margin: 1em 0; font-size: .92em; }
-th, td { border: 1px solid #ccc; padding: .3em .6em; text-align: right; }
-th { background: #f4f4f4; } td:first-child, th:first-child { text-align: left; }
+th, td { border: 1px solid #ccc; padding: .3em .6em; }
+th { background: #f4f4f4; }
 .note { background: #fff8e1; border-left: 4px solid #f0b400; padding: .6em 1em; }
 code { background: #f4f4f4; padding: 0 .2em; }
+pre { background: #f8f8f8; padding: .6em 1em; }
+.table-scroll { overflow-x: auto; max-width: 100%; }
+table.mi-table td.text { white-space: nowrap; } table.mi-table td.long { white-space: normal; }
 """
+    + WRAP_CSS
+)
+
+
+def _is_number(cell: object) -> bool:
+    """A cell that reads as one number (`3`, `0.834`, `+1.2e-3`), so it is right-aligned."""
+    if isinstance(cell, bool):
+        return False
+    try:
+        float(str(cell))
+    except ValueError:
+        return False
+    return True
+
+
+# A text cell longer than this is prose (a description) and wraps; a shorter one is a name
+# (`lm-momentum-S-seed0`) and stays on one line; a table wider than the column scrolls.
+LONG_TEXT = 40
+
+
+def _scrolling(table: str) -> str:
+    return f'<div class="table-scroll">{table}</div>'
+
+
+def _is_missing(cell: object) -> bool:
+    return cell is None or str(cell).strip().lower() in {"nan", "none", ""}
 
 
 @dataclass
@@ -39,12 +71,40 @@ class Report:
         return self
 
     def table(self, header: list[str], rows: list[list[object]]) -> Report:
-        head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in row) + "</tr>"
-            for row in rows
+        """A table in the style of `style.table_html`: a column of numbers right-aligned, any
+        other column left-aligned, a missing value (None, NaN) shown as "—"."""
+        numeric = [
+            all(_is_missing(row[i]) or _is_number(row[i]) for row in rows)
+            for i in range(len(header))
+        ]
+        kinds = ["num" if n else "text" for n in numeric]
+
+        def cell(i: int, value: object) -> str:
+            text = MISSING if _is_missing(value) else str(value)
+            kind = f"{kinds[i]} long" if len(text) > LONG_TEXT else kinds[i]
+            return f'<td class="{kind}">{html.escape(text)}</td>'
+
+        head = "".join(
+            f'<th class="{kinds[i]}">{html.escape(str(h))}</th>' for i, h in enumerate(header)
         )
-        self.parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+        body = "".join(
+            "<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows
+        )
+        self.parts.append(
+            _scrolling(
+                f'<table class="mi-table"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
+            )
+        )
+        return self
+
+    def dataframe(self, frame: pd.DataFrame, digits: int = 4) -> Report:
+        """A DataFrame as a table (`style.table_html`): numbers to `digits` places, "—" for NaN."""
+        self.parts.append(_scrolling(table_html(frame, digits)))
+        return self
+
+    def preformatted(self, text: str) -> Report:
+        """A block of preformatted text (a trace's summary) that wraps inside the column."""
+        self.parts.append(f'<pre class="wrap">{html.escape(text)}</pre>')
         return self
 
     def figure(self, fig: go.Figure) -> Report:

@@ -7,18 +7,18 @@ from `momentum_interp.model.shear`.
 from __future__ import annotations
 
 import math
+import textwrap
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 from plotly.subplots import make_subplots
 
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.style import PALETTE, legend_below, log_axis
 
-PALETTE = qualitative.Plotly
 # Where gain_squared vanishes (γ = −1/2 at Nyquist: a smeared key with α = 1/2) the gain in dB is
 # −inf; figures draw it at this floor.
 DB_FLOOR = -60.0
@@ -171,7 +171,13 @@ def spectra_figure(spectra: sp.SignalSpectra) -> go.Figure:
         for edge in (sp.BANDS["mid"][0], sp.BANDS["high"][0]):
             fig.add_vline(x=edge, line_dash="dot", line_color="#999", row=row, col=1)
     _log_ticks(fig, 2)
-    fig.update_yaxes(type="log", title_text="power")
+    power = np.concatenate(
+        [np.ravel(v[s][1:]) for v in (spectra.raw, spectra.sheared) for s in sp.SIGNALS]
+    )
+    power = power[np.isfinite(power) & (power > 0)]
+    if power.size:  # 1-2-5 labels over the data's range, not plotly's crowded minor digits
+        fig.update_yaxes(**log_axis(float(power.min()), float(power.max())))
+    fig.update_yaxes(title_text="power")
     fig.update_xaxes(title_text="ω (rad / token)", row=2, col=1)
     fig.update_layout(
         title=(
@@ -249,10 +255,13 @@ def ratio_figure(spectra: sp.SignalSpectra) -> go.Figure:
 def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     """Stacked shares of causal score energy per band term for every (model, layer, head).
 
-    The cross terms (low·high, high·low) sit at the bottom of each bar, so the top of the
-    high·low segment is the cross share; an ✕ marks the chance level from the band energies.
+    Bars run horizontally, one row per head, so long model names sit beside the plot instead of
+    squashing it. The cross terms (low·high, high·low) sit at the left of each bar, so the end
+    of the high·low segment is the cross share; an ✕ marks the chance level from the band
+    energies.
     """
-    x = [f"{r.label} · L{r.layer}H{r.head}" for r in df.itertuples()]
+    labels = [_wrap(f"{r.label} · L{r.layer}H{r.head}") for r in df.itertuples()]
+    y = [label for label, _ in labels]
     colours = {
         "low_high": "#d62728",
         "high_low": "#ff7f0e",
@@ -263,13 +272,17 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     for term in ("low_high", "high_low", "low_low", "high_high"):
         fig.add_trace(
             go.Bar(
-                x=x, y=df[f"share_{term}"], name=term.replace("_", "·"), marker_color=colours[term]
+                x=df[f"share_{term}"],
+                y=y,
+                orientation="h",
+                name=term.replace("_", "·"),
+                marker_color=colours[term],
             )
         )
     fig.add_trace(
         go.Scatter(
-            x=x,
-            y=df["null_cross_share"],
+            x=df["null_cross_share"],
+            y=y,
             mode="markers",
             marker={"symbol": "x", "size": 10, "color": "black"},
             name="chance cross share (from band energies)",
@@ -280,14 +293,27 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
         barmode="stack",
         title=(
             f"Share of causal score energy per band term (split at ω = {cutoff / math.pi:.3g}π); "
-            "cross terms at the bottom"
+            "cross terms first"
         ),
-        yaxis_title="share of Σ term²",
-        yaxis_range=[0, 1.02],
+        xaxis={"title": "share of Σ term²", "range": [0, 1.02]},
+        yaxis={"autorange": "reversed", "automargin": True},
         template="plotly_white",
-        height=500,
     )
+    # Each row as tall as its wrapped label; the legend hangs a fixed 70 px under the plot, below
+    # the axis title, however many rows there are.
+    plot_px = sum(max(28, 16 * lines + 12) for _, lines in labels) or 28
+    below = legend_below()
+    below["legend"]["y"] = -70 / plot_px
+    below["margin"] = {"t": 80, "b": 150}
+    fig.update_layout(height=plot_px + 230, **below)
     return fig
+
+
+def _wrap(label: str, width: int = 40) -> tuple[str, int]:
+    """An axis label broken into lines of at most `width` characters (plotly's `<br>`), so long
+    model names take rows, not the plot's width; and its number of lines."""
+    lines = textwrap.wrap(label, width) or [label]
+    return "<br>".join(lines), len(lines)
 
 
 def spectral_figures(result: sp.SpectralResult) -> dict[str, go.Figure]:

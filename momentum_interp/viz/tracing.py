@@ -3,7 +3,6 @@ returns a `go.Figure`) and the report section / page of an `InductionTrace`."""
 
 from __future__ import annotations
 
-import html
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -13,6 +12,7 @@ import plotly.graph_objects as go
 from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.model.shear import TERM_NAMES
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.style import legend_below, token_axis
 
 TERM_COLORS = {
     "current_current": "#4c78a8",
@@ -141,7 +141,11 @@ def term_score_figure(
             )
         )
     suffix = f" (first {n} positions)" if n < scores.shape[0] else ""
-    fig.update_layout(title=f"{term} term of the scores (÷√d_head){suffix}", showlegend=bool(pairs))
+    fig.update_layout(
+        title=f"{term} term of the scores (÷√d_head){suffix}",
+        showlegend=bool(pairs),
+        **legend_below(),  # clear of the colour bar
+    )
     return fig
 
 
@@ -152,7 +156,8 @@ def _query_key_heatmap(
     axis_titles: tuple[str, str],
     **heatmap_kwargs,
 ) -> go.Figure:
-    """A square [query, key] heatmap on a diverging scale symmetric about 0, queries down the rows."""
+    """A square [query, key] heatmap on a diverging scale symmetric about 0, queries down the rows,
+    its token axes thinned to at most `style.MAX_TICKS` labels."""
     ids = list(range(z.shape[0]))
     fig = go.Figure(
         go.Heatmap(
@@ -167,14 +172,10 @@ def _query_key_heatmap(
         )
     )
     query_title, key_title = axis_titles
+    axis = token_axis(list(ticktext))  # at most style.MAX_TICKS labels on a long axis
     fig.update_layout(
-        xaxis={"title": key_title, "tickvals": ids, "ticktext": list(ticktext)},
-        yaxis={
-            "title": query_title,
-            "tickvals": ids,
-            "ticktext": list(ticktext),
-            "autorange": "reversed",
-        },
+        xaxis={"title": key_title, **axis},
+        yaxis={"title": query_title, **axis, "tickangle": 0, "autorange": "reversed"},
         template="plotly_white",
         width=700,
         height=650,
@@ -215,7 +216,7 @@ def add_trace(report: Report, trace: InductionTrace, heading: bool = True) -> Re
     d = trace.decomposition
     if heading:
         report.heading(trace.title)
-    report.raw(f"<pre>{html.escape(trace.summary())}</pre>")
+    report.preformatted(trace.summary())
     for note in trace.notes:
         report.paragraph(note, note=True)
     report.heading("Which score term carries the induction attention")
