@@ -186,7 +186,7 @@ def test_make_task_builds_each_synthetic_task():
 def test_make_task_unknown_name_lists_valid_names():
     with pytest.raises(
         ValueError,
-        match="Unknown task 'inducton' .*Valid: associative_recall, induction, repeated_tokens",
+        match="Unknown task 'inducton' .*Valid: associative_recall, induction, mqar, repeated_tokens",
     ):
         make_task("inducton")
 

@@ -22,10 +22,10 @@ from torch.func import functional_call, stack_module_state, vmap
 from tqdm import tqdm
 
 from momentum_interp.data import make_task
+from momentum_interp.evaluation import TRAIN_STREAM, evaluate, next_token_loss, seeded_generator
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.config import RunConfig
-from momentum_interp.training.evaluate import evaluate, seeded_generator
-from momentum_interp.training.loop import TRAIN_STREAM, Distributed, resolve_device
+from momentum_interp.training.loop import Distributed, resolve_device
 from momentum_interp.training.schedule import lr_at
 from momentum_interp.training.state import RunDirectory
 
@@ -105,9 +105,9 @@ def train_batched(
     )
 
     def loss_of(p, b, tokens, loss_mask):
-        return functional_call(
-            base, (p, b), (tokens,), {"return_type": "loss", "loss_mask": loss_mask}
-        )
+        # logits, then the plain loss: the chunked loss's autograd.Function has no vmap rule
+        logits = functional_call(base, (p, b), (tokens,))
+        return next_token_loss(logits, tokens, loss_mask)
 
     batched_loss = vmap(loss_of, in_dims=(0, 0, None, None))
     # SDPA has no vmap batching rule on CPU yet: torch loops over the runs there, and says so.
