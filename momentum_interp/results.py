@@ -293,7 +293,7 @@ def render(check: bool = False, readme: Path = README, results_dir: Path = ZOO_D
 
     wanted = {Path(readme): render_readme(Path(readme).read_text(), results_dir)}
     wanted.update(rendered_cards(results_dir))
-    stale = [path for path, text in wanted.items() if path.read_text() != text]
+    stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
     if not check:
         for path in stale:
             atomic_write_text(path, wanted[path])

@@ -1,12 +1,17 @@
-"""The bundled single-layer-induction zoo: which checkpoint plays which role in every comparison."""
+"""The bundled zoo: which checkpoint plays which role in every comparison, and the model cards.
+
+`ZOO` holds the single-layer-induction models (integer tokens); `TEXT_ZOO` the small language
+models of the LM comparison (Python standard library text, with their BPE tokenizers)."""
 
 from __future__ import annotations
 
+import csv
 import json
 from pathlib import Path
 
 from momentum_interp.architecture import attention_variant as architecture
 from momentum_interp.model.checkpoint import resolve
+from momentum_interp.paths import REPO_ROOT
 from momentum_interp.tables import markdown_table
 
 ZOO: dict[str, str] = {
@@ -16,6 +21,14 @@ ZOO: dict[str, str] = {
     "induction-1l-momentum": "1-layer momentum, q/k shear post-RoPE, γ=1 (the paper)",
     "induction-1l-momentum-best": "best 1-layer momentum variant found: keys-only shear, γ=1 (see its card)",
 }
+
+TEXT_ZOO: dict[str, str] = {
+    "lm-baseline-S": "2-layer language model on the Python standard library, no momentum (baseline)",
+    "lm-momentum-S": "the same with momentum: q/k shear post-RoPE, γ = 1 (the paper's)",
+    "lm-smeared-key-S": "the same with a smeared key (Olsson et al. control)",
+}
+LM_COMPARISON = REPO_ROOT / "results" / "lm" / "comparison.csv"
+LM_REFERENCE = "lm-baseline-3S"
 
 PAPER_SINGLE_LAYER_PEAK_ACCURACY = 0.834  # figure caption of arXiv 2602.04902
 
@@ -134,10 +147,62 @@ def card_paths_and_text(variants: dict) -> dict[Path, str]:
     """`card.md` path and text of every bundled zoo model; the best variant's lists the search."""
     from momentum_interp.model.checkpoint import bundled_names
 
-    return {
+    present = bundled_names()
+    cards = {
         resolve(name) / "card.md": card_markdown(
             name, variants if name == "induction-1l-momentum-best" else None
         )
         for name in ZOO
-        if name in bundled_names()
+        if name in present
     }
+    cards.update({resolve(n) / "card.md": text_card_markdown(n) for n in TEXT_ZOO if n in present})
+    return cards
+
+
+def lm_comparison_row(run: str) -> dict[str, str]:
+    """One run's row of the committed LM comparison (`results/lm/comparison.csv`)."""
+    with LM_COMPARISON.open() as f:
+        rows = {row["run"]: row for row in csv.DictReader(f)}
+    if run not in rows:
+        raise ValueError(f"{run!r} is not in {LM_COMPARISON}; rerun scripts/lm_comparison.sh.")
+    return rows[run]
+
+
+def text_card_markdown(name: str) -> str:
+    """A text model's card: its run config, and its losses as the committed LM comparison
+    measured them for the same run (config `name`, seed 0)."""
+    run = run_config(name)
+    model, task, train = run["model"], run["task"], run["train"]
+    row = lm_comparison_row(f"{name}-seed{train['seed']}")
+    val, span = float(row["val_loss"]), float(row["induction_loss"])
+    lines = [
+        f"# {name}",
+        "",
+        f"Role: {TEXT_ZOO[name]}.",
+        "",
+        f"- Architecture: {model['n_layers']} layers with MLPs (d_mlp {model['d_mlp']}), "
+        f"{model['n_heads']} heads, d_model {model['d_model']}, d_head {model['d_head']}, "
+        f"{model.get('normalization_type', 'LN')} norm, {model.get('positional_embedding_type')} "
+        f"positions; {architecture(model)}; {int(row['n_params']):,} parameters.",
+        f"- Data: the Python standard library's source, a {task['tokenizer_vocab_size']}-token "
+        f"byte-level BPE trained on it (`tokenizer.json`, beside the weights), windows of "
+        f"{task['seq_len']} tokens.",
+        f"- Training: {train['steps']} steps × {train['batch_size']} windows, AdamW lr "
+        f"{train['lr']} (warmup {train['warmup_steps']}, cosine), seed {train['seed']}.",
+        f"- Rebuild: `momentum-interp train --config configs/lm/{name}.toml --seed "
+        f"{train['seed']} --out assets/{name}` (the same run as the comparison's).",
+        "",
+        f"Held-out next-token loss ({int(row['n_tokens']):,} validation tokens, from the "
+        f"committed `results/lm/comparison.csv`, run `{row['run']}`): **{val:.3f}**, "
+        f"{100 * float(row['val_loss_gap']):+.1f} % against the {LM_REFERENCE} baseline; on "
+        f"repeated-span positions ({100 * float(row['induction_fraction']):.0f} % of tokens) "
+        f"{span:.3f} ({100 * float(row['induction_loss_gap']):+.1f} %). "
+        "`momentum-interp lm-compare` re-measures it.",
+        "",
+        "```python",
+        "from momentum_interp import HookedMomentumTransformer",
+        f'model = HookedMomentumTransformer.from_pretrained("{name}")',
+        'logits, cache = model.run_with_cache("def add(a, b):\\n    return a + b")',
+        "```",
+    ]
+    return "\n".join(lines) + "\n"
