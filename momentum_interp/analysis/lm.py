@@ -101,16 +101,6 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
     return table.groupby("config", sort=False).agg(**aggregations).reset_index()
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A pipe table (floats to 4 places) for READMEs, without extra dependencies."""
-    cells = [
-        [f"{v:.4f}" if isinstance(v, float) else str(v) for v in row]
-        for row in table.itertuples(index=False)
-    ]
-    lines = ["| " + " | ".join(table.columns) + " |", "|" + "---|" * len(table.columns)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in cells]) + "\n"
-
-
 @dataclass
 class LMComparison:
     """The comparison table and every run's validation-loss curve (rendered by `viz.lm`)."""

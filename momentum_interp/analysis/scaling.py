@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from momentum_interp.io import json_safe
+from momentum_interp.paths import REPO_ROOT
 
 PAPER_A = 4.17
 PAPER_B = -0.74
@@ -490,7 +491,7 @@ def consistency_statement(result: ScalingFit) -> str:
 
 def bundled_results() -> Path | None:
     """The committed γ*(N) sweep's table (`results/scaling/results.csv`), if this checkout has it."""
-    path = Path(__file__).resolve().parents[2] / "results" / "scaling" / "results.csv"
+    path = REPO_ROOT / "results" / "scaling" / "results.csv"
     return path if path.is_file() else None
 
 

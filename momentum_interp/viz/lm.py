@@ -11,12 +11,17 @@ from momentum_interp.analysis.lm import (
     TABLE,
     LMComparison,
     compare_runs,
-    markdown_table,
     summarise,
 )
 from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.tables import frame_rows, markdown_table
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
+
+
+def frame_table(frame) -> str:
+    """A DataFrame as a Markdown table, floats to 4 places (the committed `comparison.md`)."""
+    return markdown_table(list(frame.columns), frame_rows(frame, "{:.4f}")) + "\n"
 
 
 def add_lm_comparison(report: Report, comparison: LMComparison, heading: bool = True) -> Report:
@@ -55,9 +60,9 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     atomic_write_text(
         md_path,
         "Mean over seeds per config:\n\n"
-        + markdown_table(summary)
+        + frame_table(summary)
         + "\nEvery run:\n\n"
-        + markdown_table(table),
+        + frame_table(table),
     )
     atomic_write_json(
         records,

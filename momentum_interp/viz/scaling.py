@@ -24,6 +24,7 @@ from momentum_interp.analysis.scaling import (
     provenance,
 )
 from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.tables import markdown_table
 from momentum_interp.viz.report import Report, ReportSection
 
 SMEARED_LABEL = "smeared key"
@@ -295,12 +296,7 @@ def fit_line(result: ScalingFit) -> str | None:
 def summary_markdown(result: ScalingFit) -> str:
     """Per-depth γ*, intervals and controls as a Markdown table, then the fit and the statement."""
     header, rows = depth_table(result)
-    lines = [
-        "| " + " | ".join(header) + " |",
-        "|" + "---|" * len(header),
-        *("| " + " | ".join(row) + " |" for row in rows),
-        "",
-    ]
+    lines = [markdown_table(header, rows), ""]
     if (line := fit_line(result)) is not None:
         lines += [line, ""]
     lines.append(consistency_statement(result))
