@@ -197,3 +197,16 @@ def test_head_selector_buttons_fit_on_one_line():
 @pytest.mark.parametrize("n", [1, 13, 24])
 def test_palette_is_long_enough(n):
     assert len(set(style.palette(n))) == n
+
+
+def test_scaling_figures_use_the_palette_and_the_log_rule():
+    from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
+    from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
+
+    result = fit_scaling(load_table(bundled_results()), n_boot=200)
+    fig = gamma_star_vs_depth(result)
+    for axis in (fig.layout.xaxis, fig.layout.yaxis):
+        assert axis.type == "log" and axis.tickmode == "array"
+        assert all(t.lstrip("0.").startswith(("1", "2", "5")) for t in axis.ticktext), axis.ticktext
+    lines = {t.line.color for t in accuracy_vs_gamma(result).data if t.line.color}
+    assert len(lines) == len(result.depths)  # one distinct palette colour per depth

@@ -10,7 +10,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
-from plotly.colors import qualitative
 
 from momentum_interp.analysis.scaling import (
     PAPER_A,
@@ -26,6 +25,7 @@ from momentum_interp.analysis.scaling import (
 from momentum_interp.io import atomic_write_json, atomic_write_text
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.report import Report, ReportSection
+from momentum_interp.viz.style import log_axis, palette
 
 SMEARED_LABEL = "smeared key"
 
@@ -42,11 +42,11 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
     `df` (the results table) adds each seed's accuracy as faint dots.
     """
     fig = go.Figure()
-    colors = qualitative.Plotly
+    colors = palette(len(result.depths))
     categories = sorted({g for d in result.depths for g in d.grid})
     labels = [_gamma_label(g) for g in categories]
     for i, depth in enumerate(result.depths):
-        color = colors[i % len(colors)]
+        color = colors[i]
         x = [_gamma_label(g) for g in depth.grid]
         symbols = [
             "square" if g == 0 else "star" if g == depth.gamma_star else "circle"
@@ -202,10 +202,11 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
             name=f"paper: γ* = {PAPER_A} N^{PAPER_B}",
         )
     )
+    drawn = [y for trace in fig.data for y in np.ravel(trace.y) if y is not None and y > 0]
     fig.update_layout(
         title="Best shear strength γ* against depth N",
-        xaxis={"title": "depth N (layers)", "type": "log"},
-        yaxis={"title": "γ*", "type": "log"},
+        xaxis={"title": "depth N (layers)", **log_axis(n_line.min(), n_line.max())},
+        yaxis={"title": "γ*", **log_axis(min(drawn), max(drawn))},
         template="plotly_white",
     )
     return fig
