@@ -45,6 +45,7 @@ from momentum_interp.results import (
     zoo_table,
 )
 from momentum_interp.viz.attention import attention_patterns_html
+from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.sections import add_section
@@ -209,6 +210,7 @@ def build_report(
         "only positions whose next token is predictable from an earlier occurrence; intervals "
         "bootstrap over sequences."
     )
+    link_explorer(report, [r.name for r in results], seed)
     report.heading("Results with controls side by side")
     report.table(*zoo_rows(record))
     report.paragraph(zoo_data(record), note=True)
@@ -271,7 +273,8 @@ def run_demo(
     results_dir: Path | None = None,
     command: str = "momentum-interp demo",
 ) -> dict[str, Path]:
-    """Measure the zoo and write `report.html` and `results.json` to `out_dir`; with
+    """Measure the zoo and write `report.html`, `results.json` and the circuit explorer
+    (`explorer/index.html`) to `out_dir`; with
     `results_dir`, also the headline record `zoo.json` the README is rendered from."""
     started = time.perf_counter()
     results = measure_zoo(n_sequences=n_sequences, seed=seed)
@@ -295,7 +298,8 @@ def run_demo(
             "elapsed_s": elapsed,
         },
     )
-    paths = {"report": html_path, "numbers": json_path}
+    explorer = write_explorer({r.name: r.model for r in results}, out_dir, seed)
+    paths = {"report": html_path, "numbers": json_path, "explorer": explorer}
     if results_dir is not None:
         paths["record"] = Path(results_dir) / ZOO_RECORD
         atomic_write_json(paths["record"], record)

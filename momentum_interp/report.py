@@ -24,6 +24,7 @@ from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.results import TRACE_RULE, provenance
 from momentum_interp.tables import frame_rows
 from momentum_interp.viz.attention import attention_patterns_html
+from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.scores import score_heatmaps
@@ -134,11 +135,13 @@ def write_model_report(
     scaling: str | Path | None = None,
     command: str = "momentum-interp report",
 ) -> dict[str, Path]:
-    """`report.html` (self-contained) and `report.json` for one model in `out_dir`; `scaling`
+    """`report.html` (self-contained), `report.json` and the model's circuit explorer
+    (`explorer/index.html`) in `out_dir`; `scaling`
     (a sweep's results table) adds the γ*(N) section fitted to it."""
     analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
     numbers = {"provenance": provenance(command, seed), **analysis.to_dict()}
     report = Report(f"momentum_interp report: {analysis.name}")
+    link_explorer(report, [analysis.name], seed)
     add_scores(report, analysis, seed)
     for trace in analysis.traces:
         add_section(report, trace)
@@ -158,4 +161,5 @@ def write_model_report(
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, numbers)
-    return {"report": html_path, "numbers": json_path}
+    explorer = write_explorer({analysis.name: analysis.model}, out_dir, seed)
+    return {"report": html_path, "numbers": json_path, "explorer": explorer}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import pytest
@@ -74,6 +75,10 @@ def test_spectrum_and_report(checkpoint, tmp_path):
     assert [[t["layer"], t["head"]] for t in report["traces"]] == tied  # every tied head traced
     html = (tmp_path / "r" / "report.html").read_text()
     assert "CircuitsVis.render" in html and "Plotly" in html
+    # the model's circuit explorer is written beside the report, which links it
+    (href,) = re.findall(r'<p>Circuit explorer: <a href="([^"]+)">', html)
+    explorer = (tmp_path / "r" / href).read_text()
+    assert f'"name": "{report["name"]}"' in explorer and "<script src=" not in explorer
 
 
 def test_missing_model_is_a_clear_error(capsys):

@@ -14,6 +14,7 @@ from momentum_interp.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
+REMOTE_SOURCE = re.compile(r"<(script|link)[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", re.I)
 REMOTE_IMPORT = re.compile(r"import[^;]*from\s*[\"']https?://", re.IGNORECASE)
 
 
@@ -59,6 +60,22 @@ def test_demo_html_is_self_contained(demo_out):
     assert "Language-model comparison" in html and "the best momentum against depth" in html
     for name in ("induction-1l-baseline", "induction-2l-baseline", "induction-1l-momentum"):
         assert name in html
+
+
+def test_demo_links_its_self_contained_explorer(demo_out):
+    """The report links the zoo's circuit explorer, written beside it with every zoo model."""
+    html = (demo_out / "report.html").read_text()
+    (href,) = re.findall(r'<p>Circuit explorer: <a href="([^"]+)">', html)
+    assert "γ slider" in html
+    page = demo_out / href
+    assert page.is_file(), f"the report links {href}, which the demo did not write"
+    explorer = page.read_text()
+    assert not REMOTE_SOURCE.search(explorer), "the explorer loads a script or style by URL"
+    assert not REMOTE_IMPORT.search(explorer)
+    numbers = json.loads((demo_out / "results.json").read_text())
+    data = re.search(r'<script type="application/json" id="explorer-data">(.*?)</script>', explorer)
+    payload = json.loads(data.group(1))
+    assert [m["name"] for m in payload["models"]] == [m["name"] for m in numbers["models"]]
 
 
 def test_report_renders_offline_in_headless_chromium(demo_out, tmp_path):

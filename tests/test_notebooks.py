@@ -6,6 +6,10 @@ working directory and one torch thread. A cell prepended here (not saved) refuse
 non-loopback network connection or name lookup; a cell appended here reports what it recorded, so
 a notebook that only *tries* the network (and recovers) still fails.
 
+After the checks the executed notebook is exported twice, by `viz.notebook.export_html` and by
+plain nbconvert (`jupyter nbconvert --to html`), and each page is rendered in headless Chromium
+with no network: every plotly figure and circuitsvis view the notebook output must be drawn.
+
 A last cell appended here reads the notebook's own variables in the same kernel (`VALUES`) and
 outputs them as JSON; the checks below compare them with the controls (1-layer baseline, 2-layer
 baseline) and with recomputations rather than with hard-coded results. The notebooks themselves
@@ -14,11 +18,17 @@ print only prose for their reader.
 
 from __future__ import annotations
 
+import html
 import json
 import math
+import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
+from browser import dump_dom, remote_requests
+
+from momentum_interp.viz.notebook import export_html
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -139,6 +149,80 @@ VALUES = {
         "path_top_value": "paths.max().item()",
     },
 }
+
+
+PLOTLY_MIME = "application/vnd.plotly.v1+json"
+CIRCUITSVIS_DIV = 'id="circuits-vis-'
+
+# Appended to an exported page: after load, a <pre> lists what each figure drew. A plotly
+# figure is drawn when its .main-svg has a size and its plot area holds at least one trace;
+# a circuitsvis view when React rendered children of non-zero size into its div.
+FIGURE_PROBE = """<script>
+window.addEventListener("load", () => setTimeout(() => {
+  const sized = (el) => { const r = el.getBoundingClientRect(); return r.width > 0 && r.height > 0; };
+  const plotly = [...document.querySelectorAll(".plotly-graph-div")].map((div) => ({
+    svg: [...div.querySelectorAll(".main-svg")].some(sized),
+    traces: div.querySelectorAll(".main-svg .trace, .main-svg .hm image").length,
+  }));
+  const circuitsvis = [...document.querySelectorAll('[id^="circuits-vis-"]')].map(
+    (div) => div.children.length > 0 && sized(div.firstElementChild));
+  const pre = document.createElement("pre");
+  pre.id = "drawn-figures";
+  pre.textContent = JSON.stringify({plotly, circuitsvis});
+  document.body.appendChild(pre);
+}, 1500));
+</script>"""
+
+
+def _figure_outputs(nb) -> tuple[int, int]:
+    """How many plotly figures and circuitsvis views the executed notebook output."""
+    n_plotly = n_circuitsvis = 0
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            n_plotly += PLOTLY_MIME in data
+            n_circuitsvis += "".join(data.get("text/html", "")).count(CIRCUITSVIS_DIV)
+    return n_plotly, n_circuitsvis
+
+
+def _plain_nbconvert(notebook: Path, out: Path) -> Path:
+    """The page `jupyter nbconvert --to html` writes (its template's CDN scripts fail offline)."""
+    from nbconvert import HTMLExporter
+
+    body, _ = HTMLExporter().from_filename(str(notebook))
+    out.write_text(body, encoding="utf-8")
+    return out
+
+
+def _drawn_figures(page: Path, profile: Path) -> tuple[dict, list[str]]:
+    """What each figure of `page` drew in headless Chromium, and the remote URLs it requested."""
+    page.write_text(page.read_text(encoding="utf-8") + FIGURE_PROBE, encoding="utf-8")
+    dom = dump_dom(page, profile)
+    found = re.search(r'<pre id="drawn-figures">(.*?)</pre>', dom, re.DOTALL)
+    assert found, f"{page.name} did not finish loading"
+    return json.loads(html.unescape(found.group(1))), remote_requests(dom)
+
+
+def _check_figures_drawn(nb, tmp_path: Path) -> None:
+    """Both HTML exports of the executed notebook draw every figure it output; ours fetches
+    nothing remote."""
+    n_plotly, n_circuitsvis = _figure_outputs(nb)
+    executed = tmp_path / "executed.ipynb"
+    nbformat.write(nb, str(executed))
+    exports = {
+        "export_html": export_html(executed, tmp_path / "export_html.html"),
+        "nbconvert": _plain_nbconvert(executed, tmp_path / "nbconvert.html"),
+    }
+    with ThreadPoolExecutor(len(exports)) as pool:  # two browsers at once: half the wall time
+        rendered = pool.map(
+            lambda n: _drawn_figures(exports[n], tmp_path / f"profile-{n}"), exports
+        )
+    for name, (drawn, remote) in zip(exports, rendered, strict=True):
+        blank = [i for i, f in enumerate(drawn["plotly"]) if not (f["svg"] and f["traces"])]
+        assert len(drawn["plotly"]) == n_plotly and not blank, (name, n_plotly, drawn["plotly"])
+        assert drawn["circuitsvis"] == [True] * n_circuitsvis, (name, drawn["circuitsvis"])
+        if name == "export_html":
+            assert remote == [], f"the export requested {remote[:5]}"
 
 
 def _stdout(nb) -> str:
@@ -276,7 +360,7 @@ def test_every_notebook_has_checks():
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
-def test_notebook_executes(path: Path, monkeypatch):
+def test_notebook_executes(path: Path, monkeypatch, tmp_path):
     missing = [
         n for n in REQUIRED_ASSETS if not (ROOT / "assets" / n / "model.safetensors").is_file()
     ]
@@ -305,3 +389,4 @@ def test_notebook_executes(path: Path, monkeypatch):
     text = _stdout(nb)
     assert "NETWORK_ATTEMPTS=[]" in text, text[text.rfind("NETWORK_ATTEMPTS") :]
     CHECKS[path.stem](_read_values(nb.cells[-1]))
+    _check_figures_drawn(nb, tmp_path)

@@ -23,9 +23,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_interp.analysis.explorer import ExplorerData, explorer_data
+from momentum_interp.analysis.explorer import ExplorerData, default_tokens, explorer_data
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
+from momentum_interp.viz.report import Report
 
 
 def _payload(data: ExplorerData) -> str:
@@ -79,6 +80,28 @@ class Explorer:
             f'<iframe srcdoc="{html.escape(self.to_html(), quote=True)}" '
             'style="width:100%;height:1050px;border:0"></iframe>'
         )
+
+
+EXPLORER_PAGE = "explorer/index.html"  # where a report's explorer is written, beside the report
+
+
+def write_explorer(models: Mapping[str, object], out_dir: str | Path, seed: int) -> Path:
+    """The explorer for `models` on one repeated random sequence (`seed`), written beside a
+    report in `out_dir` (at `EXPLORER_PAGE`, which `link_explorer` links to)."""
+    tokens = default_tokens(next(iter(models.values())), seed=seed)
+    return Explorer(explorer_data(models, tokens)).save(Path(out_dir) / EXPLORER_PAGE)
+
+
+def link_explorer(report: Report, names: Sequence[str], seed: int) -> Report:
+    """The report's paragraph saying what the explorer beside it is, with the link."""
+    return report.link(
+        "Circuit explorer: ",
+        EXPLORER_PAGE,
+        "open the interactive page",
+        f" for {', '.join(names)} on one repeated random sequence (seed {seed}). Pick a head and "
+        "a query token to see its attention row and the four terms of its score, and move the γ "
+        "slider to recompute them in the browser. It is a separate self-contained file.",
+    )
 
 
 def explore(

@@ -118,9 +118,12 @@ def page(body: str, title: str = "momentum_interp") -> str:
     )
 
 
-# nbconvert's lab template with its CDN script blocks (require.js, MathJax, Mermaid) emptied:
-# the notebook's own `setup()` output carries the scripts.
+# nbconvert's lab template with its CDN script blocks (require.js, MathJax, Mermaid, and the
+# widget manager it loads from unpkg when the notebook saved widget state, e.g. TransformerLens's
+# tqdm bars) emptied: the notebook's own `setup()` output carries the scripts; widget outputs
+# stay undrawn.
 _OFFLINE_TEMPLATE = """{%- extends 'lab/index.html.j2' -%}
+{%- block jupyter_widgets -%}{%- endblock jupyter_widgets -%}
 {%- block html_head_js_requirejs -%}{%- endblock html_head_js_requirejs -%}
 {%- block html_head_js_mathjax -%}{%- endblock html_head_js_mathjax -%}
 {%- block html_head_js_mermaidjs -%}{%- endblock html_head_js_mermaidjs -%}

@@ -70,6 +70,14 @@ class Report:
         self.parts.append(f"<p{css}>{html.escape(text)}</p>")
         return self
 
+    def link(self, before: str, href: str, label: str, after: str = "") -> Report:
+        """A paragraph with one relative link: `before`, then `label` linking `href`, `after`."""
+        text, target = html.escape(label), html.escape(href, quote=True)
+        self.parts.append(
+            f'<p>{html.escape(before)}<a href="{target}">{text}</a>{html.escape(after)}</p>'
+        )
+        return self
+
     def table(self, header: list[str], rows: list[list[object]]) -> Report:
         """A table in the style of `style.table_html`: a column of numbers right-aligned, any
         other column left-aligned, a missing value (None, NaN) shown as "—"."""
