@@ -212,7 +212,7 @@ def build_report(
     )
     link_explorer(report, [r.name for r in results], seed)
     report.heading("Results with controls side by side")
-    report.table(*zoo_rows(record))
+    report.table(*zoo_rows(record, code=""))
     report.paragraph(zoo_data(record), note=True)
     report.paragraph(paper_comparison(results), note=True)
     report.figure(
@@ -298,7 +298,8 @@ def run_demo(
             "elapsed_s": elapsed,
         },
     )
-    explorer = write_explorer({r.name: r.model for r in results}, out_dir, seed)
+    ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)  # opens on the paper's model
+    explorer = write_explorer({r.name: r.model for r in ordered}, out_dir, seed)
     paths = {"report": html_path, "numbers": json_path, "explorer": explorer}
     if results_dir is not None:
         paths["record"] = Path(results_dir) / ZOO_RECORD

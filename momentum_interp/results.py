@@ -129,11 +129,12 @@ def spectral_headline(spectral: dict) -> dict:
     }
 
 
-def zoo_rows(record: dict) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of the zoo table from `results/zoo/zoo.json` (README, demo page)."""
+def zoo_rows(record: dict, code: str = "`") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the zoo table from `results/zoo/zoo.json`; model names in Markdown
+    code marks for the README, plain (`code=""`) for the demo page."""
     rows = [
         [
-            f"`{m['name']}`",
+            f"{code}{m['name']}{code}",
             m["role"],
             interval(m["accuracy"]),
             f"{m['loss']:.3f}",
