@@ -7,7 +7,7 @@ imported; the worker also calls `torch.set_num_threads`), alternating thread cou
 repeats so drifting load hits both. The worker times, with `time.perf_counter`, the functions
 `momentum_interp.demo.run_demo` is made of, called the way `run_demo` calls them: importing the
 stack (package by package), loading the zoo (`from_pretrained` per model), evaluation
-(`per_sequence_metrics` + `pooled_ratio_ci`), `score_heads`, `trace_single_layer_induction`,
+(`per_sequence_metrics` + `pooled_ratio_ci`), `rank_heads_ci`, `trace_single_layer_induction` (every tied head),
 `spectral_report` (with `report.example_tokens`), building the page (`build_report`: plotly
 figures and the circuitsvis patterns; the circuitsvis part, `best_head_patterns`, is also timed
 alone) and writing the HTML and JSON. The first ("cold") pass is what the CLI pays; a second
@@ -33,12 +33,13 @@ PIECES = (
     "import",
     "load_zoo",
     "evaluate",
-    "score_heads",
+    "rank_heads",
     "trace_single_layer_induction",
     "spectral_report",
     "build_report",
     "write_html",
     "write_json",
+    "write_explorer",
 )
 INCLUDED = {"best_head_patterns": "build_report"}  # timed alone as well, part of build_report
 
@@ -67,22 +68,30 @@ def _time_imports() -> dict[str, float]:
 
 
 def _pieces(out_dir: Path, cold: bool) -> dict:
-    """One pass over run_demo's pieces; returns seconds per piece and per model."""
+    """One pass over run_demo's pieces, called as run_demo calls them; seconds per piece and per
+    model."""
     from momentum_interp import demo
-    from momentum_interp.analysis.scoring import score_heads
+    from momentum_interp.analysis.heads import head_label, rank_heads_ci
     from momentum_interp.analysis.spectral import spectral_report
     from momentum_interp.analysis.statistics import pooled_ratio_ci
     from momentum_interp.analysis.tracing import trace_single_layer_induction
     from momentum_interp.data import make_task
-    from momentum_interp.evaluation import per_sequence_metrics
+    from momentum_interp.defaults import (
+        DEFAULT_SEED,
+        EVAL_SEQUENCES,
+        SCORE_SEQUENCES,
+        TRACE_SEQUENCES,
+    )
+    from momentum_interp.evaluation import batching, per_sequence_metrics, pooled
     from momentum_interp.io import atomic_write_json
     from momentum_interp.model.transformer import HookedMomentumTransformer
     from momentum_interp.report import example_tokens
+    from momentum_interp.viz.explorer import write_explorer
     from momentum_interp.zoo import ZOO, run_config
 
     times: dict[str, float] = {}
     per_model: dict[str, dict[str, float]] = {}
-    n_sequences, seed = 512, 1234  # run_demo's defaults
+    n_sequences, seed = EVAL_SEQUENCES, DEFAULT_SEED  # run_demo's defaults
 
     def timed(key: str, model: str | None, fn, *args, **kwargs):
         start = time.perf_counter()
@@ -101,32 +110,32 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
 
     def evaluate(name, model):
         task = make_task(**run_config(name)["task"])
-        n_batches = max(1, -(-n_sequences // demo.EVAL_BATCH))
-        per_seq = per_sequence_metrics(model, task, n_batches, demo.EVAL_BATCH, seed=seed)
+        n_batches, batch_size = batching(n_sequences, demo.EVAL_BATCH)
+        per_seq = per_sequence_metrics(model, task, n_batches, batch_size, seed=seed)
         accuracy = pooled_ratio_ci(per_seq["correct"], per_seq["n_positions"], seed=seed)
-        loss = float(per_seq["loss_sum"].sum() / per_seq["n_positions"].sum())
-        return accuracy, loss, len(per_seq["correct"])
+        return accuracy, pooled(per_seq)["loss"], len(per_seq["correct"])
 
     results = []
     for name, model in models.items():
         accuracy, loss, n_seq = timed("evaluate", name, evaluate, name, model)
-        scores = timed("score_heads", name, score_heads, model, n_sequences=100, seed=seed)
-        results.append(demo.ZooResult(name, ZOO[name], model, accuracy, loss, n_seq, scores))
+        ranking = timed(
+            "rank_heads", name, rank_heads_ci, model, "induction", SCORE_SEQUENCES, seed
+        )
+        results.append(demo.ZooResult(name, ZOO[name], model, accuracy, loss, n_seq, ranking))
 
     analyses = {}
-    paper = next((r for r in results if r.name == "induction-1l-momentum"), None)
+    paper = next((r for r in results if r.name == demo.PAPER_MODEL), None)
     if paper is not None:
-        layer, head, _ = paper.top_head()
-        analyses["trace"] = timed(
-            "trace_single_layer_induction",
-            None,
-            trace_single_layer_induction,
-            paper.model,
-            layer,
-            head,
-            n_sequences=256,
-            seed=seed,
-        )
+        for head in paper.induction.tied:  # every tied head, as the demo traces them
+            analyses[f"trace_{head_label(head)}"] = timed(
+                "trace_single_layer_induction",
+                None,
+                trace_single_layer_induction,
+                paper.model,
+                *head,
+                n_sequences=TRACE_SEQUENCES,
+                seed=seed,
+            )
 
         def spectral():
             return spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
@@ -134,7 +143,8 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
         analyses["spectral"] = timed("spectral_report", None, spectral)
 
     timed("best_head_patterns", None, demo.best_head_patterns, results, seed)
-    report = timed("build_report", None, demo.build_report, results, analyses, seed, 0.0)
+    record = demo.zoo_record(results, analyses, n_sequences, seed, "demo_timing")
+    report = timed("build_report", None, demo.build_report, results, record, analyses, seed, 0.0)
     sub = out_dir / ("cold" if cold else "warm")
     timed("write_html", None, report.save, sub / "report.html")
 
@@ -148,6 +158,7 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
         )
 
     timed("write_json", None, write_json)
+    timed("write_explorer", None, write_explorer, {r.name: r.model for r in results}, sub, seed)
     return {"seconds": {k: round(v, 4) for k, v in times.items()}, "per_model_seconds": per_model}
 
 
@@ -171,7 +182,7 @@ def worker(threads: int, out_dir: Path) -> dict:
     warm = _pieces(out_dir, cold=False)
     with contextlib.redirect_stdout(io.StringIO()):  # run_demo prints its table
         start = time.perf_counter()
-        demo.run_demo(out_dir / "end_to_end", n_sequences=512, seed=1234)
+        demo.run_demo(out_dir / "end_to_end")
         end_to_end = time.perf_counter() - start
     return {
         "threads": threads,
@@ -334,7 +345,7 @@ def markdown(payload: dict) -> str:
             for name, pieces in run["per_model_seconds"].items():
                 for key, value in pieces.items():
                     per_model.setdefault(name, {}).setdefault(key, []).append(value)
-    header = ["model", "load_zoo", "evaluate", "score_heads"]
+    header = ["model", "load_zoo", "evaluate", "rank_heads"]
     rows = [
         [name, *(f"{_stats(per_model[name][k])['median']:.2f}" for k in header[1:])]
         for name in per_model

@@ -251,7 +251,7 @@ def test_demo_timing_summary_names_the_dominant_piece():
             "seconds": seconds,
             "warm_seconds": {k: v for k, v in seconds.items() if k != "import"} | {"evaluate": 1.0},
             "imports_s": dict.fromkeys(demo_timing.IMPORTS, 0.5),
-            "per_model_seconds": {"m": {"load_zoo": 0.1, "evaluate": 0.2, "score_heads": 0.3}},
+            "per_model_seconds": {"m": {"load_zoo": 0.1, "evaluate": 0.2, "rank_heads": 0.3}},
             "sum_of_pieces_s": sum(seconds[k] for k in demo_timing.PIECES),
             "warm_sum_of_pieces_s": 2.0,
             "run_demo_end_to_end_s": 2.0,
