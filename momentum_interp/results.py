@@ -17,18 +17,19 @@ import platform
 import re
 import subprocess
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from momentum_interp.paths import REPO_ROOT
+from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 
 RESULTS = REPO_ROOT / "results"
 README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
+BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
 PAPER_MODEL = "induction-1l-momentum"
@@ -166,22 +167,6 @@ def zoo_data(record: dict) -> str:
     )
 
 
-def wrap(paragraph: str, indent: str = "") -> str:
-    """A paragraph wrapped at the README's 100 columns (continuation lines indented)."""
-    return textwrap.fill(
-        paragraph, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
-def _range(values: Sequence[float], fmt: str) -> str:
-    lo, hi = (format(v, fmt) for v in (min(values), max(values)))
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
 def induction_bullets(record: dict, variants: dict) -> str:
     """The README's bullets under the zoo table, every number read from the records."""
     models = {m["name"]: m for m in record["models"]}
@@ -191,47 +176,45 @@ def induction_bullets(record: dict, variants: dict) -> str:
     spectral = record["spectral"]
     measured = sorted(variants["variants"], key=lambda v: -v["final_eval"]["accuracy"])
     unrecorded = sorted(variants["unrecorded"], key=lambda v: -v["reported"]["accuracy"])
-    variant_text = ", ".join(f"{v['name']} {_pct(v['final_eval']['accuracy'])}" for v in measured)
-    unrecorded_text = ", ".join(
-        f"{v['name']} {_pct(v['reported']['accuracy'])}" for v in unrecorded
-    )
+    variant_text = ", ".join(f"{v['name']} {pct(v['final_eval']['accuracy'])}" for v in measured)
+    unrecorded_text = ", ".join(f"{v['name']} {pct(v['reported']['accuracy'])}" for v in unrecorded)
     paper_peak = record["paper_single_layer_peak_accuracy"]
-    bullets = [
-        f"- **One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
-        f"post-RoPE) reaches {_pct(paper['value'])}, against {_pct(base['value'])} for the "
-        f"same layer without momentum; the paper reports {_pct(paper_peak)} peak. The paper's task, sizes "
+    items = [
+        f"**One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
+        f"post-RoPE) reaches {pct(paper['value'])}, against {pct(base['value'])} for the "
+        f"same layer without momentum; the paper reports {pct(paper_peak)} peak. The paper's task, sizes "
         "and budget are unknown, so the two numbers are not directly comparable.",
-        "- **It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
-        f"2022) reaches {_pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
+        "**It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
+        f"2022) reaches {pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
         f"this task, the 2-layer baseline "
-        f"{_pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
+        f"{pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
         f"variants (card of `{BEST_MODEL}`), the committed record has {variant_text} (final "
         f"held-out accuracy in training). The other variants' run records were never "
         f"committed; the card reported {unrecorded_text}, which we have not re-measured "
         "(each takes about 4 CPU-minutes to retrain from `configs/zoo/variants/`).",
-        "- **The mechanism is the one the paper names.** Tracing the paper model's "
+        "**The mechanism is the one the paper names.** Tracing the paper model's "
         f"induction heads (`momentum-interp trace {PAPER_MODEL}` traces {heads}: "
         f"{record['trace']['rule']}): the `current·previous-key` term "
         "`−γ(1+γ)⟨q_t, k_{s−1}⟩` carries "
-        f"{_range([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
+        f"{span([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
         "on induction keys; setting γ = 0 at inference drops accuracy from "
-        f"{_pct(traces[0]['clean_accuracy'])} to "
-        f"{_range([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
+        f"{pct(traces[0]['clean_accuracy'])} to "
+        f"{span([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
         "baseline's level); removing that one term from one head costs "
-        f"{_range([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
+        f"{span([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
         "points, mean-ablating the head's OV "
-        f"{_range([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
+        f"{span([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
         f"({traces[0]['n_sequences']} held-out sequences, seed "
         f"{record['provenance']['seed']}).",
-        "- **Spectral forensics.** Each head's filter is the high shelf the paper describes "
-        f"(gain {_range(spectral['low_gain_db'], '.1f')} dB near DC, "
-        f"{_range(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
-        f"{_range(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
+        "**Spectral forensics.** Each head's filter is the high shelf the paper describes "
+        f"(gain {span(spectral['low_gain_db'], '.1f')} dB near DC, "
+        f"{span(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
+        f"{span(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
         '"orthogonality theorem" does not show in our models: the share of score energy in '
         f"DC×AC cross terms is {spectral['cross_share']:.2f} against a chance level of "
         f"{spectral['null_cross_share']:.2f}. The demo report states the measured verdict.",
     ]
-    return "\n".join(wrap(bullet, "  ") for bullet in bullets)
+    return bullets(items)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -264,19 +247,24 @@ def load_record(name: str, results_dir: Path = ZOO_DIR) -> dict:
     return json.loads(path.read_text())
 
 
-def readme_blocks(results_dir: Path = ZOO_DIR) -> dict[str, str]:
-    """Every README block rendered from the committed records."""
-    record = load_record(ZOO_RECORD, results_dir)
-    variants = load_record(VARIANTS_RECORD, results_dir)
+def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dict[str, str]:
+    """Every README block rendered from the committed records under `results` (the zoo, the LM
+    comparison, the scaling sweeps) and `benchmarks` (the timings)."""
+    from momentum_interp.analysis.lm import LMComparison
+    from momentum_interp.viz.lm import readme_block as lm_block
+
+    record = load_record(ZOO_RECORD, Path(results) / "zoo")
+    variants = load_record(VARIANTS_RECORD, Path(results) / "zoo")
     return {
         "zoo": wrap(zoo_data(record)) + "\n\n" + zoo_table(record),
         "induction": induction_bullets(record, variants),
+        "lm": lm_block(LMComparison.load(Path(results) / "lm")),
     }
 
 
-def render_readme(text: str, results_dir: Path = ZOO_DIR) -> str:
-    """The README text with its result blocks re-rendered from `results_dir`."""
-    return replace_blocks(text, readme_blocks(results_dir))
+def render_readme(text: str, results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> str:
+    """The README text with its result blocks re-rendered from `results` and `benchmarks`."""
+    return replace_blocks(text, readme_blocks(results, benchmarks))
 
 
 def rendered_cards(results_dir: Path = ZOO_DIR) -> dict[Path, str]:
@@ -286,13 +274,13 @@ def rendered_cards(results_dir: Path = ZOO_DIR) -> dict[Path, str]:
     return card_paths_and_text(load_record(VARIANTS_RECORD, results_dir))
 
 
-def render(check: bool = False, readme: Path = README, results_dir: Path = ZOO_DIR) -> list[Path]:
+def render(check: bool = False, readme: Path = README, results: Path = RESULTS) -> list[Path]:
     """Re-render the README blocks and model cards; with `check`, return the stale files instead
     of writing them."""
     from momentum_interp.io import atomic_write_text
 
-    wanted = {Path(readme): render_readme(Path(readme).read_text(), results_dir)}
-    wanted.update(rendered_cards(results_dir))
+    wanted = {Path(readme): render_readme(Path(readme).read_text(), results)}
+    wanted.update(rendered_cards(Path(results) / "zoo"))
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
     if not check:
         for path in stale:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from momentum_interp import results
@@ -28,20 +29,25 @@ def test_readme_and_cards_agree_with_committed_results():
     )
 
 
+def _copy_results(tmp_path):
+    """A copy of `results/` to perturb; returns its zoo directory (what `render_readme` takes)."""
+    shutil.copytree(ZOO_DIR.parent, tmp_path / "results")
+    return tmp_path / "results" / "zoo"
+
+
 def test_rendering_follows_the_records(tmp_path):
     """A changed number in the record changes the README: nothing in it is typed by hand."""
-    shutil.copytree(ZOO_DIR, tmp_path / "zoo")
-    path = tmp_path / "zoo" / results.ZOO_RECORD
+    path = _copy_results(tmp_path) / results.ZOO_RECORD
     record = json.loads(path.read_text())
     paper = next(m for m in record["models"] if m["name"] == results.PAPER_MODEL)
     paper["accuracy"]["value"] = 0.1234
     record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
     path.write_text(json.dumps(record))
     readme = (REPO_ROOT / "README.md").read_text()
-    changed = render_readme(readme, tmp_path / "zoo")
+    changed = render_readme(readme, path.parents[1])
     assert changed != readme
     assert "0.123 [" in changed and "12.3 %" in changed and "1%" in changed
-    assert render_readme(readme, ZOO_DIR) == readme
+    assert render_readme(readme) == readme
 
 
 def test_every_zoo_model_and_traced_head_appears_in_the_readme():
@@ -63,3 +69,24 @@ def test_blocks_need_their_markers():
 
 def test_markdown_table():
     assert markdown_table(["a", "b"], [[1, "x"]], align="lr") == "| a | b |\n|---|---:|\n| 1 | x |"
+
+
+def test_lm_block_follows_the_comparison(tmp_path):
+    """One seed's validation loss moved: the table's mean and the bullets' percentages move."""
+    zoo = _copy_results(tmp_path)
+    path = zoo.parent / "lm" / "comparison.csv"
+    table = pd.read_csv(path)
+    momentum = table["config"] == "lm-momentum-S"
+    table.loc[momentum, "val_loss"] = [4.6, 4.62, 4.64]
+    reference = table.loc[table["config"] == "lm-baseline-3S", "val_loss"].mean()
+    table["val_loss_gap"] = table["val_loss"] / reference - 1
+    table.to_csv(path, index=False)
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = render_readme(readme, zoo.parent)
+    base = table.loc[table["config"] == "lm-baseline-S", "val_loss"].mean()
+    row = "| `lm-momentum-S` | momentum on q and k, γ = 1.0, post-rope | 3 | 4.620 (0.020) |"
+    assert f"{row} +{100 * (4.62 / reference - 1):.1f} % |" in changed
+    assert f"changes the baseline's loss by +{100 * (4.62 / base - 1):.1f} %" in " ".join(
+        changed.split()
+    )
+    assert render_readme(readme) == readme
