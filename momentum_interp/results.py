@@ -30,6 +30,7 @@ RESULTS = REPO_ROOT / "results"
 README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
 BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
+PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
 PAPER_MODEL = "induction-1l-momentum"
@@ -238,12 +239,12 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
-def load_record(name: str, results_dir: Path = ZOO_DIR) -> dict:
+def load_record(name: str, results_dir: Path = ZOO_DIR, hint: str | None = None) -> dict:
+    """A committed JSON record; a missing one says which command writes it."""
     path = Path(results_dir) / name
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist; write it with `momentum-interp demo --results {results_dir}`."
-        )
+        hint = hint or f"momentum-interp demo --results {results_dir}"
+        raise FileNotFoundError(f"{path} does not exist; write it with `{hint}`.")
     return json.loads(path.read_text())
 
 
@@ -259,6 +260,35 @@ def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dic
         "zoo": wrap(zoo_data(record)) + "\n\n" + zoo_table(record),
         "induction": induction_bullets(record, variants),
         "lm": lm_block(LMComparison.load(Path(results) / "lm")),
+        **scaling_blocks(Path(results)),
+    }
+
+
+def scaling_blocks(results: Path) -> dict[str, str]:
+    """The γ*(N) blocks: the saturated sweep (`scaling/fit.json`, `results.csv`) and the harder
+    recall study's pilot and progress (`scaling_mqar/`)."""
+    import pandas as pd
+
+    from momentum_interp.analysis.scaling import ScalingFit, load_table
+    from momentum_interp.viz.scaling import pilot_block, readme_block
+
+    fit = load_record("fit.json", results / "scaling", "momentum-interp scaling RESULTS_CSV")
+    mqar = results / "scaling_mqar"
+    pilot = pd.read_csv(mqar / "pilot_stage2" / "results.csv")
+    sweep = mqar / "sweep" / "results.jsonl"
+    done = len(sweep.read_text().splitlines()) if sweep.is_file() else 0
+    return {
+        "scaling": readme_block(
+            ScalingFit.from_dict(fit),
+            fit["provenance"],
+            load_table(results / "scaling" / "results.csv"),
+        ),
+        "mqar-pilot": pilot_block(
+            pilot[pilot["task.n_pairs"] == PILOT_PAIRS],
+            pd.read_csv(mqar / "pilot" / "results.csv"),
+            load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep")["n_runs"],
+            done,
+        ),
     }
 
 
