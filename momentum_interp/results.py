@@ -30,6 +30,7 @@ RESULTS = REPO_ROOT / "results"
 README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
 BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
+CPU_RUN, GPU_RUN = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
 PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
@@ -261,6 +262,25 @@ def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dic
         "induction": induction_bullets(record, variants),
         "lm": lm_block(LMComparison.load(Path(results) / "lm")),
         **scaling_blocks(Path(results)),
+        **perf_blocks(Path(benchmarks)),
+    }
+
+
+def perf_blocks(benchmarks: Path) -> dict[str, str]:
+    """The performance blocks from the benchmark records under `benchmarks`."""
+    from momentum_interp.viz.benchmarks import cpu_block, gpu_block
+
+    hint = "python -m benchmarks throughput"
+    cuda = Path(benchmarks) / GPU_RUN
+    return {
+        "perf-cpu": cpu_block(
+            load_record(f"{CPU_RUN}.json", benchmarks, hint), f"benchmarks/results/{CPU_RUN}.md"
+        ),
+        "perf-gpu": gpu_block(
+            load_record("throughput_cuda_compiled.json", cuda, hint),
+            load_record("throughput_cuda_eager.json", cuda, hint),
+            f"benchmarks/results/{GPU_RUN}/",
+        ),
     }
 
 

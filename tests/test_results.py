@@ -121,3 +121,31 @@ def test_scaling_blocks_follow_the_fit_and_the_pilot(tmp_path):
     assert "the largest γ still tied at the top: 8 at N = 1, 2 at N = 2" in changed
     assert "separated the γ values: 0.90 at γ = 2, 0.47 at γ = -0.5" in changed
     assert "hints that a *smoothing* q/k shear" not in changed  # the best γ now sharpens
+
+
+def test_performance_blocks_follow_the_benchmark_records(tmp_path):
+    """A moved ratio or throughput in a benchmark record moves the table, the bullets and the
+    met/missed verdicts."""
+    benchmarks = tmp_path / "benchmarks"
+    shutil.copytree(results.BENCHMARKS, benchmarks)
+    cpu = benchmarks / f"{results.CPU_RUN}.json"
+    record = json.loads(cpu.read_text())
+    longest = max(
+        (c for c in record["configs"] if c["preset"] == "tiny" and not c["compile"]),
+        key=lambda c: c["seq_len"],
+    )
+    longest["ratios"]["fast_over_analysis"]["ratio"] = 7.25
+    cpu.write_text(json.dumps(record))
+    gpu = benchmarks / results.GPU_RUN / "throughput_cuda_compiled.json"
+    record = json.loads(gpu.read_text())
+    record["configs"][0]["ratios"]["gamma1_over_gamma0"]["ratio"] = 0.991
+    record["configs"][0]["variants"]["gamma0"]["tokens_per_s"] = 123456.0
+    gpu.write_text(json.dumps(record))
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = render_readme(readme, results.RESULTS, benchmarks)
+    flat = " ".join(changed.split())
+    assert "| 4096 | 1 | no |" in changed and "| 7.250 |" in changed
+    assert "7.2 times slower" in flat
+    assert "| ours γ=0 | 123,456 |" in changed
+    assert "| compiled γ=1 / γ=0 ≥ 0.98 | 0.991: met |" in changed
+    assert render_readme(readme) == readme
