@@ -268,7 +268,7 @@ def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dic
 
 def perf_blocks(benchmarks: Path) -> dict[str, str]:
     """The performance blocks from the benchmark records under `benchmarks`."""
-    from momentum_interp.viz.benchmarks import cpu_block, gpu_block
+    from momentum_interp.viz.benchmarks import cpu_block, demo_block, gpu_block
 
     hint = "python -m benchmarks throughput"
     cuda = Path(benchmarks) / GPU_RUN
@@ -280,6 +280,10 @@ def perf_blocks(benchmarks: Path) -> dict[str, str]:
             load_record("throughput_cuda_compiled.json", cuda, hint),
             load_record("throughput_cuda_eager.json", cuda, hint),
             f"benchmarks/results/{GPU_RUN}/",
+        ),
+        "perf-demo": demo_block(
+            load_record("demo_timing_cpu.json", benchmarks, "python -m benchmarks demo_timing"),
+            "benchmarks/results/demo_timing_cpu.md",
         ),
     }
 

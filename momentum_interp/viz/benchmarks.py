@@ -142,3 +142,27 @@ def gpu_block(compiled: dict, eager: dict, source: str) -> str:
 
 def _met(value: float, target: float, shown: str) -> str:
     return f"{shown}: {'met' if value >= target else 'missed'}"
+
+
+def demo_block(record: dict, source: str) -> str:
+    """Where the demo's cold pass spends its time, from a `demo_timing` record at `source`."""
+    meta, runs = record["meta"], record["summary"].values()
+    imports = {k: [r["imports"][k]["median"] for r in runs] for k in DEMO_IMPORTS}
+    text = (
+        f"`momentum-interp demo`'s pieces add up to "
+        f"{span([r['totals']['sum_of_pieces_s']['median'] for r in runs], '.1f')} s on "
+        f"{meta['cpu_count']} cores (cold pass, median of {meta['repeats']} runs per thread "
+        f"count, {meta['date']}, `{source}`). Of that, "
+        f"{span([r['cold']['import']['median'] for r in runs], '.1f')} s is imports: "
+        + ", ".join(f"{DEMO_IMPORTS[k]} {span(v, '.1f')} s" for k, v in imports.items())
+        + ". We cannot avoid the TransformerLens part while we subclass its `HookedRootModule`."
+    )
+    return wrap(text)
+
+
+DEMO_IMPORTS = {
+    "torch": "torch",
+    "transformer_lens": "TransformerLens (it loads `transformers` and `datasets`)",
+    "scipy.stats": "`scipy.stats` (the demo's bootstrap intervals need it)",
+    "pandas": "pandas",
+}
