@@ -310,7 +310,7 @@ def scaling_blocks(results: Path) -> dict[str, str]:
         "mqar-pilot": pilot_block(
             pilot[pilot["task.n_pairs"] == PILOT_PAIRS],
             pd.read_csv(mqar / "pilot" / "results.csv"),
-            load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep")["n_runs"],
+            load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep"),
             done,
         ),
     }

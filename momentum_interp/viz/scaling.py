@@ -419,10 +419,10 @@ def _one(table: pd.DataFrame, column: str) -> Any:
     return value
 
 
-def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, sweep_runs: int, sweep_done: int) -> str:
-    """The README's bullets on the harder recall study: the one-layer pilot (`pilot`, the 8-pair
-    rows of `pilot_stage2/results.csv`), the floor run (`floor`, `pilot/results.csv`) and the
-    sweep's progress, every number read from those records."""
+def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done: int) -> str:
+    """The README's paragraph and bullets on the harder recall study: the sweep's design (`spec`,
+    its `sweep_spec.json`) and progress, the one-layer pilot (`pilot`, the 8-pair rows of
+    `pilot_stage2/results.csv`) and the floor run (`floor`, `pilot/results.csv`)."""
     if pilot.empty or floor.empty:
         raise ValueError("the pilot records hold no rows for the README's bullets")
     by_auc = pilot.sort_values("auc_accuracy", ascending=False)
@@ -447,9 +447,9 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, sweep_runs: int, sweep
         f"{' or '.join(str(n) for n in sorted(set(floor['model.n_layers'])))} (best final "
         f"accuracy {pct(floor['final_accuracy'].max())}, chance {pct(chance)}: a floor).",
         "**Not measured yet:** γ*(N) at any depth, the fit, and the comparison with "
-        f"`4.17 N^−0.74`. The {sweep_runs}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is "
+        f"`4.17 N^−0.74`. The {spec['n_runs']}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is "
         "started and resumable with the command in `results/scaling_mqar/README.md`; its "
-        f"committed record holds {sweep_done} of the {sweep_runs} runs.",
+        f"committed record holds {sweep_done} of the {spec['n_runs']} runs.",
         "Nothing here rules the law in or out."
         + (
             " The one-layer pilot hints that a *smoothing* q/k shear learns this task faster "
@@ -458,4 +458,22 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, sweep_runs: int, sweep
             else ""
         ),
     ]
-    return bullets(items)
+    return f"{wrap(_study(spec))}\n\n{bullets(items)}"
+
+
+def _study(spec: dict) -> str:
+    """One sentence on a γ*(N) sweep's design from its `sweep_spec.json`."""
+    task, grid = spec["base"]["task"], spec["grid"]
+    gammas, depths = grid["model.gamma"], sorted(grid["model.n_layers"])
+    keys = sorted(v["model.n_layers"] for v in spec["variants"] if v.get("model.shear") == "k")
+    smeared = [v for v in spec["variants"] if v.get("model.smeared_key")]
+    return (
+        f"The sweep (`{spec['source']}`): `{task['name']}` with {task['seq_len']} tokens, a "
+        f"{task['d_vocab']}-token vocabulary and {task['n_pairs']} pairs; γ from {min(gammas):g} "
+        f"to {max(gammas):g} ({len(gammas)} values, smoothing and sharpening) at depths N ∈ "
+        f"{{{', '.join(map(str, depths))}}}"
+        + (f", keys-only shear at N = {' and '.join(map(str, keys))}" if keys else "")
+        + (" and the smeared key at every depth" if smeared else "")
+        + f"; {len(grid['train.seed'])} seeds, {spec['base']['train']['steps']} steps, "
+        f"{spec['n_runs']} runs."
+    )
