@@ -3,9 +3,10 @@
 Every command that measures something writes its numbers with a `provenance` block (command,
 seed, git commit, date, torch version). The README's result blocks (between
 `<!-- results:NAME:start -->` and `<!-- results:NAME:end -->`) and the zoo's model cards are
-rendered from the committed files under `results/` by one command,
+rendered from the committed files under `results/` and `benchmarks/results/` by one command,
 `python -m momentum_interp.results render` (`--check` fails when they disagree), so no
-number in them is typed in by hand. This module is also the one home of Markdown tables.
+number in them is typed in by hand. The zoo's blocks are written here; the LM, γ*(N) and
+performance blocks by `viz.lm`, `viz.scaling` and `viz.benchmarks`.
 """
 
 from __future__ import annotations
