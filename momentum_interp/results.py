@@ -3,9 +3,10 @@
 Every command that measures something writes its numbers with a `provenance` block (command,
 seed, git commit, date, torch version). The README's result blocks (between
 `<!-- results:NAME:start -->` and `<!-- results:NAME:end -->`) and the zoo's model cards are
-rendered from the committed files under `results/` by one command,
+rendered from the committed files under `results/` and `benchmarks/results/` by one command,
 `python -m momentum_interp.results render` (`--check` fails when they disagree), so no
-number in them is typed in by hand. This module is also the one home of Markdown tables.
+number in them is typed in by hand. The zoo's blocks are written here; the LM, γ*(N) and
+performance blocks by `viz.lm`, `viz.scaling` and `viz.benchmarks`.
 """
 
 from __future__ import annotations
@@ -17,18 +18,21 @@ import platform
 import re
 import subprocess
 import sys
-import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from momentum_interp.paths import REPO_ROOT
+from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 
 RESULTS = REPO_ROOT / "results"
 README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
+BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
+CPU_RUN, GPU_RUN = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
+PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
 PAPER_MODEL = "induction-1l-momentum"
@@ -167,22 +171,6 @@ def zoo_data(record: dict) -> str:
     )
 
 
-def wrap(paragraph: str, indent: str = "") -> str:
-    """A paragraph wrapped at the README's 100 columns (continuation lines indented)."""
-    return textwrap.fill(
-        paragraph, 100, subsequent_indent=indent, break_long_words=False, break_on_hyphens=False
-    )
-
-
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
-
-
-def _range(values: Sequence[float], fmt: str) -> str:
-    lo, hi = (format(v, fmt) for v in (min(values), max(values)))
-    return lo if lo == hi else f"{lo} to {hi}"
-
-
 def induction_bullets(record: dict, variants: dict) -> str:
     """The README's bullets under the zoo table, every number read from the records."""
     models = {m["name"]: m for m in record["models"]}
@@ -192,47 +180,45 @@ def induction_bullets(record: dict, variants: dict) -> str:
     spectral = record["spectral"]
     measured = sorted(variants["variants"], key=lambda v: -v["final_eval"]["accuracy"])
     unrecorded = sorted(variants["unrecorded"], key=lambda v: -v["reported"]["accuracy"])
-    variant_text = ", ".join(f"{v['name']} {_pct(v['final_eval']['accuracy'])}" for v in measured)
-    unrecorded_text = ", ".join(
-        f"{v['name']} {_pct(v['reported']['accuracy'])}" for v in unrecorded
-    )
+    variant_text = ", ".join(f"{v['name']} {pct(v['final_eval']['accuracy'])}" for v in measured)
+    unrecorded_text = ", ".join(f"{v['name']} {pct(v['reported']['accuracy'])}" for v in unrecorded)
     paper_peak = record["paper_single_layer_peak_accuracy"]
-    bullets = [
-        f"- **One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
-        f"post-RoPE) reaches {_pct(paper['value'])}, against {_pct(base['value'])} for the "
-        f"same layer without momentum; the paper reports {_pct(paper_peak)} peak. The paper's task, sizes "
+    items = [
+        f"**One momentum layer does induction.** The paper's model (q/k shear, γ = 1, "
+        f"post-RoPE) reaches {pct(paper['value'])}, against {pct(base['value'])} for the "
+        f"same layer without momentum; the paper reports {pct(paper_peak)} peak. The paper's task, sizes "
         "and budget are unknown, so the two numbers are not directly comparable.",
-        "- **It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
-        f"2022) reaches {_pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
+        "**It is not the best one-layer fix.** The older smeared-key control (Olsson et al. "
+        f"2022) reaches {pct(models['induction-1l-smeared-key']['accuracy']['value'])} on "
         f"this task, the 2-layer baseline "
-        f"{_pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
+        f"{pct(models['induction-2l-baseline']['accuracy']['value'])}. Of the momentum "
         f"variants (card of `{BEST_MODEL}`), the committed record has {variant_text} (final "
         f"held-out accuracy in training). The other variants' run records were never "
         f"committed; the card reported {unrecorded_text}, which we have not re-measured "
         "(each takes about 4 CPU-minutes to retrain from `configs/zoo/variants/`).",
-        "- **The mechanism is the one the paper names.** Tracing the paper model's "
+        "**The mechanism is the one the paper names.** Tracing the paper model's "
         f"induction heads (`momentum-interp trace {PAPER_MODEL}` traces {heads}: "
         f"{record['trace']['rule']}): the `current·previous-key` term "
         "`−γ(1+γ)⟨q_t, k_{s−1}⟩` carries "
-        f"{_range([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
+        f"{span([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
         "on induction keys; setting γ = 0 at inference drops accuracy from "
-        f"{_pct(traces[0]['clean_accuracy'])} to "
-        f"{_range([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
+        f"{pct(traces[0]['clean_accuracy'])} to "
+        f"{span([100 * t['gamma_zero_accuracy'] for t in traces], '.1f')} % (the "
         "baseline's level); removing that one term from one head costs "
-        f"{_range([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
+        f"{span([-100 * t['remove_current_prev_key_delta'] for t in traces], '.0f')} "
         "points, mean-ablating the head's OV "
-        f"{_range([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
+        f"{span([-100 * t['mean_ablate_ov_delta'] for t in traces], '.0f')} points "
         f"({traces[0]['n_sequences']} held-out sequences, seed "
         f"{record['provenance']['seed']}).",
-        "- **Spectral forensics.** Each head's filter is the high shelf the paper describes "
-        f"(gain {_range(spectral['low_gain_db'], '.1f')} dB near DC, "
-        f"{_range(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
-        f"{_range(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
+        "**Spectral forensics.** Each head's filter is the high shelf the paper describes "
+        f"(gain {span(spectral['low_gain_db'], '.1f')} dB near DC, "
+        f"{span(spectral['nyquist_gain_db'], '+.1f')} dB at Nyquist for γ = "
+        f"{span(spectral['gammas'], 'g')}; the smeared key is a low-pass). The "
         '"orthogonality theorem" does not show in our models: the share of score energy in '
         f"DC×AC cross terms is {spectral['cross_share']:.2f} against a chance level of "
         f"{spectral['null_cross_share']:.2f}. The demo report states the measured verdict.",
     ]
-    return "\n".join(wrap(bullet, "  ") for bullet in bullets)
+    return bullets(items)
 
 
 # ---------------------------------------------------------------------------- rendering
@@ -256,28 +242,85 @@ def replace_blocks(text: str, blocks: dict[str, str]) -> str:
     return text
 
 
-def load_record(name: str, results_dir: Path = ZOO_DIR) -> dict:
+def load_record(name: str, results_dir: Path = ZOO_DIR, hint: str | None = None) -> dict:
+    """A committed JSON record; a missing one says which command writes it."""
     path = Path(results_dir) / name
     if not path.is_file():
-        raise FileNotFoundError(
-            f"{path} does not exist; write it with `momentum-interp demo --results {results_dir}`."
-        )
+        hint = hint or f"momentum-interp demo --results {results_dir}"
+        raise FileNotFoundError(f"{path} does not exist; write it with `{hint}`.")
     return json.loads(path.read_text())
 
 
-def readme_blocks(results_dir: Path = ZOO_DIR) -> dict[str, str]:
-    """Every README block rendered from the committed records."""
-    record = load_record(ZOO_RECORD, results_dir)
-    variants = load_record(VARIANTS_RECORD, results_dir)
+def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dict[str, str]:
+    """Every README block rendered from the committed records under `results` (the zoo, the LM
+    comparison, the scaling sweeps) and `benchmarks` (the timings)."""
+    from momentum_interp.analysis.lm import LMComparison
+    from momentum_interp.viz.lm import readme_block as lm_block
+
+    record = load_record(ZOO_RECORD, Path(results) / "zoo")
+    variants = load_record(VARIANTS_RECORD, Path(results) / "zoo")
     return {
         "zoo": wrap(zoo_data(record)) + "\n\n" + zoo_table(record),
         "induction": induction_bullets(record, variants),
+        "lm": lm_block(LMComparison.load(Path(results) / "lm")),
+        **scaling_blocks(Path(results)),
+        **perf_blocks(Path(benchmarks)),
     }
 
 
-def render_readme(text: str, results_dir: Path = ZOO_DIR) -> str:
-    """The README text with its result blocks re-rendered from `results_dir`."""
-    return replace_blocks(text, readme_blocks(results_dir))
+def perf_blocks(benchmarks: Path) -> dict[str, str]:
+    """The performance blocks from the benchmark records under `benchmarks`."""
+    from momentum_interp.viz.benchmarks import cpu_block, demo_block, gpu_block
+
+    hint = "python -m benchmarks throughput"
+    cuda = Path(benchmarks) / GPU_RUN
+    return {
+        "perf-cpu": cpu_block(
+            load_record(f"{CPU_RUN}.json", benchmarks, hint), f"benchmarks/results/{CPU_RUN}.md"
+        ),
+        "perf-gpu": gpu_block(
+            load_record("throughput_cuda_compiled.json", cuda, hint),
+            load_record("throughput_cuda_eager.json", cuda, hint),
+            f"benchmarks/results/{GPU_RUN}/",
+        ),
+        "perf-demo": demo_block(
+            load_record("demo_timing_cpu.json", benchmarks, "python -m benchmarks demo_timing"),
+            "benchmarks/results/demo_timing_cpu.md",
+        ),
+    }
+
+
+def scaling_blocks(results: Path) -> dict[str, str]:
+    """The γ*(N) blocks: the saturated sweep (`scaling/fit.json`, `results.csv`) and the harder
+    recall study's pilot and progress (`scaling_mqar/`)."""
+    import pandas as pd
+
+    from momentum_interp.analysis.scaling import ScalingFit, load_table
+    from momentum_interp.viz.scaling import pilot_block, readme_block
+
+    fit = load_record("fit.json", results / "scaling", "momentum-interp scaling RESULTS_CSV")
+    mqar = results / "scaling_mqar"
+    pilot = pd.read_csv(mqar / "pilot_stage2" / "results.csv")
+    sweep = mqar / "sweep" / "results.jsonl"
+    done = len(sweep.read_text().splitlines()) if sweep.is_file() else 0
+    return {
+        "scaling": readme_block(
+            ScalingFit.from_dict(fit),
+            fit["provenance"],
+            load_table(results / "scaling" / "results.csv"),
+        ),
+        "mqar-pilot": pilot_block(
+            pilot[pilot["task.n_pairs"] == PILOT_PAIRS],
+            pd.read_csv(mqar / "pilot" / "results.csv"),
+            load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep"),
+            done,
+        ),
+    }
+
+
+def render_readme(text: str, results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> str:
+    """The README text with its result blocks re-rendered from `results` and `benchmarks`."""
+    return replace_blocks(text, readme_blocks(results, benchmarks))
 
 
 def rendered_cards(results_dir: Path = ZOO_DIR) -> dict[Path, str]:
@@ -287,13 +330,13 @@ def rendered_cards(results_dir: Path = ZOO_DIR) -> dict[Path, str]:
     return card_paths_and_text(load_record(VARIANTS_RECORD, results_dir))
 
 
-def render(check: bool = False, readme: Path = README, results_dir: Path = ZOO_DIR) -> list[Path]:
+def render(check: bool = False, readme: Path = README, results: Path = RESULTS) -> list[Path]:
     """Re-render the README blocks and model cards; with `check`, return the stale files instead
     of writing them."""
     from momentum_interp.io import atomic_write_text
 
-    wanted = {Path(readme): render_readme(Path(readme).read_text(), results_dir)}
-    wanted.update(rendered_cards(results_dir))
+    wanted = {Path(readme): render_readme(Path(readme).read_text(), results)}
+    wanted.update(rendered_cards(Path(results) / "zoo"))
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
     if not check:
         for path in stale:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pandas as pd
 import pytest
 
 from momentum_interp import results
@@ -28,20 +29,25 @@ def test_readme_and_cards_agree_with_committed_results():
     )
 
 
+def _copy_results(tmp_path):
+    """A copy of `results/` to perturb; returns its zoo directory (what `render_readme` takes)."""
+    shutil.copytree(ZOO_DIR.parent, tmp_path / "results")
+    return tmp_path / "results" / "zoo"
+
+
 def test_rendering_follows_the_records(tmp_path):
     """A changed number in the record changes the README: nothing in it is typed by hand."""
-    shutil.copytree(ZOO_DIR, tmp_path / "zoo")
-    path = tmp_path / "zoo" / results.ZOO_RECORD
+    path = _copy_results(tmp_path) / results.ZOO_RECORD
     record = json.loads(path.read_text())
     paper = next(m for m in record["models"] if m["name"] == results.PAPER_MODEL)
     paper["accuracy"]["value"] = 0.1234
     record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
     path.write_text(json.dumps(record))
     readme = (REPO_ROOT / "README.md").read_text()
-    changed = render_readme(readme, tmp_path / "zoo")
+    changed = render_readme(readme, path.parents[1])
     assert changed != readme
     assert "0.123 [" in changed and "12.3 %" in changed and "1%" in changed
-    assert render_readme(readme, ZOO_DIR) == readme
+    assert render_readme(readme) == readme
 
 
 def test_every_zoo_model_and_traced_head_appears_in_the_readme():
@@ -63,3 +69,94 @@ def test_blocks_need_their_markers():
 
 def test_markdown_table():
     assert markdown_table(["a", "b"], [[1, "x"]], align="lr") == "| a | b |\n|---|---:|\n| 1 | x |"
+
+
+def test_lm_block_follows_the_comparison(tmp_path):
+    """One seed's validation loss moved: the table's mean and the bullets' percentages move."""
+    zoo = _copy_results(tmp_path)
+    path = zoo.parent / "lm" / "comparison.csv"
+    table = pd.read_csv(path)
+    momentum = table["config"] == "lm-momentum-S"
+    table.loc[momentum, "val_loss"] = [4.6, 4.62, 4.64]
+    reference = table.loc[table["config"] == "lm-baseline-3S", "val_loss"].mean()
+    table["val_loss_gap"] = table["val_loss"] / reference - 1
+    table.to_csv(path, index=False)
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = render_readme(readme, zoo.parent)
+    base = table.loc[table["config"] == "lm-baseline-S", "val_loss"].mean()
+    row = "| `lm-momentum-S` | momentum on q and k, γ = 1.0, post-rope | 3 | 4.620 (0.020) |"
+    assert f"{row} +{100 * (4.62 / reference - 1):.1f} % |" in changed
+    assert f"changes the baseline's loss by +{100 * (4.62 / base - 1):.1f} %" in " ".join(
+        changed.split()
+    )
+    assert render_readme(readme) == readme
+
+
+def test_scaling_fit_round_trips_through_its_record():
+    """`fit.json` read back gives the statement and summary it was written with."""
+    from momentum_interp.analysis.scaling import ScalingFit, consistency_statement
+    from momentum_interp.viz.scaling import summary_markdown
+
+    scaling = REPO_ROOT / "results" / "scaling"
+    record = json.loads((scaling / "fit.json").read_text())
+    fit = ScalingFit.from_dict(record)
+    assert consistency_statement(fit) == record["consistency"]
+    assert summary_markdown(fit) == (scaling / "summary.md").read_text()
+
+
+def test_scaling_blocks_follow_the_fit_and_the_pilot(tmp_path):
+    zoo = _copy_results(tmp_path)
+    path = zoo.parent / "scaling" / "fit.json"
+    record = json.loads(path.read_text())
+    record["fit"]["a"] = 3.21
+    record["depths"][0]["window"] = [0.25, 8.0]
+    path.write_text(json.dumps(record))
+    pilot = zoo.parent / "scaling_mqar" / "pilot_stage2" / "results.csv"
+    table = pd.read_csv(pilot)
+    table.loc[table["model.gamma"] == 2.0, "auc_accuracy"] = 0.9
+    table.to_csv(pilot, index=False)
+    spec_path = zoo.parent / "scaling_mqar" / "sweep" / "sweep_spec.json"
+    spec = json.loads(spec_path.read_text())
+    spec["n_runs"], spec["grid"]["train.seed"] = 999, [0, 1, 2, 3, 4]
+    spec_path.write_text(json.dumps(spec))
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = " ".join(render_readme(readme, zoo.parent).split())
+    assert "**Measured law: γ* = 3.21 N^-0.111**" in changed
+    assert "the largest γ still tied at the top: 8 at N = 1, 2 at N = 2" in changed
+    assert "separated the γ values: 0.90 at γ = 2, 0.47 at γ = -0.5" in changed
+    assert "hints that a *smoothing* q/k shear" not in changed  # the best γ now sharpens
+    assert "5 seeds, 600 steps, 999 runs." in changed and "holds 0 of the 999 runs" in changed
+
+
+def test_performance_blocks_follow_the_benchmark_records(tmp_path):
+    """A moved ratio or throughput in a benchmark record moves the table, the bullets and the
+    met/missed verdicts."""
+    benchmarks = tmp_path / "benchmarks"
+    shutil.copytree(results.BENCHMARKS, benchmarks)
+    cpu = benchmarks / f"{results.CPU_RUN}.json"
+    record = json.loads(cpu.read_text())
+    longest = max(
+        (c for c in record["configs"] if c["preset"] == "tiny" and not c["compile"]),
+        key=lambda c: c["seq_len"],
+    )
+    longest["ratios"]["fast_over_analysis"]["ratio"] = 7.25
+    cpu.write_text(json.dumps(record))
+    gpu = benchmarks / results.GPU_RUN / "throughput_cuda_compiled.json"
+    record = json.loads(gpu.read_text())
+    record["configs"][0]["ratios"]["gamma1_over_gamma0"]["ratio"] = 0.991
+    record["configs"][0]["variants"]["gamma0"]["tokens_per_s"] = 123456.0
+    gpu.write_text(json.dumps(record))
+    demo = benchmarks / "demo_timing_cpu.json"
+    record = json.loads(demo.read_text())
+    for run in record["summary"].values():
+        run["imports"]["pandas"]["median"] = 0.71
+    demo.write_text(json.dumps(record))
+    readme = (REPO_ROOT / "README.md").read_text()
+    changed = render_readme(readme, results.RESULTS, benchmarks)
+    flat = " ".join(changed.split())
+    assert "| 4096 | 1 | no |" in changed and "| 7.250 |" in changed
+    assert "7.2 times slower" in flat
+    assert "| ours γ=0 | 123,456 |" in changed
+    assert "| compiled γ=1 / γ=0 ≥ 0.98 | 0.991: met |" in changed
+    assert "pandas 0.7 s" in flat
+    assert render_readme(readme) == readme

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -249,6 +249,15 @@ class ScalingFit:
         out["consistency"] = consistency_statement(self)
         return json_safe(out)
 
+    @classmethod
+    def from_dict(cls, record: dict[str, Any]) -> ScalingFit:
+        """The fit `to_dict` wrote (e.g. `fit.json`), without the bootstrap replicates or table."""
+        names = {f.name for f in fields(cls)} - {"boot_ab", "table"}
+        out = cls(**{k: v for k, v in record.items() if k in names})
+        out.depths = [DepthResult(**d) for d in record["depths"]]
+        out.fit = None if record["fit"] is None else PowerLawFit(**record["fit"])
+        return out
+
 
 def gamma_star_by_depth(
     df: pd.DataFrame,
@@ -411,7 +420,7 @@ def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def _caveats(result: ScalingFit, pct: str) -> list[str]:
+def caveats(result: ScalingFit, pct: str) -> list[str]:
     """Sentences on what the criterion could not separate, and on a line through every depth."""
     parts = []
     unseparated = [d.n_layers for d in result.depths if d.separated is False]
@@ -446,7 +455,7 @@ def consistency_statement(result: ScalingFit) -> str:
         parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
     fit = result.fit
     if fit is None:
-        parts += _caveats(result, pct)
+        parts += caveats(result, pct)
         parts.append(
             "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
@@ -474,7 +483,7 @@ def consistency_statement(result: ScalingFit) -> str:
             else "."
         )
     )
-    parts += _caveats(result, pct)
+    parts += caveats(result, pct)
     if a_in and b_in:
         verdict = "Our measurement is consistent with the paper's law."
     elif not a_in and not b_in:

@@ -6,14 +6,20 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
+
 from momentum_interp.analysis.lm import (
+    LOSSES,
+    PAPER_GAP,
     RECORDS,
     TABLE,
     LMComparison,
     compare_runs,
     summarise,
 )
+from momentum_interp.architecture import attention_variant
 from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.prose import bullets, pct, wrap
 from momentum_interp.tables import frame_rows, markdown_table
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
@@ -81,3 +87,108 @@ def write_comparison(run_dirs: list[str | Path], reference: str, out_dir: Path) 
     atomic_write_text(page, lm_comparison_html(LMComparison(table, histories, reference)))
     print(summary.to_string(index=False, float_format="%.4f"))
     return {"table": csv_path, "markdown": md_path, "records": records, "page": page}
+
+
+def _config_of(comparison: LMComparison, config: str) -> dict:
+    """The run_config shared by every run of `config` (its seeds differ only in `train.seed`)."""
+    runs = comparison.table.loc[comparison.table["config"] == config, "run"]
+    shared = {
+        json.dumps({**cfg, "train": {**cfg["train"], "seed": None}}, sort_keys=True)
+        for run, cfg in comparison.run_configs.items()
+        if run in set(runs)
+    }
+    if len(shared) != 1:
+        raise ValueError(f"the runs of {config} have {len(shared)} different configs in runs.json")
+    return json.loads(shared.pop())
+
+
+def _the_config(configs: dict[str, dict], role: str, matches) -> str:
+    """The one config name whose model config `matches`, for the README's prose."""
+    found = [name for name, cfg in configs.items() if matches(cfg["model"])]
+    if len(found) != 1:
+        raise ValueError(f"the comparison needs one {role} config, found {found}")
+    return found[0]
+
+
+def readme_block(comparison: LMComparison) -> str:
+    """The README's language-model section: setup facts, the table and its bullets, every number
+    read from the committed comparison (`results/lm/`)."""
+    summary = summarise(comparison.table).set_index("config")
+    configs = {name: _config_of(comparison, name) for name in summary.index}
+    ref = comparison.reference
+    small = {k: v for k, v in configs.items() if k != ref}
+    base = _the_config(small, "baseline", lambda m: attention_variant(m) == "no momentum")
+    paper = _the_config(small, "q/k momentum", lambda m: m.get("shear") == "qk")
+    keys = _the_config(small, "keys-only momentum", lambda m: m.get("shear") == "k")
+    smear = _the_config(small, "smeared-key", lambda m: m.get("smeared_key", False))
+    budgets = {
+        (c["train"]["steps"], c["train"]["batch_size"], c["task"]["seq_len"])
+        for c in configs.values()
+    }
+    if len(budgets) != 1:
+        raise ValueError(f"the configs have different token budgets {budgets}; not comparable")
+    steps, batch, seq_len = budgets.pop()
+    vocab = {c["task"]["tokenizer_vocab_size"] for c in configs.values()}.pop()
+    (n_tokens,) = set(comparison.table["n_tokens"])
+    (fraction,) = set(comparison.table["induction_fraction"])
+
+    def size(name: str) -> str:
+        m, n_params = configs[name]["model"], summary.loc[name, "n_params"]
+        return (
+            f"{m['n_layers']} layers at d_model {m['d_model']} ({n_params / 1e6:.2f}M parameters)"
+        )
+
+    setup = (
+        f"Every run has the same token budget ({steps:,} steps × {batch} × {seq_len} = "
+        f"{steps * batch * seq_len / 1e6:.1f}M tokens) and the same schedule, with a "
+        f"{vocab:,}-token byte-level BPE. `{base}` is {size(base)}; the reference `{ref}` is "
+        f'{size(ref)}. Losses are on {n_tokens:,} held-out tokens. "Repeated-span" positions '
+        f"are the {pct(fraction, 0)} of tokens that continue a span seen earlier in the window."
+    )
+
+    def cell(name: str, loss: str) -> str:
+        sd = summary.loc[name, f"{loss}_sd"]
+        return f"{summary.loc[name, loss]:.3f}" + ("" if pd.isna(sd) else f" ({sd:.3f})")
+
+    header = ["config", "attention", "seeds", "val loss (sd)", f"gap to {ref}"]
+    header += ["repeated-span loss (sd)", f"gap to {ref}"]
+    rows = [
+        [f"`{name}`", attention_variant(configs[name]["model"]), summary.loc[name, "n_seeds"]]
+        + [
+            x
+            for loss in LOSSES
+            for x in (cell(name, loss), pct(summary.loc[name, f"{loss}_gap"], sign=True))
+        ]
+        for name in summary.index
+    ]
+
+    loss = summary["val_loss"]
+    cost = loss[paper] / loss[base] - 1
+    noise = max(summary.loc[paper, "val_loss_sd"], summary.loc[base, "val_loss_sd"])
+    gap = summary["val_loss_gap"]
+    best = loss.drop(ref).idxmin()
+    rep = summary["induction_loss"]
+    items = [
+        f"**Momentum does not help here; {'it hurts' if cost > 0 else 'it helps'}.** The paper's "
+        f"shear changes the baseline's loss by {pct(cost, sign=True)}, "
+        f"{abs(loss[paper] - loss[base]) / noise:.1f} times the larger seed-to-seed standard "
+        f"deviation of the two. Keys-only momentum changes it by "
+        f"{pct(loss[keys] / loss[base] - 1, sign=True)}.",
+        f'**The paper\'s "within {pct(PAPER_GAP)} of a 3× larger model" '
+        f"{'does not show' if gap[paper] > PAPER_GAP else 'shows'}.** `{paper}` is "
+        f"{pct(gap[paper])} behind `{ref}`, "
+        f"{'further behind than' if gap[paper] > gap[base] else 'closer than'} the plain "
+        f"`{base}` ({pct(gap[base])}).",
+        f"**The older one-layer fix {'does help' if loss[smear] < loss[base] else 'does not help'}"
+        f".** "
+        + ("The smeared key is the best small model" if best == smear else f"`{best}` is best")
+        + f"; its gain over `{base}` is {pct(1 - rep[smear] / rep[base])} on "
+        f"repeated spans ({rep[smear]:.2f} against {rep[base]:.2f}) and "
+        f"{pct(1 - loss[smear] / loss[base])} overall.",
+        f"This is a small scale: {summary['n_params'].min() / 1e6:.1f}M to "
+        f"{summary['n_params'].max() / 1e6:.1f}M-parameter models, "
+        f"{steps * batch * seq_len / 1e6:.1f}M tokens. The paper's 125M/350M setting and its "
+        "data are unknown. `results/lm/` holds the tables, every run's config and curve, and a "
+        "self-contained page (`report.html`). The demo report shows the same section.",
+    ]
+    return f"{wrap(setup)}\n\n{markdown_table(header, rows, align='llrlrlr')}\n\n{bullets(items)}"

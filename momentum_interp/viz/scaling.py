@@ -12,9 +12,12 @@ import pandas as pd
 import plotly.graph_objects as go
 
 from momentum_interp.analysis.scaling import (
+    GAMMA,
     PAPER_A,
     PAPER_B,
+    TIE_TOL,
     ScalingFit,
+    caveats,
     consistency_statement,
     fit_scaling,
     format_interval,
@@ -23,6 +26,7 @@ from momentum_interp.analysis.scaling import (
     provenance,
 )
 from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.report import Report, ReportSection
 from momentum_interp.viz.style import log_axis, palette
@@ -296,8 +300,7 @@ def fit_line(result: ScalingFit) -> str | None:
 
 def summary_markdown(result: ScalingFit) -> str:
     """Per-depth γ*, intervals and controls as a Markdown table, then the fit and the statement."""
-    header, rows = depth_table(result)
-    lines = [markdown_table(header, rows), ""]
+    lines = [markdown_table(*depth_table(result)), ""]
     if (line := fit_line(result)) is not None:
         lines += [line, ""]
     lines.append(consistency_statement(result))
@@ -331,3 +334,147 @@ class ScalingSection(ReportSection):
         report.figure(gamma_star_vs_depth(result))
         report.figure(accuracy_vs_gamma(result, result.table))
         return report
+
+
+def _by_depth(values: dict[int, float]) -> str:
+    """`4 at N = 1, 2 at N = 2, 1 from N = 3 on`: runs of equal values over the depths."""
+    depths, groups = sorted(values), []
+    for n in depths:
+        if groups and values[groups[-1][-1]] == values[n]:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    parts = []
+    for group in groups:
+        v = f"{values[group[0]]:g}"
+        if len(group) == 1:
+            parts.append(f"{v} at N = {group[0]}")
+        elif group[-1] == depths[-1]:
+            parts.append(f"{v} from N = {group[0]} on")
+        else:
+            parts.append(f"{v} at N = {group[0]}–{group[-1]}")
+    return ", ".join(parts)
+
+
+def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataFrame) -> str:
+    """The README's γ*(N) section: the sweep, the per-depth table and its bullets, from the
+    committed `fit.json` (`result`, its `provenance`) and the sweep's `results.csv` (`table`)."""
+    depths = result.depths
+    grid = depths[0].grid
+    ratios = {round(b / a, 6) for a, b in zip(grid[1:], grid[2:], strict=False)}
+    step = f"a factor-{ratios.pop():g} grid" if len(ratios) == 1 else "an uneven grid"
+    level = f"{100 * result.level:g} %"
+    (seeds,) = {d.n_seeds for d in depths}
+    (session,) = provenance["sessions"]
+    smeared = all(d.smeared_key_accuracy is not None for d in depths)
+    sweep = (
+        f"We swept multi-query associative recall (`configs/sweeps/gamma_star.toml`): depths "
+        f"N ∈ {{{', '.join(str(d.n_layers) for d in depths)}}}, γ ∈ "
+        f"{{{', '.join(f'{g:g}' for g in grid)}}}, {seeds} seeds"
+        + (", and the smeared-key control at every depth" if smeared else "")
+        + f". That is {provenance['n_runs']} runs, {provenance['sweep_wall_time_s'] / 60:.0f} min "
+        f"wall on {session['cpu_count']} CPU cores ({session['started'][:10]}). The table, fit "
+        "and figure are in `results/scaling/` (`scaling.html`, `summary.md`, `fit.json`); "
+        f"criterion: {result.metric.replace('_', ' ')}, γ values within "
+        f"{100 * result.tie_tol:g} points of the best count as tied."
+    )
+    fit, boot, paper = result.fit, result.bootstrap, result.paper
+    inside = lambda v, i: "inside" if i[0] <= v <= i[1] else "outside"  # noqa: E731
+    a_in, b_in = inside(paper["a"], fit.a_interval), inside(paper["b"], fit.b_interval)
+    lows, highs = zip(*(d.window for d in depths), strict=True)
+    largest = {d.n_layers: d.window[1] for d in depths}
+    falls = all(x >= y for x, y in zip(highs, highs[1:], strict=False)) and highs[0] > highs[-1]
+    items = [
+        f"**Measured law: γ* = {fit.a:.3g} N^{fit.b:.3g}**, with {level} intervals a ∈ "
+        f"{format_interval(fit.a_interval)} and b ∈ {format_interval(fit.b_interval)} (fit "
+        f"covariance plus the γ grid's resolution). The seed bootstrap gives a ∈ "
+        f"{format_interval(boot['a_interval'])} and b ∈ {format_interval(boot['b_interval'])}.",
+        f"**Against the paper's law:** a = {paper['a']} lies {a_in} our interval. b = "
+        f"{paper['b']} lies {b_in} the covariance interval and "
+        f"{inside(paper['b'], boot['b_interval'])} the seed-bootstrap one. "
+        + (
+            "**The law is consistent with our measurement**"
+            if a_in == b_in == "inside"
+            else "**We do not reproduce the law**"
+        )
+        + f" at this scale: every γ in [{max(lows):g}, {min(highs):g}] is tied at the top at "
+        f"every depth, so γ* stays at {span([d.gamma_star for d in depths], 'g')}.",
+        f"**What {'does fall' if falls else 'does not fall'} with depth** is the largest γ still "
+        f"tied at the top: {_by_depth(largest)}."
+        + (
+            " That matches the direction of the paper's claim, but it is not its law."
+            if falls
+            else ""
+        ),
+        " ".join(caveats(result, level)),
+        f"The caveats (d_model {_one(table, 'model.d_model')}, {_one(table, 'train.steps')} "
+        f"steps, {step}) are in `results/scaling/README.md`. `notebooks/04_scaling_law.ipynb` "
+        "recomputes all of this from the table.",
+    ]
+    return f"{wrap(sweep)}\n\n{markdown_table(*depth_table(result))}\n\n{bullets(items)}"
+
+
+def _one(table: pd.DataFrame, column: str) -> Any:
+    """The one value `column` takes in every row of a sweep's table."""
+    (value,) = set(table[column])
+    return value
+
+
+def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done: int) -> str:
+    """The README's paragraph and bullets on the harder recall study: the sweep's design (`spec`,
+    its `sweep_spec.json`) and progress, the one-layer pilot (`pilot`, the 8-pair rows of
+    `pilot_stage2/results.csv`) and the floor run (`floor`, `pilot/results.csv`)."""
+    if pilot.empty or floor.empty:
+        raise ValueError("the pilot records hold no rows for the README's bullets")
+    by_auc = pilot.sort_values("auc_accuracy", ascending=False)
+    aucs = ", ".join(
+        f"{auc:.2f} at γ = {g:g}"
+        for g, auc in zip(by_auc[GAMMA], by_auc["auc_accuracy"], strict=True)
+    )
+    chance = 2 / _one(floor, "task.d_vocab")  # values come from half of the vocabulary
+    smoothing_first = by_auc[GAMMA].iloc[0] < 0
+    items = [
+        f"**Measured so far: only a pilot**, {pilot['train.seed'].nunique()} seed at "
+        f"{_one(pilot, 'model.n_layers')} layer ({_one(pilot, 'task.n_pairs')} pairs, "
+        f"{_one(pilot, 'train.steps')} steps). "
+        + (
+            "No γ saturated"
+            if pilot["final_accuracy"].max() < 1 - TIE_TOL
+            else "A γ reached the ceiling"
+        )
+        + f" (best {pct(pilot['final_accuracy'].max(), 0)} final accuracy), and the AUC "
+        f"separated the γ values: {aucs}. At {_one(floor, 'task.n_pairs')} pairs and "
+        f"{_one(floor, 'train.steps')} steps no γ learned at N = "
+        f"{' or '.join(str(n) for n in sorted(set(floor['model.n_layers'])))} (best final "
+        f"accuracy {pct(floor['final_accuracy'].max())}, chance {pct(chance)}: a floor).",
+        "**Not measured yet:** γ*(N) at any depth, the fit, and the comparison with "
+        f"`4.17 N^−0.74`. The {spec['n_runs']}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is "
+        "started and resumable with the command in `results/scaling_mqar/README.md`; its "
+        f"committed record holds {sweep_done} of the {spec['n_runs']} runs.",
+        "Nothing here rules the law in or out."
+        + (
+            " The one-layer pilot hints that a *smoothing* q/k shear learns this task faster "
+            "than a sharpening one, but that is one seed."
+            if smoothing_first
+            else ""
+        ),
+    ]
+    return f"{wrap(_study(spec))}\n\n{bullets(items)}"
+
+
+def _study(spec: dict) -> str:
+    """One sentence on a γ*(N) sweep's design from its `sweep_spec.json`."""
+    task, grid = spec["base"]["task"], spec["grid"]
+    gammas, depths = grid["model.gamma"], sorted(grid["model.n_layers"])
+    keys = sorted(v["model.n_layers"] for v in spec["variants"] if v.get("model.shear") == "k")
+    smeared = [v for v in spec["variants"] if v.get("model.smeared_key")]
+    return (
+        f"The sweep (`{spec['source']}`): `{task['name']}` with {task['seq_len']} tokens, a "
+        f"{task['d_vocab']}-token vocabulary and {task['n_pairs']} pairs; γ from {min(gammas):g} "
+        f"to {max(gammas):g} ({len(gammas)} values, smoothing and sharpening) at depths N ∈ "
+        f"{{{', '.join(map(str, depths))}}}"
+        + (f", keys-only shear at N = {' and '.join(map(str, keys))}" if keys else "")
+        + (" and the smeared key at every depth" if smeared else "")
+        + f"; {len(grid['train.seed'])} seeds, {spec['base']['train']['steps']} steps, "
+        f"{spec['n_runs']} runs."
+    )

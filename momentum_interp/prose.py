@@ -1,0 +1,36 @@
+"""Numbers in sentences: the formatting every README block and card shares (percentages, ranges,
+the README's 100-column wrap)."""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Sequence
+
+
+def wrap(paragraph: str, indent: str = "") -> str:
+    """A paragraph wrapped at the README's 100 columns (continuation lines indented), never
+    between a number and its `%`."""
+    text = textwrap.fill(
+        paragraph.replace(" %", "\0%"),
+        100,
+        subsequent_indent=indent,
+        break_long_words=False,
+        break_on_hyphens=False,
+    )
+    return text.replace("\0%", " %")
+
+
+def bullets(items: Sequence[str]) -> str:
+    """A Markdown bullet list, each item wrapped with its continuation lines indented."""
+    return "\n".join(wrap(f"- {item}", "  ") for item in items)
+
+
+def pct(x: float, digits: int = 1, sign: bool = False) -> str:
+    """A fraction as a percentage, `0.0753` → `7.5 %` (`+7.5 %` with `sign`)."""
+    return f"{100 * x:{'+' if sign else ''}.{digits}f} %"
+
+
+def span(values: Sequence[float], fmt: str) -> str:
+    """`low to high` of `values` formatted with `fmt`, or one number when both agree."""
+    lo, hi = (format(v, fmt) for v in (min(values), max(values)))
+    return lo if lo == hi else f"{lo} to {hi}"
