@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import einops
 import torch
@@ -13,7 +13,6 @@ import torch.nn as nn
 from tokenizers import Tokenizer
 from transformer_lens import FactoredMatrix, HookedRootModule
 from transformer_lens.hook_points import HookPoint
-from transformer_lens.model_bridge.composition_scores import CompositionScores
 from transformer_lens.utilities import composition_scores
 from transformers import PreTrainedTokenizerBase
 
@@ -34,6 +33,9 @@ from momentum_interp.model import generate as generation
 from momentum_interp.model.attention import MomentumAttention
 from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
 from momentum_interp.model.split_input import split_input_attention
+
+if TYPE_CHECKING:
+    from transformer_lens.model_bridge.composition_scores import CompositionScores
 
 ReturnType = Literal["logits", "loss", "both"] | None
 
@@ -444,6 +446,9 @@ class HookedMomentumTransformer(HookedRootModule):
         mask = layer[:, None, None, None] < layer[None, None, :, None]
         scores = torch.where(mask, scores, torch.zeros_like(scores))
         labels = [f"L{i}H{h}" for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
+        # imported here: transformer_lens.model_bridge costs ~2 s to import, and only this uses it
+        from transformer_lens.model_bridge.composition_scores import CompositionScores
+
         return CompositionScores(scores, list(range(self.cfg.n_layers)), labels)
 
     # ------------------------------------------------------ attribution helpers
