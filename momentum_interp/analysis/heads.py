@@ -84,7 +84,8 @@ class HeadRanking:
     def to_dict(self) -> dict:
         return {
             "by": self.by,
-            "rule": "tied: 95 % bootstrap interval over sequences overlaps the top head's",
+            "rule": f"tied: {100 * self.estimates[0].confidence:g} % bootstrap interval over "
+            "sequences overlaps the top head's",
             "tied": [list(h) for h in self.tied],
             "heads": [
                 {"layer": h[0], "head": h[1], **est.to_dict(), "tied_top": h in self.tied}

@@ -41,6 +41,7 @@ import torch
 from tqdm import tqdm
 
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
+from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
 from momentum_interp.evaluation import per_token_loss
 
 ATTENTION_SCORES = ("induction", "prefix_matching", "previous_token", "duplicate_token")
@@ -416,9 +417,9 @@ def repeated_tokens_for(
 
 def score_heads(
     model,
-    n_sequences: int = 100,
+    n_sequences: int = SCORE_SEQUENCES,
     half_len: int | None = None,
-    seed: int = 0,
+    seed: int = DEFAULT_SEED,
     batch_size: int | None = None,
     *,
     bos_token: int | None = None,

@@ -71,8 +71,9 @@ def cpu_block(record: dict, source: str) -> str:
         f"**Against the reference GPT.** In eager mode ours is "
         f"{percent([-x for x in vs_ref(small_eager)], 0)} "
         + ("slower" if max(vs_ref(small_eager)) < 0 else "slower or faster")
-        + " (more, smaller ops than the reference's fused qkv `Linear`; `python -m benchmarks "
-        f"overheads` counts them). Compiled, ours is {percent(vs_ref(compiled), 0)} "
+        + " (measured before q/k/v were fused into one projection: then more, smaller ops than "
+        "the reference's fused qkv `Linear`; `python -m benchmarks overheads` counts them). "
+        f"Compiled, ours is {percent(vs_ref(compiled), 0)} "
         + ("faster." if min(vs_ref(compiled)) > 0 else "faster or slower."),
         f"**Sequence length.** The fast path's cost grows like the reference's. The analysis "
         f"path materialises the `[head, T, T]` scores and pattern: "

@@ -18,6 +18,7 @@ from momentum_interp.analysis.tracing.terms import (
     terms_from_signals,
 )
 from momentum_interp.data import Task
+from momentum_interp.defaults import DEFAULT_SEED, TRACE_SEQUENCES
 from momentum_interp.evaluation import (
     MEAN_STREAM,
     batching,
@@ -93,7 +94,12 @@ def mean_ablation_hooks(model, layer: int, head: int, mean_z: torch.Tensor) -> l
 
 @torch.no_grad()
 def head_z_mean(
-    model, task: Task, layer: int, head: int, n_sequences: int = 256, seed: int = 0
+    model,
+    task: Task,
+    layer: int,
+    head: int,
+    n_sequences: int = TRACE_SEQUENCES,
+    seed: int = DEFAULT_SEED,
 ) -> torch.Tensor:
     """Mean of this head's `hook_z` over batch and positions, `[d_head]`, on batches drawn from
     the `MEAN_STREAM` seed stream (disjoint from the held-out evaluation batches)."""
@@ -123,7 +129,12 @@ def _metrics_row(name: str, description: str, per_seq: dict[str, np.ndarray]) ->
 
 
 def induction_ablations(
-    model, layer: int, head: int, task: Task | None = None, n_sequences: int = 256, seed: int = 0
+    model,
+    layer: int,
+    head: int,
+    task: Task | None = None,
+    n_sequences: int = TRACE_SEQUENCES,
+    seed: int = DEFAULT_SEED,
 ) -> pd.DataFrame:
     """Induction accuracy and loss under each ablation, on the same held-out batches.
 
