@@ -437,7 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.add_argument("--text", help="the sequence as text (or space-separated ids)")
     explore.add_argument("--tokens", help="the sequence as space-separated token ids")
-    explore.add_argument("--out", default="momentum_explorer", help="output directory")
+    explore.add_argument(
+        "--out", type=output_dir, default="momentum_explorer", help="output directory"
+    )
     explore.set_defaults(func=_cmd_explore)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
