@@ -34,6 +34,20 @@ def _check(model, signal: str) -> None:
         )
 
 
+def _patch(model, corrupted_tokens, clean_cache, patching_metric, signal, setter, axes):
+    """Checked `generic_activation_patch` of one momentum signal."""
+    _check(model, signal)
+    return patching.generic_activation_patch(
+        model,
+        corrupted_tokens,
+        clean_cache,
+        patching_metric,
+        patch_setter=setter,
+        activation_name=signal,
+        index_axis_names=axes,
+    )
+
+
 def get_act_patch_momentum_by_pos(
     model,
     corrupted_tokens: torch.Tensor,
@@ -42,16 +56,8 @@ def get_act_patch_momentum_by_pos(
     signal: str = "k_velocity",
 ) -> torch.Tensor:
     """Patch one momentum signal at each (layer, position, head): `[layer, pos, head]`."""
-    _check(model, signal)
-    return patching.generic_activation_patch(
-        model,
-        corrupted_tokens,
-        clean_cache,
-        patching_metric,
-        patch_setter=patching.layer_pos_head_vector_patch_setter,
-        activation_name=signal,
-        index_axis_names=("layer", "pos", "head_index"),
-    )
+    setter, axes = patching.layer_pos_head_vector_patch_setter, ("layer", "pos", "head_index")
+    return _patch(model, corrupted_tokens, clean_cache, patching_metric, signal, setter, axes)
 
 
 def get_act_patch_momentum_all_pos(
@@ -62,13 +68,5 @@ def get_act_patch_momentum_all_pos(
     signal: str = "k_velocity",
 ) -> torch.Tensor:
     """Patch one momentum signal of each (layer, head) at every position: `[layer, head]`."""
-    _check(model, signal)
-    return patching.generic_activation_patch(
-        model,
-        corrupted_tokens,
-        clean_cache,
-        patching_metric,
-        patch_setter=patching.layer_head_vector_patch_setter,
-        activation_name=signal,
-        index_axis_names=("layer", "head_index"),
-    )
+    setter, axes = patching.layer_head_vector_patch_setter, ("layer", "head_index")
+    return _patch(model, corrupted_tokens, clean_cache, patching_metric, signal, setter, axes)
