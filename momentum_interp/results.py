@@ -32,6 +32,7 @@ README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
 BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
 CPU_RUN, GPU_RUN = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
+SWEEP_FIT = "momentum-interp scaling results/scaling_mqar/sweep/results.csv --metric auc_accuracy"
 PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
@@ -296,13 +297,15 @@ def scaling_blocks(results: Path) -> dict[str, str]:
     import pandas as pd
 
     from momentum_interp.analysis.scaling import ScalingFit, load_table
-    from momentum_interp.viz.scaling import pilot_block, readme_block
+    from momentum_interp.viz.scaling import pilot_block, readme_block, sweep_block
 
     fit = load_record("fit.json", results / "scaling", "momentum-interp scaling RESULTS_CSV")
     mqar = results / "scaling_mqar"
     pilot = pd.read_csv(mqar / "pilot_stage2" / "results.csv")
     sweep = mqar / "sweep" / "results.jsonl"
     done = len(sweep.read_text().splitlines()) if sweep.is_file() else 0
+    spec = load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep")
+    keys_only = mqar / "sweep" / "keys_only" / "fit.json"
     return {
         "scaling": readme_block(
             ScalingFit.from_dict(fit),
@@ -312,9 +315,19 @@ def scaling_blocks(results: Path) -> dict[str, str]:
         "mqar-pilot": pilot_block(
             pilot[pilot["task.n_pairs"] == PILOT_PAIRS],
             pd.read_csv(mqar / "pilot" / "results.csv"),
-            load_record("sweep_spec.json", mqar / "sweep", "momentum-interp sweep"),
+            spec,
             done,
         ),
+        "mqar-sweep": sweep_block(
+            ScalingFit.from_dict(load_record("fit.json", mqar / "sweep", SWEEP_FIT)),
+            ScalingFit.from_dict(json.loads(keys_only.read_text()))
+            if keys_only.is_file()
+            else None,
+            spec,
+            done,
+        )
+        if (mqar / "sweep" / "fit.json").is_file()
+        else f"No run of the sweep has finished yet (0 of {spec['n_runs']}).",
     }
 
 

@@ -32,6 +32,7 @@ from momentum_interp.sweeps import (
     read_results,
     run_sweep,
 )
+from momentum_interp.viz.scaling import sweep_block
 
 BASE = """
 name = "tiny"
@@ -419,9 +420,10 @@ def test_model_report_gains_a_scaling_section_read_from_the_table(tmp_path):
     assert "scaling" not in json.loads((out / "report.json").read_text())
 
 
-def test_separation_shapes_and_keys_only_rows():
-    # Depth 1: γ = 1 beats γ = 0.5 by far more than the seed noise (separated); depth 2: the top
-    # two non-zero γ are equal up to noise (not separated); γ* falls linearly with N.
+def _two_sided_table() -> pd.DataFrame:
+    """Depth 1: γ = 1 beats γ = 0.5 by far more than the seed noise (separated); depth 2: the top
+    two non-zero γ are equal up to noise (not separated); depth 3: a smoothing γ = −0.5 wins.
+    Keys-only rows hold the inverted criterion."""
     rows = []
     for depth, top in ((1, 1.0), (2, 0.5), (3, -0.5)):
         for seed in range(4):
@@ -441,7 +443,11 @@ def test_separation_shapes_and_keys_only_rows():
                             "final_loss": 0.0,
                         }
                     )
-    table = pd.DataFrame(rows)
+    return pd.DataFrame(rows)
+
+
+def test_separation_shapes_and_keys_only_rows():
+    table = _two_sided_table()
     result = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
     d1, d2, d3 = result.depths
     assert (d1.gamma_star, d1.runner_up, d1.separated) == (1.0, 0.5, True)
@@ -479,3 +485,26 @@ def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
     assert set(together["batched_with"].dropna()) == {3.0}
     with pytest.raises(ValueError, match="batch_runs"):
         plan_units(spec.expand(), batch_runs=0)
+
+
+def test_sweep_block_reads_the_fits():
+    # The README block of the two-sided sweep: its rows carry the per-depth means (computed here
+    # by hand from the table), the separation verdicts and the paper's γ*(N) beside ours.
+    table = _two_sided_table()
+    qk = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
+    keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100, shear="k")
+    block = sweep_block(qk, keys, {"n_runs": 100}, 96)
+    rows = [line.split(" | ") for line in block.splitlines() if line.startswith("| q/k")]
+    assert [r[1] for r in rows] == ["1", "2", "3"]
+    qk_rows = table[table["model.shear"] == "qk"]
+    for row, depth in zip(rows, (1, 2, 3), strict=True):
+        at = qk_rows[qk_rows["model.n_layers"] == depth].groupby("model.gamma")["auc_accuracy"]
+        gamma_star = float(row[3])
+        assert float(row[4].split()[0]) == pytest.approx(at.mean()[gamma_star], abs=5e-4)
+        assert float(row[8].split()[0]) == pytest.approx(at.mean()[0.0], abs=5e-4)
+    assert [r[7] for r in rows] == ["yes", "no", "yes"]
+    assert sum(line.startswith("| keys only") for line in block.splitlines()) == 3
+    prose = " ".join(block.split())
+    assert "Partial sweep: 96 of 100 runs" in prose
+    assert "A smoothing shear (γ < 0) wins at N = 3" in prose
+    assert "outside at N = 1 (paper 4.17" in prose
