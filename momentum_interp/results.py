@@ -324,7 +324,7 @@ def scaling_blocks(results: Path) -> dict[str, str]:
             if keys_only.is_file()
             else None,
             spec,
-            done,
+            load_table(sweep),
         )
         if (mqar / "sweep" / "fit.json").is_file()
         else f"No run of the sweep has finished yet (0 of {spec['n_runs']}).",

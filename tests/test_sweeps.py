@@ -493,7 +493,8 @@ def test_sweep_block_reads_the_fits():
     table = _two_sided_table()
     qk = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
     keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100, shear="k")
-    block = sweep_block(qk, keys, {"n_runs": 100}, 96)
+    table["final_accuracy"] = np.where(table["model.gamma"] == 1.0, 1.0, 0.5)
+    block = sweep_block(qk, keys, {"n_runs": 100}, table.iloc[:96])
     rows = [line.split(" | ") for line in block.splitlines() if line.startswith("| q/k")]
     assert [r[1] for r in rows] == ["1", "2", "3"]
     qk_rows = table[table["model.shear"] == "qk"]
@@ -508,3 +509,4 @@ def test_sweep_block_reads_the_fits():
     assert "Partial sweep: 96 of 100 runs" in prose
     assert "A smoothing shear (γ < 0) wins at N = 3" in prose
     assert "outside at N = 1 (paper 4.17" in prose
+    assert "1 γ at N = 1 (best 100.0 %)" in prose and "reaches the ceiling at every depth" in prose

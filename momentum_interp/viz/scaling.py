@@ -536,9 +536,34 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
     return text + "; ".join(parts) + "."
 
 
-def sweep_block(qk: ScalingFit, keys_only: ScalingFit | None, spec: dict, n_done: int) -> str:
+def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
+    """Issue 14's check that the task does not saturate: per depth, how many q/k γ values end
+    (mean over seeds) at or above `ceiling` final accuracy."""
+    rows = table[(table["model.shear"] == "qk") & ~table["model.smeared_key"].astype(bool)]
+    means = rows.groupby(["model.n_layers", GAMMA])["final_accuracy"].mean()
+    counts = {
+        int(n): int((group >= ceiling).sum()) for n, group in means.groupby(level="model.n_layers")
+    }
+    best = {int(n): float(g.max()) for n, g in means.groupby(level="model.n_layers")}
+    saturated = [n for n, c in counts.items() if c]
+    return (
+        f"**Saturation check** (mean final accuracy ≥ {pct(ceiling, 0)}, q/k shear): "
+        + ", ".join(f"{counts[n]} γ at N = {n} (best {pct(best[n])})" for n in sorted(counts))
+        + (
+            ". No γ reaches the ceiling at every depth."
+            if len(saturated) < len(counts)
+            else ". Some γ reaches the ceiling at every depth: final accuracy cannot rank them "
+            "there, the AUC has to."
+        )
+    )
+
+
+def sweep_block(
+    qk: ScalingFit, keys_only: ScalingFit | None, spec: dict, table: pd.DataFrame
+) -> str:
     """The README's results of the two-sided γ sweep on `mqar`, from the fits of its q/k and
-    keys-only rows (`fit.json`, `keys_only/fit.json`) and the number of finished runs."""
+    keys-only rows (`fit.json`, `keys_only/fit.json`) and the finished runs (`table`)."""
+    n_done = len(table)
     level = f"{100 * qk.level:g} %"
     header = [
         "shear",
@@ -591,6 +616,7 @@ def sweep_block(qk: ScalingFit, keys_only: ScalingFit | None, spec: dict, n_done
         + ".",
         consistency_statement(qk),
         _paper_per_depth(qk, level),
+        saturation_sentence(table),
     ]
     if beaten:
         items.append(
