@@ -128,7 +128,7 @@ def test_corpus_cache_matches_encoding_and_is_reused(files, tokenizer, tmp_path,
     def fail(*args, **kwargs):
         raise AssertionError("re-tokenised despite a cache hit")
 
-    monkeypatch.setattr(corpus_module, "_tokenize_files", fail)
+    monkeypatch.setattr(corpus_module, "tokenize_texts", fail)
     again = TokenizedCorpus.build(files, tokenizer, tmp_path)
     assert again.path == built.path and built.path.stat().st_mtime_ns == mtime
     assert np.array_equal(again.tokens, built.tokens)
