@@ -314,8 +314,8 @@ def add_gaps(runs: dict) -> dict:
     if ref is None:
         return {}
     return {
-        name: {m: round(relative_gap(entry["metrics"][m], ref[m]), 5) for m in METRICS}
-        | {"icl_score_diff": round(entry["metrics"]["icl_score"] - ref["icl_score"], 5)}
+        name: {m: relative_gap(entry["metrics"][m], ref[m]) for m in METRICS}
+        | {"icl_score_diff": entry["metrics"]["icl_score"] - ref["icl_score"]}
         for name, entry in runs.items()
         if "metrics" in entry
     }
