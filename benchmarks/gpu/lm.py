@@ -20,11 +20,11 @@ bf16 autocast:
     keys-only-S    the shear on keys only, γ = 1
 
 (parameters: every weight, embedding and unembedding included; smeared key adds one α per head).
-S is as large as a bf16 checkpoint with its tokenizer under 16 MiB allows (14.3 MiB). After the first run,
-each run's time (compilation, training, evaluation) is estimated from the first run's FLOP/s and
-compile time scaled by depth; a run that would not end inside the wall-clock budget is skipped
-with the reason recorded, and a run still training when the budget runs low stops early (also
-recorded). Weights are rounded to bf16 (as packed), then evaluated on 1024 held-out windows:
+S is as large as a bf16 checkpoint with its tokenizer under 16 MiB allows (about 14.3 MiB).
+After the first run, each run's time (compilation, training, evaluation) is estimated from the
+first run's FLOP/s and compile time scaled by depth; a run that would not end inside the
+wall-clock budget is skipped with the reason recorded, and a run still training when the budget
+runs low stops early (also recorded). Weights are rounded to bf16 (as packed), then evaluated on 1024 held-out windows:
 validation loss, loss on repeated-span positions and the in-context-learning score
 (`analysis.lm`), with gaps relative to baseline-3S.
 
@@ -139,16 +139,17 @@ PROBE = 16  # tokens of the probe whose last logits are recorded, to check a pac
 
 
 class Log:
-    """`lm_log.jsonl`: one JSON line per event, flushed at once (a killed run keeps its lines)."""
+    """`lm_log.jsonl`: one JSON line per event, closed at once (a killed run keeps its lines)."""
 
     def __init__(self, path: Path, budget: Budget):
-        self.file = path.open("a")
+        self.path = path
         self.budget = budget
+        path.write_text("")  # a run starts its own log, as it starts its own lm.json
 
     def __call__(self, event: str, **fields) -> None:
         line = {"t_s": round(self.budget.elapsed(), 2), "event": event, **fields}
-        self.file.write(json.dumps(line) + "\n")
-        self.file.flush()
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
 
 
 def missing_inputs() -> str | None:
