@@ -10,6 +10,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import op_counts  # noqa: E402
 from benchmarks.gpu import lm  # noqa: E402
 from momentum_interp.data import TokenStreamTask  # noqa: E402
+from momentum_interp.model.checkpoint import pack_checkpoint  # noqa: E402
 
 
 def test_missing_corpus_exits_2_before_any_work(tmp_path, monkeypatch, capsys):
@@ -71,3 +72,19 @@ def test_sampling_a_training_batch_makes_no_host_sync():
     generator = torch.Generator().manual_seed(0)
     counts = op_counts.count_ops(lambda: task.sample(8, generator))
     assert counts["index"] == 1 and op_counts.total(counts, op_counts.HOST_SYNCS) == 0
+
+
+def test_full_sizes_match_the_documented_counts_and_s_packs_under_16_mib(tmp_path):
+    task = TokenStreamTask(torch.zeros(600, dtype=torch.int32), d_vocab=8192, seq_len=512)
+    counts = {}
+    for name, size, filt in lm.RUNS:
+        model = lm.build_model(lm.run_config(name, size, filt, lm.FULL), task, "cpu")
+        counts[name] = sum(p.numel() for p in model.parameters())
+        if size == lm.PACKED_SIZE:
+            path = tmp_path / f"{name}.safetensors"
+            pack_checkpoint(path, model.cfg, model.state_dict(), dtype=torch.bfloat16)
+            assert path.stat().st_size + 2**20 < 16 * 2**20  # with 1 MiB for the tokenizer
+    assert counts["baseline-S"] == counts["momentum-S"] == counts["keys-only-S"] == 7_362_048
+    assert counts["smeared-key-S"] == 7_362_048 + 4 * 4  # one α per head
+    assert counts["baseline-3S"] == 22_270_592
+    assert lm.FULL["steps"] * lm.FULL["batch"] * lm.FULL["seq_len"] == 50_331_648 >= 50e6
