@@ -420,6 +420,7 @@ def main(argv: list[str] | None = None) -> int:
         entry = runs[name] = {
             "status": "pending",
             "config": run.to_dict(),
+            "model_config": model.cfg.to_dict(),
             "n_params": count_parameters(model),
             "n_params_hidden": model.cfg.n_params,
             "n_layers": model.cfg.n_layers,
