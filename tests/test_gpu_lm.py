@@ -64,7 +64,7 @@ def test_an_exhausted_budget_stops_the_first_run_and_skips_the_rest(tmp_path):
         "summary.md",
     ]
     events = [json.loads(line)["event"] for line in (out / "lm_log.jsonl").read_text().splitlines()]
-    assert events.count("skipped") == 4 and events.count("done") == 1
+    assert events.count("skipped") == 4 and events.count("end") == 1
 
 
 def test_sampling_a_training_batch_makes_no_host_sync():
@@ -88,3 +88,19 @@ def test_full_sizes_match_the_documented_counts_and_s_packs_under_16_mib(tmp_pat
     assert counts["smeared-key-S"] == 7_362_048 + 4 * 4  # one α per head
     assert counts["baseline-3S"] == 22_270_592
     assert lm.FULL["steps"] * lm.FULL["batch"] * lm.FULL["seq_len"] == 50_331_648 >= 50e6
+
+
+def test_a_failing_run_is_recorded_and_the_next_runs_go_on(tmp_path, monkeypatch):
+    calls = []
+
+    def fail(model, run, *args):
+        calls.append(run.name)
+        raise RuntimeError("CUDA out of memory.\nTried to allocate 1 GiB")
+
+    monkeypatch.setattr(lm, "train", fail)
+    out = tmp_path / "out"
+    assert lm.main([str(out), "--smoke"]) == 0
+    runs = json.loads((out / "lm.json").read_text())["runs"]
+    assert calls == list(runs) == [name for name, _, _ in lm.RUNS]
+    assert {run["status"] for run in runs.values()} == {"failed: CUDA out of memory."}
+    assert sorted(p.name for p in out.iterdir()) == ["lm.json", "lm_log.jsonl", "summary.md"]

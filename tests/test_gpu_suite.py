@@ -74,7 +74,7 @@ def check_lm(out: Path, lm: dict) -> None:
     summary = (out / "summary.md").read_text()
     assert all(f"| {name} |" in summary for name in runs)
     log = [json.loads(line) for line in (out / "lm_log.jsonl").read_text().splitlines()]
-    assert [e["run"] for e in log if e["event"] == "done"] == list(runs)
+    assert [e["run"] for e in log if e["event"] == "end"] == list(runs)
 
 
 def test_unknown_part_exits_2(tmp_path):

@@ -308,6 +308,17 @@ def evaluate(model, task: TokenStreamTask, shape: dict) -> dict:
         )
 
 
+def measure(entry: dict, model, run: RunConfig, tasks: dict, shape: dict, budget, log) -> None:
+    """Train, round to bf16, evaluate and probe one model, recording into `entry` as it goes."""
+    entry.update(train(model, run, tasks["train"], shape, budget, log))
+    entry["status"] = entry.pop("stopped", "done")
+    round_to_bf16(model)
+    started = time.perf_counter()
+    entry["metrics"] = evaluate(model, tasks["val"], shape)
+    entry["eval_s"] = round(time.perf_counter() - started, 2)
+    entry["probe"] = probe_logits(model, tasks["val"])
+
+
 def add_gaps(runs: dict) -> dict:
     """Each evaluated run's relative gap to the reference (baseline-3S) per metric, and its ICL
     score minus the reference's (nats: a ratio of two scores near zero can swing wildly)."""
@@ -441,22 +452,19 @@ def main(argv: list[str] | None = None) -> int:
                 continue
         log("start", run=name, n_params=entry["n_params"])
         started = time.perf_counter()
-        entry.update(train(model, run, tasks["train"], shape, budget, log))
-        round_to_bf16(model)
-        evaluated = time.perf_counter()
-        entry["metrics"] = evaluate(model, tasks["val"], shape)
-        entry["eval_s"] = round(time.perf_counter() - evaluated, 2)
-        entry["probe"] = probe_logits(model, tasks["val"])
-        if size == PACKED_SIZE:
-            path = args.out_dir / f"{model.cfg.model_name}.safetensors"
-            pack_checkpoint(path, model.cfg, model.state_dict(), tokenizer, torch.bfloat16)
-            entry["checkpoint"] = {"file": path.name, "bytes": path.stat().st_size}
+        try:
+            measure(entry, model, run, tasks, shape, budget, log)
+            if size == PACKED_SIZE:
+                path = args.out_dir / f"{model.cfg.model_name}.safetensors"
+                pack_checkpoint(path, model.cfg, model.state_dict(), tokenizer, torch.bfloat16)
+                entry["checkpoint"] = {"file": path.name, "bytes": path.stat().st_size}
+        except RuntimeError as error:  # out of memory, a compiler failure: the next runs go on
+            entry["status"] = f"failed: {str(error).strip().splitlines()[0][:300]}"
         entry["wall_s"] = round(time.perf_counter() - started, 2)
-        entry["status"] = entry.pop("stopped", "done")
-        if basis is None and "tokens_per_s" in entry:
+        if basis is None and "tokens_per_s" in entry and "metrics" in entry:
             basis = entry | {"flop_per_s": entry["tokens_per_s"] * entry["flops_per_token"]}
         rec.data["gaps"] = add_gaps(runs)
-        log("done", run=name, **{k: entry[k] for k in ("status", "wall_s", "metrics")})
+        log("end", run=name, **{k: entry.get(k) for k in ("status", "wall_s", "metrics")})
         rec.write()
         common.write_text(args.out_dir / "summary.md", summary(rec.data))
         del model
