@@ -13,7 +13,9 @@ from momentum_interp import HookedMomentumTransformer
 from momentum_interp.analysis.lm import (
     LMComparison,
     compare_runs,
+    icl_score,
     lm_losses,
+    relative_gap,
     summarise,
 )
 from momentum_interp.data import make_task, repeated_span_mask
@@ -66,21 +68,46 @@ def test_lm_losses_match_a_direct_computation(text_runs):
     task = make_task(
         **{**json.loads((run_dir / "run_config.json").read_text())["task"], "split": "val"}
     )
-    got = lm_losses(model, task, n_batches=2, batch_size=4, seed=3)
-    losses, masks = [], []
+    early, late = (2, 6), (20, 31)
+    got = lm_losses(model, task, n_batches=2, batch_size=4, seed=3, icl_windows=(early, late))
+    losses, masks, rows = [], [], []
     for index in range(2):
         tokens = task.sample(4, seeded_generator("cpu", 3, EVAL_STREAM, index)).tokens
         with torch.no_grad():
             logits = model(tokens)
         for b in range(4):
+            rows.append([])
             for t in range(tokens.shape[1] - 1):
                 losses.append(float(F.cross_entropy(logits[b, t], tokens[b, t + 1])))
                 masks.append(bool(repeated_span_mask(tokens)[b, t]))
+                rows[-1].append(losses[-1])
     losses_t, masks_t = torch.tensor(losses), torch.tensor(masks)
     assert got["val_loss"] == pytest.approx(float(losses_t.mean()), rel=1e-5)
     assert masks_t.any()
     assert got["induction_loss"] == pytest.approx(float(losses_t[masks_t].mean()), rel=1e-5)
     assert got["induction_fraction"] == pytest.approx(float(masks_t.float().mean()))
+    by_position = torch.tensor(rows)  # [sequence, position]
+    late_mean = by_position[:, late[0] : late[1]].mean()
+    early_mean = by_position[:, early[0] : early[1]].mean()
+    assert got["icl_score"] == pytest.approx(float(late_mean - early_mean), rel=1e-5)
+
+
+def test_icl_score_on_a_hand_made_loss_curve():
+    # loss falls from 4 to 2 over the first 10 positions, then stays at 2
+    position_loss = torch.tensor([4.0 - 0.2 * t for t in range(10)] + [2.0] * 10)
+    # early window: positions 2, 3, 4 -> 3.6, 3.4, 3.2 (mean 3.4); late: 15..19 -> 2.0
+    assert icl_score(position_loss, early=(2, 5), late=(15, 20)) == pytest.approx(2.0 - 3.4)
+    flat = torch.full((20,), 3.0)
+    assert icl_score(flat, (0, 5), (10, 20)) == 0.0  # no in-context gain
+    with pytest.raises(ValueError, match=r"late window \[15, 21\) does not lie inside the 20"):
+        icl_score(position_loss, (2, 5), (15, 21))
+    with pytest.raises(ValueError, match="early window"):
+        icl_score(position_loss, (5, 5), (15, 20))
+
+
+def test_relative_gap():
+    assert relative_gap(3.09, 3.0) == pytest.approx(0.03)
+    assert relative_gap(-0.6, -0.5) == pytest.approx(0.2)  # a larger ICL drop than the reference
 
 
 def test_comparison_gaps_are_relative_to_the_reference(text_runs, tmp_path):

@@ -14,10 +14,13 @@ from momentum_interp.data import (
     EOT,
     TextTask,
     TokenizedCorpus,
+    TokenStreamTask,
     collect_text_files,
+    hold_out_every,
     make_task,
     repeated_span_mask,
     stdlib_corpus_files,
+    tokenize_texts,
     train_bpe_tokenizer,
 )
 from momentum_interp.data import corpus as corpus_module
@@ -128,7 +131,7 @@ def test_corpus_cache_matches_encoding_and_is_reused(files, tokenizer, tmp_path,
     def fail(*args, **kwargs):
         raise AssertionError("re-tokenised despite a cache hit")
 
-    monkeypatch.setattr(corpus_module, "_tokenize_files", fail)
+    monkeypatch.setattr(corpus_module, "tokenize_texts", fail)
     again = TokenizedCorpus.build(files, tokenizer, tmp_path)
     assert again.path == built.path and built.path.stat().st_mtime_ns == mtime
     assert np.array_equal(again.tokens, built.tokens)
@@ -201,6 +204,58 @@ def test_make_task_text_uses_cache(corpus_dir, tmp_path):
     again = make_task("text", **kwargs)
     assert sorted(p.name for p in tmp_path.iterdir()) == cached
     assert again.corpus.tokenizer.to_str() == task.corpus.tokenizer.to_str()
+
+
+# ------------------------------------------------- tokenize_texts, hold_out_every, TokenStreamTask
+
+
+def test_tokenize_texts_is_each_encoding_then_eot(tokenizer):
+    texts = [CODE.format(i=i) for i in range(5)] + ["", "x = 1"]
+    stream = tokenize_texts(iter(texts), tokenizer, chunk_size=2)  # a generator, chunks of 2
+    expected = [i for text in texts for i in [*tokenizer.encode(text).ids, 0]]
+    assert stream.dtype == np.uint16 and stream.tolist() == expected
+    assert tokenize_texts([], tokenizer).tolist() == []
+
+
+def test_hold_out_every():
+    train, val = hold_out_every(list(range(45)), every=20)
+    assert val == [19, 39] and train == [i for i in range(45) if i not in (19, 39)]
+    with pytest.raises(ValueError, match="every must be >= 2"):
+        hold_out_every([1, 2], every=1)
+
+
+def test_stream_windows_never_cross_the_split(tokenizer):
+    # held-out documents are written in characters no training document uses (their bytes get
+    # token ids of their own), so any window mixing the splits would show them
+    docs = [CODE.format(i=i) if i % 5 != 4 else "ü é ß ø " * 40 for i in range(40)]
+    train_docs, val_docs = hold_out_every(docs, every=5)
+    assert {d[0] for d in val_docs} == {"ü"} and not any("ü" in d for d in train_docs)
+    streams = {
+        k: tokenize_texts(v, tokenizer) for k, v in (("train", train_docs), ("val", val_docs))
+    }
+    ids = {split: set(stream.tolist()) for split, stream in streams.items()}
+    only = {"train": ids["train"] - ids["val"], "val": ids["val"] - ids["train"]}
+    assert only["train"] and only["val"]
+    for split, stream in streams.items():
+        task = TokenStreamTask(torch.from_numpy(stream.astype(np.int32)), d_vocab=320, seq_len=48)
+        batch = task.sample(64, torch.Generator().manual_seed(0))
+        assert batch.tokens.shape == (64, 48) and batch.tokens.dtype == torch.int64
+        assert batch.loss_mask[:, :-1].all() and not batch.loss_mask[:, -1].any()
+        for row in batch.tokens.numpy():
+            assert len(window_starts(stream, row)) > 0  # a contiguous slice of its own stream
+            other = "val" if split == "train" else "train"
+            assert not only[other] & set(row.tolist())
+        again = task.sample(64, torch.Generator().manual_seed(0))
+        assert torch.equal(again.tokens, batch.tokens)
+        whole = TokenStreamTask(task.tokens, d_vocab=320, seq_len=len(stream))
+        assert (whole.sample(2, torch.Generator()).tokens.numpy() == stream).all()
+
+
+def test_stream_task_validation():
+    with pytest.raises(ValueError, match="fewer than seq_len=8"):
+        TokenStreamTask(torch.arange(5), d_vocab=10, seq_len=8)
+    with pytest.raises(ValueError, match="1-D integer stream"):
+        TokenStreamTask(torch.zeros(2, 10, dtype=torch.long), d_vocab=10, seq_len=8)
 
 
 # ---------------------------------------------------------------- repeated_span_mask

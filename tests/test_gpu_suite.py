@@ -2,12 +2,16 @@
 8 files, each under 16 MiB and valid JSON where it says so."""
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from momentum_interp import HookedMomentumTransformer
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = sorted(p.stem for p in (ROOT / "benchmarks" / "gpu").glob("*.py") if p.stem != "__init__")
@@ -38,6 +42,39 @@ def test_smoke_run_writes_the_promised_layout(part, tmp_path):
             assert len(bench[mode]["variants"]) == 5
         assert bench["interpretability"]["run_with_cache_every_hook"]["over_forward"] > 0
         assert bench["interpretability"]["score_heads_100_sequences"]["first_s"] > 0
+    if part == "lm":
+        check_lm(out, results["lm.json"])
+
+
+def check_lm(out: Path, lm: dict) -> None:
+    """Five runs, in order, on one token budget with finite metrics and gaps to baseline-3S; the
+    S checkpoints, one file each, load back and reproduce their model's recorded logits."""
+    runs = lm["runs"]
+    assert list(runs) == ["baseline-S", "momentum-S", "baseline-3S", "smeared-key-S", "keys-only-S"]
+    for name, run in runs.items():
+        assert run["status"] == "done" and run["tokens"] == lm["token_budget"]["tokens_per_model"]
+        assert run["tokens_per_s"] > 0 and run["wall_s"] > 0
+        metrics = [run["metrics"][m] for m in ("val_loss", "induction_loss", "icl_score")]
+        assert all(math.isfinite(x) for x in metrics), name
+        ref = runs["baseline-3S"]["metrics"]["val_loss"]
+        assert lm["gaps"][name]["val_loss"] == pytest.approx(run["metrics"]["val_loss"] / ref - 1)
+    assert runs["baseline-3S"]["n_params"] > 1.5 * runs["baseline-S"]["n_params"]
+    models = {name: run["config"]["model"] for name, run in runs.items()}
+    assert models["momentum-S"]["shear"] == "qk" and models["keys-only-S"]["shear"] == "k"
+    assert models["smeared-key-S"]["smeared_key"] and models["baseline-S"]["shear"] == "none"
+    packed = sorted(p.name for p in out.glob("*.safetensors"))
+    assert packed == sorted(f"code-{name}.safetensors" for name in runs if name.endswith("-S"))
+    for name in packed:
+        model = HookedMomentumTransformer.from_pretrained(out / name, device="cpu")
+        probe = runs[name.removeprefix("code-").removesuffix(".safetensors")]["probe"]
+        with torch.no_grad():
+            logits = model(torch.tensor([probe["tokens"]]))[0, -1, :8]
+        assert torch.allclose(logits, torch.tensor(probe["logits_last_8"]), atol=1e-5), name
+        assert model.tokenizer is not None
+    summary = (out / "summary.md").read_text()
+    assert all(f"| {name} |" in summary for name in runs)
+    log = [json.loads(line) for line in (out / "lm_log.jsonl").read_text().splitlines()]
+    assert [e["run"] for e in log if e["event"] == "end"] == list(runs)
 
 
 def test_unknown_part_exits_2(tmp_path):

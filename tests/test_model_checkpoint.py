@@ -98,6 +98,42 @@ def test_round_trip_with_tokenizer(make_model, tmp_path, bpe_tokenizer):
         assert torch.equal(loaded(text), model(text))
 
 
+@pytest.mark.parametrize("name", ["plain", "smeared_key", "learnable_gamma"])
+def test_packed_round_trip_in_one_file(make_model, tmp_path, name, bpe_tokenizer):
+    vocab = bpe_tokenizer.get_vocab_size()
+    model = _distinct_momentum(make_model(**ROUND_TRIPS[name], d_vocab=vocab))
+    path = ckpt.pack_checkpoint(tmp_path / "m.safetensors", model.cfg, model.state_dict())
+    assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
+    loaded = HookedMomentumTransformer.from_pretrained(path)
+    assert loaded.tokenizer is None
+    _assert_identical(model, loaded)
+    # bf16 packing: the loaded model is the original with every weight rounded to bf16
+    packed = ckpt.pack_checkpoint(
+        tmp_path / "b.safetensors", model.cfg, model.state_dict(), bpe_tokenizer, torch.bfloat16
+    )
+    cfg, tensors, tokenizer = ckpt.unpack_checkpoint(packed)
+    assert cfg.to_dict() == model.cfg.to_dict()
+    assert all(t.dtype == torch.bfloat16 for t in tensors.values() if t.is_floating_point())
+    assert tokenizer.to_str() == bpe_tokenizer.to_str()
+    assert packed.stat().st_size < path.stat().st_size
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.bfloat16())
+    _assert_identical(model, HookedMomentumTransformer.from_pretrained(str(packed)))
+
+
+def test_unpacking_a_foreign_safetensors_file(make_model, tmp_path):
+    model = make_model()
+    model.save_pretrained(tmp_path / "dir")  # a checkpoint directory's weights file alone
+    with pytest.raises(CheckpointError, match="not a packed checkpoint"):
+        HookedMomentumTransformer.from_pretrained(tmp_path / "dir" / "model.safetensors")
+    (tmp_path / "junk.safetensors").write_bytes(b"0123456789")
+    with pytest.raises(CheckpointError, match="not a readable safetensors file"):
+        ckpt.unpack_checkpoint(tmp_path / "junk.safetensors")
+    with pytest.raises(CheckpointError, match=r"name ends in \.safetensors"):
+        ckpt.pack_checkpoint(tmp_path / "m.bin", model.cfg, model.state_dict())
+
+
 def test_set_gamma_survives_a_round_trip(make_model, tmp_path):
     model = make_model(gamma=1.0)
     model.set_gamma(0.25, layer=1, head=2)

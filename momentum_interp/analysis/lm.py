@@ -2,7 +2,9 @@
 
 "Induction-heavy" positions are those whose next token continues a span that already occurred
 earlier in the window (`data.repeated_span_mask`): copying predicts them, so they isolate the
-in-context part of the loss that momentum is meant to help.
+in-context part of the loss that momentum is meant to help. The in-context-learning score
+(`icl_score`, Olsson et al. 2022) is the same idea without a mask: how much lower the loss is late
+in the context than early.
 """
 
 from __future__ import annotations
@@ -22,6 +24,29 @@ from momentum_interp.paths import REPO_ROOT
 TABLE, RECORDS = "comparison.csv", "runs.json"
 LOSSES = ("val_loss", "induction_loss")
 PAPER_GAP = 0.029  # the paper: its 125M momentum model within 2.9 % of a 350M baseline's loss
+Window = tuple[int, int]  # [start, stop) of per-token loss positions
+
+
+def icl_score(position_loss: torch.Tensor, early: Window, late: Window) -> float:
+    """Mean loss over the `late` positions minus the mean over the `early` ones (Olsson et al.'s
+    in-context-learning score; negative when later context helps).
+
+    `position_loss: [pos]` is the mean loss at each position, where position t predicts token
+    t + 1 from t + 1 tokens of context (`per_token_loss`'s columns averaged over sequences).
+    """
+    for name, (start, stop) in (("early", early), ("late", late)):
+        if not 0 <= start < stop <= len(position_loss):
+            raise ValueError(
+                f"the {name} window [{start}, {stop}) does not lie inside the "
+                f"{len(position_loss)} scored positions; pick windows inside [0, {len(position_loss)}]"
+            )
+    return float(position_loss[slice(*late)].mean() - position_loss[slice(*early)].mean())
+
+
+def relative_gap(value: float, reference: float) -> float:
+    """`value / reference − 1`: the gap the paper quotes (for losses: how much worse than the
+    reference; for ICL scores, both negative: how much larger the late-context drop)."""
+    return value / reference - 1.0
 
 
 @torch.no_grad()
@@ -32,25 +57,32 @@ def lm_losses(
     batch_size: int = 16,
     seed: int = 0,
     min_match: int = 2,
+    icl_windows: tuple[Window, Window] | None = None,
 ) -> dict[str, float]:
-    """Mean next-token loss on held-out windows, overall and on repeated-span positions."""
+    """Mean next-token loss on held-out windows, overall and on repeated-span positions, and
+    with `icl_windows = (early, late)` the `icl_score` of the mean loss at each position."""
     model.eval()
-    total = induction = 0.0
-    n_total = n_induction = 0
+    induction = 0.0
+    n_induction = n_sequences = 0
+    position_total = torch.zeros(task.seq_len - 1, dtype=torch.float64)
     for batch in held_out_batches(task, n_batches, batch_size, seed, model.W_E.device):
         tokens = batch.tokens
         loss = per_token_loss(model(tokens), tokens)  # [batch, pos-1]
         mask = repeated_span_mask(tokens, min_match)[:, :-1]
-        total += float(loss.sum())
-        n_total += loss.numel()
+        position_total += loss.sum(0).cpu().double()
+        n_sequences += loss.shape[0]
         induction += float(loss[mask].sum())
         n_induction += int(mask.sum())
-    return {
-        "val_loss": total / n_total,
+    n_total = n_sequences * (task.seq_len - 1)
+    out = {
+        "val_loss": float(position_total.sum()) / n_total,
         "induction_loss": induction / max(n_induction, 1),
         "induction_fraction": n_induction / n_total,
         "n_tokens": n_total,
     }
+    if icl_windows is not None:
+        out["icl_score"] = icl_score(position_total / n_sequences, *icl_windows)
+    return out
 
 
 def compare_runs(
@@ -87,7 +119,7 @@ def compare_runs(
             f"{sorted(set(table['config']) | set(table['run']))}"
         )
     for column in LOSSES:
-        table[f"{column}_gap"] = table[column] / ref[column].mean() - 1.0
+        table[f"{column}_gap"] = relative_gap(table[column], ref[column].mean())
     return table
 
 

@@ -6,6 +6,7 @@ memory-maps them instead of re-tokenising.
 
 import glob
 import hashlib
+import itertools
 import os
 import sysconfig
 import tempfile
@@ -130,17 +131,20 @@ def load_or_train_tokenizer(
     return Tokenizer.from_file(str(path))
 
 
-def _tokenize_files(files: Sequence[Path], tokenizer: Tokenizer, chunk_size: int) -> np.ndarray:
-    """One flat token stream: each document followed by `<|endoftext|>`."""
+def tokenize_texts(
+    texts: Iterable[str], tokenizer: Tokenizer, chunk_size: int = 64, total: int | None = None
+) -> np.ndarray:
+    """One flat token stream: each text followed by `<|endoftext|>` (uint16 when the vocabulary
+    fits). Texts are encoded `chunk_size` at a time by `encode_batch`, which uses every core."""
     eot = tokenizer.token_to_id(EOT)
     if eot is None:
         raise ValueError(f"tokenizer has no {EOT!r} token; train it with train_bpe_tokenizer")
     dtype = np.uint16 if tokenizer.get_vocab_size() <= 65535 else np.uint32
-    parts = []
-    with tqdm(total=len(files), desc="tokenising", unit="file") as bar:
-        for i in range(0, len(files), chunk_size):
-            chunk = files[i : i + chunk_size]
-            for encoding in tokenizer.encode_batch([_read_text(Path(f)) for f in chunk]):
+    parts = [np.zeros(0, dtype=dtype)]
+    texts = iter(texts)
+    with tqdm(total=total, desc="tokenising", unit="doc") as bar:
+        while chunk := list(itertools.islice(texts, chunk_size)):
+            for encoding in tokenizer.encode_batch(chunk):
                 parts.append(np.asarray([*encoding.ids, eot], dtype=dtype))
             bar.update(len(chunk))
     return np.concatenate(parts)
@@ -169,7 +173,8 @@ class TokenizedCorpus:
         cache_dir.mkdir(parents=True, exist_ok=True)
         path = cache_dir / f"tokens-{_fingerprint(files, tokenizer.to_str())}.npy"
         if not path.exists():
-            stream = _tokenize_files(files, tokenizer, chunk_size)
+            texts = (_read_text(Path(f)) for f in files)
+            stream = tokenize_texts(texts, tokenizer, chunk_size, total=len(files))
             _write_atomic(path, lambda tmp: np.save(tmp, stream))
         return cls(tokens=np.load(path, mmap_mode="r"), tokenizer=tokenizer, path=path)
 
@@ -230,6 +235,56 @@ class TextTask:
         )
         index = starts.cpu().numpy() + np.arange(self.seq_len)  # [batch, pos]
         tokens = torch.from_numpy(self.corpus.tokens[index].astype(np.int64)).to(generator.device)
+        loss_mask = torch.ones_like(tokens, dtype=torch.bool)
+        loss_mask[:, -1] = False
+        return TaskBatch(tokens=tokens, loss_mask=loss_mask)
+
+
+def hold_out_every(documents: Sequence, every: int = 20) -> tuple[list, list]:
+    """`(train, val)`: every `every`-th document (the 20th, 40th, ... in order) is held out.
+
+    Spread over the whole collection, unlike a tail split of a stream sorted by source.
+    """
+    if every < 2:
+        raise ValueError(f"every must be >= 2 (one document in `every` is held out), got {every}")
+    val = list(documents[every - 1 :: every])
+    train = [doc for i, doc in enumerate(documents) if i % every != every - 1]
+    return train, val
+
+
+@dataclass
+class TokenStreamTask:
+    """Next-token prediction on random windows of one split's token stream, sampled on the device.
+
+    The stream moves once to the generator's device and windows are cut there, so a training step
+    needs no host round trip. Each split is its own stream (documents held out before
+    tokenising, see `hold_out_every`), so a window never crosses from one split into another.
+    """
+
+    name: ClassVar[str] = "text"
+    tokens: torch.Tensor = field(repr=False)  # [n_tokens] integer ids
+    d_vocab: int
+    seq_len: int = 512
+
+    def __post_init__(self) -> None:
+        if self.tokens.ndim != 1 or self.tokens.dtype.is_floating_point:
+            raise ValueError(
+                f"tokens must be a 1-D integer stream, got {self.tokens.dtype} "
+                f"of shape {tuple(self.tokens.shape)}"
+            )
+        if len(self.tokens) < self.seq_len:
+            raise ValueError(
+                f"the stream has {len(self.tokens)} tokens, fewer than seq_len={self.seq_len}; "
+                "use a bigger corpus or a shorter seq_len"
+            )
+
+    def sample(self, batch_size: int, generator: torch.Generator) -> TaskBatch:
+        device = generator.device
+        if self.tokens.device != device:
+            self.tokens = self.tokens.to(device)
+        n_starts = len(self.tokens) - self.seq_len + 1
+        starts = torch.randint(0, n_starts, (batch_size, 1), generator=generator, device=device)
+        tokens = self.tokens[starts + torch.arange(self.seq_len, device=device)].long()
         loss_mask = torch.ones_like(tokens, dtype=torch.bool)
         loss_mask[:, -1] = False
         return TaskBatch(tokens=tokens, loss_mask=loss_mask)

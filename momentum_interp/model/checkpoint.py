@@ -3,6 +3,9 @@
 `config.json` carries a format version and the SHA-256 of the weights (and tokenizer) file, so a
 truncated, corrupt or mismatched set is caught on load with a message that says what to do. It is
 also the commit point of a save: see `write_checkpoint`.
+
+A packed checkpoint is the same in one file, `<name>.safetensors`, with the config (and
+tokenizer) JSON in the safetensors metadata (`pack_checkpoint`); `from_pretrained` loads either.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors
 from safetensors.torch import save as save_safetensors
 from tokenizers import Tokenizer
@@ -28,6 +31,7 @@ FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
+PACKED_SUFFIX = ".safetensors"
 
 
 class CheckpointError(ValueError):
@@ -51,7 +55,7 @@ def bundled_names() -> list[str]:
 def resolve(name_or_path: str | Path) -> Path:
     """A checkpoint directory from a path or the name of a bundled checkpoint."""
     path = Path(name_or_path)
-    if path.is_dir():
+    if path.is_dir() or (path.is_file() and path.suffix == PACKED_SUFFIX):
         return path
     bundled = assets_dir() / str(name_or_path)
     if bundled.is_dir():
@@ -190,7 +194,10 @@ def _read_committed(directory: Path, name: str, sha256: Any) -> tuple[bytes | No
 def read_checkpoint(
     directory: Path,
 ) -> tuple[MomentumConfig, dict[str, torch.Tensor], Tokenizer | None]:
-    """Read and verify a checkpoint directory; every failure is a `CheckpointError` with a fix."""
+    """Read and verify a checkpoint directory (or packed file); every failure is a
+    `CheckpointError` with a fix."""
+    if directory.is_file():
+        return unpack_checkpoint(directory)
     meta = _read_meta(directory)
     weights_path = directory / WEIGHTS_FILE
     weights, verified = _read_committed(directory, WEIGHTS_FILE, meta.get("weights_sha256"))
@@ -277,3 +284,61 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
             "The config.json was probably edited or copied from another run."
         )
     model.load_state_dict(tensors)
+
+
+def pack_checkpoint(
+    path: str | Path,
+    cfg: MomentumConfig,
+    state_dict: dict[str, torch.Tensor],
+    tokenizer: Tokenizer | None = None,
+    dtype: torch.dtype | None = None,
+) -> Path:
+    """One `.safetensors` file holding the weights (floating ones cast to `dtype` if given) with
+    the config and tokenizer JSON in its metadata: a checkpoint that travels as a single file."""
+    path = Path(path)
+    if path.suffix != PACKED_SUFFIX:
+        raise CheckpointError(f"a packed checkpoint's name ends in {PACKED_SUFFIX}, got {path}")
+    tensors = {}
+    for name, t in state_dict.items():
+        t = t.detach().cpu()
+        tensors[name] = (t.to(dtype) if dtype and t.is_floating_point() else t).contiguous()
+    metadata = {
+        "format_version": str(FORMAT_VERSION),
+        "library": "momentum_interp",
+        "library_version": __version__,
+        "config": json.dumps(cfg.to_dict()),
+    }
+    if tokenizer is not None:
+        metadata["tokenizer"] = tokenizer.to_str()
+    atomic_write_bytes(path, save_safetensors(tensors, metadata=metadata))
+    return path
+
+
+def unpack_checkpoint(
+    path: str | Path,
+) -> tuple[MomentumConfig, dict[str, torch.Tensor], Tokenizer | None]:
+    """The config, weights and tokenizer of a file written by `pack_checkpoint`."""
+    path = Path(path)
+    try:
+        with safe_open(path, framework="pt") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
+    except (OSError, SafetensorError) as e:
+        raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from e
+    if metadata.get("library") != "momentum_interp" or "config" not in metadata:
+        raise CheckpointError(
+            f"{path} holds no momentum_interp config in its metadata: it is not a packed "
+            "checkpoint (write one with checkpoint.pack_checkpoint)."
+        )
+    version = int(metadata.get("format_version", "0"))
+    if version > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} uses checkpoint format {version}, newer than this momentum_interp "
+            f"understands ({FORMAT_VERSION}); upgrade momentum_interp to load it."
+        )
+    try:
+        cfg = MomentumConfig.from_dict(json.loads(metadata["config"]))
+    except (TypeError, ValueError, KeyError) as e:
+        raise CheckpointError(f"{path} holds an invalid model config: {e}") from e
+    tokenizer = Tokenizer.from_str(metadata["tokenizer"]) if "tokenizer" in metadata else None
+    return cfg, tensors, tokenizer

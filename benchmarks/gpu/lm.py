@@ -1,0 +1,481 @@
+"""GPU suite part `lm`: momentum against a 3× larger baseline on a code corpus, same token budget.
+
+    python -m benchmarks.gpu.lm OUT_DIR [--smoke] [--budget-s 390]
+
+Reads the code corpus (`data/code_corpus.jsonl.xz`) and its tokenizer
+(`assets/code_corpus/tokenizer.json`, byte-level BPE, 8192 ids); without them it prints one line
+naming `momentum-interp corpus build` and exits 2 before any work. Every 20th document in file
+order is held out for validation (the corpus is sorted by package, so a tail split would be one
+package); each split is tokenised (`encode_batch`, all cores) into its own uint16 stream,
+documents separated by `<|endoftext|>`, and moved to the GPU, where training windows are cut.
+
+Five models, in this order, on the same 50.3M tokens (1536 steps × 64 windows × T = 512) and
+schedule (AdamW, warmup 100 steps, cosine to 0.1 × 1.5e-3), each step's forward + loss compiled,
+bf16 autocast:
+
+    baseline-S     4 layers × 256, 4 heads, d_mlp 1024, rotary, LN, untied: 7,362,048 parameters
+    momentum-S     the paper's q/k shear after RoPE, γ = 1
+    baseline-3S    9 layers × 384, 6 heads, d_mlp 1536: 22,270,592 parameters (3.02 × S)
+    smeared-key-S  Olsson et al.'s smeared key (learned α per head), no shear
+    keys-only-S    the shear on keys only, γ = 1
+
+(parameters: every weight, embedding and unembedding included; smeared key adds one α per head).
+S is as large as a bf16 checkpoint with its tokenizer under 16 MiB allows (about 14.3 MiB).
+After the first run, each run's time (compilation, training, evaluation) is estimated from the
+first run's FLOP/s and compile time scaled by depth; a run that would not end inside the
+wall-clock budget is skipped with the reason recorded, and a run still training when the budget
+runs low stops early (also recorded). Weights are rounded to bf16 (as packed), then evaluated on 1024 held-out windows:
+validation loss, loss on repeated-span positions and the in-context-learning score
+(`analysis.lm`), with gaps relative to baseline-3S.
+
+The loop is written here rather than `training.loop.train`, which reads the loss on the host
+every step and cannot tell compilation from throughput: this one syncs every `log_every` steps.
+
+OUT_DIR, flat, written as it goes: `lm.json` (configs, parameter counts, token budget, tok/s, wall
+times, metrics, skipped runs, provenance), `summary.md`, `lm_log.jsonl` (progress lines) and one
+packed bf16 checkpoint per S model, `code-<run>.safetensors`, loadable with
+`HookedMomentumTransformer.from_pretrained(path)`. `--smoke` runs the same code on a corpus of 48
+standard-library files with a tokenizer trained on the fly and tiny models, in seconds on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import sysconfig
+import tempfile
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+from tokenizers import Tokenizer
+from tqdm import tqdm
+
+from benchmarks import common
+from benchmarks.gpu_part import Budget, Recorder, parse_args
+from benchmarks.reference_gpt import count_parameters
+from benchmarks.throughput import _sync, flop_parameters, model_flops_per_token, step_loss
+from momentum_interp import HookedMomentumTransformer
+from momentum_interp.analysis.lm import PAPER_GAP, lm_losses, relative_gap
+from momentum_interp.data import (
+    TokenStreamTask,
+    hold_out_every,
+    stdlib_corpus_files,
+    tokenize_texts,
+    train_bpe_tokenizer,
+)
+from momentum_interp.data.code_corpus import CORPUS_PATH, read_documents, sha256_of, write_documents
+from momentum_interp.evaluation import TRAIN_STREAM, seeded_generator
+from momentum_interp.model.checkpoint import pack_checkpoint
+from momentum_interp.paths import REPO_ROOT
+from momentum_interp.results import git_commit
+from momentum_interp.tables import markdown_table
+from momentum_interp.training.config import OptimConfig, RunConfig
+from momentum_interp.training.loop import make_optimizer
+from momentum_interp.training.schedule import lr_at
+
+TOKENIZER_PATH = REPO_ROOT / "assets" / "code_corpus" / "tokenizer.json"
+MODEL = dict(
+    attn_only=False,
+    act_fn="gelu",
+    normalization_type="LN",
+    positional_embedding_type="rotary",
+    shear_placement="post_rope",
+    seed=0,
+)
+# (run, size, filter) in training order: the later a run, the likelier the time guard skips it
+RUNS = (
+    ("baseline-S", "S", {"shear": "none", "gamma": 0.0}),
+    ("momentum-S", "S", {"shear": "qk", "gamma": 1.0}),
+    ("baseline-3S", "3S", {"shear": "none", "gamma": 0.0}),
+    ("smeared-key-S", "S", {"shear": "none", "gamma": 0.0, "smeared_key": True}),
+    ("keys-only-S", "S", {"shear": "k", "gamma": 1.0}),
+)
+REFERENCE = "baseline-3S"
+PACKED_SIZE = "S"  # the sizes whose checkpoints come back (each < 16 MiB in bf16)
+METRICS = ("val_loss", "induction_loss", "icl_score")
+OPTIM = dict(weight_decay=0.1, betas=(0.9, 0.95), min_lr_ratio=0.1, grad_clip=1.0, seed=0)
+FULL = dict(
+    seq_len=512,
+    batch=64,
+    steps=1536,
+    warmup_steps=100,
+    lr=1.5e-3,
+    eval_batches=64,
+    eval_batch=16,
+    # per-token loss positions [start, stop) (t predicts token t + 1): around the 50th token
+    # against the last 111 of the window, as Olsson et al.'s 500th minus 50th
+    icl_windows=((40, 60), (400, 511)),
+    hold_out_every=20,
+    log_every=50,
+    backend="inductor",
+    sizes={
+        "S": dict(n_layers=4, d_model=256, n_heads=4, d_head=64, d_mlp=1024),
+        "3S": dict(n_layers=9, d_model=384, n_heads=6, d_head=64, d_mlp=1536),
+    },
+)
+SMOKE = FULL | dict(
+    seq_len=64,
+    batch=4,
+    steps=6,
+    warmup_steps=2,
+    eval_batches=2,
+    eval_batch=4,
+    icl_windows=((4, 8), (40, 63)),
+    log_every=3,
+    backend="eager",  # dynamo traces, inductor's code generation is skipped (minutes on a CPU)
+    sizes={
+        "S": dict(n_layers=1, d_model=32, n_heads=2, d_head=16, d_mlp=64),
+        "3S": dict(n_layers=2, d_model=48, n_heads=2, d_head=24, d_mlp=96),
+    },
+)
+SMOKE_FILES, SMOKE_VOCAB = 48, 512
+WARM_STEPS = 2  # steps timed as compilation (the first compiles, the second allocates AdamW state)
+RESERVE_S = 15.0  # kept back for evaluating and packing the last run and the final writes
+PROBE = 16  # tokens of the probe whose last logits are recorded, to check a packed checkpoint
+
+
+class Log:
+    """`lm_log.jsonl`: one JSON line per event, closed at once (a killed run keeps its lines)."""
+
+    def __init__(self, path: Path, budget: Budget):
+        self.path = path
+        self.budget = budget
+        path.write_text("")  # a run starts its own log, as it starts its own lm.json
+
+    def __call__(self, event: str, **fields) -> None:
+        line = {"t_s": round(self.budget.elapsed(), 2), "event": event, **fields}
+        with self.path.open("a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def missing_inputs() -> str | None:
+    """The one-line error when the corpus or its tokenizer is absent, else None."""
+    missing = [str(p) for p in (CORPUS_PATH, TOKENIZER_PATH) if not p.is_file()]
+    if not missing:
+        return None
+    return (
+        f"lm: missing {' and '.join(missing)}; build the code corpus and its tokenizer with "
+        "`momentum-interp corpus build` (needs the package index once), then rerun"
+    )
+
+
+def smoke_inputs(folder: Path) -> tuple[Path, Tokenizer]:
+    """A corpus file of a few standard-library sources and a small tokenizer trained on them."""
+    files = stdlib_corpus_files()[:SMOKE_FILES]
+    root = Path(sysconfig.get_paths()["stdlib"])
+    corpus = folder / "smoke_corpus.jsonl.xz"
+    write_documents(((str(f.relative_to(root)), f.read_text()) for f in files), corpus)
+    return corpus, train_bpe_tokenizer(files, vocab_size=SMOKE_VOCAB)
+
+
+def tokenised_splits(corpus: Path, tokenizer: Tokenizer, every: int) -> tuple[dict, dict]:
+    """`({"train": stream, "val": stream}, facts)`: every `every`-th document held out."""
+    texts = [text for _, text in read_documents(corpus)]
+    train, val = hold_out_every(texts, every)
+    streams = {
+        name: tokenize_texts(docs, tokenizer, chunk_size=1024, total=len(docs))
+        for name, docs in (("train", train), ("val", val))
+    }
+    facts = {
+        "path": str(corpus),
+        "sha256": sha256_of(corpus),
+        "bytes": corpus.stat().st_size,
+        "documents": len(texts),
+        "text_chars": sum(map(len, texts)),
+        "val_rule": f"every {every}th document in file order, i.e. documents {every - 1}, "
+        f"{2 * every - 1}, ... counting from 0",
+        "train_documents": len(train),
+        "val_documents": len(val),
+        "train_tokens": len(streams["train"]),
+        "val_tokens": len(streams["val"]),
+        "d_vocab": tokenizer.get_vocab_size(),
+    }
+    return streams, facts
+
+
+def run_config(name: str, size: str, filt: dict, shape: dict) -> RunConfig:
+    """One run: its model (size + filter), the text task shape, and the shared schedule."""
+    train = OptimConfig(
+        steps=shape["steps"],
+        batch_size=shape["batch"],
+        lr=shape["lr"],
+        warmup_steps=shape["warmup_steps"],
+        compile=True,
+        bf16=True,
+        **OPTIM,
+    )
+    model = MODEL | shape["sizes"][size] | filt
+    return RunConfig(model, {"name": "text", "seq_len": shape["seq_len"]}, train, name)
+
+
+def build_model(run: RunConfig, task: TokenStreamTask, device) -> HookedMomentumTransformer:
+    cfg = run.model_config(task.d_vocab, task.seq_len)
+    cfg.device, cfg.model_name = str(device), f"code-{run.name}"  # its name in the zoo
+    return HookedMomentumTransformer(cfg)
+
+
+def estimate_s(entry: dict, basis: dict) -> dict:
+    """Seconds a run will take: the first run's FLOP/s, compile time scaled by depth, and
+    evaluation scaled by FLOPs per token."""
+    flops = entry["flops_per_token"] / basis["flops_per_token"]
+    parts = {
+        "compile": basis["compile_s"] * entry["n_layers"] / basis["n_layers"],
+        "train": entry["tokens_planned"] * entry["flops_per_token"] / basis["flop_per_s"],
+        "eval": basis["eval_s"] * flops,
+    }
+    return {k: round(v, 1) for k, v in parts.items()} | {"total": round(sum(parts.values()), 1)}
+
+
+def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log) -> dict:
+    """Train on `run.train`'s schedule, reading the loss every `log_every` steps only; stops
+    early if the budget runs low. Returns steps, tokens, compile and training time, tok/s."""
+    opt, device = run.train, model.W_E.device
+    optimizer = make_optimizer(model, run)
+    loss_fn = torch.compile(step_loss("ours", model), dynamic=False, backend=shape["backend"])
+    cuda = device.type == "cuda"
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    generator = seeded_generator(device, opt.seed, TRAIN_STREAM)
+    tokens_per_step = opt.batch_size * task.seq_len
+    out, recent, steady = {}, [], None
+    model.train()
+    start = time.perf_counter()
+    for step in tqdm(range(opt.steps), desc=run.name, mininterval=2):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, opt)
+        batch = task.sample(opt.batch_size, generator)
+        with autocast:
+            loss = loss_fn(batch.tokens)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        recent.append(loss.detach())
+        done = step + 1
+        if done == WARM_STEPS:
+            _sync(device)
+            steady = (time.perf_counter(), done)
+            out["compile_s"] = round(steady[0] - start, 2)
+        if done % shape["log_every"] == 0 or done == opt.steps:
+            out["train_loss"] = float(torch.stack(recent).float().mean())  # the step's one sync
+            recent.clear()
+            elapsed = time.perf_counter() - start
+            log("step", run=run.name, step=done, train_loss=round(out["train_loss"], 4),
+                lr=lr_at(step, opt), elapsed_s=round(elapsed, 2))  # fmt: skip
+            if budget.left() < RESERVE_S and done < opt.steps:
+                out["stopped"] = f"wall-clock budget: stopped at step {done} of {opt.steps}"
+                break
+    _sync(device)
+    end = time.perf_counter()
+    out.update(steps=done, tokens=done * tokens_per_step, train_s=round(end - start, 2))
+    if steady is not None and done > steady[1]:
+        out["tokens_per_s"] = round((done - steady[1]) * tokens_per_step / (end - steady[0]), 1)
+    return out
+
+
+@torch.no_grad()
+def round_to_bf16(model: torch.nn.Module) -> None:
+    """Round every weight to bf16 in place, so the metrics are those of the packed checkpoint."""
+    for param in model.parameters():
+        param.copy_(param.to(torch.bfloat16))
+
+
+@torch.no_grad()
+def probe_logits(model, task: TokenStreamTask) -> dict:
+    """The first validation tokens and the first 8 float32 logits at the last of them."""
+    tokens = task.tokens[:PROBE].long()[None].to(model.W_E.device)
+    logits = model(tokens)[0, -1, :8].float().cpu()
+    return {"tokens": tokens[0].tolist(), "logits_last_8": logits.tolist()}
+
+
+def evaluate(model, task: TokenStreamTask, shape: dict) -> dict:
+    """`lm_losses` with the ICL score on the held-out windows, under bf16 autocast on CUDA."""
+    device = model.W_E.device
+    autocast = (
+        torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    )
+    with torch.no_grad(), autocast:
+        return lm_losses(
+            model,
+            task,
+            n_batches=shape["eval_batches"],
+            batch_size=shape["eval_batch"],
+            seed=0,
+            icl_windows=shape["icl_windows"],
+        )
+
+
+def measure(entry: dict, model, run: RunConfig, tasks: dict, shape: dict, budget, log) -> None:
+    """Train, round to bf16, evaluate and probe one model, recording into `entry` as it goes."""
+    entry.update(train(model, run, tasks["train"], shape, budget, log))
+    entry["status"] = entry.pop("stopped", "done")
+    round_to_bf16(model)
+    started = time.perf_counter()
+    entry["metrics"] = evaluate(model, tasks["val"], shape)
+    entry["eval_s"] = round(time.perf_counter() - started, 2)
+    entry["probe"] = probe_logits(model, tasks["val"])
+
+
+def add_gaps(runs: dict) -> dict:
+    """Each evaluated run's relative gap to the reference (baseline-3S) per metric, and its ICL
+    score minus the reference's (nats: a ratio of two scores near zero can swing wildly)."""
+    ref = runs.get(REFERENCE, {}).get("metrics")
+    if ref is None:
+        return {}
+    return {
+        name: {m: relative_gap(entry["metrics"][m], ref[m]) for m in METRICS}
+        | {"icl_score_diff": entry["metrics"]["icl_score"] - ref["icl_score"]}
+        for name, entry in runs.items()
+        if "metrics" in entry
+    }
+
+
+def summary(data: dict) -> str:
+    """`summary.md`: one row per run, and the settings a reader needs to read the numbers."""
+    shape, runs, gaps = data["shape"], data["runs"], data.get("gaps", {})
+    header = ["run", "params", "tokens", "tok/s", "wall s", "val loss", "repeated-span loss"]
+    header += ["ICL score", "val gap", "repeated gap", "ICL − ref", "status"]
+    rows = []
+    for name, entry in runs.items():
+        m, g = entry.get("metrics", {}), gaps.get(name, {})
+        cell = lambda d, k, f: f.format(d[k]) if k in d else "–"  # noqa: E731
+        rows.append(
+            [name, f"{entry['n_params']:,}", f"{entry.get('tokens', 0):,}",
+             cell(entry, "tokens_per_s", "{:,.0f}"), cell(entry, "wall_s", "{:.1f}"),
+             cell(m, "val_loss", "{:.4f}"), cell(m, "induction_loss", "{:.4f}"),
+             cell(m, "icl_score", "{:+.4f}"), cell(g, "val_loss", "{:+.2%}"),
+             cell(g, "induction_loss", "{:+.2%}"), cell(g, "icl_score_diff", "{:+.4f}"),
+             entry["status"]]
+        )  # fmt: skip
+    early, late = shape["icl_windows"]
+    budget = data["token_budget"]
+    lines = [
+        f"# LM comparison on the code corpus{' (smoke)' if data['smoke'] else ''}",
+        "",
+        f"{data['machine']['device_name']}, torch {data['machine']['torch']}, commit "
+        f"`{data['git_commit']}`, {data['started']}.",
+        "",
+        markdown_table(header, rows, "lrrrrrrrrrrl"),
+        "",
+        f"Every model: {budget['tokens_per_model']:,} tokens ({budget['steps']} steps × "
+        f"{budget['batch']} windows × T = {budget['seq_len']}), "
+        f"{budget['epochs']:.2f} epochs of the training split; "
+        f"validation: {data['eval']['windows']} held-out windows ({data['corpus']['val_rule']}).",
+        f"Gaps are `value / {REFERENCE} − 1` (the paper: momentum at 125M within "
+        f"{PAPER_GAP:.1%} of a 350M baseline's loss). Repeated-span positions: the next token "
+        "continues a span that already occurred in the window (`data.repeated_span_mask`, 2 "
+        f"tokens matched). ICL score: mean loss at positions [{late[0]}, {late[1]}) minus "
+        f"[{early[0]}, {early[1]}) (position t predicts token t + 1); negative = later context "
+        "helps; `ICL − ref` is the run's score minus the reference's (negative: a larger drop).",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args("lm", __doc__, argv)
+    if not args.smoke and (problem := missing_inputs()):
+        print(problem, file=sys.stderr)
+        return 2
+    budget = Budget(args.budget_s)
+    shape = SMOKE if args.smoke else FULL
+    device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    rec = Recorder(args.out_dir, "lm")
+    log = Log(args.out_dir / "lm_log.jsonl", budget)
+    budget_tokens = shape["steps"] * shape["batch"] * shape["seq_len"]
+    rec.data.update(
+        smoke=args.smoke,
+        machine=common.machine(device),
+        git_commit=git_commit(),
+        budget_s=args.budget_s,
+        shape=shape,
+        optimizer=OPTIM,
+        reference=REFERENCE,
+        paper_gap=PAPER_GAP,
+        runs={},
+    )
+    with tempfile.TemporaryDirectory() as scratch:
+        corpus, tokenizer = (
+            smoke_inputs(Path(scratch))
+            if args.smoke
+            else (CORPUS_PATH, Tokenizer.from_file(str(TOKENIZER_PATH)))
+        )
+        started = time.perf_counter()
+        streams, rec.data["corpus"] = tokenised_splits(corpus, tokenizer, shape["hold_out_every"])
+    rec.data["corpus"]["tokenize_s"] = round(time.perf_counter() - started, 2)
+    rec.data["token_budget"] = {
+        "tokens_per_model": budget_tokens,
+        "steps": shape["steps"],
+        "batch": shape["batch"],
+        "seq_len": shape["seq_len"],
+        "epochs": budget_tokens / rec.data["corpus"]["train_tokens"],
+    }
+    n_windows = shape["eval_batches"] * shape["eval_batch"]
+    rec.data["eval"] = {"windows": n_windows, "seed": 0, "icl_windows": shape["icl_windows"]}
+    log("corpus", **rec.data["corpus"])
+    rec.write()
+    tasks = {
+        name: TokenStreamTask(
+            torch.from_numpy(stream.astype(np.int32)).to(device),
+            d_vocab=tokenizer.get_vocab_size(),
+            seq_len=shape["seq_len"],
+        )
+        for name, stream in streams.items()
+    }
+    runs, basis = rec.data["runs"], None
+    for name, size, filt in RUNS:
+        run = run_config(name, size, filt, shape)
+        model = build_model(run, tasks["train"], device)
+        entry = runs[name] = {
+            "status": "pending",
+            "config": run.to_dict(),
+            "model_config": model.cfg.to_dict(),
+            "n_params": count_parameters(model),
+            "n_params_hidden": model.cfg.n_params,
+            "n_layers": model.cfg.n_layers,
+            "flops_per_token": model_flops_per_token(
+                flop_parameters(model), model.cfg.n_layers, model.cfg.d_model, shape["seq_len"]
+            ),
+            "tokens_planned": budget_tokens,
+        }
+        if basis is not None:
+            entry["estimate_s"] = estimate_s(entry, basis)
+            if entry["estimate_s"]["total"] > budget.left() - RESERVE_S:
+                entry["status"] = (
+                    f"skipped: estimated {entry['estimate_s']['total']:.0f} s, "
+                    f"{budget.left() - RESERVE_S:.0f} s of the budget left"
+                )
+                log("skipped", run=name, reason=entry["status"])
+                rec.write()
+                continue
+        log("start", run=name, n_params=entry["n_params"])
+        started = time.perf_counter()
+        try:
+            measure(entry, model, run, tasks, shape, budget, log)
+            if size == PACKED_SIZE:
+                path = args.out_dir / f"{model.cfg.model_name}.safetensors"
+                pack_checkpoint(path, model.cfg, model.state_dict(), tokenizer, torch.bfloat16)
+                entry["checkpoint"] = {"file": path.name, "bytes": path.stat().st_size}
+        except RuntimeError as error:  # out of memory, a compiler failure: the next runs go on
+            entry["status"] = f"failed: {str(error).strip().splitlines()[0][:300]}"
+        entry["wall_s"] = round(time.perf_counter() - started, 2)
+        if basis is None and "tokens_per_s" in entry and "metrics" in entry:
+            basis = entry | {"flop_per_s": entry["tokens_per_s"] * entry["flops_per_token"]}
+        rec.data["gaps"] = add_gaps(runs)
+        log("end", run=name, **{k: entry.get(k) for k in ("status", "wall_s", "metrics")})
+        rec.write()
+        common.write_text(args.out_dir / "summary.md", summary(rec.data))
+        del model
+        torch._dynamo.reset()  # the next model compiles afresh, not as a recompile of this one
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    rec.data["elapsed_s"] = round(budget.elapsed(), 1)
+    rec.write()
+    common.write_text(args.out_dir / "summary.md", summary(rec.data))
+    print(f"lm part done in {budget.elapsed():.0f} s: {args.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
