@@ -131,7 +131,7 @@ def _band(x: list[float], intervals: list, **style) -> go.Scatter | None:
         x=[*x, *x[::-1]],
         y=[*highs, *lows[::-1]],
         fill="toself",
-        line={"width": 0},
+        mode="none",
         hoverinfo="skip",
         showlegend=False,
         **style,
@@ -159,7 +159,7 @@ def criterion_by_depth(results: Mapping[str, ScalingFit], columns: int = 3) -> g
         shared_yaxes=True,
         subplot_titles=[f"N = {n}" for n in depths],
         horizontal_spacing=0.04,
-        vertical_spacing=0.12,
+        vertical_spacing=0.2,
     )
     colors = dict(zip(results, palette(len(results) + 1), strict=False))
     control_color = palette(len(results) + 1)[-1]
