@@ -671,3 +671,50 @@ def test_gamma_star_notebook_reads_a_partial_sweep(monkeypatch, tmp_path):
     _execute_and_check(nb, path.stem, tmp_path, monkeypatch)
     # pilot curves, AUC per depth, γ*(N) against the law
     assert _figure_outputs(nb) == (3, 0)
+
+
+def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
+    """The LM notebook's GPU section (its imports and that cell alone) on a made-up `lm.json`:
+    one row per run with its numbers, and the runs within the paper's gap named."""
+    runs = {
+        "baseline-3S": {
+            "val_loss": 3.0,
+            "induction_loss": 2.0,
+            "icl_score": -0.5,
+            "val_loss_gap": 0.0,
+        },
+        "momentum-S": {
+            "val_loss": 3.06,
+            "induction_loss": 2.2,
+            "icl_score": -0.4,
+            "val_loss_gap": 0.02,
+        },
+        "baseline-S": {
+            "val_loss": 3.3,
+            "induction_loss": 2.4,
+            "icl_score": -0.3,
+            "val_loss_gap": 0.1,
+        },
+    }
+    record = tmp_path / "lm.json"
+    record.write_text(json.dumps({"reference": "baseline-3S", "runs": runs}))
+    nb = nbformat.read(ROOT / "notebooks" / "07_lm_comparison.ipynb", as_version=4)
+    line = 'GPU = REPO_ROOT / "results" / "lm_gpu" / "lm.json"'
+    (imports,) = [c for c in nb.cells if "from momentum_interp.paths import REPO_ROOT" in c.source]
+    (section,) = [c for c in nb.cells if line in c.source]
+    section.source = section.source.replace(line, f"GPU = Path({str(record)!r})")
+    nb.cells = [
+        nbformat.v4.new_code_cell("from pathlib import Path"),
+        imports,
+        section,
+        nbformat.v4.new_code_cell(
+            _values_cell({"table": "gpu.to_dict(orient='index')", "message": "gpu_message"})
+        ),
+    ]
+    nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
+    ).execute()
+    values = _read_values(nb.cells[-1])
+    assert values["table"] == runs
+    assert "3 runs" in values["message"]
+    assert "2.9% of the 3×S baseline's loss: ['baseline-3S', 'momentum-S']" in values["message"]
