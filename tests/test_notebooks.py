@@ -674,30 +674,36 @@ def test_gamma_star_notebook_reads_a_partial_sweep(monkeypatch, tmp_path):
 
 
 def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
-    """The LM notebook's GPU section (its imports and that cell alone) on a made-up `lm.json`:
-    one row per run with its numbers, and the runs within the paper's gap named."""
-    runs = {
-        "baseline-3S": {
-            "val_loss": 3.0,
-            "induction_loss": 2.0,
-            "icl_score": -0.5,
-            "val_loss_gap": 0.0,
-        },
-        "momentum-S": {
-            "val_loss": 3.06,
-            "induction_loss": 2.2,
-            "icl_score": -0.4,
-            "val_loss_gap": 0.02,
-        },
-        "baseline-S": {
-            "val_loss": 3.3,
-            "induction_loss": 2.4,
-            "icl_score": -0.3,
-            "val_loss_gap": 0.1,
-        },
+    """The LM notebook's GPU section (its imports and that cell alone) on a made-up `lm.json` in
+    the layout `benchmarks/gpu/lm.py` writes: one row per run with its metrics and gaps, and the
+    runs within the paper's gap named (not the reference itself)."""
+    metrics = {
+        "baseline-3S": (3.0, 2.0, -0.5),
+        "momentum-S": (3.06, 2.2, -0.4),
+        "baseline-S": (3.3, 2.4, -0.3),
     }
+    names = ("val_loss", "induction_loss", "icl_score")
+    runs = {
+        n: {"status": "done", "n_params": 1000 + i, "metrics": dict(zip(names, m, strict=True))}
+        for i, (n, m) in enumerate(metrics.items())
+    }
+    ref = metrics["baseline-3S"]
+    gaps = {
+        n: {k: m[i] / ref[i] - 1 for i, k in enumerate(names)} | {"icl_score_diff": m[2] - ref[2]}
+        for n, m in metrics.items()
+    }
+    runs["momentum-k-S"] = {"status": "skipped: out of time", "n_params": 999}
     record = tmp_path / "lm.json"
-    record.write_text(json.dumps({"reference": "baseline-3S", "runs": runs}))
+    record.write_text(
+        json.dumps(
+            {
+                "reference": "baseline-3S",
+                "token_budget": {"tokens_per_model": 50_000_000},
+                "runs": runs,
+                "gaps": gaps,
+            }
+        )
+    )
     nb = nbformat.read(ROOT / "notebooks" / "07_lm_comparison.ipynb", as_version=4)
     line = 'GPU = REPO_ROOT / "results" / "lm_gpu" / "lm.json"'
     (imports,) = [c for c in nb.cells if "from momentum_interp.paths import REPO_ROOT" in c.source]
@@ -708,13 +714,27 @@ def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
         imports,
         section,
         nbformat.v4.new_code_cell(
-            _values_cell({"table": "gpu.to_dict(orient='index')", "message": "gpu_message"})
+            _values_cell(
+                {
+                    "table": "gpu.astype(object).where(gpu.notna(), None).to_dict(orient='index')",
+                    "message": "gpu_message",
+                }
+            )
         ),
     ]
     nbclient.NotebookClient(
         nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(ROOT)}}
     ).execute()
     values = _read_values(nb.cells[-1])
-    assert values["table"] == runs
-    assert "3 runs" in values["message"]
-    assert "2.9% of the 3×S baseline's loss: ['baseline-3S', 'momentum-S']" in values["message"]
+    table = values["table"]
+    assert list(table) == list(runs)
+    for name, (val, span, icl) in metrics.items():
+        row = table[name]
+        assert (row["val_loss"], row["induction_loss"], row["icl_score"]) == (val, span, icl)
+        assert row["val_loss_gap"] == pytest.approx(val / ref[0] - 1)
+        assert row["induction_loss_gap"] == pytest.approx(span / ref[1] - 1)
+        assert row["icl_score_diff"] == pytest.approx(icl - ref[2])
+    assert table["momentum-k-S"]["status"].startswith("skipped")
+    assert table["momentum-k-S"]["val_loss"] is None
+    assert values["message"].startswith(f"The GPU-scale comparison ({record}): 4 runs, 50M tokens")
+    assert "2.9% of the reference's loss: ['momentum-S']" in values["message"]
