@@ -4,9 +4,11 @@ committed files `momentum-interp lm-compare` writes."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
 
 from momentum_interp.analysis.lm import (
     LOSSES,
@@ -23,6 +25,7 @@ from momentum_interp.prose import bullets, pct, wrap
 from momentum_interp.tables import frame_rows, markdown_table
 from momentum_interp.viz.figures import load_metrics, training_curves
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.style import legend_below, palette
 
 
 def frame_table(frame) -> str:
@@ -47,6 +50,47 @@ def add_lm_comparison(report: Report, comparison: LMComparison, heading: bool = 
         report.dataframe(frame, digits=4)
     report.figure(training_curves(comparison.histories, metric="loss"))
     return report
+
+
+def loss_by_position(
+    curves: Mapping[str, Sequence[float]],
+    windows: Mapping[str, tuple[float, float]] | None = None,
+) -> go.Figure:
+    """Mean held-out loss of predicting token j against j, one line per model (`curves`: name ->
+    loss at j = 1 … T−1). A curve that falls with j is in-context learning; `windows` (label ->
+    (low, high) fractions of T, e.g. the ICL score's early and late windows) are shaded."""
+    if not curves:
+        raise ValueError("loss_by_position needs at least one curve.")
+    fig = go.Figure()
+    n_pos = max(len(c) for c in curves.values()) + 1
+    for (name, curve), color in zip(curves.items(), palette(len(curves)), strict=True):
+        fig.add_trace(
+            go.Scatter(
+                x=list(range(1, len(curve) + 1)),
+                y=list(curve),
+                mode="lines",
+                name=name,
+                line={"color": color},
+            )
+        )
+    for label, (low, high) in (windows or {}).items():
+        fig.add_vrect(
+            x0=low * n_pos,
+            x1=high * n_pos,
+            fillcolor="#888",
+            opacity=0.15,
+            line_width=0,
+            annotation_text=label,
+            annotation_position="top left",
+        )
+    fig.update_layout(
+        title="Held-out loss by position: predicting token j from the j tokens before it",
+        xaxis_title="position j in the window",
+        yaxis_title="mean loss (nats)",
+        template="plotly_white",
+        **legend_below(),
+    )
+    return fig
 
 
 def lm_comparison_html(comparison: LMComparison) -> str:

@@ -3,6 +3,8 @@ against γ per depth, γ* against N on log-log axes) and the report section / HT
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+from plotly.subplots import make_subplots
 
 from momentum_interp.analysis.scaling import (
     GAMMA,
@@ -29,7 +32,7 @@ from momentum_interp.io import atomic_write_json, atomic_write_text
 from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.report import Report, ReportSection
-from momentum_interp.viz.style import log_axis, palette
+from momentum_interp.viz.style import legend_below, log_axis, palette
 
 SMEARED_LABEL = "smeared key"
 
@@ -114,6 +117,116 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
         },
         yaxis={"title": result.metric.replace("_", " "), "range": [0, 1.05]},
         template="plotly_white",
+    )
+    return fig
+
+
+def _band(x: list[float], intervals: list, **style) -> go.Scatter | None:
+    """A shaded band between the (low, high) `intervals` over `x`; None where any end is NaN
+    (one seed has no interval)."""
+    lows, highs = zip(*intervals, strict=True) if intervals else ((), ())
+    if not intervals or not np.all(np.isfinite([*lows, *highs])):
+        return None
+    return go.Scatter(
+        x=[*x, *x[::-1]],
+        y=[*highs, *lows[::-1]],
+        fill="toself",
+        mode="none",
+        hoverinfo="skip",
+        showlegend=False,
+        **style,
+    )
+
+
+def _rgba(color: str, alpha: float) -> str:
+    """`#rrggbb` as an rgba() string with opacity `alpha`."""
+    r, g, b = (int(color[i : i + 2], 16) for i in (1, 3, 5))
+    return f"rgba({r}, {g}, {b}, {alpha})"
+
+
+def criterion_by_depth(results: Mapping[str, ScalingFit], columns: int = 3) -> go.Figure:
+    """One panel per depth: the criterion's mean over seeds against γ for each shear mode in
+    `results` (label -> its fit), shaded by its t interval of the mean, γ* starred, and the
+    smeared-key control as a dashed line (its interval shaded) to read every γ against."""
+    if not results:
+        raise ValueError("criterion_by_depth needs at least one fit.")
+    depths = sorted({d.n_layers for r in results.values() for d in r.depths})
+    n_rows = math.ceil(len(depths) / columns)
+    n_cols = min(columns, len(depths))
+    fig = make_subplots(
+        rows=n_rows,
+        cols=n_cols,
+        shared_yaxes=True,
+        subplot_titles=[f"N = {n}" for n in depths],
+        horizontal_spacing=0.04,
+        vertical_spacing=0.2,
+    )
+    colors = dict(zip(results, palette(len(results) + 1), strict=False))
+    control_color = palette(len(results) + 1)[-1]
+    shown: set[str] = set()
+    level = next(iter(results.values())).level
+    for k, n in enumerate(depths):
+        cell = {"row": k // n_cols + 1, "col": k % n_cols + 1}
+        control = None
+        for label, result in results.items():
+            depth = next((d for d in result.depths if d.n_layers == n), None)
+            if depth is None:
+                continue
+            color = colors[label]
+            band = _band(depth.grid, depth.mean_interval, fillcolor=_rgba(color, 0.18))
+            if band is not None:
+                fig.add_trace(band, **cell)
+            fig.add_trace(
+                go.Scatter(
+                    x=depth.grid,
+                    y=depth.mean_accuracy,
+                    mode="lines+markers",
+                    line={"color": color},
+                    marker={
+                        "color": color,
+                        "symbol": [
+                            "star" if g == depth.gamma_star else "circle" for g in depth.grid
+                        ],
+                        "size": [13 if g == depth.gamma_star else 6 for g in depth.grid],
+                    },
+                    name=label,
+                    legendgroup=label,
+                    showlegend=label not in shown,
+                ),
+                **cell,
+            )
+            shown.add(label)
+            if depth.smeared_key_accuracy is not None:
+                control = depth
+        if control is not None:
+            ends = [min(control.grid), max(control.grid)]
+            interval = control.smeared_key_interval
+            if interval is not None:
+                band = _band(ends, [interval] * 2, fillcolor=_rgba(control_color, 0.15))
+                if band is not None:
+                    fig.add_trace(band, **cell)
+            fig.add_trace(
+                go.Scatter(
+                    x=ends,
+                    y=[control.smeared_key_accuracy] * 2,
+                    mode="lines",
+                    line={"color": control_color, "dash": "dash"},
+                    name=SMEARED_LABEL + " (control)",
+                    legendgroup=SMEARED_LABEL,
+                    showlegend=SMEARED_LABEL not in shown,
+                ),
+                **cell,
+            )
+            shown.add(SMEARED_LABEL)
+    metric = next(iter(results.values())).metric.replace("_", " ")
+    fig.update_xaxes(title_text="γ", zeroline=True, zerolinecolor="#999")
+    fig.update_yaxes(title_text=metric, col=1)
+    fig.update_layout(
+        title=f"{metric} against γ per depth (★ γ*; shaded: {100 * level:g} % t interval "
+        "of the mean over seeds)",
+        template="plotly_white",
+        height=320 * n_rows + 120,
+        **legend_below(),
     )
     return fig
 
