@@ -183,7 +183,7 @@ VALUES = {
         # the library's ICL score against the notebook's, on the same 32 windows
         "library_icl": "{n: __import__('momentum_interp.analysis.scoring', fromlist=['x'])"
         ".in_context_learning_score(m, windows[:32], batch_size=32) for n, m in models.items()}",
-        "notebook_icl": "{n: icl_score(loss_curve(m, windows[:32])) for n, m in models.items()}",
+        "notebook_icl": "{n: curve_icl(loss_curve(m, windows[:32])) for n, m in models.items()}",
         "gpu_present": "gpu is not None",
         "gpu_message": "gpu_message",
     },

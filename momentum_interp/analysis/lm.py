@@ -16,6 +16,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from momentum_interp.analysis.scoring import Window, icl_score
 from momentum_interp.data import make_task, repeated_span_mask
 from momentum_interp.evaluation import held_out_batches, per_token_loss
 from momentum_interp.model.transformer import HookedMomentumTransformer
@@ -24,23 +25,6 @@ from momentum_interp.paths import REPO_ROOT
 TABLE, RECORDS = "comparison.csv", "runs.json"
 LOSSES = ("val_loss", "induction_loss")
 PAPER_GAP = 0.029  # the paper: its 125M momentum model within 2.9 % of a 350M baseline's loss
-Window = tuple[int, int]  # [start, stop) of per-token loss positions
-
-
-def icl_score(position_loss: torch.Tensor, early: Window, late: Window) -> float:
-    """Mean loss over the `late` positions minus the mean over the `early` ones (Olsson et al.'s
-    in-context-learning score; negative when later context helps).
-
-    `position_loss: [pos]` is the mean loss at each position, where position t predicts token
-    t + 1 from t + 1 tokens of context (`per_token_loss`'s columns averaged over sequences).
-    """
-    for name, (start, stop) in (("early", early), ("late", late)):
-        if not 0 <= start < stop <= len(position_loss):
-            raise ValueError(
-                f"the {name} window [{start}, {stop}) does not lie inside the "
-                f"{len(position_loss)} scored positions; pick windows inside [0, {len(position_loss)}]"
-            )
-    return float(position_loss[slice(*late)].mean() - position_loss[slice(*early)].mean())
 
 
 def relative_gap(value: float, reference: float) -> float:

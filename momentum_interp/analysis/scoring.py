@@ -142,33 +142,45 @@ def _batches(
 # -------------------------------------------------------------------------- ICL score
 
 
-def _icl_windows(
+Window = tuple[int, int]  # [start, stop) of per-token loss positions
+
+
+def icl_score(position_loss: torch.Tensor, early: Window, late: Window) -> float:
+    """Mean loss over the `late` positions minus the mean over the `early` ones (Olsson et al.'s
+    in-context-learning score; negative when later context helps).
+
+    `position_loss: [pos]` is the mean loss at each position, where position t predicts token
+    t + 1 from t + 1 tokens of context (`per_token_loss`'s columns averaged over sequences).
+    """
+    for name, (start, stop) in (("early", early), ("late", late)):
+        if not 0 <= start < stop <= len(position_loss):
+            raise ValueError(
+                f"the {name} window [{start}, {stop}) does not lie inside the "
+                f"{len(position_loss)} scored positions; pick windows inside [0, {len(position_loss)}]"
+            )
+    return float(position_loss[slice(*late)].mean() - position_loss[slice(*early)].mean())
+
+
+def fraction_windows(
     n_pos: int, early: tuple[float, float], late: tuple[float, float]
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Indices into the per-token loss `[n_pos − 1]` (entry j−1 predicts token j) of both windows."""
+) -> tuple[Window, Window]:
+    """Position windows of the per-token loss `[n_pos − 1]` (entry j−1 predicts token j) holding
+    the tokens j with j / n_pos in each fraction window; an empty one (very short sequences) takes
+    the position nearest its centre."""
     if n_pos < 3:
         raise ValueError(
             f"The in-context-learning score needs sequences of at least 3 tokens, got {n_pos}."
         )
-    j = torch.arange(1, n_pos, dtype=torch.float64)
-    frac = j / n_pos
+    frac = torch.arange(1, n_pos, dtype=torch.float64) / n_pos
     picked = []
     for low, high in (early, late):
         if not 0.0 <= low < high <= 1.0:
             raise ValueError(f"A window must satisfy 0 <= low < high <= 1, got ({low}, {high}).")
         inside = ((frac >= low) & (frac < high)).nonzero().flatten()
-        if inside.numel() == 0:  # very short sequence: the position nearest the window's centre
+        if inside.numel() == 0:
             inside = (frac - (low + high) / 2).abs().argmin().reshape(1)
-        picked.append(inside)
+        picked.append((int(inside[0]), int(inside[-1]) + 1))  # contiguous: frac is increasing
     return picked[0], picked[1]
-
-
-def _icl_from_loss(
-    loss_sum: torch.Tensor, n_sequences: int, early: tuple[float, float], late: tuple[float, float]
-) -> float:
-    mean_loss = loss_sum / n_sequences
-    early_idx, late_idx = _icl_windows(mean_loss.shape[0] + 1, early, late)
-    return float(mean_loss[late_idx].mean() - mean_loss[early_idx].mean())
 
 
 @torch.no_grad()
@@ -202,7 +214,7 @@ def in_context_learning_score(
         tokens = repeated_random_tokens(model.cfg.d_vocab, half_len, n_sequences, seed)
     tokens = _as_tokens(tokens)
     n_seq, n_pos = tokens.shape
-    _icl_windows(n_pos, early, late)  # validate before running the model
+    windows = fraction_windows(n_pos, early, late)  # validate before running the model
     if batch_size is None:
         batch_size = _auto_batch_size(model, n_pos, n_seq, cache_patterns=False)
     device = _model_device(model)
@@ -210,7 +222,7 @@ def in_context_learning_score(
     for batch in _batches(tokens, batch_size, progress, "ICL score"):
         batch = batch.to(device)
         loss_sum += per_token_loss(model(batch), batch).double().sum(0).cpu()
-    return _icl_from_loss(loss_sum, n_seq, early, late)
+    return icl_score(loss_sum / n_seq, *windows)
 
 
 # ---------------------------------------------------------------------- head scores
@@ -360,9 +372,8 @@ def scores_table(
         },
         columns=list(COLUMNS),
     )
-    df.attrs["in_context_learning"] = _icl_from_loss(
-        samples.loss_sum, samples.n_sequences, early, late
-    )
+    windows = fraction_windows(samples.seq_len, early, late)
+    df.attrs["in_context_learning"] = icl_score(samples.loss_sum / samples.n_sequences, *windows)
     df.attrs["n_sequences"] = samples.n_sequences
     df.attrs["seq_len"] = samples.seq_len
     df.attrs["half_len"] = samples.half_len
@@ -390,7 +401,7 @@ def score_heads_on_tokens(
     `in_context_learning_score`), computed from the same forward passes' logits.
     Returns the DataFrame described in `score_heads`.
     """
-    _icl_windows(_as_tokens(tokens).shape[-1], early, late)  # validate before running the model
+    fraction_windows(_as_tokens(tokens).shape[-1], early, late)  # validate before running the model
     samples = head_score_samples(
         model, tokens, half_len=half_len, offset=offset, batch_size=batch_size, progress=progress
     )
