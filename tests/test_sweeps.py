@@ -510,3 +510,19 @@ def test_sweep_block_reads_the_fits():
     assert "A smoothing shear (γ < 0) wins at N = 3" in prose
     assert "outside at N = 1 (paper 4.17" in prose
     assert "1 γ at N = 1 (best 100.0 %)" in prose and "reaches the ceiling at every depth" in prose
+
+
+def test_committed_two_sided_sweep_rows_keep_their_run_ids():
+    # The γ* sweep runs over several sessions and resumes by run id, a hash of the full config
+    # with every default filled in. A new config field or a changed default changes every id, and
+    # the sweep would silently start again: this fails first, so the change can be reconsidered
+    # (or the committed rows rerun on purpose).
+    root = Path(__file__).resolve().parents[1]
+    rows = read_results(root / "results" / "scaling_mqar" / "sweep" / RESULTS_JSONL)
+    ids = {
+        run.run_id
+        for run in load_sweep(root / "configs" / "sweeps" / "gamma_star_mqar.toml").expand()
+    }
+    assert len(ids) == 288
+    lost = [row["run_id"] for row in rows if row["run_id"] not in ids]
+    assert not lost, f"{len(lost)} committed runs no longer match the spec's run ids"
