@@ -36,6 +36,7 @@ MANIFEST_PATH = REPO_ROOT / "assets" / "code_corpus" / "manifest.json"
 DOWNLOADS_DIR = REPO_ROOT / "data" / "corpus_downloads"  # cached sdists, git-ignored
 XZ_PRESET = 9
 ARCHIVE_SUFFIXES = (".tar.gz", ".zip")
+LM_TOKEN_BUDGET = 50_000_000  # the least the GPU language-model runs train on (issue 14)
 SKIP_REASONS = ("not_source", "too_large", "not_utf8", "has_eot", "empty", "duplicate")
 
 
@@ -49,14 +50,18 @@ def sha256_of(path: str | Path) -> str:
 
 
 def write_documents(
-    documents: Iterable[tuple[str, str]], path: str | Path, preset: int = XZ_PRESET
+    documents: Iterable[tuple[str, str]],
+    path: str | Path,
+    preset: int = XZ_PRESET,
+    progress: bool = False,
 ) -> str:
     """Write (path, text) documents sorted by path as xz JSON lines; return the file's sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    documents = sorted(documents)
     with lzma.open(tmp, "wt", encoding="utf-8", preset=preset) as f:
-        for name, text in sorted(documents):
+        for name, text in tqdm(documents, desc="compressing", unit="doc", disable=not progress):
             f.write(json.dumps({"path": name, "text": text}, ensure_ascii=False) + "\n")
     os.replace(tmp, path)
     return sha256_of(path)
@@ -382,7 +387,9 @@ class CorpusBuild:
                 f"({self.tokenizer_documents} of {self.documents})",
             },
             "tokens": self.tokens,
-            "tokens_note": f"each document's tokens plus one {EOT} after it, with this tokenizer",
+            "tokens_note": f"each document's tokens plus one {EOT} after it, with this tokenizer; "
+            f"a run on {LM_TOKEN_BUDGET / 1e6:.0f}M tokens sees the corpus "
+            f"{LM_TOKEN_BUDGET / self.tokens:.2f} times",
         }
 
 
@@ -400,7 +407,9 @@ def build_corpus(
     if not collected.documents:
         raise ValueError(f"no documents passed the filters in {[str(p) for _, p in archives]}")
     out, tokenizer_out = Path(out), Path(tokenizer_out)
-    corpus_sha256 = write_documents(collected.documents, out, preset=config.xz_preset)
+    corpus_sha256 = write_documents(
+        collected.documents, out, preset=config.xz_preset, progress=progress
+    )
     tokenizer = train_corpus_tokenizer(collected.documents, config, progress=progress)
     tokenizer_out.parent.mkdir(parents=True, exist_ok=True)
     tokenizer.save(str(tokenizer_out))
