@@ -36,7 +36,7 @@ MANIFEST_PATH = REPO_ROOT / "assets" / "code_corpus" / "manifest.json"
 DOWNLOADS_DIR = REPO_ROOT / "data" / "corpus_downloads"  # cached sdists, git-ignored
 XZ_PRESET = 9
 ARCHIVE_SUFFIXES = (".tar.gz", ".zip")
-LM_TOKEN_BUDGET = 50_000_000  # the least the GPU language-model runs train on (issue 14)
+LM_TOKEN_BUDGET = 50_000_000  # the least the GPU suite's language-model runs train on
 SKIP_REASONS = ("not_source", "too_large", "not_utf8", "has_eot", "empty", "duplicate")
 
 
