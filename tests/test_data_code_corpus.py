@@ -20,6 +20,7 @@ from momentum_interp.cli import main
 from momentum_interp.data import EOT, train_bpe_tokenizer
 from momentum_interp.data.code_corpus import (
     CONFIG_PATH,
+    CORPUS_PATH,
     MANIFEST_PATH,
     TOKENIZER_PATH,
     ChecksumError,
@@ -253,3 +254,12 @@ def test_committed_manifest_matches_config_and_tokenizer():
     assert tokenizer.token_to_id(EOT) == 0
     assert manifest["corpus"]["documents"] == sum(p["documents"] for p in manifest["packages"])
     assert manifest["corpus"]["text_bytes"] == sum(p["text_bytes"] for p in manifest["packages"])
+
+
+def test_built_corpus_matches_committed_manifest():
+    """Where the corpus has been built (it is git-ignored), it is the one the manifest describes."""
+    if not CORPUS_PATH.is_file():
+        pytest.skip(f"no built corpus at {CORPUS_PATH} (`momentum-interp corpus build` makes it)")
+    manifest = json.loads(MANIFEST_PATH.read_text())
+    assert sha256_of(CORPUS_PATH) == manifest["corpus"]["sha256"]
+    assert CORPUS_PATH.stat().st_size == manifest["corpus"]["bytes"]
