@@ -316,12 +316,21 @@ def _repo_relative(path: Path) -> str:
 
 
 def _cmd_corpus_build(args: argparse.Namespace) -> None:
-    from momentum_interp.data.code_corpus import build_corpus, fetch_archives, load_corpus_config
+    from momentum_interp.data.code_corpus import (
+        DownloadError,
+        build_corpus,
+        fetch_archives,
+        load_corpus_config,
+    )
     from momentum_interp.io import atomic_write_json
     from momentum_interp.results import provenance
 
     config = load_corpus_config(args.config)  # checked before any download
-    fetch_archives(config, args.downloads, progress=not args.quiet)
+    try:
+        fetch_archives(config, args.downloads, progress=not args.quiet)
+    except DownloadError as e:
+        print(f"momentum-interp corpus build: {e}", file=sys.stderr)
+        raise SystemExit(1) from e
     build = build_corpus(
         config, args.downloads, args.out, args.tokenizer_out, progress=not args.quiet
     )
@@ -485,17 +494,34 @@ def build_parser() -> argparse.ArgumentParser:
         "tokenizer and manifest",
     )
     build.add_argument(
-        "--config", type=input_file, default=CORPUS_CONFIG, help="TOML of pinned packages"
-    )
-    build.add_argument("--out", type=output_file, default=CORPUS_OUT, help="corpus file (.xz)")
-    build.add_argument(
-        "--downloads", type=output_dir, default=CORPUS_DOWNLOADS, help="archive cache directory"
-    )
-    build.add_argument(
-        "--tokenizer-out", type=output_file, default=CORPUS_TOKENIZER, help="tokenizer JSON"
+        "--config",
+        type=input_file,
+        default=CORPUS_CONFIG,
+        help="TOML of pinned packages (default: %(default)s)",
     )
     build.add_argument(
-        "--manifest-out", type=output_file, default=CORPUS_MANIFEST, help="manifest JSON"
+        "--out",
+        type=output_file,
+        default=CORPUS_OUT,
+        help="corpus file (.xz; default: %(default)s)",
+    )
+    build.add_argument(
+        "--downloads",
+        type=output_dir,
+        default=CORPUS_DOWNLOADS,
+        help="archive cache directory (default: %(default)s)",
+    )
+    build.add_argument(
+        "--tokenizer-out",
+        type=output_file,
+        default=CORPUS_TOKENIZER,
+        help="tokenizer JSON (default: %(default)s)",
+    )
+    build.add_argument(
+        "--manifest-out",
+        type=output_file,
+        default=CORPUS_MANIFEST,
+        help="manifest JSON (default: %(default)s)",
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_cmd_corpus_build)

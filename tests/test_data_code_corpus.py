@@ -24,6 +24,7 @@ from momentum_interp.data.code_corpus import (
     MANIFEST_PATH,
     TOKENIZER_PATH,
     ChecksumError,
+    DownloadError,
     archive_members,
     build_corpus,
     collect_documents,
@@ -177,6 +178,10 @@ def test_fetch_downloads_verifies_and_caches(tmp_path):
     with pytest.raises(ChecksumError):
         fetch_archives(bad, tmp_path / "other", progress=False)
     assert list((tmp_path / "other").iterdir()) == []
+    gone = load_corpus_config(_config_with(tmp_path, url=(tmp_path / "gone.tar.gz").as_uri()))
+    with pytest.raises(DownloadError, match="could not download tinypkg-0.1.tar.gz"):
+        fetch_archives(gone, tmp_path / "third", progress=False)
+    assert list((tmp_path / "third").iterdir()) == []
 
 
 @pytest.mark.parametrize(

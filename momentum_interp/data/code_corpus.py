@@ -117,6 +117,10 @@ class ChecksumError(ValueError):
     """An archive whose sha256 is not the one pinned in the corpus config."""
 
 
+class DownloadError(OSError):
+    """A pinned archive that could not be fetched from its url."""
+
+
 def _package(entry: dict, where: str) -> CorpusPackage:
     """One [[packages]] table, checked: every key a string, a hex sha256, a bare archive name."""
     keys = CorpusPackage.__annotations__
@@ -295,14 +299,25 @@ def fetch_archives(config: CorpusConfig, downloads: str | Path, progress: bool =
         if target.is_file():
             continue
         tmp = target.with_name(target.name + ".part")
-        with urllib.request.urlopen(package.url, timeout=60) as response, open(tmp, "wb") as f:
-            total = int(response.headers.get("Content-Length") or 0) or None
-            with tqdm(
-                total=total, desc=package.filename, unit="B", unit_scale=True, disable=not progress
-            ) as bar:
-                for block in iter(lambda: response.read(2**20), b""):
-                    f.write(block)
-                    bar.update(len(block))
+        try:
+            with urllib.request.urlopen(package.url, timeout=60) as response, open(tmp, "wb") as f:
+                total = int(response.headers.get("Content-Length") or 0) or None
+                with tqdm(
+                    total=total,
+                    desc=package.filename,
+                    unit="B",
+                    unit_scale=True,
+                    disable=not progress,
+                ) as bar:
+                    for block in iter(lambda: response.read(2**20), b""):
+                        f.write(block)
+                        bar.update(len(block))
+        except OSError as e:  # urllib's URLError and HTTPError are OSErrors
+            tmp.unlink(missing_ok=True)
+            raise DownloadError(
+                f"could not download {package.filename} from {package.url} ({e}); this step "
+                f"needs the package index, or put the archive in {downloads} by hand"
+            ) from e
         try:
             verify_archive(tmp, package.sha256)
         except ChecksumError:
