@@ -11,6 +11,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
+from momentum_interp.paths import REPO_ROOT
+
+# Defaults of `corpus build`: the checkout's paths that data.code_corpus reads (its *_PATH names).
+CORPUS_CONFIG = str(REPO_ROOT / "configs" / "corpus" / "pypi_code.toml")
+CORPUS_OUT = str(REPO_ROOT / "data" / "code_corpus.jsonl.xz")
+CORPUS_DOWNLOADS = str(REPO_ROOT / "data" / "corpus_downloads")
+CORPUS_TOKENIZER = str(REPO_ROOT / "assets" / "code_corpus" / "tokenizer.json")
+CORPUS_MANIFEST = str(REPO_ROOT / "assets" / "code_corpus" / "manifest.json")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -301,6 +309,42 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
             print(f"{label}: {path}")
 
 
+def _repo_relative(path: Path) -> str:
+    """`path` relative to the checkout when inside it (so the manifest names no machine's paths)."""
+    path = path.resolve()
+    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
+
+
+def _cmd_corpus_build(args: argparse.Namespace) -> None:
+    from momentum_interp.data.code_corpus import (
+        DownloadError,
+        build_corpus,
+        fetch_archives,
+        load_corpus_config,
+    )
+    from momentum_interp.io import atomic_write_json
+    from momentum_interp.results import provenance
+
+    config = load_corpus_config(args.config)  # checked before any download
+    try:
+        fetch_archives(config, args.downloads, progress=not args.quiet)
+    except DownloadError as e:
+        print(f"momentum-interp corpus build: {e}", file=sys.stderr)
+        raise SystemExit(1) from e
+    build = build_corpus(
+        config, args.downloads, args.out, args.tokenizer_out, progress=not args.quiet
+    )
+    manifest = {"provenance": provenance(_command(args), None), **build.to_dict()}
+    manifest["config"] = _repo_relative(args.config)
+    atomic_write_json(args.manifest_out, manifest)
+    print(
+        f"{build.documents} documents, {build.text_bytes / 1e6:.1f} MB of text, "
+        f"{build.tokens / 1e6:.1f}M tokens; corpus {args.out} "
+        f"({build.corpus_bytes / 2**20:.1f} MiB, sha256 {build.corpus_sha256})"
+    )
+    print(f"tokenizer: {args.tokenizer_out}\nmanifest: {args.manifest_out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="momentum-interp",
@@ -441,6 +485,46 @@ def build_parser() -> argparse.ArgumentParser:
         "--out", type=output_dir, default="momentum_explorer", help="output directory"
     )
     explore.set_defaults(func=_cmd_explore)
+
+    corpus = sub.add_parser("corpus", help="the code corpus of the GPU language-model comparison")
+    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
+    build = corpus_sub.add_parser(
+        "build",
+        help="download the pinned sdists (once, checked by sha256), write the corpus, its "
+        "tokenizer and manifest",
+    )
+    build.add_argument(
+        "--config",
+        type=input_file,
+        default=CORPUS_CONFIG,
+        help="TOML of pinned packages (default: %(default)s)",
+    )
+    build.add_argument(
+        "--out",
+        type=output_file,
+        default=CORPUS_OUT,
+        help="corpus file (.xz; default: %(default)s)",
+    )
+    build.add_argument(
+        "--downloads",
+        type=output_dir,
+        default=CORPUS_DOWNLOADS,
+        help="archive cache directory (default: %(default)s)",
+    )
+    build.add_argument(
+        "--tokenizer-out",
+        type=output_file,
+        default=CORPUS_TOKENIZER,
+        help="tokenizer JSON (default: %(default)s)",
+    )
+    build.add_argument(
+        "--manifest-out",
+        type=output_file,
+        default=CORPUS_MANIFEST,
+        help="manifest JSON (default: %(default)s)",
+    )
+    build.add_argument("--quiet", action="store_true", help="no progress bars")
+    build.set_defaults(func=_cmd_corpus_build)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

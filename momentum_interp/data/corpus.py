@@ -10,7 +10,7 @@ import itertools
 import os
 import sysconfig
 import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import ClassVar
@@ -78,9 +78,16 @@ def _read_text(path: Path) -> str:
 
 
 def train_bpe_tokenizer(
-    files: Sequence[Path], vocab_size: int = 4096, min_frequency: int = 2
+    files: Sequence[Path] = (),
+    vocab_size: int = 4096,
+    min_frequency: int = 2,
+    *,
+    texts: Collection[str] = (),
 ) -> Tokenizer:
-    """Byte-level BPE (GPT-2 style) with `<|endoftext|>` as id 0; deterministic given the files."""
+    """Byte-level BPE (GPT-2 style) with `<|endoftext|>` as id 0, trained on the files' and then
+    the `texts`' contents (documents already in memory); deterministic given them."""
+    if not files and not texts:
+        raise ValueError("nothing to train the tokenizer on: pass files or texts")
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
@@ -91,7 +98,8 @@ def train_bpe_tokenizer(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tokenizer.train_from_iterator((_read_text(Path(f)) for f in files), trainer, length=len(files))
+    documents = itertools.chain((_read_text(Path(f)) for f in files), texts)
+    tokenizer.train_from_iterator(documents, trainer, length=len(files) + len(texts))
     return tokenizer
 
 
