@@ -66,17 +66,21 @@ from momentum_interp.data import (
     tokenize_texts,
     train_bpe_tokenizer,
 )
-from momentum_interp.data.code_corpus import CORPUS_PATH, read_documents, sha256_of, write_documents
+from momentum_interp.data.code_corpus import (
+    CORPUS_PATH,
+    TOKENIZER_PATH,
+    read_documents,
+    sha256_of,
+    write_documents,
+)
 from momentum_interp.evaluation import TRAIN_STREAM, seeded_generator
 from momentum_interp.model.checkpoint import pack_checkpoint
-from momentum_interp.paths import REPO_ROOT
 from momentum_interp.results import git_commit
 from momentum_interp.tables import markdown_table
 from momentum_interp.training.config import OptimConfig, RunConfig
 from momentum_interp.training.loop import make_optimizer
 from momentum_interp.training.schedule import lr_at
 
-TOKENIZER_PATH = REPO_ROOT / "assets" / "code_corpus" / "tokenizer.json"
 MODEL = dict(
     attn_only=False,
     act_fn="gelu",
