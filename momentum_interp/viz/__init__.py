@@ -24,7 +24,9 @@ Pictures and where they come from:
   single-layer induction trace (`trace_figures(trace)` draws them all).
 - `bode_plot`, `spectra_figure`, `ratio_figure`, `orthogonality_figure`: spectral forensics
   (`spectral_figures(result)` draws them all).
-- `accuracy_vs_gamma`, `gamma_star_vs_depth`: the γ*(N) scaling sweep.
+- `accuracy_vs_gamma`, `gamma_star_vs_depth`: the γ*(N) scaling sweep; `criterion_by_depth`:
+  the two-sided sweep's criterion against γ, one panel per depth, both shears and the controls.
+- `loss_by_position`: language models' loss at each position of the context (in-context learning).
 - `training_curves`, `estimate_bars`: training histories and estimates with intervals.
 - `score_heatmaps`: one layer × head heatmap per score, `score_heatmaps(score_heads(model))`.
 - `page_html`: any result (trace, spectral, LM comparison) as one self-contained page.
@@ -57,6 +59,8 @@ _EXPORTS = {
     "orthogonality_figure": "spectral",
     "accuracy_vs_gamma": "scaling",
     "gamma_star_vs_depth": "scaling",
+    "criterion_by_depth": "scaling",
+    "loss_by_position": "lm",
     "training_curves": "figures",
     "estimate_bars": "figures",
     "page_html": "sections",
