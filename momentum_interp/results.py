@@ -31,8 +31,9 @@ RESULTS = REPO_ROOT / "results"
 README = REPO_ROOT / "README.md"
 ZOO_DIR = RESULTS / "zoo"
 BENCHMARKS = REPO_ROOT / "benchmarks" / "results"
+CODE_CORPUS = REPO_ROOT / "assets" / "code_corpus"
 CPU_RUN, GPU_RUN = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
-SWEEP_FIT = "momentum-interp scaling results/scaling_mqar/sweep/results.csv --metric auc_accuracy"
+SWEEP_FIT = "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
 PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
@@ -256,14 +257,20 @@ def readme_blocks(results: Path = RESULTS, benchmarks: Path = BENCHMARKS) -> dic
     """Every README block rendered from the committed records under `results` (the zoo, the LM
     comparison, the scaling sweeps) and `benchmarks` (the timings)."""
     from momentum_interp.analysis.lm import LMComparison
+    from momentum_interp.viz.lm import gpu_lm_block
     from momentum_interp.viz.lm import readme_block as lm_block
 
     record = load_record(ZOO_RECORD, Path(results) / "zoo")
     variants = load_record(VARIANTS_RECORD, Path(results) / "zoo")
+    gpu_lm = Path(results) / "lm_gpu" / "lm.json"
     return {
         "zoo": wrap(zoo_data(record)) + "\n\n" + zoo_table(record),
         "induction": induction_bullets(record, variants),
         "lm": lm_block(LMComparison.load(Path(results) / "lm")),
+        "lm-gpu": gpu_lm_block(
+            load_record("manifest.json", CODE_CORPUS, "momentum-interp corpus build"),
+            json.loads(gpu_lm.read_text()) if gpu_lm.is_file() else None,
+        ),
         **scaling_blocks(Path(results)),
         **perf_blocks(Path(benchmarks)),
     }

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from momentum_interp import HookedMomentumTransformer
+from momentum_interp.viz.lm import gpu_lm_block
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = sorted(p.stem for p in (ROOT / "benchmarks" / "gpu").glob("*.py") if p.stem != "__init__")
@@ -75,6 +76,15 @@ def check_lm(out: Path, lm: dict) -> None:
     assert all(f"| {name} |" in summary for name in runs)
     log = [json.loads(line) for line in (out / "lm_log.jsonl").read_text().splitlines()]
     assert [e["run"] for e in log if e["event"] == "end"] == list(runs)
+    # The README block a committed GPU run would get: every run's numbers, as lm.json has them.
+    manifest = json.loads((ROOT / "assets" / "code_corpus" / "manifest.json").read_text())
+    block = gpu_lm_block(manifest, lm)
+    table = {r.split(" | ")[0]: r.split(" | ") for r in block.splitlines() if r.startswith("| `")}
+    for name, run in runs.items():
+        row = table[f"| `{name}`"]
+        assert float(row[3]) == pytest.approx(run["metrics"]["val_loss"], abs=5e-4)
+        assert float(row[7]) == pytest.approx(run["metrics"]["icl_score"], abs=5e-4)
+    assert "Not measured yet" in gpu_lm_block(manifest, None)
 
 
 def test_unknown_part_exits_2(tmp_path):

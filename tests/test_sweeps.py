@@ -507,7 +507,7 @@ def test_sweep_block_reads_the_fits():
     assert sum(line.startswith("| keys only") for line in block.splitlines()) == 3
     prose = " ".join(block.split())
     assert "Partial sweep: 96 of 100 runs" in prose
-    assert "A smoothing shear (γ < 0) wins at N = 3" in prose
+    assert "smoothing (γ < 0) wins at N = 3; sharpening (γ > 0) at N = 1, 2" in prose
     assert "outside at N = 1 (paper 4.17" in prose
     assert "1 γ at N = 1 (best 100.0 %)" in prose and "reaches the ceiling at every depth" in prose
 

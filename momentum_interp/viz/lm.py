@@ -236,3 +236,80 @@ def readme_block(comparison: LMComparison) -> str:
         "self-contained page (`report.html`). The demo report shows the same section.",
     ]
     return f"{wrap(setup)}\n\n{markdown_table(header, rows, align='llrlrlr')}\n\n{bullets(items)}"
+
+
+GPU_RUNS = {  # the GPU suite's `lm` runs (benchmarks/gpu/lm.py) and what each one changes
+    "baseline-S": "no momentum",
+    "momentum-S": "momentum on q and k, γ = 1 (the paper's)",
+    "keys-only-S": "momentum on keys only, γ = 1",
+    "smeared-key-S": "smeared key (learned per-head α)",
+    "baseline-3S": "no momentum, 3× the parameters (reference)",
+}
+
+
+def gpu_lm_block(manifest: dict, record: dict | None) -> str:
+    """The README's GPU-scale LM comparison: the corpus (`assets/code_corpus/manifest.json`)
+    and, once a GPU run is committed, its `lm.json` (`record`) as a table with gaps."""
+    corpus, tokenizer = manifest["corpus"], manifest["tokenizer"]
+    names = ", ".join(p["name"] for p in manifest["packages"])
+    intro = (
+        "`scripts/gpu_suite.sh lm OUT_DIR` (`benchmarks/gpu/lm.py`) trains five models on one "
+        "token budget and schedule: baseline, the paper's momentum, keys-only momentum and the "
+        "smeared key at size S (as large as a bf16 checkpoint under 16 MiB allows) and a baseline at 3×S, then reports validation loss, loss on repeated-span "
+        "positions and the in-context-learning score, with gaps to 3×S. Its corpus is the `.py` "
+        f"source of {len(manifest['packages'])} pinned PyPI sdists ({names}): "
+        f"{corpus['documents']:,} files, {corpus['text_bytes'] / 1e6:.1f} MB of text, "
+        f"{manifest['tokens'] / 1e6:.1f}M tokens with a byte-level BPE of {tokenizer['vocab_size']:,} tokens "
+        "(`assets/code_corpus/manifest.json`, built by `momentum-interp corpus build`, "
+        "`scripts/README.md`)."
+    )
+    if record is None:
+        return f"{wrap(intro)}\n\n" + bullets(
+            [
+                "**Not measured yet.** No GPU was available to this project's sessions since "
+                "the part was written; a run's output will be committed under "
+                "`results/lm_gpu/` and rendered here. Until then the only LM evidence is the "
+                "1M-parameter comparison above, which says nothing about the paper's "
+                "125M/350M scale."
+            ]
+        )
+    budget, ref = record["token_budget"], record["reference"]
+    header = ["run", "attention", "parameters", "val loss", "gap", "repeated-span loss", "gap"]
+    header += ["ICL score", "minus 3×S's"]
+    rows = []
+    for name, run in record["runs"].items():
+        if run.get("status") != "done":
+            rows.append([f"`{name}`", GPU_RUNS.get(name, ""), "—", *["—"] * 6])
+            continue
+        m, g = run["metrics"], record["gaps"][name]
+        rows.append(
+            [
+                f"`{name}`",
+                GPU_RUNS.get(name, ""),
+                f"{run['n_params'] / 1e6:.2f}M",
+                f"{m['val_loss']:.3f}",
+                pct(g["val_loss"], sign=True),
+                f"{m['induction_loss']:.3f}",
+                pct(g["induction_loss"], sign=True),
+                f"{m['icl_score']:+.3f}",
+                f"{g['icl_score_diff']:+.3f}",
+            ]
+        )
+    machine = record["machine"]
+    measured = (
+        f"Measured on {machine['device_name']} ({record['started'][:10]}, torch "
+        f"{machine['torch']}), {budget['tokens_per_model'] / 1e6:.1f}M tokens per model "
+        f"({budget['epochs']:.2f} passes over the training split), gaps relative to `{ref}`, "
+        f"from `results/lm_gpu/lm.json`."
+    )
+    momentum = record["gaps"].get("momentum-S")
+    verdict = (
+        "momentum-S did not finish"
+        if momentum is None or record["runs"]["momentum-S"].get("status") != "done"
+        else f"momentum-S is {pct(momentum['val_loss'], sign=True)} from `{ref}` on validation "
+        f"loss, {'within' if momentum['val_loss'] <= record['paper_gap'] else 'outside'} the "
+        f"paper's {pct(record['paper_gap'])}"
+    )
+    return f"{wrap(intro)}\n\n{wrap(measured)}\n\n{markdown_table(header, rows)}\n\n" + bullets(
+        [f"At this scale {verdict}."]
+    )

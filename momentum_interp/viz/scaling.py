@@ -593,11 +593,16 @@ def _study(spec: dict) -> str:
     )
 
 
+def _finite(interval: Any) -> bool:
+    """An interval with two finite ends (one seed gives NaN, which `fit.json` stores as null)."""
+    return interval is not None and all(v is not None and np.isfinite(v) for v in interval)
+
+
 def _auc(value: float | None, interval: Any = None) -> str:
     """`0.473 [0.41, 0.53]`, the interval left out when missing (one seed)."""
     if value is None:
         return "—"
-    if interval is None or not np.all(np.isfinite(interval)):
+    if not _finite(interval):
         return f"{value:.3f}"
     return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
@@ -628,8 +633,10 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
 
 def _paper_per_depth(result: ScalingFit, level: str) -> str:
     """Depth by depth: does the paper's γ*(N) lie inside our seed-bootstrap interval of γ*?"""
-    inside = [d.n_layers for d in result.depths if d.paper_inside]
-    outside = [d for d in result.depths if not d.paper_inside]
+    decided = [d for d in result.depths if d.n_seeds >= 2]
+    inside = [d.n_layers for d in decided if d.paper_inside]
+    outside = [d for d in decided if not d.paper_inside]
+    one_seed = [d.n_layers for d in result.depths if d.n_seeds < 2]
     text = (
         f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** ({level} "
         "seed-bootstrap interval of γ*): "
@@ -646,7 +653,12 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
                 for d in outside
             )
         )
+    if one_seed:
+        parts.append(f"undecided at N = {', '.join(map(str, one_seed))} (one seed, no interval)")
     return text + "; ".join(parts) + "."
+
+
+FLOOR = 0.5  # below this best final accuracy a depth counts as not (yet) learning the task
 
 
 def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
@@ -667,6 +679,12 @@ def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
             if len(saturated) < len(counts)
             else ". Some γ reaches the ceiling at every depth: final accuracy cannot rank them "
             "there, the AUC has to."
+        )
+        + (
+            f" At N = {', '.join(map(str, floor))} no γ reaches {pct(FLOOR, 0)}: near the floor, "
+            "where the criterion separates little."
+            if (floor := [n for n in sorted(best) if best[n] < FLOOR])
+            else ""
         )
     )
 
@@ -700,9 +718,8 @@ def sweep_block(
     beaten = [
         d.n_layers
         for d in qk.depths
-        if d.smeared_key_interval is not None
-        and np.all(np.isfinite(d.smeared_key_interval))
-        and np.all(np.isfinite(d.mean_interval[d.grid.index(d.gamma_star)]))
+        if _finite(d.smeared_key_interval)
+        and _finite(d.mean_interval[d.grid.index(d.gamma_star)])
         and d.smeared_key_interval[0] > d.mean_interval[d.grid.index(d.gamma_star)][1]
     ]
     intro = (
@@ -713,19 +730,13 @@ def sweep_block(
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
         "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`."
     )
+    sides = [
+        f"smoothing (γ < 0) wins at N = {', '.join(map(str, smoothing))}" if smoothing else "",
+        f"sharpening (γ > 0) at N = {', '.join(map(str, sharpening))}" if sharpening else "",
+    ]
     items = [
-        "**Best γ by depth (q/k shear):** "
-        + _by_depth(signs)
-        + (
-            f". A smoothing shear (γ < 0) wins at N = {', '.join(map(str, smoothing))}"
-            if smoothing
-            else ""
-        )
-        + (
-            f"; a sharpening one (γ > 0) at N = {', '.join(map(str, sharpening))}"
-            if sharpening
-            else ""
-        )
+        f"**Best γ by depth (q/k shear):** {_by_depth(signs)}; "
+        + "; ".join(side for side in sides if side)
         + ".",
         consistency_statement(qk),
         _paper_per_depth(qk, level),
