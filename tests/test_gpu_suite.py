@@ -94,3 +94,12 @@ def test_unknown_part_exits_2(tmp_path):
         text=True,
     )
     assert done.returncode == 2 and "bench" in done.stderr
+
+
+def test_repository_corpus_and_wheelhouse_fit_the_suites_60_mib():
+    # What travels to the GPU machine: the repository (as `git archive` packs it), the code corpus
+    # (its manifest's size) and the wheelhouse (17.6 MiB measured, scripts/README.md; 18 allowed).
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, capture_output=True, check=True)
+    manifest = json.loads((ROOT / "assets" / "code_corpus" / "manifest.json").read_text())
+    total = len(archive.stdout) + manifest["corpus"]["bytes"] + 18 * 2**20
+    assert total <= 60 * 2**20, f"{total / 2**20:.1f} MiB: trim the repository or the corpus"
