@@ -334,7 +334,8 @@ def scaling_blocks(results: Path) -> dict[str, str]:
             load_table(sweep),
         )
         if (mqar / "sweep" / "fit.json").is_file()
-        else f"No run of the sweep has finished yet (0 of {spec['n_runs']}).",
+        else f"No fit of the sweep exists yet ({done} of {spec['n_runs']} runs finished); write "
+        f"it with `{SWEEP_FIT}`.",
     }
 
 

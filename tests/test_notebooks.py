@@ -464,7 +464,8 @@ def _check_gamma_star_two_sided(v: dict) -> None:
             got = v["mean_auc"][shear][str(depth)]
             assert got == pytest.approx({repr(float(g)): m for g, m in means.items()}, abs=1e-12)
             top = max(means.values())
-            star = min((g for g in grid_here if means[g] >= top - 0.005), key=loss.get)
+            # the AUC takes no tie tolerance (0.5 points is only for final accuracy at 100 %)
+            star = min((g for g in grid_here if means[g] >= top), key=loss.get)
             assert v["gamma_star"][shear][str(depth)] == star
             others = [g for g in grid_here if g not in (star, 0)]
             runner = max(others, key=means.get) if others else None

@@ -509,7 +509,7 @@ def test_sweep_block_reads_the_fits():
     assert "Partial sweep: 96 of 100 runs" in prose
     assert "smoothing (γ < 0) wins at N = 3; sharpening (γ > 0) at N = 1, 2" in prose
     assert "outside at N = 1 (paper 4.17" in prose
-    assert "1 γ at N = 1 (best 100.0 %)" in prose and "reaches the ceiling at every depth" in prose
+    assert "1 γ at N = 1 (best 100.0 %)" in prose and "reached at 3 of 3 depths" in prose
 
 
 def test_committed_two_sided_sweep_rows_keep_their_run_ids():

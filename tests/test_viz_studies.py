@@ -75,3 +75,41 @@ def test_loss_by_position_plots_each_curve_at_its_positions():
     assert (shape.x0, shape.x1) == (3.0, 4.0)  # fractions of the 4-token window
     with pytest.raises(ValueError, match="at least one curve"):
         loss_by_position({})
+
+
+def test_gpu_lm_block_with_a_reference_that_did_not_finish():
+    # A GPU run whose reference stopped early has no gaps: the block still renders, shows every
+    # run's status and numbers, and says the run decides nothing (rather than raising).
+    import json
+    from pathlib import Path
+
+    from momentum_interp.viz.lm import gpu_lm_block
+
+    root = Path(__file__).resolve().parents[1]
+    manifest = json.loads((root / "assets" / "code_corpus" / "manifest.json").read_text())
+    metrics = {"val_loss": 3.25, "induction_loss": 2.5, "icl_score": -0.75}
+    run = {
+        "status": "done",
+        "n_params": 7_362_048,
+        "n_params_hidden": 3_162_112,
+        "metrics": metrics,
+    }
+    record = {
+        "reference": "baseline-3S",
+        "paper_gap": 0.029,
+        "started": "2026-12-01T10:00:00+00:00",
+        "machine": {"device_name": "NVIDIA H200", "torch": "2.11.0"},
+        "token_budget": {"tokens_per_model": 50_331_648, "epochs": 1.64},
+        "runs": {
+            "baseline-S": run,
+            "baseline-3S": {"status": "wall-clock budget: stopped at step 900", "n_params": 1},
+            "momentum-S": {"status": "skipped: would not finish"},
+        },
+        "gaps": {},
+    }
+    block = gpu_lm_block(manifest, record)
+    rows = {r.split(" | ")[0]: r.split(" | ") for r in block.splitlines() if r.startswith("| `")}
+    assert rows["| `baseline-S`"][4:6] == ["3.250", "—"]  # a loss, no gap
+    assert rows["| `baseline-S`"][3] == "7.36M (3.16M)"
+    assert rows["| `momentum-S`"][2].startswith("skipped")
+    assert "decides nothing" in " ".join(block.split())

@@ -8,7 +8,7 @@ the paper's, or `"k"`, keys only):
   or (when that saturates) `auc_accuracy`, the normalised area under the held-out accuracy curve
   (`training.curves`). Ties, i.e. γ values
   within `TIE_TOL` = 0.5 points of the best, e.g. several γ at ~100 %, go to the lowest mean
-  loss), with a bootstrap interval over seeds (seeds resampled
+  loss; final accuracy only: the AUC takes no tolerance, `default_tie_tol`), with a bootstrap interval over seeds (seeds resampled
   with replacement, argmax recomputed; percentile interval, so its ends are grid values), and
   whether γ* is *separated* from the next-best non-zero γ: their Student-t intervals of the mean
   over seeds do not overlap;
@@ -49,6 +49,12 @@ DEPTH, GAMMA, SEED = "model.n_layers", "model.gamma", "train.seed"
 # Mean accuracies within this of the best count as tied (then the lowest mean loss wins): at the
 # ceiling, γ values differ by a position or two out of thousands, which is noise, not a ranking.
 TIE_TOL = 0.005
+
+
+def default_tie_tol(metric: str) -> float:
+    """`TIE_TOL` for final accuracy, whose runs pile up at the 100 % ceiling; 0 for a curve's
+    AUC, which does not tie there, and where a tolerance would hide differences near the floor."""
+    return TIE_TOL if metric == "final_accuracy" else 0.0
 
 
 def paper_gamma_star(n_layers: Any) -> Any:
@@ -266,10 +272,12 @@ def gamma_star_by_depth(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-    tie_tol: float = TIE_TOL,
+    tie_tol: float | None = None,
     shear: str = "qk",
 ) -> tuple[list[DepthResult], dict[int, np.ndarray]]:
-    """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples."""
+    """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples
+    (`tie_tol`: `default_tie_tol(metric)` unless given)."""
+    tie_tol = default_tie_tol(metric) if tie_tol is None else tie_tol
     for column in (metric, tiebreak, DEPTH, GAMMA, SEED):
         if column not in df:
             raise ValueError(f"The results table has no {column!r} column.")
@@ -361,10 +369,11 @@ def fit_scaling(
     n_boot: int = 2000,
     level: float = 0.95,
     seed: int = 0,
-    tie_tol: float = TIE_TOL,
+    tie_tol: float | None = None,
     shear: str = "qk",
 ) -> ScalingFit:
     """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
+    tie_tol = default_tie_tol(metric) if tie_tol is None else tie_tol
     depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol, shear)
     used = [d for d in depths if d.gamma_star > 0]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
@@ -410,6 +419,11 @@ def fit_scaling(
         boot_ab=boot_ab,
         table=df,
     )
+
+
+def finite_interval(interval: Any) -> bool:
+    """Both ends of an interval finite (NaN, stored as null in `fit.json`, when undefined)."""
+    return interval is not None and all(v is not None and math.isfinite(v) for v in interval)
 
 
 def _inside(value: float, interval: Any) -> bool:
@@ -459,6 +473,14 @@ def consistency_statement(result: ScalingFit) -> str:
         parts.append(
             "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
+        )
+        return " ".join(parts)
+    if not all(finite_interval(i) for i in (fit.a_interval, fit.b_interval)):
+        parts += caveats(result, pct)
+        parts.append(
+            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths has no "
+            "interval (too few depths or seeds), so the paper's law "
+            f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded yet."
         )
         return " ".join(parts)
     a_in, b_in = _inside(PAPER_A, fit.a_interval), _inside(PAPER_B, fit.b_interval)

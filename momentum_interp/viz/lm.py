@@ -255,44 +255,51 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
     intro = (
         "`scripts/gpu_suite.sh lm OUT_DIR` (`benchmarks/gpu/lm.py`) trains five models on one "
         "token budget and schedule: baseline, the paper's momentum, keys-only momentum and the "
-        "smeared key at size S (as large as a bf16 checkpoint under 16 MiB allows) and a baseline at 3×S, then reports validation loss, loss on repeated-span "
-        "positions and the in-context-learning score, with gaps to 3×S. Its corpus is the `.py` "
+        "smeared key at size S (as large as a bf16 checkpoint under 16 MiB allows) and a "
+        "baseline at 3×S, then reports validation loss, loss on repeated-span positions and the "
+        "in-context-learning score, with gaps to 3×S. Its corpus is the `.py` "
         f"source of {len(manifest['packages'])} pinned PyPI sdists ({names}): "
         f"{corpus['documents']:,} files, {corpus['text_bytes'] / 1e6:.1f} MB of text, "
-        f"{manifest['tokens'] / 1e6:.1f}M tokens with a byte-level BPE of {tokenizer['vocab_size']:,} tokens "
+        f"{manifest['tokens'] / 1e6:.1f}M tokens with a byte-level BPE of "
+        f"{tokenizer['vocab_size']:,} tokens "
         "(`assets/code_corpus/manifest.json`, built by `momentum-interp corpus build`, "
         "`scripts/README.md`)."
     )
     if record is None:
         return f"{wrap(intro)}\n\n" + bullets(
             [
-                "**Not measured yet.** No GPU was available to this project's sessions since "
-                "the part was written; a run's output will be committed under "
-                "`results/lm_gpu/` and rendered here. Until then the only LM evidence is the "
+                "**Not run on a GPU yet.** A run's `lm.json`, `summary.md` and log will be "
+                "committed under `results/lm_gpu/` and rendered here. Until then the only LM evidence is the "
                 "1M-parameter comparison above, which says nothing about the paper's "
                 "125M/350M scale."
             ]
         )
     budget, ref = record["token_budget"], record["reference"]
-    header = ["run", "attention", "parameters", "val loss", "gap", "repeated-span loss", "gap"]
-    header += ["ICL score", "minus 3×S's"]
+    header = ["run", "attention", "status", "parameters (non-embedding)", "val loss", "gap"]
+    header += ["repeated-span loss", "gap", "ICL score", "minus the reference's"]
+    gaps = record.get("gaps") or {}
     rows = []
     for name, run in record["runs"].items():
-        if run.get("status") != "done":
-            rows.append([f"`{name}`", GPU_RUNS.get(name, ""), "—", *["—"] * 6])
-            continue
-        m, g = run["metrics"], record["gaps"][name]
+        status = run.get("status", "—")
+        m, g = run.get("metrics") or {}, gaps.get(name) or {}
+        compared = "val_loss" in g
+        size = (
+            f"{run['n_params'] / 1e6:.2f}M ({run['n_params_hidden'] / 1e6:.2f}M)"
+            if "n_params" in run and "n_params_hidden" in run
+            else "—"
+        )
         rows.append(
             [
                 f"`{name}`",
                 GPU_RUNS.get(name, ""),
-                f"{run['n_params'] / 1e6:.2f}M",
-                f"{m['val_loss']:.3f}",
-                pct(g["val_loss"], sign=True),
-                f"{m['induction_loss']:.3f}",
-                pct(g["induction_loss"], sign=True),
-                f"{m['icl_score']:+.3f}",
-                f"{g['icl_score_diff']:+.3f}",
+                status if len(status) < 40 else status[:37] + "…",
+                size,
+                f"{m['val_loss']:.3f}" if "val_loss" in m else "—",
+                pct(g["val_loss"], sign=True) if compared else "—",
+                f"{m['induction_loss']:.3f}" if "induction_loss" in m else "—",
+                pct(g["induction_loss"], sign=True) if compared else "—",
+                f"{m['icl_score']:+.3f}" if "icl_score" in m else "—",
+                f"{g['icl_score_diff']:+.3f}" if compared else "—",
             ]
         )
     machine = record["machine"]
@@ -302,13 +309,14 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
         f"({budget['epochs']:.2f} passes over the training split), gaps relative to `{ref}`, "
         f"from `results/lm_gpu/lm.json`."
     )
-    momentum = record["gaps"].get("momentum-S")
+    momentum = gaps.get("momentum-S") or {}
     verdict = (
-        "momentum-S did not finish"
-        if momentum is None or record["runs"]["momentum-S"].get("status") != "done"
-        else f"momentum-S is {pct(momentum['val_loss'], sign=True)} from `{ref}` on validation "
+        f"momentum-S is {pct(momentum['val_loss'], sign=True)} from `{ref}` on validation "
         f"loss, {'within' if momentum['val_loss'] <= record['paper_gap'] else 'outside'} the "
         f"paper's {pct(record['paper_gap'])}"
+        if "val_loss" in momentum
+        else f"momentum-S has no comparison with `{ref}` (a run did not finish its budget: see "
+        "the status column), so this run decides nothing"
     )
     return f"{wrap(intro)}\n\n{wrap(measured)}\n\n{markdown_table(header, rows)}\n\n" + bullets(
         [f"At this scale {verdict}."]

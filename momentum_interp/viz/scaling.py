@@ -22,6 +22,7 @@ from momentum_interp.analysis.scaling import (
     ScalingFit,
     caveats,
     consistency_statement,
+    finite_interval,
     fit_scaling,
     format_interval,
     load_table,
@@ -35,6 +36,7 @@ from momentum_interp.viz.report import Report, ReportSection
 from momentum_interp.viz.style import legend_below, log_axis, palette
 
 SMEARED_LABEL = "smeared key"
+CRITERION_LABELS = {"final_accuracy": "acc", "auc_accuracy": "AUC"}  # short column labels
 
 
 def _gamma_label(gamma: float) -> str:
@@ -364,14 +366,15 @@ def write_scaling_report(
 
 def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
     """Header and rows of the per-depth table: γ*, its interval, the paper's γ*, the controls."""
+    criterion = CRITERION_LABELS.get(result.metric, result.metric)
     header = [
         "N",
         "γ*",
         f"{100 * result.level:g} % seed-bootstrap interval",
         "paper γ*",
-        "acc at γ*",
-        "acc at γ = 0",
-        "smeared key acc",
+        f"{criterion} at γ*",
+        f"{criterion} at γ = 0",
+        f"smeared key {criterion}",
         "γ tied at the top (window)",
     ]
     rows = []
@@ -382,7 +385,7 @@ def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
             [
                 str(d.n_layers),
                 f"{d.gamma_star:g}",
-                f"[{d.interval[0]:g}, {d.interval[1]:g}]",
+                f"[{d.interval[0]:g}, {d.interval[1]:g}]" if d.n_seeds > 1 else "— (one seed)",
                 f"{d.paper_gamma_star:.2f}",
                 f"{d.accuracy_at_gamma_star:.3f}",
                 baseline,
@@ -593,16 +596,11 @@ def _study(spec: dict) -> str:
     )
 
 
-def _finite(interval: Any) -> bool:
-    """An interval with two finite ends (one seed gives NaN, which `fit.json` stores as null)."""
-    return interval is not None and all(v is not None and np.isfinite(v) for v in interval)
-
-
 def _auc(value: float | None, interval: Any = None) -> str:
     """`0.473 [0.41, 0.53]`, the interval left out when missing (one seed)."""
     if value is None:
         return "—"
-    if not _finite(interval):
+    if not finite_interval(interval):
         return f"{value:.3f}"
     return f"{value:.3f} [{interval[0]:.2f}, {interval[1]:.2f}]"
 
@@ -675,10 +673,8 @@ def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
         f"**Saturation check** (mean final accuracy ≥ {pct(ceiling, 0)}, q/k shear): "
         + ", ".join(f"{counts[n]} γ at N = {n} (best {pct(best[n])})" for n in sorted(counts))
         + (
-            ". No γ reaches the ceiling at every depth."
-            if len(saturated) < len(counts)
-            else ". Some γ reaches the ceiling at every depth: final accuracy cannot rank them "
-            "there, the AUC has to."
+            f". The ceiling is reached at {len(saturated)} of {len(counts)} depths"
+            + (": final accuracy cannot rank γ there, the AUC has to." if saturated else ".")
         )
         + (
             f" At N = {', '.join(map(str, floor))} no γ reaches {pct(FLOOR, 0)}: near the floor, "
@@ -718,15 +714,22 @@ def sweep_block(
     beaten = [
         d.n_layers
         for d in qk.depths
-        if _finite(d.smeared_key_interval)
-        and _finite(d.mean_interval[d.grid.index(d.gamma_star)])
+        if finite_interval(d.smeared_key_interval)
+        and finite_interval(d.mean_interval[d.grid.index(d.gamma_star)])
         and d.smeared_key_interval[0] > d.mean_interval[d.grid.index(d.gamma_star)][1]
     ]
     intro = (
         f"**{'Partial' if partial else 'Complete'} sweep: {n_done} of {spec['n_runs']} runs.** "
         "Criterion: the area under the held-out accuracy curve (`auc_accuracy`, the mean accuracy "
-        f"over training); γ* is the grid γ with the highest mean over seeds, *separated* when its "
-        f"{level} t interval lies wholly above that of the next-best non-zero γ. Rendered from "
+        "over training); γ* is the grid γ with the highest mean over seeds"
+        + (
+            f" (means within {qk.tie_tol:g} of the best are tied, and the tied γ with the lowest "
+            "mean final loss wins)"
+            if qk.tie_tol
+            else ""
+        )
+        + f", *separated* when its {level} t interval lies wholly above that of the next-best "
+        "non-zero γ. Rendered from "
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
         "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`."
     )
