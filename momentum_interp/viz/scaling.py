@@ -563,11 +563,10 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
         f"{_one(floor, 'train.steps')} steps no γ learned at N = "
         f"{' or '.join(str(n) for n in sorted(set(floor['model.n_layers'])))} (best final "
         f"accuracy {pct(floor['final_accuracy'].max())}, chance {pct(chance)}: a floor).",
-        "**Not measured yet:** γ*(N) at any depth, the fit, and the comparison with "
-        f"`4.17 N^−0.74`. The {spec['n_runs']}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is "
-        "started and resumable with the command in `results/scaling_mqar/README.md`; its "
-        f"committed record holds {sweep_done} of the {spec['n_runs']} runs.",
-        "Nothing here rules the law in or out."
+        f"The {spec['n_runs']}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is started and "
+        "resumable with the command in `results/scaling_mqar/README.md`; its committed record "
+        f"holds {sweep_done} of the {spec['n_runs']} runs (below).",
+        "The pilot rules the law neither in nor out."
         + (
             " The one-layer pilot hints that a *smoothing* q/k shear learns this task faster "
             "than a sharpening one, but that is one seed."
