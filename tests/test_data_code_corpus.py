@@ -5,10 +5,13 @@ agreement with its config and tokenizer. No test touches the network."""
 from __future__ import annotations
 
 import dataclasses
+import http.client
+import io
 import json
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -16,11 +19,13 @@ import pytest
 from test_cli_inputs import run_cli
 from tokenizers import Tokenizer
 
+from momentum_interp import cli
 from momentum_interp.cli import main
 from momentum_interp.data import EOT, train_bpe_tokenizer
 from momentum_interp.data.code_corpus import (
     CONFIG_PATH,
     CORPUS_PATH,
+    DOWNLOADS_DIR,
     MANIFEST_PATH,
     TOKENIZER_PATH,
     ChecksumError,
@@ -30,6 +35,7 @@ from momentum_interp.data.code_corpus import (
     collect_documents,
     fetch_archives,
     load_corpus_config,
+    load_manifest,
     read_documents,
     sha256_of,
     verify_archive,
@@ -124,13 +130,25 @@ def test_build_twice_gives_identical_bytes(tmp_path):
     ]
     a, b = builds
     assert a.corpus_sha256 == b.corpus_sha256 == sha256_of(b.corpus_path)
-    assert a.tokenizer_path.read_bytes() == b.tokenizer_path.read_bytes()
+    assert a.tokenizer.path.read_bytes() == b.tokenizer.path.read_bytes()
+    assert a.tokenizer.sha256 == sha256_of(a.tokenizer.path)
     assert a.to_dict() == b.to_dict()
     assert list(read_documents(a.corpus_path)) == EXPECTED
     assert (a.documents, a.text_bytes) == (3, sum(len(t.encode()) for _, t in EXPECTED))
-    tokenizer = Tokenizer.from_file(str(a.tokenizer_path))
+    tokenizer = Tokenizer.from_file(str(a.tokenizer.path))
     assert tokenizer.get_vocab_size() == 300 and tokenizer.token_to_id(EOT) == 0
-    assert a.tokens == sum(len(tokenizer.encode(text).ids) + 1 for _, text in EXPECTED)
+    assert a.tokenizer.tokens == sum(len(tokenizer.encode(text).ids) + 1 for _, text in EXPECTED)
+
+
+def test_build_without_tokenizer_writes_the_same_corpus_and_no_tokenizer(tmp_path):
+    config = load_corpus_config(CONFIG)
+    full = build_corpus(config, FIXTURES, tmp_path / "a" / "c.jsonl.xz", tmp_path / "a" / "t.json")
+    corpus_only = build_corpus(config, FIXTURES, tmp_path / "b" / "c.jsonl.xz")
+    assert corpus_only.corpus_sha256 == full.corpus_sha256 and corpus_only.tokenizer is None
+    assert [p.name for p in (tmp_path / "b").iterdir()] == ["c.jsonl.xz"]
+    record = corpus_only.to_dict()
+    assert "tokenizer" not in record and "tokens" not in record
+    assert record["corpus"] == full.to_dict()["corpus"]
 
 
 def test_write_read_round_trip_sorts_by_path(tmp_path):
@@ -184,6 +202,32 @@ def test_fetch_downloads_verifies_and_caches(tmp_path):
     assert list((tmp_path / "third").iterdir()) == []
 
 
+class _TruncatedResponse(io.BytesIO):
+    """A response that announces 2 MiB, sends 1 MiB and then breaks off, as http.client does."""
+
+    headers = {"Content-Length": str(2 * 2**20)}
+
+    def read(self, size=-1):
+        if self.tell() >= 2**20:
+            raise http.client.IncompleteRead(b"", 2**20)
+        return super().read(size)
+
+
+def test_fetch_interrupted_download_is_a_download_error_and_leaves_no_part(tmp_path, monkeypatch):
+    opened = []
+
+    def urlopen(url, timeout):
+        opened.append(url)
+        return _TruncatedResponse(b"x" * 2**20)
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    config = load_corpus_config(CONFIG)
+    with pytest.raises(DownloadError, match="could not download tinypkg-0.1.tar.gz") as error:
+        fetch_archives(config, tmp_path, progress=False)
+    assert isinstance(error.value.__cause__, http.client.IncompleteRead)
+    assert opened == [config.packages[0].url] and list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
@@ -203,23 +247,115 @@ def test_config_errors_are_clear(tmp_path, edit, message):
         load_corpus_config(path)
 
 
-def test_cli_builds_offline_from_cached_archives(tmp_path, capsys):
-    out, tok, manifest = tmp_path / "c.jsonl.xz", tmp_path / "t.json", tmp_path / "m.json"
+def _cli_build(tmp_path: Path, *extra: str) -> tuple[int, Path]:
+    """`corpus build` on the fixture (cached: nothing to fetch) with assets under tmp_path/assets."""
     downloads = tmp_path / "downloads"
-    shutil.copytree(FIXTURES, downloads)  # the archive is cached: nothing to fetch
+    if not downloads.exists():
+        shutil.copytree(FIXTURES, downloads)
+    out, assets = tmp_path / "c.jsonl.xz", tmp_path / "assets"
     argv = ["corpus", "build", "--config", str(CONFIG), "--out", str(out), "--quiet"]
-    argv += ["--downloads", str(downloads), "--tokenizer-out", str(tok)]
-    assert main([*argv, "--manifest-out", str(manifest)]) == 0
+    argv += ["--downloads", str(downloads), "--tokenizer", str(assets / "tokenizer.json")]
+    return main([*argv, "--manifest", str(assets / "manifest.json"), *extra]), out
+
+
+def test_cli_update_assets_writes_tokenizer_and_manifest(tmp_path, capsys):
+    status, out = _cli_build(tmp_path, "--update-assets")
+    assert status == 0
+    manifest, tok = tmp_path / "assets" / "manifest.json", tmp_path / "assets" / "tokenizer.json"
     record = json.loads(manifest.read_text())
     assert record["corpus"]["sha256"] == sha256_of(out)
     assert record["corpus"]["documents"] == 3 and record["filters"]["skipped_files"] == SKIPPED
     assert record["tokenizer"]["sha256"] == sha256_of(tok)
     assert record["provenance"]["command"].startswith("momentum-interp corpus build")
     assert list(read_documents(out)) == EXPECTED
-    assert "3 documents" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "3 documents" in printed and "previous manifest" not in printed
+    # Again, over its own assets: the same bytes, and it says so.
+    tokenizer_bytes = tok.read_bytes()
+    assert _cli_build(tmp_path, "--update-assets")[0] == 0
+    assert tok.read_bytes() == tokenizer_bytes
+    assert "changed from the previous manifest: nothing" in capsys.readouterr().out
 
 
-@pytest.mark.parametrize("option", ["--out", "--tokenizer-out", "--manifest-out"])
+def test_cli_default_verifies_and_writes_no_asset(tmp_path, capsys):
+    assert _cli_build(tmp_path, "--update-assets")[0] == 0
+    assets = {p: p.read_bytes() for p in (tmp_path / "assets").iterdir()}
+    record = json.loads((tmp_path / "assets" / "manifest.json").read_text())
+    (tmp_path / "c.jsonl.xz").unlink()
+    capsys.readouterr()
+    status, out = _cli_build(tmp_path)
+    assert status == 0 and sha256_of(out) == record["corpus"]["sha256"]
+    assert {p: p.read_bytes() for p in (tmp_path / "assets").iterdir()} == assets
+    printed = capsys.readouterr()
+    matched = [line for line in printed.out.splitlines() if line.startswith("matches ")]
+    assert len(matched) == 4 and printed.err == ""
+    assert f"corpus sha256 {record['corpus']['sha256']}" in matched[0]
+    assert f"tokenizer sha256 {record['tokenizer']['sha256']}" in matched[3]
+
+
+@pytest.mark.parametrize("tamper", ["documents", "tokenizer"])
+def test_cli_mismatch_exits_1_naming_what_differs(tmp_path, capsys, tamper):
+    assert _cli_build(tmp_path, "--update-assets")[0] == 0
+    manifest, tok = tmp_path / "assets" / "manifest.json", tmp_path / "assets" / "tokenizer.json"
+    record = json.loads(manifest.read_text())
+    if tamper == "documents":
+        record["corpus"]["documents"] = 4
+        manifest.write_text(json.dumps(record))
+    else:
+        tok.write_text(tok.read_text() + "\n")
+    assets = {p: p.read_bytes() for p in (tmp_path / "assets").iterdir()}
+    (tmp_path / "c.jsonl.xz").unlink()
+    capsys.readouterr()
+    status, out = _cli_build(tmp_path)
+    assert status == 1 and sha256_of(out) == record["corpus"]["sha256"]  # written all the same
+    assert {p: p.read_bytes() for p in (tmp_path / "assets").iterdir()} == assets
+    printed = capsys.readouterr()
+    differ = "documents 3 (manifest: 4)" if tamper == "documents" else "tokenizer sha256"
+    assert printed.err.count("\n") == 1 and differ in printed.err
+    assert "--update-assets" in printed.err and "corpus sha256" not in printed.err
+    assert sum(line.startswith("matches ") for line in printed.out.splitlines()) == 3
+
+
+@pytest.mark.parametrize("missing", ["manifest.json", "tokenizer.json"])
+def test_cli_verify_without_assets_exits_2_before_downloading(tmp_path, capsys, missing):
+    assets = tmp_path / "assets"
+    assets.mkdir()
+    (assets / "manifest.json").write_text(MANIFEST_PATH.read_text())
+    (assets / "tokenizer.json").write_text("{}")
+    (assets / missing).unlink()
+    downloads = tmp_path / "downloads"
+    argv = ["corpus", "build", "--config", str(CONFIG), "--downloads", str(downloads)]
+    argv += [
+        "--tokenizer",
+        str(assets / "tokenizer.json"),
+        "--manifest",
+        str(assets / "manifest.json"),
+    ]
+    assert main([*argv, "--out", str(tmp_path / "c.xz")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and missing.split(".")[0] in err and "--update-assets" in err
+    assert not downloads.exists()
+
+
+def test_load_manifest_names_missing_keys(tmp_path):
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({"corpus": {"sha256": "0" * 64, "documents": 3}}))
+    with pytest.raises(ValueError, match=r"no corpus\.text_bytes, tokenizer\.sha256"):
+        load_manifest(path)
+    path.write_text("{")
+    with pytest.raises(ValueError, match="is not JSON"):
+        load_manifest(path)
+    assert load_manifest(MANIFEST_PATH)["corpus"]["documents"] > 0
+
+
+def test_cli_defaults_are_the_corpus_modules_paths():
+    """cli.py repeats them so that it need not import the corpus module to parse arguments."""
+    in_cli = [cli.CORPUS_CONFIG, cli.CORPUS_OUT, cli.CORPUS_DOWNLOADS, cli.CORPUS_TOKENIZER]
+    in_corpus = [CONFIG_PATH, CORPUS_PATH, DOWNLOADS_DIR, TOKENIZER_PATH, MANIFEST_PATH]
+    assert [*in_cli, cli.CORPUS_MANIFEST] == [str(path) for path in in_corpus]
+
+
+@pytest.mark.parametrize("option", ["--out", "--tokenizer", "--manifest"])
 def test_cli_output_path_that_is_a_directory_exits_2(tmp_path, option):
     done, _ = run_cli("corpus", "build", "--config", str(CONFIG), option, str(tmp_path))
     assert done.returncode == 2

@@ -9,6 +9,7 @@ pinned by version and sha256 in a TOML config (`configs/corpus/pypi_code.toml`);
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import lzma
 import os
@@ -36,7 +37,6 @@ MANIFEST_PATH = REPO_ROOT / "assets" / "code_corpus" / "manifest.json"
 DOWNLOADS_DIR = REPO_ROOT / "data" / "corpus_downloads"  # cached sdists, git-ignored
 XZ_PRESET = 9
 ARCHIVE_SUFFIXES = (".tar.gz", ".zip")
-LM_TOKEN_BUDGET = 50_000_000  # the least the GPU suite's language-model runs train on
 SKIP_REASONS = ("not_source", "too_large", "not_utf8", "has_eot", "empty", "duplicate")
 
 
@@ -312,7 +312,7 @@ def fetch_archives(config: CorpusConfig, downloads: str | Path, progress: bool =
                     for block in iter(lambda: response.read(2**20), b""):
                         f.write(block)
                         bar.update(len(block))
-        except OSError as e:  # urllib's URLError and HTTPError are OSErrors
+        except (OSError, http.client.HTTPException) as e:  # URLError, HTTPError, IncompleteRead
             tmp.unlink(missing_ok=True)
             raise DownloadError(
                 f"could not download {package.filename} from {package.url} ({e}); this step "
@@ -354,8 +354,19 @@ def count_tokens(
 
 
 @dataclass
+class TokenizerBuild:
+    """A tokenizer trained on the corpus and saved, with the corpus's token count under it."""
+
+    path: Path
+    sha256: str
+    trained_on: int  # documents
+    tokens: int  # each document's tokens plus one <|endoftext|> after it
+
+
+@dataclass
 class CorpusBuild:
-    """What one build wrote: the corpus file and its tokenizer, with the numbers the manifest keeps."""
+    """What one build wrote: the corpus file (and, when asked, its tokenizer), with the numbers the
+    manifest keeps."""
 
     config: CorpusConfig = field(repr=False)
     corpus_path: Path
@@ -365,16 +376,12 @@ class CorpusBuild:
     text_bytes: int
     per_package: dict[str, dict[str, int]]
     skipped: dict[str, int]
-    tokenizer_path: Path
-    tokenizer_sha256: str
-    tokenizer_documents: int
-    tokens: int
+    tokenizer: TokenizerBuild | None = None
 
     def to_dict(self) -> dict:
-        """The manifest's numbers: packages, corpus file, tokenizer and the token count."""
+        """The manifest's numbers: packages, corpus file and, when trained, tokenizer and tokens."""
         cfg = self.config
-        return {
-            "tokenizers_version": tokenizers.__version__,
+        record = {
             "packages": [{**asdict(p), **self.per_package[p.name]} for p in cfg.packages],
             "filters": {
                 "suffixes": list(cfg.suffixes),
@@ -392,44 +399,43 @@ class CorpusBuild:
                 "xz_preset": cfg.xz_preset,
                 "format": "xz JSON lines {path, text}, sorted by path",
             },
-            "tokenizer": {
-                "file": self.tokenizer_path.name,
-                "sha256": self.tokenizer_sha256,
+        }
+        if (tok := self.tokenizer) is not None:
+            record["tokenizers_version"] = tokenizers.__version__
+            record["tokenizer"] = {
+                "file": tok.path.name,
+                "sha256": tok.sha256,
                 "vocab_size": cfg.vocab_size,
                 "min_frequency": cfg.min_frequency,
                 "eot_id": 0,
                 "trained_on": f"documents 0, k, 2k, ... in path order, k = {cfg.tokenizer_every} "
-                f"({self.tokenizer_documents} of {self.documents})",
-            },
-            "tokens": self.tokens,
-            "tokens_note": f"each document's tokens plus one {EOT} after it, with this tokenizer; "
-            f"a run on {LM_TOKEN_BUDGET / 1e6:.0f}M tokens sees the corpus "
-            f"{LM_TOKEN_BUDGET / self.tokens:.2f} times",
-        }
+                f"({tok.trained_on} of {self.documents})",
+            }
+            record["tokens"] = tok.tokens
+            record["tokens_note"] = (
+                f"each document's tokens plus one {EOT} after it, with this tokenizer"
+            )
+        return record
 
 
 def build_corpus(
     config: CorpusConfig,
     downloads: str | Path,
     out: str | Path = CORPUS_PATH,
-    tokenizer_out: str | Path = TOKENIZER_PATH,
+    tokenizer_out: str | Path | None = None,
     progress: bool = False,
 ) -> CorpusBuild:
-    """Build the corpus file and its tokenizer from the pinned archives under `downloads`
-    (verified first); offline and deterministic: the same inputs give the same bytes."""
+    """Build the corpus file from the pinned archives under `downloads` (verified first) and, with
+    `tokenizer_out`, train and save its tokenizer; offline and deterministic: same inputs, same bytes."""
     archives = archive_paths(config, downloads)
     collected = collect_documents(archives, config, progress=progress)
     if not collected.documents:
         raise ValueError(f"no documents passed the filters in {[str(p) for _, p in archives]}")
-    out, tokenizer_out = Path(out), Path(tokenizer_out)
+    out = Path(out)
     corpus_sha256 = write_documents(
         collected.documents, out, preset=config.xz_preset, progress=progress
     )
-    tokenizer = train_corpus_tokenizer(collected.documents, config, progress=progress)
-    tokenizer_out.parent.mkdir(parents=True, exist_ok=True)
-    tokenizer.save(str(tokenizer_out))
-    texts = [text for _, text in collected.documents]
-    return CorpusBuild(
+    build = CorpusBuild(
         config=config,
         corpus_path=out,
         corpus_sha256=corpus_sha256,
@@ -438,8 +444,52 @@ def build_corpus(
         text_bytes=collected.text_bytes,
         per_package=collected.per_package,
         skipped=collected.skipped,
-        tokenizer_path=tokenizer_out,
-        tokenizer_sha256=sha256_of(tokenizer_out),
-        tokenizer_documents=len(collected.documents[:: config.tokenizer_every]),
-        tokens=count_tokens(tokenizer, texts, progress=progress),
     )
+    if tokenizer_out is not None:
+        tokenizer_out = Path(tokenizer_out)
+        tokenizer = train_corpus_tokenizer(collected.documents, config, progress=progress)
+        tokenizer_out.parent.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(str(tokenizer_out))
+        texts = [text for _, text in collected.documents]
+        build.tokenizer = TokenizerBuild(
+            path=tokenizer_out,
+            sha256=sha256_of(tokenizer_out),
+            trained_on=len(collected.documents[:: config.tokenizer_every]),
+            tokens=count_tokens(tokenizer, texts, progress=progress),
+        )
+    return build
+
+
+# ------------------------------------------------------------------------------- manifest
+
+
+def load_manifest(path: str | Path) -> dict:
+    """A corpus manifest, checked to hold what `manifest_items` compares."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"no corpus manifest at {path} to verify the build against; "
+            "`momentum-interp corpus build --update-assets` writes one (and its tokenizer)"
+        )
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not JSON: {e}") from e
+    needed = {"corpus": ("sha256", "documents", "text_bytes"), "tokenizer": ("sha256",)}
+    tables = {t: manifest.get(t) if isinstance(manifest, dict) else None for t in needed}
+    missing = [f"{t}.{k}" for t, keys in needed.items() for k in keys if k not in (tables[t] or {})]
+    if missing:
+        raise ValueError(f"{path} is not a corpus manifest: it has no {', '.join(missing)}")
+    return manifest
+
+
+def manifest_items(build: CorpusBuild, manifest: dict, tokenizer_path: str | Path) -> list[tuple]:
+    """(item, manifest's value, this build's value) for what a build must reproduce: the corpus
+    file's sha256, document count and text bytes, and the tokenizer file's sha256."""
+    corpus = manifest["corpus"]
+    return [
+        ("corpus sha256", corpus["sha256"], build.corpus_sha256),
+        ("documents", corpus["documents"], build.documents),
+        ("text bytes", corpus["text_bytes"], build.text_bytes),
+        ("tokenizer sha256", manifest["tokenizer"]["sha256"], sha256_of(tokenizer_path)),
+    ]
