@@ -48,10 +48,11 @@ def test_smoke_run_writes_the_promised_layout(part, tmp_path):
 
 
 def check_lm(out: Path, lm: dict) -> None:
-    """Five runs, in order, on one token budget with finite metrics and gaps to baseline-3S; the
-    S checkpoints, one file each, load back and reproduce their model's recorded logits."""
+    """Five runs, in order (the reference second), on one token budget with finite metrics and
+    gaps to baseline-3S; the S checkpoints, one file each, load back and reproduce their model's
+    recorded logits."""
     runs = lm["runs"]
-    assert list(runs) == ["baseline-S", "momentum-S", "baseline-3S", "smeared-key-S", "keys-only-S"]
+    assert list(runs) == ["baseline-S", "baseline-3S", "momentum-S", "smeared-key-S", "keys-only-S"]
     for name, run in runs.items():
         assert run["status"] == "done" and run["tokens"] == lm["token_budget"]["tokens_per_model"]
         assert run["tokens_per_s"] > 0 and run["wall_s"] > 0
@@ -59,7 +60,17 @@ def check_lm(out: Path, lm: dict) -> None:
         assert all(math.isfinite(x) for x in metrics), name
         ref = runs["baseline-3S"]["metrics"]["val_loss"]
         assert lm["gaps"][name]["val_loss"] == pytest.approx(run["metrics"]["val_loss"] / ref - 1)
+        assert set(lm["gaps"][name]) == {"val_loss", "induction_loss", "icl_score_diff"}
+        assert 0 < run["n_params_non_embedding"] < run["n_params"]
+    assert "no_gaps" not in lm
     assert runs["baseline-3S"]["n_params"] > 1.5 * runs["baseline-S"]["n_params"]
+    assert lm["params_ratio_3S_S"] == {
+        k: runs["baseline-3S"][k] / runs["baseline-S"][k]
+        for k in ("n_params", "n_params_non_embedding")
+    }
+    assert lm["eval"]["icl_windows"] == [[3, 9], [57, 63]]  # fractions of T = 64, as in scoring
+    assert lm["corpus"]["corpus_matches_manifest"] is None  # the smoke has no manifest corpus
+    assert lm["corpus"]["tokens_match_manifest"] is None
     models = {name: run["config"]["model"] for name, run in runs.items()}
     assert models["momentum-S"]["shear"] == "qk" and models["keys-only-S"]["shear"] == "k"
     assert models["smeared-key-S"]["smeared_key"] and models["baseline-S"]["shear"] == "none"

@@ -102,24 +102,44 @@ def test_round_trip_with_tokenizer(make_model, tmp_path, bpe_tokenizer):
 def test_packed_round_trip_in_one_file(make_model, tmp_path, name, bpe_tokenizer):
     vocab = bpe_tokenizer.get_vocab_size()
     model = _distinct_momentum(make_model(**ROUND_TRIPS[name], d_vocab=vocab))
-    path = ckpt.pack_checkpoint(tmp_path / "m.safetensors", model.cfg, model.state_dict())
+    path = ckpt.pack_checkpoint(tmp_path / "m.safetensors", model)
     assert [p.name for p in tmp_path.iterdir()] == ["m.safetensors"]
     loaded = HookedMomentumTransformer.from_pretrained(path)
     assert loaded.tokenizer is None
     _assert_identical(model, loaded)
     # bf16 packing: the loaded model is the original with every weight rounded to bf16
-    packed = ckpt.pack_checkpoint(
-        tmp_path / "b.safetensors", model.cfg, model.state_dict(), bpe_tokenizer, torch.bfloat16
-    )
+    packed = ckpt.pack_checkpoint(tmp_path / "b.safetensors", model, bpe_tokenizer, torch.bfloat16)
     cfg, tensors, tokenizer = ckpt.unpack_checkpoint(packed)
     assert cfg.to_dict() == model.cfg.to_dict()
-    assert all(t.dtype == torch.bfloat16 for t in tensors.values() if t.is_floating_point())
+    buffers = dict(model.named_buffers())
+    assert all(t.dtype == torch.bfloat16 for n, t in tensors.items() if n not in buffers)
     assert tokenizer.to_str() == bpe_tokenizer.to_str()
     assert packed.stat().st_size < path.stat().st_size
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(param.bfloat16())
     _assert_identical(model, HookedMomentumTransformer.from_pretrained(str(packed)))
+
+
+def test_bf16_packing_keeps_buffers_exact(make_model, tmp_path):
+    # a fixed γ of 0.707 is a buffer: bf16 would round it to 0.70703125
+    model = make_model(gamma=0.707)
+    buffers = dict(model.named_buffers())
+    assert "blocks.0.attn.gamma" in buffers and torch.bfloat16 not in {
+        b.dtype for b in buffers.values()
+    }
+    packed = ckpt.pack_checkpoint(tmp_path / "b.safetensors", model, dtype=torch.bfloat16)
+    _, tensors, _ = ckpt.unpack_checkpoint(packed)
+    for name, t in model.state_dict().items():
+        if name in buffers:
+            assert tensors[name].dtype == t.dtype and torch.equal(tensors[name], t), name
+        else:
+            assert tensors[name].dtype == torch.bfloat16, name
+    loaded = HookedMomentumTransformer.from_pretrained(packed)
+    expected = torch.full((model.cfg.n_heads,), 0.707, dtype=loaded.blocks[0].attn.gamma.dtype)
+    assert float(torch.tensor(0.707).bfloat16()) != 0.707  # the rounding this test guards against
+    for block in loaded.blocks:
+        assert torch.equal(block.attn.gamma, expected)
 
 
 def test_unpacking_a_foreign_safetensors_file(make_model, tmp_path):
@@ -131,7 +151,7 @@ def test_unpacking_a_foreign_safetensors_file(make_model, tmp_path):
     with pytest.raises(CheckpointError, match="not a readable safetensors file"):
         ckpt.unpack_checkpoint(tmp_path / "junk.safetensors")
     with pytest.raises(CheckpointError, match=r"name ends in \.safetensors"):
-        ckpt.pack_checkpoint(tmp_path / "m.bin", model.cfg, model.state_dict())
+        ckpt.pack_checkpoint(tmp_path / "m.bin", model)
 
 
 def test_set_gamma_survives_a_round_trip(make_model, tmp_path):

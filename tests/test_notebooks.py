@@ -676,12 +676,14 @@ def test_gamma_star_notebook_reads_a_partial_sweep(monkeypatch, tmp_path):
 
 def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
     """The LM notebook's GPU section (its imports and that cell alone) on a made-up `lm.json` in
-    the layout `benchmarks/gpu/lm.py` writes: one row per run with its metrics and gaps, and the
-    runs within the paper's gap named (not the reference itself)."""
+    the layout `benchmarks/gpu/lm.py` writes: one row per run with its metrics and gaps, the runs
+    with gaps within the paper's gap named (not the reference itself, not a stopped run however
+    close), and each run without gaps with its reason."""
     metrics = {
         "baseline-3S": (3.0, 2.0, -0.5),
         "momentum-S": (3.06, 2.2, -0.4),
         "baseline-S": (3.3, 2.4, -0.3),
+        "smeared-key-S": (3.01, 2.1, -0.4),  # stopped early: no gaps, though 0.3% behind
     }
     names = ("val_loss", "induction_loss", "icl_score")
     runs = {
@@ -690,10 +692,15 @@ def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
     }
     ref = metrics["baseline-3S"]
     gaps = {
-        n: {k: m[i] / ref[i] - 1 for i, k in enumerate(names)} | {"icl_score_diff": m[2] - ref[2]}
+        n: {k: m[i] / ref[i] - 1 for i, k in enumerate(names[:2])}
+        | {"icl_score_diff": m[2] - ref[2]}
         for n, m in metrics.items()
     }
-    runs["momentum-k-S"] = {"status": "skipped: out of time", "n_params": 999}
+    stopped = "stopped at 31,457,280 of 50,331,648 tokens"
+    runs["smeared-key-S"]["status"] = "wall-clock budget: stopped at step 960 of 1536"
+    gaps["smeared-key-S"] = {"not_compared": stopped}
+    runs["keys-only-S"] = {"status": "skipped: out of time", "n_params": 999}
+    gaps["keys-only-S"] = {"not_compared": "skipped: out of time"}
     record = tmp_path / "lm.json"
     record.write_text(
         json.dumps(
@@ -732,10 +739,16 @@ def test_lm_notebook_shows_a_gpu_comparison_once_committed(tmp_path):
     for name, (val, span, icl) in metrics.items():
         row = table[name]
         assert (row["val_loss"], row["induction_loss"], row["icl_score"]) == (val, span, icl)
+        if name == "smeared-key-S":
+            assert row["val_loss_gap"] is None and row["not_compared"] == stopped
+            continue
         assert row["val_loss_gap"] == pytest.approx(val / ref[0] - 1)
         assert row["induction_loss_gap"] == pytest.approx(span / ref[1] - 1)
         assert row["icl_score_diff"] == pytest.approx(icl - ref[2])
-    assert table["momentum-k-S"]["status"].startswith("skipped")
-    assert table["momentum-k-S"]["val_loss"] is None
-    assert values["message"].startswith(f"The GPU-scale comparison ({record}): 4 runs, 50M tokens")
-    assert "2.9% of the reference's loss: ['momentum-S']" in values["message"]
+    assert table["keys-only-S"]["status"].startswith("skipped")
+    assert table["keys-only-S"]["val_loss"] is None
+    message = values["message"]
+    assert message.startswith(f"The GPU-scale comparison ({record}): 5 runs, 50M tokens")
+    assert "2.9% of the reference's loss: ['momentum-S']." in message
+    assert f"smeared-key-S is not compared: {stopped}." in message
+    assert "keys-only-S is not compared: skipped: out of time." in message

@@ -9,24 +9,30 @@ order is held out for validation (the corpus is sorted by package, so a tail spl
 package); each split is tokenised (`encode_batch`, all cores) into its own uint16 stream,
 documents separated by `<|endoftext|>`, and moved to the GPU, where training windows are cut.
 
-Five models, in this order, on the same 50.3M tokens (1536 steps × 64 windows × T = 512) and
-schedule (AdamW, warmup 100 steps, cosine to 0.1 × 1.5e-3), each step's forward + loss compiled,
-bf16 autocast:
+Five models, in this order (the reference second, so the time guard never skips it), on the
+same 50.3M tokens (1536 steps × 64 windows × T = 512) and schedule (AdamW, warmup 100 steps,
+cosine to 0.1 × 1.5e-3), each step's forward + loss compiled, bf16 autocast:
 
     baseline-S     4 layers × 256, 4 heads, d_mlp 1024, rotary, LN, untied: 7,362,048 parameters
+                   (3,159,552 without the embedding and unembedding)
+    baseline-3S    9 layers × 384, 6 heads, d_mlp 1536: 22,270,592 parameters (3.02 × S),
+                   15,970,944 without the embedding and unembedding (5.05 × S)
     momentum-S     the paper's q/k shear after RoPE, γ = 1
-    baseline-3S    9 layers × 384, 6 heads, d_mlp 1536: 22,270,592 parameters (3.02 × S)
     smeared-key-S  Olsson et al.'s smeared key (learned α per head), no shear
     keys-only-S    the shear on keys only, γ = 1
 
-(parameters: every weight, embedding and unembedding included; smeared key adds one α per head).
-S is as large as a bf16 checkpoint with its tokenizer under 16 MiB allows (about 14.3 MiB).
-After the first run, each run's time (compilation, training, evaluation) is estimated from the
-first run's FLOP/s and compile time scaled by depth; a run that would not end inside the
-wall-clock budget is skipped with the reason recorded, and a run still training when the budget
-runs low stops early (also recorded). Weights are rounded to bf16 (as packed), then evaluated on 1024 held-out windows:
-validation loss, loss on repeated-span positions and the in-context-learning score
-(`analysis.lm`), with gaps relative to baseline-3S.
+(smeared key adds one α per head). S is as large as a bf16 checkpoint with its tokenizer under
+16 MiB allows (about 14.3 MiB). After the first run, each run's time (compilation, training,
+evaluation) is estimated from the measured run of its size, else from the first run's FLOP/s and
+compile time scaled by depth; a run that would not end inside the wall-clock budget is skipped
+with the reason recorded, and a run still training when the budget runs low stops early (also
+recorded). Weights are rounded to bf16 (as packed), then evaluated on 1024 held-out windows:
+validation loss, loss on repeated-span positions and the in-context-learning score (late minus
+early window, `analysis.scoring.fraction_windows` as everywhere in the toolkit), with gaps
+relative to baseline-3S between runs that trained the whole budget.
+
+The corpus and tokenizer are checked against `assets/code_corpus/manifest.json` (sha256, token
+count, `tokenizers` version); a mismatch is printed and recorded, not fatal.
 
 The loop is written here rather than `training.loop.train`, which reads the loss on the host
 every step and cannot tell compilation from throughput: this one syncs every `log_every` steps.
@@ -49,6 +55,7 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
+import tokenizers
 import torch
 from tokenizers import Tokenizer
 from tqdm import tqdm
@@ -59,6 +66,7 @@ from benchmarks.reference_gpt import count_parameters
 from benchmarks.throughput import _sync, flop_parameters, model_flops_per_token, step_loss
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.analysis.lm import PAPER_GAP, lm_losses, relative_gap
+from momentum_interp.analysis.scoring import EARLY_WINDOW, LATE_WINDOW, fraction_windows
 from momentum_interp.data import (
     TokenStreamTask,
     hold_out_every,
@@ -68,6 +76,7 @@ from momentum_interp.data import (
 )
 from momentum_interp.data.code_corpus import (
     CORPUS_PATH,
+    MANIFEST_PATH,
     TOKENIZER_PATH,
     read_documents,
     sha256_of,
@@ -89,17 +98,19 @@ MODEL = dict(
     shear_placement="post_rope",
     seed=0,
 )
-# (run, size, filter) in training order: the later a run, the likelier the time guard skips it
+# (run, size, filter) in training order: the later a run, the likelier the time guard skips it,
+# so the reference comes second (after the S baseline, which gives the first estimate)
 RUNS = (
     ("baseline-S", "S", {"shear": "none", "gamma": 0.0}),
-    ("momentum-S", "S", {"shear": "qk", "gamma": 1.0}),
     ("baseline-3S", "3S", {"shear": "none", "gamma": 0.0}),
+    ("momentum-S", "S", {"shear": "qk", "gamma": 1.0}),
     ("smeared-key-S", "S", {"shear": "none", "gamma": 0.0, "smeared_key": True}),
     ("keys-only-S", "S", {"shear": "k", "gamma": 1.0}),
 )
 REFERENCE = "baseline-3S"
 PACKED_SIZE = "S"  # the sizes whose checkpoints come back (each < 16 MiB in bf16)
-METRICS = ("val_loss", "induction_loss", "icl_score")
+# relative gaps to the reference; the ICL score (near zero) is compared by difference instead
+GAP_METRICS = ("val_loss", "induction_loss")
 OPTIM = dict(weight_decay=0.1, betas=(0.9, 0.95), min_lr_ratio=0.1, grad_clip=1.0, seed=0)
 FULL = dict(
     seq_len=512,
@@ -109,9 +120,6 @@ FULL = dict(
     lr=1.5e-3,
     eval_batches=64,
     eval_batch=16,
-    # per-token loss positions [start, stop) (t predicts token t + 1): around the 50th token
-    # against the last 111 of the window, as Olsson et al.'s 500th minus 50th
-    icl_windows=((40, 60), (400, 511)),
     hold_out_every=20,
     log_every=50,
     backend="inductor",
@@ -127,7 +135,6 @@ SMOKE = FULL | dict(
     warmup_steps=2,
     eval_batches=2,
     eval_batch=4,
-    icl_windows=((4, 8), (40, 63)),
     log_every=3,
     backend="eager",  # dynamo traces, inductor's code generation is skipped (minutes on a CPU)
     sizes={
@@ -200,6 +207,30 @@ def tokenised_splits(corpus: Path, tokenizer: Tokenizer, every: int) -> tuple[di
     return streams, facts
 
 
+def manifest_check(facts: dict, manifest: dict | None) -> dict:
+    """The corpus read against its committed manifest: the `tokenizers` version, whether the file's
+    sha256 and the train + val token count (each document's tokens and one `<|endoftext|>`, as the
+    manifest counts) equal the manifest's (None without a manifest: the smoke), and a warning per
+    mismatch (a different `tokenizers` can tokenise differently)."""
+    out = {"tokenizers_version": tokenizers.__version__, "warnings": []}
+    if manifest is None:
+        return out | {"corpus_matches_manifest": None, "tokens_match_manifest": None}
+    tokens = facts["train_tokens"] + facts["val_tokens"]
+    out["corpus_matches_manifest"] = facts["sha256"] == manifest["corpus"]["sha256"]
+    out["tokens_match_manifest"] = tokens == manifest["tokens"]
+    if not out["corpus_matches_manifest"]:
+        out["warnings"].append(
+            f"corpus sha256 {facts['sha256'][:12]}… differs from the manifest's "
+            f"{manifest['corpus']['sha256'][:12]}…"
+        )
+    if not out["tokens_match_manifest"]:
+        out["warnings"].append(
+            f"{tokens:,} train + val tokens, the manifest counts {manifest['tokens']:,} "
+            f"(tokenizers {tokenizers.__version__} here, {manifest['tokenizers_version']} there)"
+        )
+    return out
+
+
 def run_config(name: str, size: str, filt: dict, shape: dict) -> RunConfig:
     """One run: its model (size + filter), the text task shape, and the shared schedule."""
     train = OptimConfig(
@@ -221,9 +252,28 @@ def build_model(run: RunConfig, task: TokenStreamTask, device) -> HookedMomentum
     return HookedMomentumTransformer(cfg)
 
 
-def estimate_s(entry: dict, basis: dict) -> dict:
-    """Seconds a run will take: the first run's FLOP/s, compile time scaled by depth, and
-    evaluation scaled by FLOPs per token."""
+def non_embedding_parameters(model: torch.nn.Module) -> int:
+    """Trainable parameters outside the embedding and unembedding (the count scaling laws use)."""
+    outside = ("embed.", "pos_embed.", "unembed.")
+    return sum(
+        p.numel()
+        for n, p in model.named_parameters()
+        if p.requires_grad and not n.startswith(outside)
+    )
+
+
+def params_ratio(runs: dict) -> dict:
+    """The reference's parameters over baseline-S's, in total and without (un)embedding. (The
+    paper's 124M/355M pair is 2.86× in total.)"""
+    small, big = runs["baseline-S"], runs[REFERENCE]
+    return {k: big[k] / small[k] for k in ("n_params", "n_params_non_embedding")}
+
+
+def estimate_s(entry: dict, measured: dict[str, dict]) -> dict:
+    """Seconds a run will take, from `measured` (size -> its first measured run, in run order):
+    that of the run's size if there is one, else the first run's, with its FLOP/s, its compile
+    time scaled by depth and its evaluation time scaled by FLOPs per token."""
+    basis = measured.get(entry["size"]) or next(iter(measured.values()))
     flops = entry["flops_per_token"] / basis["flops_per_token"]
     parts = {
         "compile": basis["compile_s"] * entry["n_layers"] / basis["n_layers"],
@@ -294,6 +344,12 @@ def probe_logits(model, task: TokenStreamTask) -> dict:
     return {"tokens": tokens[0].tolist(), "logits_last_8": logits.tolist()}
 
 
+def icl_windows(seq_len: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The per-token loss windows of the ICL score: the toolkit's fractions of the window (tokens
+    j with j / T in `EARLY_WINDOW` against `LATE_WINDOW`), as `score_heads` uses them."""
+    return fraction_windows(seq_len, EARLY_WINDOW, LATE_WINDOW)
+
+
 def evaluate(model, task: TokenStreamTask, shape: dict) -> dict:
     """`lm_losses` with the ICL score on the held-out windows, under bf16 autocast on CUDA."""
     device = model.W_E.device
@@ -307,7 +363,7 @@ def evaluate(model, task: TokenStreamTask, shape: dict) -> dict:
             n_batches=shape["eval_batches"],
             batch_size=shape["eval_batch"],
             seed=0,
-            icl_windows=shape["icl_windows"],
+            icl_windows=icl_windows(task.seq_len),
         )
 
 
@@ -322,23 +378,41 @@ def measure(entry: dict, model, run: RunConfig, tasks: dict, shape: dict, budget
     entry["probe"] = probe_logits(model, tasks["val"])
 
 
-def add_gaps(runs: dict) -> dict:
-    """Each evaluated run's relative gap to the reference (baseline-3S) per metric, and its ICL
-    score minus the reference's (nats: a ratio of two scores near zero can swing wildly)."""
-    ref = runs.get(REFERENCE, {}).get("metrics")
-    if ref is None:
-        return {}
-    return {
-        name: {m: relative_gap(entry["metrics"][m], ref[m]) for m in METRICS}
+def not_compared(entry: dict) -> str | None:
+    """Why a run's metrics cannot be compared on equal terms (None when it trained its whole
+    token budget): stopped early, skipped, failed or not run yet."""
+    planned, tokens = entry["tokens_planned"], entry.get("tokens")
+    if entry["status"] == "done" and tokens == planned:
+        return None
+    if tokens is not None and tokens != planned:
+        return f"stopped at {tokens:,} of {planned:,} tokens"
+    return entry["status"]
+
+
+def add_gaps(data: dict) -> None:
+    """`data["gaps"]`: each fully trained run's relative gap to the reference (baseline-3S) in
+    validation and repeated-span loss, and its ICL score minus the reference's (nats: a ratio of
+    two scores near zero can swing wildly); other runs say why they have none. With the reference
+    itself not fully trained, no gaps, and `data["no_gaps"]` says why."""
+    runs = data["runs"]
+    reason = not_compared(runs[REFERENCE]) if REFERENCE in runs else "not run yet"
+    data.pop("no_gaps", None)
+    if reason is not None:
+        data["gaps"], data["no_gaps"] = {}, f"the reference {REFERENCE}: {reason}"
+        return
+    ref = runs[REFERENCE]["metrics"]
+    data["gaps"] = {
+        name: {"not_compared": why}
+        if (why := not_compared(entry)) is not None
+        else {m: relative_gap(entry["metrics"][m], ref[m]) for m in GAP_METRICS}
         | {"icl_score_diff": entry["metrics"]["icl_score"] - ref["icl_score"]}
         for name, entry in runs.items()
-        if "metrics" in entry
     }
 
 
 def summary(data: dict) -> str:
     """`summary.md`: one row per run, and the settings a reader needs to read the numbers."""
-    shape, runs, gaps = data["shape"], data["runs"], data.get("gaps", {})
+    runs, gaps = data["runs"], data.get("gaps", {})
     header = ["run", "params", "tokens", "tok/s", "wall s", "val loss", "repeated-span loss"]
     header += ["ICL score", "val gap", "repeated gap", "ICL − ref", "status"]
     rows = []
@@ -353,7 +427,7 @@ def summary(data: dict) -> str:
              cell(g, "induction_loss", "{:+.2%}"), cell(g, "icl_score_diff", "{:+.4f}"),
              entry["status"]]
         )  # fmt: skip
-    early, late = shape["icl_windows"]
+    early, late = data["eval"]["icl_windows"]
     budget = data["token_budget"]
     lines = [
         f"# LM comparison on the code corpus{' (smoke)' if data['smoke'] else ''}",
@@ -367,12 +441,16 @@ def summary(data: dict) -> str:
         f"{budget['batch']} windows × T = {budget['seq_len']}), "
         f"{budget['epochs']:.2f} epochs of the training split; "
         f"validation: {data['eval']['windows']} held-out windows ({data['corpus']['val_rule']}).",
-        f"Gaps are `value / {REFERENCE} − 1` (the paper: momentum at 125M within "
+        f"Gaps are `value / {REFERENCE} − 1`, only between runs that trained every token"
+        + (f" (none here: {data['no_gaps']})" if "no_gaps" in data else "")
+        + f" (the paper: momentum at 125M within "
         f"{PAPER_GAP:.1%} of a 350M baseline's loss). Repeated-span positions: the next token "
         "continues a span that already occurred in the window (`data.repeated_span_mask`, 2 "
         f"tokens matched). ICL score: mean loss at positions [{late[0]}, {late[1]}) minus "
-        f"[{early[0]}, {early[1]}) (position t predicts token t + 1); negative = later context "
+        f"[{early[0]}, {early[1]}) (position t predicts token t + 1; the fractions "
+        f"{EARLY_WINDOW} and {LATE_WINDOW} of the window); negative = later context "
         "helps; `ICL − ref` is the run's score minus the reference's (negative: a larger drop).",
+        *(f"Warning: {w}." for w in data["corpus"].get("warnings", [])),
     ]
     return "\n".join(lines) + "\n"
 
@@ -408,6 +486,10 @@ def main(argv: list[str] | None = None) -> int:
         started = time.perf_counter()
         streams, rec.data["corpus"] = tokenised_splits(corpus, tokenizer, shape["hold_out_every"])
     rec.data["corpus"]["tokenize_s"] = round(time.perf_counter() - started, 2)
+    manifest = None if args.smoke else json.loads(MANIFEST_PATH.read_text())
+    rec.data["corpus"] |= manifest_check(rec.data["corpus"], manifest)
+    for warning in rec.data["corpus"]["warnings"]:
+        print(f"lm: warning: {warning}", file=sys.stderr)
     rec.data["token_budget"] = {
         "tokens_per_model": budget_tokens,
         "steps": shape["steps"],
@@ -416,7 +498,12 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": budget_tokens / rec.data["corpus"]["train_tokens"],
     }
     n_windows = shape["eval_batches"] * shape["eval_batch"]
-    rec.data["eval"] = {"windows": n_windows, "seed": 0, "icl_windows": shape["icl_windows"]}
+    rec.data["eval"] = {
+        "windows": n_windows,
+        "seed": 0,
+        "icl_fractions": (EARLY_WINDOW, LATE_WINDOW),
+        "icl_windows": icl_windows(shape["seq_len"]),
+    }
     log("corpus", **rec.data["corpus"])
     rec.write()
     tasks = {
@@ -427,7 +514,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         for name, stream in streams.items()
     }
-    runs, basis = rec.data["runs"], None
+    runs, measured = rec.data["runs"], {}  # size -> its first run with a throughput
     for name, size, filt in RUNS:
         run = run_config(name, size, filt, shape)
         model = build_model(run, tasks["train"], device)
@@ -435,22 +522,26 @@ def main(argv: list[str] | None = None) -> int:
             "status": "pending",
             "config": run.to_dict(),
             "model_config": model.cfg.to_dict(),
+            "size": size,
             "n_params": count_parameters(model),
-            "n_params_hidden": model.cfg.n_params,
+            "n_params_non_embedding": non_embedding_parameters(model),
             "n_layers": model.cfg.n_layers,
             "flops_per_token": model_flops_per_token(
                 flop_parameters(model), model.cfg.n_layers, model.cfg.d_model, shape["seq_len"]
             ),
             "tokens_planned": budget_tokens,
         }
-        if basis is not None:
-            entry["estimate_s"] = estimate_s(entry, basis)
+        if name == REFERENCE:
+            rec.data["params_ratio_3S_S"] = params_ratio(runs)
+        if measured:
+            entry["estimate_s"] = estimate_s(entry, measured)
             if entry["estimate_s"]["total"] > budget.left() - RESERVE_S:
                 entry["status"] = (
                     f"skipped: estimated {entry['estimate_s']['total']:.0f} s, "
                     f"{budget.left() - RESERVE_S:.0f} s of the budget left"
                 )
                 log("skipped", run=name, reason=entry["status"])
+                add_gaps(rec.data)
                 rec.write()
                 continue
         log("start", run=name, n_params=entry["n_params"])
@@ -459,14 +550,16 @@ def main(argv: list[str] | None = None) -> int:
             measure(entry, model, run, tasks, shape, budget, log)
             if size == PACKED_SIZE:
                 path = args.out_dir / f"{model.cfg.model_name}.safetensors"
-                pack_checkpoint(path, model.cfg, model.state_dict(), tokenizer, torch.bfloat16)
+                pack_checkpoint(path, model, tokenizer, torch.bfloat16)
                 entry["checkpoint"] = {"file": path.name, "bytes": path.stat().st_size}
         except RuntimeError as error:  # out of memory, a compiler failure: the next runs go on
             entry["status"] = f"failed: {str(error).strip().splitlines()[0][:300]}"
         entry["wall_s"] = round(time.perf_counter() - started, 2)
-        if basis is None and "tokens_per_s" in entry and "metrics" in entry:
-            basis = entry | {"flop_per_s": entry["tokens_per_s"] * entry["flops_per_token"]}
-        rec.data["gaps"] = add_gaps(runs)
+        if size not in measured and "tokens_per_s" in entry and "metrics" in entry:
+            measured[size] = entry | {
+                "flop_per_s": entry["tokens_per_s"] * entry["flops_per_token"]
+            }
+        add_gaps(rec.data)
         log("end", run=name, **{k: entry.get(k) for k in ("status", "wall_s", "metrics")})
         rec.write()
         common.write_text(args.out_dir / "summary.md", summary(rec.data))

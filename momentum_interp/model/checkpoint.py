@@ -288,25 +288,27 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
 
 def pack_checkpoint(
     path: str | Path,
-    cfg: MomentumConfig,
-    state_dict: dict[str, torch.Tensor],
+    model: torch.nn.Module,
     tokenizer: Tokenizer | None = None,
     dtype: torch.dtype | None = None,
 ) -> Path:
-    """One `.safetensors` file holding the weights (floating ones cast to `dtype` if given) with
-    the config and tokenizer JSON in its metadata: a checkpoint that travels as a single file."""
+    """One `.safetensors` file holding `model`'s state dict (its parameters cast to `dtype` if
+    given; buffers such as a fixed γ keep theirs, so 0.707 stays 0.707) with the config and
+    tokenizer JSON in its metadata: a checkpoint that travels as a single file."""
     path = Path(path)
     if path.suffix != PACKED_SUFFIX:
         raise CheckpointError(f"a packed checkpoint's name ends in {PACKED_SUFFIX}, got {path}")
+    buffers = {name for name, _ in model.named_buffers()}  # the state dict splits W_QKV: not params
     tensors = {}
-    for name, t in state_dict.items():
+    for name, t in model.state_dict().items():
         t = t.detach().cpu()
-        tensors[name] = (t.to(dtype) if dtype and t.is_floating_point() else t).contiguous()
+        cast = dtype and t.is_floating_point() and name not in buffers
+        tensors[name] = (t.to(dtype) if cast else t).contiguous()
     metadata = {
         "format_version": str(FORMAT_VERSION),
         "library": "momentum_interp",
         "library_version": __version__,
-        "config": json.dumps(cfg.to_dict()),
+        "config": json.dumps(model.cfg.to_dict()),
     }
     if tokenizer is not None:
         metadata["tokenizer"] = tokenizer.to_str()
