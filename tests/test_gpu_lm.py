@@ -190,6 +190,19 @@ def test_full_sizes_match_the_documented_counts_and_s_packs_under_16_mib(tmp_pat
     assert hidden["baseline-S"] == 7_362_048 - 2 * 8192 * 256 - 8192 == 3_159_552
     assert hidden["baseline-3S"] == 22_270_592 - 2 * 8192 * 384 - 8192 == 15_970_944
     assert lm.FULL["steps"] * lm.FULL["batch"] * lm.FULL["seq_len"] == 50_331_648 >= 50e6
+    # The README states this plan: its numbers are these.
+    readme = " ".join((Path(lm.__file__).parents[2] / "README.md").read_text().split())
+    budget = lm.FULL["steps"] * lm.FULL["batch"] * lm.FULL["seq_len"]
+    plan = (
+        f"S has {counts['baseline-S']:,} parameters ({hidden['baseline-S']:,} without the "
+        f"embedding and unembedding), 3×S {counts['baseline-3S']:,} "
+        f"({hidden['baseline-3S']:,}), each trained on {budget:,} tokens "
+        f"({lm.FULL['steps']:,} steps × {lm.FULL['batch']} windows × {lm.FULL['seq_len']} tokens)"
+    )
+    assert plan in readme
+    total = counts["baseline-3S"] / counts["baseline-S"]
+    non_embedding = hidden["baseline-3S"] / hidden["baseline-S"]
+    assert f"3×S is {total:.2f}× S" in readme and f"it is {non_embedding:.2f}×" in readme
 
 
 def test_a_failing_run_is_recorded_and_the_next_runs_go_on(tmp_path, monkeypatch):

@@ -91,7 +91,7 @@ def test_gpu_lm_block_with_a_reference_that_did_not_finish():
     run = {
         "status": "done",
         "n_params": 7_362_048,
-        "n_params_hidden": 3_162_112,
+        "n_params_non_embedding": 3_162_112,
         "metrics": metrics,
     }
     record = {
@@ -106,10 +106,14 @@ def test_gpu_lm_block_with_a_reference_that_did_not_finish():
             "momentum-S": {"status": "skipped: would not finish"},
         },
         "gaps": {},
+        "no_gaps": "the reference baseline-3S: stopped at step 900",
     }
     block = gpu_lm_block(manifest, record)
     rows = {r.split(" | ")[0]: r.split(" | ") for r in block.splitlines() if r.startswith("| `")}
     assert rows["| `baseline-S`"][4:6] == ["3.250", "—"]  # a loss, no gap
     assert rows["| `baseline-S`"][3] == "7.36M (3.16M)"
     assert rows["| `momentum-S`"][2].startswith("skipped")
-    assert "decides nothing" in " ".join(block.split())
+    assert (
+        "(the reference baseline-3S: stopped at step 900), so this run decides nothing"
+        in " ".join(block.split())
+    )

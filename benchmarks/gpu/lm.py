@@ -15,7 +15,7 @@ cosine to 0.1 × 1.5e-3), each step's forward + loss compiled, bf16 autocast:
 
     baseline-S     4 layers × 256, 4 heads, d_mlp 1024, rotary, LN, untied: 7,362,048 parameters
                    (3,159,552 without the embedding and unembedding)
-    baseline-3S    9 layers × 384, 6 heads, d_mlp 1536: 22,270,592 parameters (3.02 × S),
+    baseline-3S    9 layers × 384, 6 heads, d_mlp 1536: 22,270,592 parameters (3.03 × S),
                    15,970,944 without the embedding and unembedding (5.05 × S)
     momentum-S     the paper's q/k shear after RoPE, γ = 1
     smeared-key-S  Olsson et al.'s smeared key (learned α per head), no shear

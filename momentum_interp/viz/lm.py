@@ -284,8 +284,8 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
         m, g = run.get("metrics") or {}, gaps.get(name) or {}
         compared = "val_loss" in g
         size = (
-            f"{run['n_params'] / 1e6:.2f}M ({run['n_params_hidden'] / 1e6:.2f}M)"
-            if "n_params" in run and "n_params_hidden" in run
+            f"{run['n_params'] / 1e6:.2f}M ({run['n_params_non_embedding'] / 1e6:.2f}M)"
+            if "n_params" in run and "n_params_non_embedding" in run
             else "—"
         )
         rows.append(
@@ -315,8 +315,12 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
         f"loss, {'within' if momentum['val_loss'] <= record['paper_gap'] else 'outside'} the "
         f"paper's {pct(record['paper_gap'])}"
         if "val_loss" in momentum
-        else f"momentum-S has no comparison with `{ref}` (a run did not finish its budget: see "
-        "the status column), so this run decides nothing"
+        else f"momentum-S has no comparison with `{ref}` ("
+        + (
+            record.get("no_gaps")
+            or (gaps.get("momentum-S") or {}).get("not_compared", "see status")
+        )
+        + "), so this run decides nothing"
     )
     return f"{wrap(intro)}\n\n{wrap(measured)}\n\n{markdown_table(header, rows)}\n\n" + bullets(
         [f"At this scale {verdict}."]
