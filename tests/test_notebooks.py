@@ -486,7 +486,11 @@ def _check_gamma_star_two_sided(v: dict) -> None:
     if len(positive) >= 2:
         slope, intercept = np.polyfit(np.log(list(positive)), np.log(list(positive.values())), 1)
         assert v["fit_ab"] == pytest.approx([math.exp(intercept), slope], rel=1e-4, abs=1e-6)
-        assert "We measure" in v["statement"] and "Our measurement is" in v["statement"]
+        # a verdict only when both intervals are finite (one seed per depth gives none)
+        assert ("We measure" in v["statement"] and "Our measurement is" in v["statement"]) or (
+            "has no interval" in v["statement"]
+            and "neither confirmed nor excluded" in v["statement"]
+        )
     else:
         assert v["fit_ab"] is None
         assert v["statement"] == "" or "no power law can be fitted" in v["statement"]
@@ -588,9 +592,9 @@ def test_every_notebook_has_checks():
     assert {p.stem for p in NOTEBOOKS} == set(CHECKS)
 
 
-def _execute_and_check(nb, stem: str, tmp_path: Path, monkeypatch) -> None:
-    """Run `nb` (the network guarded), check its values with `CHECKS[stem]` and its figures in
-    both HTML exports."""
+def _execute_and_check(nb, stem: str, tmp_path: Path, monkeypatch, render: bool = True) -> None:
+    """Run `nb` (the network guarded), check its values with `CHECKS[stem]` and (with `render`)
+    its figures in both HTML exports."""
     missing = [
         n for n in REQUIRED_ASSETS if not (ROOT / "assets" / n / "model.safetensors").is_file()
     ]
@@ -618,7 +622,8 @@ def _execute_and_check(nb, stem: str, tmp_path: Path, monkeypatch) -> None:
     text = _stdout(nb)
     assert "NETWORK_ATTEMPTS=[]" in text, text[text.rfind("NETWORK_ATTEMPTS") :]
     CHECKS[stem](_read_values(nb.cells[-1]))
-    _check_figures_drawn(nb, tmp_path)
+    if render:
+        _check_figures_drawn(nb, tmp_path)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
@@ -662,14 +667,15 @@ def _synthetic_sweep(out: Path, n_runs: int) -> Path:
 
 def test_gamma_star_notebook_reads_a_partial_sweep(monkeypatch, tmp_path):
     """The γ* notebook on a made-up partial sweep (two whole seeds and part of the third): every
-    section with results runs, its numbers match the rows, and its figures draw."""
+    section with results runs, its numbers match the rows, and it makes its figures (drawing them
+    in Chromium is `test_notebook_executes`'s job, on the committed sweep)."""
     sweep = _synthetic_sweep(tmp_path / "sweep", 230)
     path = ROOT / "notebooks" / "06_gamma_star_two_sided.ipynb"
     nb = nbformat.read(path, as_version=4)
     line = 'SWEEP = RESULTS / "sweep"'
     (cell,) = [c for c in nb.cells if line in c.source]
     cell.source = cell.source.replace(line, f"SWEEP = Path({str(sweep)!r})")
-    _execute_and_check(nb, path.stem, tmp_path, monkeypatch)
+    _execute_and_check(nb, path.stem, tmp_path, monkeypatch, render=False)
     # pilot curves, AUC per depth, γ*(N) against the law
     assert _figure_outputs(nb) == (3, 0)
 
