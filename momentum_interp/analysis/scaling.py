@@ -475,6 +475,16 @@ def consistency_statement(result: ScalingFit) -> str:
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
         )
         return " ".join(parts)
+    one_seed = [d.n_layers for d in result.depths if d.n_seeds < 2]
+    if one_seed:
+        parts += caveats(result, pct)
+        parts.append(
+            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths rests on one "
+            f"seed at N = {', '.join(map(str, one_seed))}, where no interval over seeds exists, "
+            f"so the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor "
+            "excluded yet."
+        )
+        return " ".join(parts)
     if not all(finite_interval(i) for i in (fit.a_interval, fit.b_interval)):
         parts += caveats(result, pct)
         parts.append(
