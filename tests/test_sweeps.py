@@ -494,6 +494,24 @@ def test_sweep_block_reads_the_fits():
     qk = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
     keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=100, shear="k")
     table["final_accuracy"] = np.where(table["model.gamma"] == 1.0, 1.0, 0.5)
+    # the learned smeared key: far above γ* at N = 1 (intervals apart), above it by the mean
+    # only at N = 3 (its seeds spread widely), below it at N = 2
+    smeared = [
+        {
+            "model.n_layers": depth,
+            "model.gamma": 0.0,
+            "model.smeared_key": True,
+            "model.shear": "none",
+            "train.seed": seed,
+            "auc_accuracy": auc + spread * (seed - 1.5),
+            "final_loss": 0.0,
+            "final_accuracy": 0.5,
+        }
+        for depth, auc, spread in ((1, 0.95, 0.001), (2, 0.1, 0.001), (3, 0.85, 0.2))
+        for seed in range(4)
+    ]
+    with_control = pd.concat([table, pd.DataFrame(smeared)], ignore_index=True)
+    qk = fit_scaling(with_control, metric="auc_accuracy", tie_tol=0.0, n_boot=100)
     block = sweep_block(qk, keys, {"n_runs": 100}, table.iloc[:96])
     rows = [line.split(" | ") for line in block.splitlines() if line.startswith("| q/k")]
     assert [r[1] for r in rows] == ["1", "2", "3"]
@@ -510,6 +528,8 @@ def test_sweep_block_reads_the_fits():
     assert "smoothing (γ < 0) wins at N = 3; sharpening (γ > 0) at N = 1, 2" in prose
     assert "outside at N = 1 (paper 4.17" in prose
     assert "1 γ at N = 1 (best 100.0 %)" in prose and "reached at 3 of 3 depths" in prose
+    assert "beats the best γ at N = 1 (intervals apart)" in prose
+    assert "mean AUC is above the best γ's at N = 3 (0.85 against 0.80)" in prose
 
 
 def test_committed_two_sided_sweep_rows_keep_their_run_ids():
