@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -45,6 +46,21 @@ def test_smoke_run_writes_the_promised_layout(part, tmp_path):
         assert bench["interpretability"]["score_heads_100_sequences"]["first_s"] > 0
     if part == "lm":
         check_lm(out, results["lm.json"])
+    if part == "sweep":
+        check_sweep(out, results["fit.json"])
+
+
+def check_sweep(out: Path, fit: dict) -> None:
+    """2 depths × 3 γ (q/k, trained together), keys-only at N = 1 and 2 (3 γ each), the smeared
+    key at both depths; fitted on the accuracy curve's AUC."""
+    assert {"results.jsonl", "results.csv", "fit.json", "summary.md"} <= {
+        p.name for p in out.iterdir()
+    }
+    table = pd.read_csv(out / "results.csv")
+    assert len(table) == 6 + 6 + 2
+    assert table["auc_accuracy"].between(0, 1).all()
+    assert set(table.loc[table["variant"] == "momentum", "batched_with"]) == {3}
+    assert fit["metric"] == "auc_accuracy" and len(fit["depths"]) == 2
 
 
 def check_lm(out: Path, lm: dict) -> None:
