@@ -164,6 +164,7 @@ VALUES = {
         "gamma_star_by_hand": "by_hand",
         "separated": "separated",
         "runner_up": "runner_up",
+        "paper_verdict": "paper_verdict",
         "smeared_auc": "smeared_auc",
         "statement": "statement",
         "fit_ab": "None if fit is None else [fit.a, fit.b]",
@@ -442,6 +443,7 @@ def _check_gamma_star_two_sided(v: dict) -> None:
         assert v["status"].startswith("The sweep is complete")
 
     # mean AUC per (shear, depth, γ), γ*, its runner-up and separation, from the rows
+    effect = {}
     for shear in ("qk", "k"):
         mine = [
             r["config"] | {"auc": r["auc_accuracy"], "loss": r["final_loss"]}
@@ -473,6 +475,25 @@ def _check_gamma_star_two_sided(v: dict) -> None:
             ends = None if runner is None else (_t_interval(auc[star]), _t_interval(auc[runner]))
             separated = None if ends is None or None in ends else bool(ends[0][0] > ends[1][1])
             assert v["separated"][shear][str(depth)] == separated, (shear, depth)
+            # an effect: γ = 0 scores below γ*'s interval (one seed, or no γ = 0: nothing to test)
+            lows = _t_interval(auc[star]), _t_interval(auc.get(0.0, np.array([])))
+            effect[shear, depth] = None in lows or lows[1][1] < lows[0][0]
+            # the paper's γ*(N) against the γ whose intervals overlap γ*'s (beyond a grid end
+            # that is itself as good as γ*: not excluded)
+            ends = {g: _t_interval(a) for g, a in auc.items()}
+            star_end = ends[star]
+            good = [g for g, e in ends.items() if star_end and e and e[1] >= star_end[0]]
+            lo = -np.inf if min(good or [0]) == grid_here[0] else min(good or [0])
+            hi = np.inf if max(good or [0]) == grid_here[-1] else max(good or [0])
+            paper = 4.17 * depth**-0.74
+            expected = (
+                "one seed"
+                if star_end is None
+                else "no effect"
+                if 0.0 in good
+                else ("inside" if lo <= paper <= hi else "outside")
+            )
+            assert v["paper_verdict"][shear][str(depth)] == expected, (shear, depth)
     smeared = [r for r in rows if r["config"]["model"]["smeared_key"]]
     for depth, value in v["smeared_auc"].items():
         here = [
@@ -481,8 +502,12 @@ def _check_gamma_star_two_sided(v: dict) -> None:
         assert value == (pytest.approx(np.mean(here), abs=1e-12) if here else None)
     assert v["gamma_star_by_hand"] == v["gamma_star"].get("qk", {})
 
-    # the power law through the depths with γ* > 0: numpy's least squares in log space
-    positive = {int(d): g for d, g in v["gamma_star"].get("qk", {}).items() if g > 0}
+    # the power law through the depths with γ* > 0 and an effect: least squares in log space
+    positive = {
+        int(d): g
+        for d, g in v["gamma_star"].get("qk", {}).items()
+        if g > 0 and effect["qk", int(d)]
+    }
     if len(positive) >= 2:
         slope, intercept = np.polyfit(np.log(list(positive)), np.log(list(positive.values())), 1)
         assert v["fit_ab"] == pytest.approx([math.exp(intercept), slope], rel=1e-4, abs=1e-6)

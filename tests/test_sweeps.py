@@ -468,6 +468,53 @@ def test_separation_shapes_and_keys_only_rows():
     assert keys.depths[0].gamma_star != 1.0
 
 
+def _floor_table() -> pd.DataFrame:
+    """Depths 1 and 2 learn (γ* = 1 and 0.5, far above the rest); at depth 3 every γ sits at the
+    floor, 0.05 plus seed noise, γ = 1 ahead by 0.002: far less than the noise."""
+    rows = []
+    for depth in (1, 2, 3):
+        for seed in range(3):
+            for g in (-0.5, 0.0, 0.5, 1.0, 4.0):
+                noise = 0.01 * (seed - 1)
+                if depth == 3:
+                    auc = 0.05 + 0.002 * (g == 1.0) + noise
+                else:
+                    auc = {1: {1.0: 0.8}, 2: {0.5: 0.8}}[depth].get(g, 0.3) + noise
+                rows.append(
+                    {
+                        "model.n_layers": depth,
+                        "model.gamma": g,
+                        "model.smeared_key": False,
+                        "model.shear": "qk",
+                        "train.seed": seed,
+                        "auc_accuracy": auc,
+                        "final_loss": 0.0,
+                    }
+                )
+    return pd.DataFrame(rows)
+
+
+def test_a_depth_at_the_floor_has_no_best_gamma():
+    result = fit_scaling(_floor_table(), metric="auc_accuracy", n_boot=100)
+    d1, d2, d3 = result.depths
+    # Intervals by hand: every γ holds mean ± t(0.975, 2)·0.01/√3 = ± 0.0248, so at depths 1–2
+    # only γ* itself overlaps γ*, and at depth 3 every γ does.
+    assert d1.plausible == [1.0] and d2.plausible == [0.5]
+    assert d3.gamma_star == 1.0 and d3.plausible == [-0.5, 0.0, 0.5, 1.0, 4.0]
+    assert (d1.beats_no_shear, d2.beats_no_shear, d3.beats_no_shear) == (True, True, False)
+    # The floor depth enters neither the power law nor the line; the statement names it.
+    assert result.no_effect == [3] and result.excluded == []
+    assert result.fit.n_points == 2 and result.shapes["n_points"] == 2
+    assert result.fit.a == pytest.approx(1.0) and result.fit.b == pytest.approx(-1.0)
+    assert "[3] γ* > 0 scores within the 95 % interval of γ = 0" in consistency_statement(result)
+    # The paper's γ*(N): 4.17 at N = 1 lies beyond every γ as good as γ* (γ = 4 scores 0.3 against
+    # 0.8); 4.17·2^−0.74 = 2.49 lies between 0.5 (as good) and 4 (not): outside [0.5, 0.5] too.
+    assert [d.paper_verdict for d in result.depths] == ["outside", "outside", "no effect"]
+    one_seed = fit_scaling(_floor_table().query("`train.seed` == 0"), metric="auc_accuracy")
+    assert {d.paper_verdict for d in one_seed.depths} == {"one seed"}
+    assert all(d.plausible == [] and d.beats_no_shear for d in one_seed.depths)
+
+
 def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
     from momentum_interp.sweeps.backends import plan_units
 
@@ -526,7 +573,10 @@ def test_sweep_block_reads_the_fits():
     prose = " ".join(block.split())
     assert "Partial sweep: 96 of 100 runs" in prose
     assert "smoothing (γ < 0) wins at N = 3; sharpening (γ > 0) at N = 1, 2" in prose
-    assert "outside at N = 1 (paper 4.17" in prose
+    # N = 3: γ* = −0.5 alone is as good as γ*, the paper's 1.85 lies beyond it; at N = 1, 2 γ* sits
+    # at the grid's top, 1, so the paper's 4.17 and 2.49 (beyond the grid) cannot be excluded.
+    assert "below our best at N = 3 (paper 1.85; as good as γ*: γ = -0.5 alone)" in prose
+    assert "not excluded at N = 1, 2" in prose
     assert "1 γ at N = 1 (best 100.0 %)" in prose and "reached at 3 of 3 depths" in prose
     assert "beats the best γ at N = 1 (intervals apart)" in prose
     assert "mean AUC is above the best γ's at N = 3 (0.85 against 0.80)" in prose

@@ -11,10 +11,12 @@ the paper's, or `"k"`, keys only):
   loss; final accuracy only: the AUC takes no tolerance, `default_tie_tol`), with a bootstrap interval over seeds (seeds resampled
   with replacement, argmax recomputed; percentile interval, so its ends are grid values), and
   whether γ* is *separated* from the next-best non-zero γ: their Student-t intervals of the mean
-  over seeds do not overlap;
+  over seeds do not overlap; and the *plausible* γ, those whose intervals overlap γ*'s, against
+  which the paper's γ*(N) is judged per depth (`DepthResult.paper_verdict`);
 - the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
-  on the depths whose γ* > 0 (a depth whose best γ is 0 cannot enter a log fit: it is reported
-  and excluded). Intervals on a and b come from the fit's covariance (Student t with n−2
+  on the depths whose γ* > 0 beats γ = 0 (a depth whose best γ is ≤ 0 cannot enter a log fit,
+  nor one where γ = 0 scores within γ*'s interval, as near the floor, where γ* is noise: both
+  are reported and left out). Intervals on a and b come from the fit's covariance (Student t with n−2
   degrees of freedom; the primary interval): the residual covariance plus that of the grid's
   resolution (γ* is an argmax on a grid, so each log γ* carries a rounding error of sd
   h/√12 for local log spacing h; without it, γ* values that fall exactly on a line would give
@@ -216,7 +218,6 @@ class DepthResult:
     n_tied: int  # γ values within the tie tolerance of the top mean (decided by loss when > 1)
     at_grid_edge: bool  # γ* is the largest γ of the grid: the optimum may lie beyond it
     paper_gamma_star: float
-    paper_inside: bool  # the paper's γ*(N) lies within our interval
     grid: list[float]
     mean_accuracy: list[float]  # the criterion's mean over seeds per γ
     std_accuracy: list[float]
@@ -226,6 +227,38 @@ class DepthResult:
     runner_up: float | None = None  # the next-best non-zero γ
     separated: bool | None = None  # γ*'s interval lies above the runner-up's (None: no runner-up)
     smeared_key_interval: tuple[float, float] | None = None
+    # Grid γ the criterion cannot tell from γ*: t intervals of the mean overlap γ*'s (γ* included;
+    # empty without intervals, i.e. one seed).
+    plausible: list[float] = field(default_factory=list)
+
+    @property
+    def best(self) -> int:
+        """γ*'s index on the grid."""
+        return self.grid.index(self.gamma_star)
+
+    @property
+    def has_interval(self) -> bool:
+        """Intervals over seeds exist (two seeds or more)."""
+        return self.n_seeds >= 2
+
+    @property
+    def beats_no_shear(self) -> bool:
+        """γ* scores measurably above γ = 0, intervals apart (True without intervals: nothing to
+        test). False near the floor, where no γ does anything measurable."""
+        return 0.0 not in self.plausible
+
+    @property
+    def paper_verdict(self) -> str:
+        """The paper's γ*(N) against the γ values as good as ours: `"outside"` (every grid γ
+        around it scores measurably below γ*), `"inside"`, `"no effect"` (no γ beats γ = 0, so
+        there is no best γ to compare) or `"one seed"` (no intervals)."""
+        if not self.plausible:
+            return "one seed"
+        if not self.beats_no_shear:
+            return "no effect"
+        lo = -math.inf if min(self.plausible) == min(self.grid) else min(self.plausible)
+        hi = math.inf if max(self.plausible) == max(self.grid) else max(self.plausible)
+        return "inside" if lo <= self.paper_gamma_star <= hi else "outside"
 
 
 @dataclass
@@ -243,6 +276,8 @@ class ScalingFit:
     n_boot: int
     tie_tol: float = TIE_TOL
     shear: str = "qk"
+    # depths with γ* > 0 no better than γ = 0 (within the intervals), left out of the fit too
+    no_effect: list[int] = field(default_factory=list)
     shapes: dict[str, Any] = field(default_factory=dict)  # see `shape_fits`
     paper: dict[str, float] = field(default_factory=lambda: {"a": PAPER_A, "b": PAPER_B})
     boot_ab: np.ndarray | None = field(default=None, repr=False)  # [replicate, (a, b)]
@@ -260,7 +295,10 @@ class ScalingFit:
         """The fit `to_dict` wrote (e.g. `fit.json`), without the bootstrap replicates or table."""
         names = {f.name for f in fields(cls)} - {"boot_ab", "table"}
         out = cls(**{k: v for k, v in record.items() if k in names})
-        out.depths = [DepthResult(**d) for d in record["depths"]]
+        known = {f.name for f in fields(DepthResult)}  # older records hold retired fields
+        out.depths = [
+            DepthResult(**{k: v for k, v in d.items() if k in known}) for d in record["depths"]
+        ]
         out.fit = None if record["fit"] is None else PowerLawFit(**record["fit"])
         return out
 
@@ -309,6 +347,11 @@ def gamma_star_by_depth(
         intervals = mean_intervals(a, level)
         others = [i for i in range(len(grid)) if i != best and grid[i] != 0]
         runner = max(others, key=lambda i: mean_acc[i]) if others else None
+        plausible = [
+            float(g)
+            for g, (lo, hi) in zip(grid, intervals, strict=True)
+            if hi >= intervals[best][0] and lo <= intervals[best][1]  # False for NaN ends
+        ]
         results.append(
             DepthResult(
                 n_layers=int(depth),
@@ -321,7 +364,6 @@ def gamma_star_by_depth(
                 n_tied=len(tied),
                 at_grid_edge=bool(best == len(grid) - 1 and len(grid) > 1),
                 paper_gamma_star=paper,
-                paper_inside=bool(interval[0] <= paper <= interval[1]),
                 grid=grid.tolist(),
                 mean_accuracy=mean_acc.tolist(),
                 std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
@@ -335,13 +377,14 @@ def gamma_star_by_depth(
                 smeared_key_interval=mean_intervals(control[:, None], level)[0]
                 if len(control)
                 else None,
+                plausible=plausible,
             )
         )
     return results, samples
 
 
 def shape_fits(n_layers: Any, gamma_star: Any, level: float = 0.95) -> dict[str, Any]:
-    """Shapes fitted to γ*(N) at every depth, γ* ≤ 0 included: a constant (the mean, with its t
+    """Shapes fitted to γ*(N) at the depths given, γ* ≤ 0 included: a constant (the mean, with its t
     interval) and a least-squares line `γ* = c + d N` with a t interval on the slope d (an
     interval containing 0: no trend in N is resolved)."""
     n = np.asarray(n_layers, dtype=float)
@@ -375,8 +418,10 @@ def fit_scaling(
     """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
     tie_tol = default_tie_tol(metric) if tie_tol is None else tie_tol
     depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol, shear)
-    used = [d for d in depths if d.gamma_star > 0]
+    used = [d for d in depths if d.gamma_star > 0 and d.beats_no_shear]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
+    no_effect = [d.n_layers for d in depths if d.gamma_star > 0 and not d.beats_no_shear]
+    measured = [d for d in depths if d.beats_no_shear]  # a best γ exists (it may be ≤ 0)
     fit = None
     if len(used) >= 2:
         fit = fit_power_law(
@@ -409,13 +454,14 @@ def fit_scaling(
         depths=depths,
         fit=fit,
         excluded=excluded,
+        no_effect=no_effect,
         bootstrap=bootstrap,
         metric=metric,
         level=level,
         n_boot=n_boot,
         tie_tol=tie_tol,
         shear=shear,
-        shapes=shape_fits([d.n_layers for d in depths], [d.gamma_star for d in depths], level),
+        shapes=shape_fits([d.n_layers for d in measured], [d.gamma_star for d in measured], level),
         boot_ab=boot_ab,
         table=df,
     )
@@ -446,7 +492,8 @@ def caveats(result: ScalingFit, pct: str) -> list[str]:
     if (line := result.shapes.get("line")) is not None:
         flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
         parts.append(
-            f"A line through every depth gives γ* = {line['c']:.3g} "
+            f"A line through {result.shapes['n_points']} depths (every one where γ* beats γ = 0) gives "
+            f"γ* = {line['c']:.3g} "
             f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
             f"(slope {pct} interval {format_interval(line['d_interval'])}"
             + ("; no trend in N is resolved)." if flat else ").")
@@ -464,6 +511,11 @@ def consistency_statement(result: ScalingFit) -> str:
             f"Depth(s) {result.excluded} have γ* <= 0 (no shear, or a smear, was best) and "
             "are excluded from the log-space fit."
         )
+    if result.no_effect:
+        parts.append(
+            f"At depth(s) {result.no_effect} γ* > 0 scores within the {pct} interval of γ = 0 "
+            "(no shear does as well), so there is no best γ to fit; they are left out too."
+        )
     edge = [d.n_layers for d in result.depths if d.at_grid_edge]
     if edge:
         parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
@@ -471,11 +523,11 @@ def consistency_statement(result: ScalingFit) -> str:
     if fit is None:
         parts += caveats(result, pct)
         parts.append(
-            "Fewer than 2 depths have γ* > 0, so no power law can be fitted: the paper's law "
+            "Fewer than 2 depths have a measured γ* > 0, so no power law can be fitted: the paper's law "
             f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
         )
         return " ".join(parts)
-    one_seed = [d.n_layers for d in result.depths if d.n_seeds < 2]
+    one_seed = [d.n_layers for d in result.depths if not d.has_interval]
     if one_seed:
         parts += caveats(result, pct)
         parts.append(

@@ -249,7 +249,8 @@ def _bars_around_gamma_star(depths: list, ranges: list, floor: float) -> dict:
 def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
     """γ*(N) with bootstrap intervals on log-log axes, our fit and its band, the paper's line."""
     fig = go.Figure()
-    shown = [d for d in result.depths if d.gamma_star > 0]
+    shown = [d for d in result.depths if d.gamma_star > 0 and d.beats_no_shear]
+    no_effect = [d for d in result.depths if d.gamma_star > 0 and not d.beats_no_shear]
     n_all = np.array([d.n_layers for d in result.depths], dtype=float)
     grid_min = min((g for d in result.depths for g in d.grid if g > 0), default=0.1)
     floor = grid_min / 2  # where an interval reaching γ = 0 is drawn to on the log axis
@@ -274,6 +275,16 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
                 mode="markers",
                 marker={"size": 4, "color": "gray"},
                 name=f"γ within {100 * result.tie_tol:g} points of the best accuracy",
+            )
+        )
+    if no_effect:
+        fig.add_trace(
+            go.Scatter(
+                x=[d.n_layers for d in no_effect],
+                y=[d.gamma_star for d in no_effect],
+                mode="markers",
+                marker={"symbol": "circle-open", "size": 10, "color": "gray"},
+                name="γ* > 0, no better than γ = 0 (not fitted)",
             )
         )
     zero = [d for d in result.depths if d.gamma_star <= 0]
@@ -385,7 +396,7 @@ def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
             [
                 str(d.n_layers),
                 f"{d.gamma_star:g}",
-                f"[{d.interval[0]:g}, {d.interval[1]:g}]" if d.n_seeds > 1 else "— (one seed)",
+                f"[{d.interval[0]:g}, {d.interval[1]:g}]" if d.has_interval else "— (one seed)",
                 f"{d.paper_gamma_star:.2f}",
                 f"{d.accuracy_at_gamma_star:.3f}",
                 baseline,
@@ -608,7 +619,7 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
     """Rows of the two-sided sweep's table for one shear: γ*, the runner-up, the controls."""
     rows = []
     for d in result.depths:
-        best = d.grid.index(d.gamma_star)
+        best = d.best
         runner = None if d.runner_up is None else d.grid.index(d.runner_up)
         zero = d.grid.index(0.0) if 0.0 in d.grid else None
         rows.append(
@@ -629,30 +640,41 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
 
 
 def _paper_per_depth(result: ScalingFit, level: str) -> str:
-    """Depth by depth: does the paper's γ*(N) lie inside our seed-bootstrap interval of γ*?"""
-    decided = [d for d in result.depths if d.n_seeds >= 2]
-    inside = [d.n_layers for d in decided if d.paper_inside]
-    outside = [d for d in decided if not d.paper_inside]
-    one_seed = [d.n_layers for d in result.depths if d.n_seeds < 2]
-    text = (
-        f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** ({level} "
-        "seed-bootstrap interval of γ*): "
-    )
+    """Depth by depth: is the paper's γ*(N) among the γ values as good as ours (`paper_verdict`)?"""
+    verdicts = {d.n_layers: d.paper_verdict for d in result.depths}
+
+    def depths(verdict: str) -> str:
+        return ", ".join(str(n) for n, v in verdicts.items() if v == verdict)
+
+    outside = [d for d in result.depths if d.paper_verdict == "outside"]
     parts = []
-    if inside:
-        parts.append(f"inside at N = {', '.join(map(str, inside))}")
     if outside:
         parts.append(
-            "outside at "
+            "below our best at "
             + ", ".join(
-                f"N = {d.n_layers} (paper {d.paper_gamma_star:.2f}, ours "
-                f"[{d.interval[0]:g}, {d.interval[1]:g}])"
+                f"N = {d.n_layers} (paper {d.paper_gamma_star:.2f}; as good as γ*: "
+                + (
+                    f"γ = {d.gamma_star:g} alone)"
+                    if len(d.plausible) == 1
+                    else f"γ from {min(d.plausible):g} to {max(d.plausible):g})"
+                )
                 for d in outside
             )
         )
-    if one_seed:
-        parts.append(f"undecided at N = {', '.join(map(str, one_seed))} (one seed, no interval)")
-    return text + "; ".join(parts) + "."
+    if depths("inside"):
+        parts.append(f"not excluded at N = {depths('inside')}")
+    if depths("no effect"):
+        parts.append(
+            f"undecided at N = {depths('no effect')} (no γ scores measurably above γ = 0 there, "
+            "so there is no best γ to compare)"
+        )
+    if depths("one seed"):
+        parts.append(f"undecided at N = {depths('one seed')} (one seed, no interval)")
+    return (
+        f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (the paper's γ is "
+        f"*below our best* when the grid γ on both sides of it score below γ*'s {level} t "
+        "interval): " + "; ".join(parts) + "."
+    )
 
 
 FLOOR = 0.5  # below this best final accuracy a depth counts as not (yet) learning the task
@@ -708,14 +730,15 @@ def sweep_block(
         rows += sweep_depth_rows(keys_only, "keys only")
     partial = n_done < spec["n_runs"]
     signs = {d.n_layers: d.gamma_star for d in qk.depths}
-    smoothing = [n for n, g in signs.items() if g < 0]
-    sharpening = [n for n, g in signs.items() if g > 0]
+    flat = [d.n_layers for d in qk.depths if not d.beats_no_shear]
+    smoothing = [n for n, g in signs.items() if g < 0 and n not in flat]
+    sharpening = [n for n, g in signs.items() if g > 0 and n not in flat]
     beaten = [
         d.n_layers
         for d in qk.depths
         if finite_interval(d.smeared_key_interval)
-        and finite_interval(d.mean_interval[d.grid.index(d.gamma_star)])
-        and d.smeared_key_interval[0] > d.mean_interval[d.grid.index(d.gamma_star)][1]
+        and finite_interval(d.mean_interval[d.best])
+        and d.smeared_key_interval[0] > d.mean_interval[d.best][1]
     ]
     intro = (
         f"**{'Partial' if partial else 'Complete'} sweep: {n_done} of {spec['n_runs']} runs.** "
@@ -728,13 +751,14 @@ def sweep_block(
             else ""
         )
         + f", *separated* when its {level} t interval lies wholly above that of the next-best "
-        "non-zero γ. Rendered from "
+        "non-zero γ; γ values whose intervals overlap γ*'s are *as good as* γ*. Rendered from "
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
         "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`."
     )
     sides = [
         f"smoothing (γ < 0) wins at N = {', '.join(map(str, smoothing))}" if smoothing else "",
         f"sharpening (γ > 0) at N = {', '.join(map(str, sharpening))}" if sharpening else "",
+        f"no γ measurably above γ = 0 at N = {', '.join(map(str, flat))}" if flat else "",
     ]
     items = [
         f"**Best γ by depth (q/k shear):** {_by_depth(signs)}; "
