@@ -294,20 +294,23 @@ def count_host_syncs(trainer: Trainer, tokens: torch.Tensor) -> int | None:
         return None
 
 
-def _sync(device: torch.device) -> None:
+def sync_device(device: torch.device) -> None:
+    """Wait for the device's queued kernels, so a wall-clock reading covers them (no-op on CPU)."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)
 
 
-def _timed_step(trainer: Trainer, tokens: torch.Tensor) -> None:
+def timed_step(trainer: Trainer, tokens: torch.Tensor) -> None:
+    """One training step, its wall time appended to `trainer.times` (and, on CUDA, its peak
+    transient memory recorded)."""
     device = trainer.device
     if device.type == "cuda":
-        _sync(device)
+        sync_device(device)
         torch.cuda.reset_peak_memory_stats(device)
         base = torch.cuda.memory_allocated(device)
         start = time.perf_counter()
         loss = trainer.step(tokens)
-        _sync(device)
+        sync_device(device)
         elapsed = time.perf_counter() - start
         transient = torch.cuda.max_memory_allocated(device) - base
         key = "step_peak_transient_bytes"
@@ -323,7 +326,7 @@ def _timed_step(trainer: Trainer, tokens: torch.Tensor) -> None:
 def _warm(trainer: Trainer, tokens: torch.Tensor, warmup: int) -> None:
     for _ in range(warmup):
         trainer.step(tokens)
-        _sync(trainer.device)
+        sync_device(trainer.device)
 
 
 def _is_oom(error: BaseException) -> bool:
@@ -396,7 +399,7 @@ def run_config(
             if trainer.status != "ok":
                 continue
             try:
-                _timed_step(trainer, tokens)
+                timed_step(trainer, tokens)
             except (RuntimeError, torch.OutOfMemoryError) as error:
                 if not _is_oom(error):
                     raise

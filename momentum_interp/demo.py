@@ -44,9 +44,10 @@ from momentum_interp.results import (
     zoo_rows,
     zoo_table,
 )
+from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
-from momentum_interp.viz.figures import estimate_bars, load_metrics, training_curves
+from momentum_interp.viz.figures import estimate_bars, training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.sections import add_section
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config

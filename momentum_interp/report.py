@@ -23,9 +23,10 @@ from momentum_interp.model.checkpoint import resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.results import TRACE_RULE, provenance
 from momentum_interp.tables import frame_rows
+from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
-from momentum_interp.viz.figures import load_metrics, training_curves
+from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.scores import score_heatmaps
 from momentum_interp.viz.sections import add_section

@@ -13,6 +13,7 @@ from momentum_interp.architecture import attention_variant as architecture
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.paths import REPO_ROOT
 from momentum_interp.tables import markdown_table
+from momentum_interp.training.state import load_metrics
 
 ZOO: dict[str, str] = {
     "induction-1l-baseline": "1-layer baseline (negative control)",
@@ -40,7 +41,7 @@ def run_config(name: str) -> dict:
 
 def final_eval(directory: Path) -> dict:
     """The last held-out evaluation recorded in a run's `metrics.json`."""
-    return json.loads((Path(directory) / "metrics.json").read_text())["eval"][-1]
+    return load_metrics(directory)["eval"][-1]
 
 
 def variant_record(name: str, run_dir: Path, config: str) -> dict:
@@ -59,7 +60,7 @@ def card_markdown(name: str, variants: dict | None = None) -> str:
     variant) the committed variants record `results/zoo/variants.json` (nothing typed in)."""
     directory = resolve(name)
     run = run_config(name)
-    metrics = json.loads((directory / "metrics.json").read_text())
+    metrics = load_metrics(directory)
     model, task, train = run["model"], run["task"], run["train"]
     evals = metrics["eval"]
     last = evals[-1]

@@ -34,12 +34,12 @@ from benchmarks.reference_gpt import count_parameters, from_momentum
 from benchmarks.throughput import (
     PRESETS,
     Trainer,
-    _sync,
-    _timed_step,
     count_host_syncs,
     flop_parameters,
     model_flops_per_token,
     peak_tflops,
+    sync_device,
+    timed_step,
 )
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.analysis.scoring import score_heads
@@ -115,7 +115,7 @@ def throughput(mode: str, shape: dict, device, budget: Budget, rec: Recorder, pe
         stepper = Trainer(name, model, device, mode == "compiled", shape["backend"])
         for _ in range(shape["warmup"]):
             loss = stepper.step(tokens)
-        _sync(device)
+        sync_device(device)
         section["variants"][name] = {
             "status": "ok",
             "warmup_s": round(time.perf_counter() - start, 2),
@@ -131,7 +131,7 @@ def throughput(mode: str, shape: dict, device, budget: Budget, rec: Recorder, pe
             break
         shift = round_ % max(len(names), 1)
         for name in names[shift:] + names[:shift]:
-            _timed_step(steppers[name], tokens)
+            timed_step(steppers[name], tokens)
         for name, stepper in steppers.items():
             tok_s = batch * seq_len / median(stepper.times)
             achieved = tok_s * flops_token
@@ -162,16 +162,16 @@ def timed_call(fn: Callable[[], object], device, repeats: int) -> dict:
     """First call and the median of `repeats` further calls, in seconds (+ peak memory on CUDA)."""
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    _sync(device)
+    sync_device(device)
     start = time.perf_counter()
     fn()
-    _sync(device)
+    sync_device(device)
     first = time.perf_counter() - start
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         fn()
-        _sync(device)
+        sync_device(device)
         times.append(time.perf_counter() - start)
     out = {"first_s": round(first, 4), "median_s": round(median(times), 4) if times else None}
     if device.type == "cuda":

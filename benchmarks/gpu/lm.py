@@ -63,7 +63,7 @@ from tqdm import tqdm
 from benchmarks import common
 from benchmarks.gpu_part import Budget, Recorder, parse_args
 from benchmarks.reference_gpt import count_parameters
-from benchmarks.throughput import _sync, flop_parameters, model_flops_per_token, step_loss
+from benchmarks.throughput import flop_parameters, model_flops_per_token, step_loss, sync_device
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.analysis.lm import PAPER_GAP, lm_losses, relative_gap
 from momentum_interp.analysis.scoring import EARLY_WINDOW, LATE_WINDOW, fraction_windows
@@ -309,7 +309,7 @@ def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log
         recent.append(loss.detach())
         done = step + 1
         if done == WARM_STEPS:
-            _sync(device)
+            sync_device(device)
             steady = (time.perf_counter(), done)
             out["compile_s"] = round(steady[0] - start, 2)
         if done % shape["log_every"] == 0 or done == opt.steps:
@@ -321,7 +321,7 @@ def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log
             if budget.left() < RESERVE_S and done < opt.steps:
                 out["stopped"] = f"wall-clock budget: stopped at step {done} of {opt.steps}"
                 break
-    _sync(device)
+    sync_device(device)
     end = time.perf_counter()
     out.update(steps=done, tokens=done * tokens_per_step, train_s=round(end - start, 2))
     if steady is not None and done > steady[1]:

@@ -303,19 +303,18 @@ class ScalingFit:
         return out
 
 
-def gamma_star_by_depth(
+def _gamma_star_by_depth(
     df: pd.DataFrame,
-    metric: str = "final_accuracy",
-    tiebreak: str = "final_loss",
-    n_boot: int = 2000,
-    level: float = 0.95,
-    seed: int = 0,
-    tie_tol: float | None = None,
-    shear: str = "qk",
+    metric: str,
+    tiebreak: str,
+    n_boot: int,
+    level: float,
+    seed: int,
+    tie_tol: float,
+    shear: str,
 ) -> tuple[list[DepthResult], dict[int, np.ndarray]]:
     """γ*(N) per depth with its bootstrap interval; also each depth's bootstrap γ* samples
-    (`tie_tol`: `default_tie_tol(metric)` unless given)."""
-    tie_tol = default_tie_tol(metric) if tie_tol is None else tie_tol
+    (the arguments are `fit_scaling`'s, resolved)."""
     for column in (metric, tiebreak, DEPTH, GAMMA, SEED):
         if column not in df:
             raise ValueError(f"The results table has no {column!r} column.")
@@ -417,7 +416,9 @@ def fit_scaling(
 ) -> ScalingFit:
     """γ*(N) per depth and the power law `γ* = a N^b`, with intervals (see the module doc)."""
     tie_tol = default_tie_tol(metric) if tie_tol is None else tie_tol
-    depths, samples = gamma_star_by_depth(df, metric, tiebreak, n_boot, level, seed, tie_tol, shear)
+    depths, samples = _gamma_star_by_depth(
+        df, metric, tiebreak, n_boot, level, seed, tie_tol, shear
+    )
     used = [d for d in depths if d.gamma_star > 0 and d.beats_no_shear]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
     no_effect = [d.n_layers for d in depths if d.gamma_star > 0 and not d.beats_no_shear]

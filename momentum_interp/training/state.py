@@ -25,6 +25,14 @@ OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
 
 
+def load_metrics(run_dir: str | Path) -> dict:
+    """The `metrics.json` history saved beside a trained checkpoint ("train" and "eval" entries)."""
+    path = Path(run_dir) / METRICS_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: the checkpoint has no training history.")
+    return json.loads(path.read_text())
+
+
 class RunDirectoryError(ValueError):
     """The output directory holds a different run, or its checkpoint cannot be resumed."""
 

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 
 import plotly.graph_objects as go
 
 from momentum_interp.analysis.statistics import Estimate
 from momentum_interp.viz.style import legend_below, palette
-
-
-def load_metrics(checkpoint_dir: str | Path) -> dict:
-    """The `metrics.json` history saved beside a trained checkpoint."""
-    path = Path(checkpoint_dir) / "metrics.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the checkpoint has no training history.")
-    return json.loads(path.read_text())
 
 
 def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> go.Figure:

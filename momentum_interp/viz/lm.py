@@ -23,7 +23,8 @@ from momentum_interp.architecture import attention_variant
 from momentum_interp.io import atomic_write_json, atomic_write_text
 from momentum_interp.prose import bullets, pct, wrap
 from momentum_interp.tables import frame_rows, markdown_table
-from momentum_interp.viz.figures import load_metrics, training_curves
+from momentum_interp.training.state import load_metrics
+from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.style import legend_below, palette
 
