@@ -478,22 +478,29 @@ def _check_gamma_star_two_sided(v: dict) -> None:
             # an effect: γ = 0 scores below γ*'s interval (one seed, or no γ = 0: nothing to test)
             lows = _t_interval(auc[star]), _t_interval(auc.get(0.0, np.array([])))
             effect[shear, depth] = None in lows or lows[1][1] < lows[0][0]
-            # the paper's γ*(N) against the γ whose intervals overlap γ*'s (beyond a grid end
-            # that is itself as good as γ*: not excluded)
+            # the paper's γ*(N), judged by the grid γ on both sides of it: each measurably below
+            # γ* (intervals apart) → outside; one not distinguishable → inside (past the grid's
+            # end: undecided); a needed interval missing → untested
             ends = {g: _t_interval(a) for g, a in auc.items()}
-            star_end = ends[star]
-            good = [g for g, e in ends.items() if star_end and e and e[1] >= star_end[0]]
-            lo = -np.inf if min(good or [0]) == grid_here[0] else min(good or [0])
-            hi = np.inf if max(good or [0]) == grid_here[-1] else max(good or [0])
+
+            def standing(g, ends=ends, star=star):
+                if ends[star] is None or ends[g] is None:
+                    return None
+                return bool(ends[g][1] < ends[star][0] or ends[g][0] > ends[star][1])
+
             paper = 4.17 * depth**-0.74
-            expected = (
-                "one seed"
-                if star_end is None
-                else "no effect"
-                if 0.0 in good
-                else ("inside" if lo <= paper <= hi else "outside")
-            )
-            assert v["paper_verdict"][shear][str(depth)] == expected, (shear, depth)
+            lower = [g for g in grid_here if g <= paper]
+            upper = [g for g in grid_here if g >= paper]
+            sides = [standing(g) for g in {*lower[-1:], *upper[:1]}]
+            if ends[star] is None:
+                verdict = "untested"
+            elif 0.0 in ends and standing(0.0) is False:
+                verdict = "no effect"
+            elif False in sides:
+                verdict = "inside" if lower and upper else "beyond the grid"
+            else:
+                verdict = "untested" if None in sides else "outside"
+            assert v["paper_verdict"][shear][str(depth)] == verdict, (shear, depth)
     smeared = [r for r in rows if r["config"]["model"]["smeared_key"]]
     for depth, value in v["smeared_auc"].items():
         here = [

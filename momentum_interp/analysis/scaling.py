@@ -6,17 +6,16 @@ the paper's, or `"k"`, keys only):
 
 - γ*(N) = the γ on the grid with the highest mean of the criterion across seeds: final accuracy,
   or (when that saturates) `auc_accuracy`, the normalised area under the held-out accuracy curve
-  (`training.curves`). Ties, i.e. γ values
-  within `TIE_TOL` = 0.5 points of the best, e.g. several γ at ~100 %, go to the lowest mean
-  loss; final accuracy only: the AUC takes no tolerance, `default_tie_tol`), with a bootstrap interval over seeds (seeds resampled
-  with replacement, argmax recomputed; percentile interval, so its ends are grid values), and
-  whether γ* is *separated* from the next-best non-zero γ: their Student-t intervals of the mean
-  over seeds do not overlap; and the *plausible* γ, those whose intervals overlap γ*'s, against
-  which the paper's γ*(N) is judged per depth (`DepthResult.paper_verdict`);
+  (`training.curves`). Ties (final accuracy only: γ values within `TIE_TOL` = 0.5 points of the
+  best, e.g. several γ at ~100 %) go to the lowest mean loss; the AUC takes no tolerance
+  (`default_tie_tol`). With it: a bootstrap interval over seeds (seeds resampled with
+  replacement, argmax recomputed; percentile interval, so its ends are grid values); whether γ*
+  is *separated* from the next-best non-zero γ (their Student-t intervals of the mean over seeds
+  do not overlap); and the *plausible* γ, not distinguishable from γ* (intervals overlap, or
+  tied), by which γ = 0 (`beats_no_shear`) and the paper's γ*(N) (`paper_verdict`) are judged;
 - the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
-  on the depths whose γ* > 0 beats γ = 0 (a depth whose best γ is ≤ 0 cannot enter a log fit,
-  nor one where γ = 0 scores within γ*'s interval, as near the floor, where γ* is noise: both
-  are reported and left out). Intervals on a and b come from the fit's covariance (Student t with n−2
+  on the depths with γ* > 0, leaving out those where γ = 0 is not measurably worse than γ* (near
+  the floor, where γ* is noise; reported as `no_effect`). Intervals on a and b come from the fit's covariance (Student t with n−2
   degrees of freedom; the primary interval): the residual covariance plus that of the grid's
   resolution (γ* is an argmax on a grid, so each log γ* carries a rounding error of sd
   h/√12 for local log spacing h; without it, γ* values that fall exactly on a line would give
@@ -26,7 +25,8 @@ the paper's, or `"k"`, keys only):
 Rows with `model.smeared_key` true are the smeared-key control; rows with a learnable γ are
 ignored (γ is then not a grid value). A momentum row with `shear = "none"` counts as γ = 0.
 γ* ≤ 0 (a smear, or no shear, is best) cannot enter the log fit; `shape_fits` then says what
-fits all depths instead: a constant, and a line `γ* = c + d N` with an interval on its slope.
+fits the depths with an effect instead: a constant, and a line `γ* = c + d N` with an interval
+on its slope.
 Rendering (tables, Markdown, figures, the HTML page) lives in `viz.scaling`.
 """
 
@@ -216,7 +216,7 @@ class DepthResult:
     smeared_key_accuracy: float | None
     n_seeds: int
     n_tied: int  # γ values within the tie tolerance of the top mean (decided by loss when > 1)
-    at_grid_edge: bool  # γ* is the largest γ of the grid: the optimum may lie beyond it
+    at_grid_edge: bool  # γ* is the smallest or largest γ of the grid: the optimum may lie beyond
     paper_gamma_star: float
     grid: list[float]
     mean_accuracy: list[float]  # the criterion's mean over seeds per γ
@@ -227,8 +227,8 @@ class DepthResult:
     runner_up: float | None = None  # the next-best non-zero γ
     separated: bool | None = None  # γ*'s interval lies above the runner-up's (None: no runner-up)
     smeared_key_interval: tuple[float, float] | None = None
-    # Grid γ the criterion cannot tell from γ*: t intervals of the mean overlap γ*'s (γ* included;
-    # empty without intervals, i.e. one seed).
+    # Grid γ not distinguishable from γ*: their t interval of the mean overlaps γ*'s, or (final
+    # accuracy) they tie with it; γ* included, empty when γ* has no interval (one seed).
     plausible: list[float] = field(default_factory=list)
 
     @property
@@ -238,27 +238,42 @@ class DepthResult:
 
     @property
     def has_interval(self) -> bool:
-        """Intervals over seeds exist (two seeds or more)."""
-        return self.n_seeds >= 2
+        """γ*'s criterion has an interval over seeds (two seeds or more at γ*)."""
+        return bool(self.mean_interval) and finite_interval(self.mean_interval[self.best])
+
+    def below_gamma_star(self, gamma: float) -> bool | None:
+        """Whether grid γ `gamma` scores measurably below γ* (intervals apart and not tied); None
+        when it or γ* has no interval."""
+        if gamma in self.plausible:
+            return False
+        tested = self.has_interval and finite_interval(self.mean_interval[self.grid.index(gamma)])
+        return True if tested else None
 
     @property
-    def beats_no_shear(self) -> bool:
-        """γ* scores measurably above γ = 0, intervals apart (True without intervals: nothing to
-        test). False near the floor, where no γ does anything measurable."""
-        return 0.0 not in self.plausible
+    def beats_no_shear(self) -> bool | None:
+        """γ* scores measurably above γ = 0; False near the floor, where no γ does anything
+        measurable; None when untested (one seed, or no γ = 0 on the grid)."""
+        return self.below_gamma_star(0.0) if 0.0 in self.grid else None
 
     @property
     def paper_verdict(self) -> str:
-        """The paper's γ*(N) against the γ values as good as ours: `"outside"` (every grid γ
-        around it scores measurably below γ*), `"inside"`, `"no effect"` (no γ beats γ = 0, so
-        there is no best γ to compare) or `"one seed"` (no intervals)."""
-        if not self.plausible:
-            return "one seed"
-        if not self.beats_no_shear:
+        """The paper's γ*(N) against ours, judged by the grid γ on both sides of it: `"outside"`
+        (each scores measurably below γ*), `"inside"` (one is not distinguishable from γ*),
+        `"beyond the grid"` (it lies past the grid's end, which is not distinguishable from γ*),
+        `"no effect"` (γ = 0 does as well as γ*: no best γ to compare) or `"untested"`."""
+        if not self.has_interval:
+            return "untested"
+        if self.beats_no_shear is False:
             return "no effect"
-        lo = -math.inf if min(self.plausible) == min(self.grid) else min(self.plausible)
-        hi = math.inf if max(self.plausible) == max(self.grid) else max(self.plausible)
-        return "inside" if lo <= self.paper_gamma_star <= hi else "outside"
+        paper = self.paper_gamma_star
+        lower = [g for g in self.grid if g <= paper]
+        upper = [g for g in self.grid if g >= paper]
+        neighbours = {max(lower)} if lower else set()
+        neighbours |= {min(upper)} if upper else set()
+        standing = [self.below_gamma_star(g) for g in neighbours]
+        if False in standing:
+            return "inside" if lower and upper else "beyond the grid"
+        return "untested" if None in standing else "outside"
 
 
 @dataclass
@@ -337,8 +352,9 @@ def _gamma_star_by_depth(
         tied = grid[mean_acc >= np.nanmax(mean_acc) - tie_tol]  # the γ values _choose tied
         idx = rng.integers(0, a.shape[0], size=(n_boot, a.shape[0]))
         with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns in a resample
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN or one-value columns
             boot = grid[_choose(np.nanmean(a[idx], axis=1), np.nanmean(l_[idx], axis=1), tie_tol)]
+            std = np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0)  # NaN for one seed at a γ
         samples[int(depth)] = boot
         interval = _interval(boot, level)
         paper = float(paper_gamma_star(depth))
@@ -349,7 +365,8 @@ def _gamma_star_by_depth(
         plausible = [
             float(g)
             for g, (lo, hi) in zip(grid, intervals, strict=True)
-            if hi >= intervals[best][0] and lo <= intervals[best][1]  # False for NaN ends
+            if finite_interval(intervals[best])
+            and ((hi >= intervals[best][0] and lo <= intervals[best][1]) or g in tied)
         ]
         results.append(
             DepthResult(
@@ -361,11 +378,11 @@ def _gamma_star_by_depth(
                 smeared_key_accuracy=float(control.mean()) if len(control) else None,
                 n_seeds=int(a.shape[0]),
                 n_tied=len(tied),
-                at_grid_edge=bool(best == len(grid) - 1 and len(grid) > 1),
+                at_grid_edge=bool(best in (0, len(grid) - 1) and len(grid) > 1),
                 paper_gamma_star=paper,
                 grid=grid.tolist(),
                 mean_accuracy=mean_acc.tolist(),
-                std_accuracy=np.nanstd(a, axis=0, ddof=1 if a.shape[0] > 1 else 0).tolist(),
+                std_accuracy=std.tolist(),
                 mean_tiebreak=mean_loss.tolist(),
                 window=(float(tied.min()), float(tied.max())),
                 mean_interval=intervals,
@@ -419,10 +436,10 @@ def fit_scaling(
     depths, samples = _gamma_star_by_depth(
         df, metric, tiebreak, n_boot, level, seed, tie_tol, shear
     )
-    used = [d for d in depths if d.gamma_star > 0 and d.beats_no_shear]
+    measured = [d for d in depths if d.beats_no_shear is not False]  # γ = 0 not as good as γ*
+    used = [d for d in measured if d.gamma_star > 0]
     excluded = [d.n_layers for d in depths if d.gamma_star <= 0]
-    no_effect = [d.n_layers for d in depths if d.gamma_star > 0 and not d.beats_no_shear]
-    measured = [d for d in depths if d.beats_no_shear]  # a best γ exists (it may be ≤ 0)
+    no_effect = [d.n_layers for d in depths if d.gamma_star > 0 and d.beats_no_shear is False]
     fit = None
     if len(used) >= 2:
         fit = fit_power_law(
@@ -493,7 +510,8 @@ def caveats(result: ScalingFit, pct: str) -> list[str]:
     if (line := result.shapes.get("line")) is not None:
         flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
         parts.append(
-            f"A line through {result.shapes['n_points']} depths (every one where γ* beats γ = 0) gives "
+            f"A line through {result.shapes['n_points']} depths (leaving out those where γ = 0 is "
+            "not measurably worse) gives "
             f"γ* = {line['c']:.3g} "
             f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
             f"(slope {pct} interval {format_interval(line['d_interval'])}"
@@ -514,12 +532,13 @@ def consistency_statement(result: ScalingFit) -> str:
         )
     if result.no_effect:
         parts.append(
-            f"At depth(s) {result.no_effect} γ* > 0 scores within the {pct} interval of γ = 0 "
-            "(no shear does as well), so there is no best γ to fit; they are left out too."
+            f"At depth(s) {result.no_effect} the {pct} intervals of γ* > 0 and of γ = 0 overlap "
+            "(no shear is not measurably worse), so there is no best γ to fit; they are left out "
+            "too."
         )
     edge = [d.n_layers for d in result.depths if d.at_grid_edge]
     if edge:
-        parts.append(f"At depth(s) {edge} γ* is the largest γ of the grid (it may lie beyond).")
+        parts.append(f"At depth(s) {edge} γ* is at an end of the grid (it may lie beyond).")
     fit = result.fit
     if fit is None:
         parts += caveats(result, pct)

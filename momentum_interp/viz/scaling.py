@@ -249,8 +249,8 @@ def _bars_around_gamma_star(depths: list, ranges: list, floor: float) -> dict:
 def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
     """γ*(N) with bootstrap intervals on log-log axes, our fit and its band, the paper's line."""
     fig = go.Figure()
-    shown = [d for d in result.depths if d.gamma_star > 0 and d.beats_no_shear]
-    no_effect = [d for d in result.depths if d.gamma_star > 0 and not d.beats_no_shear]
+    shown = [d for d in result.depths if d.gamma_star > 0 and d.beats_no_shear is not False]
+    no_effect = [d for d in result.depths if d.gamma_star > 0 and d.beats_no_shear is False]
     n_all = np.array([d.n_layers for d in result.depths], dtype=float)
     grid_min = min((g for d in result.depths for g in d.grid if g > 0), default=0.1)
     floor = grid_min / 2  # where an interval reaching γ = 0 is drawn to on the log axis
@@ -639,41 +639,47 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
     return rows
 
 
+def _gamma_set(values: list[float]) -> str:
+    return "γ ∈ {" + ", ".join(f"{g:g}" for g in values) + "}"
+
+
 def _paper_per_depth(result: ScalingFit, level: str) -> str:
-    """Depth by depth: is the paper's γ*(N) among the γ values as good as ours (`paper_verdict`)?"""
-    verdicts = {d.n_layers: d.paper_verdict for d in result.depths}
+    """Depth by depth: does the paper's γ*(N) score measurably below our γ* (`paper_verdict`)?"""
+    by_verdict: dict[str, list] = {}
+    for d in result.depths:
+        by_verdict.setdefault(d.paper_verdict, []).append(d)
 
     def depths(verdict: str) -> str:
-        return ", ".join(str(n) for n, v in verdicts.items() if v == verdict)
+        return ", ".join(str(d.n_layers) for d in by_verdict.get(verdict, []))
 
-    outside = [d for d in result.depths if d.paper_verdict == "outside"]
     parts = []
-    if outside:
+    if "outside" in by_verdict:
         parts.append(
-            "below our best at "
+            "scores measurably below γ* at "
             + ", ".join(
-                f"N = {d.n_layers} (paper {d.paper_gamma_star:.2f}; as good as γ*: "
-                + (
-                    f"γ = {d.gamma_star:g} alone)"
-                    if len(d.plausible) == 1
-                    else f"γ from {min(d.plausible):g} to {max(d.plausible):g})"
-                )
-                for d in outside
+                f"N = {d.n_layers} (paper {d.paper_gamma_star:.2f}; not distinguishable from γ*: "
+                f"{_gamma_set(d.plausible)})"
+                for d in by_verdict["outside"]
             )
         )
-    if depths("inside"):
+    if "inside" in by_verdict:
         parts.append(f"not excluded at N = {depths('inside')}")
-    if depths("no effect"):
+    if "beyond the grid" in by_verdict:
+        parts.append(
+            f"undecided at N = {depths('beyond the grid')} (the paper's γ lies past the grid's "
+            "end, which is not distinguishable from γ*)"
+        )
+    if "no effect" in by_verdict:
         parts.append(
             f"undecided at N = {depths('no effect')} (no γ scores measurably above γ = 0 there, "
             "so there is no best γ to compare)"
         )
-    if depths("one seed"):
-        parts.append(f"undecided at N = {depths('one seed')} (one seed, no interval)")
+    if "untested" in by_verdict:
+        parts.append(f"undecided at N = {depths('untested')} (one seed, no interval)")
     return (
-        f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (the paper's γ is "
-        f"*below our best* when the grid γ on both sides of it score below γ*'s {level} t "
-        "interval): " + "; ".join(parts) + "."
+        f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (judged by the "
+        "grid γ on both sides of the paper's value: it *scores measurably below* γ* when each "
+        f"of them has a {level} t interval wholly below γ*'s): " + "; ".join(parts) + "."
     )
 
 
@@ -730,9 +736,11 @@ def sweep_block(
         rows += sweep_depth_rows(keys_only, "keys only")
     partial = n_done < spec["n_runs"]
     signs = {d.n_layers: d.gamma_star for d in qk.depths}
-    flat = [d.n_layers for d in qk.depths if not d.beats_no_shear]
-    smoothing = [n for n, g in signs.items() if g < 0 and n not in flat]
-    sharpening = [n for n, g in signs.items() if g > 0 and n not in flat]
+    effect = {d.n_layers: d.beats_no_shear for d in qk.depths}
+    smoothing = [n for n, g in signs.items() if g < 0 and effect[n]]
+    sharpening = [n for n, g in signs.items() if g > 0 and effect[n]]
+    flat = [n for n, e in effect.items() if e is False]
+    untested = [n for n, e in effect.items() if e is None]
     beaten = [
         d.n_layers
         for d in qk.depths
@@ -751,14 +759,20 @@ def sweep_block(
             else ""
         )
         + f", *separated* when its {level} t interval lies wholly above that of the next-best "
-        "non-zero γ; γ values whose intervals overlap γ*'s are *as good as* γ*. Rendered from "
+        "non-zero γ; γ values whose intervals overlap γ*'s are *not distinguishable* from it "
+        "(intervals are wide with few seeds). Rendered from "
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
         "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`."
     )
     sides = [
-        f"smoothing (γ < 0) wins at N = {', '.join(map(str, smoothing))}" if smoothing else "",
+        f"smoothing (γ < 0) ranks first at N = {', '.join(map(str, smoothing))}"
+        if smoothing
+        else "",
         f"sharpening (γ > 0) at N = {', '.join(map(str, sharpening))}" if sharpening else "",
         f"no γ measurably above γ = 0 at N = {', '.join(map(str, flat))}" if flat else "",
+        f"not yet tested against γ = 0 (one seed) at N = {', '.join(map(str, untested))}"
+        if untested
+        else "",
     ]
     items = [
         f"**Best γ by depth (q/k shear):** {_by_depth(signs)}; "
