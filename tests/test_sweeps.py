@@ -32,7 +32,7 @@ from momentum_interp.sweeps import (
     read_results,
     run_sweep,
 )
-from momentum_interp.viz.scaling import sweep_block
+from momentum_interp.viz.scaling import accuracy_vs_gamma, sweep_block
 
 BASE = """
 name = "tiny"
@@ -466,6 +466,11 @@ def test_separation_shapes_and_keys_only_rows():
     # Keys-only rows are fitted separately: there the criterion is inverted, so γ* is not 1.
     keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=50, shear="k")
     assert keys.depths[0].gamma_star != 1.0
+    # Its figure's per-seed dots are the fit's own rows (q/k), not the keys-only ones beside them.
+    dots = [t for t in accuracy_vs_gamma(result, table).data if t.name.endswith("seeds")]
+    qk_auc = table[table["model.shear"] == "qk"].groupby("model.n_layers")["auc_accuracy"]
+    for trace, (_, expected) in zip(dots, qk_auc, strict=True):
+        assert sorted(trace.y) == sorted(expected)
 
 
 def _floor_table() -> pd.DataFrame:

@@ -43,6 +43,11 @@ def _gamma_label(gamma: float) -> str:
     return f"{gamma:g}"
 
 
+def _gamma_set(values: list[float]) -> str:
+    """`γ ∈ {-0.5, 0.5, 1}`: a set of grid values, listed (it need not be contiguous)."""
+    return "γ ∈ {" + ", ".join(f"{g:g}" for g in values) + "}"
+
+
 def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.Figure:
     """Mean accuracy (± std over seeds) against γ, one line per depth.
 
@@ -89,6 +94,9 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
         if df is not None:
             seeds = df[(df["model.n_layers"] == depth.n_layers)]
             smeared = seeds.get("model.smeared_key", pd.Series(False, index=seeds.index))
+            shear = seeds.get("model.shear", pd.Series(result.shear, index=seeds.index))
+            keep = smeared.astype(bool) | shear.isin([result.shear, "none"])  # this fit's rows
+            seeds, smeared = seeds[keep], smeared[keep]
             seeds = seeds.assign(
                 _x=np.where(
                     smeared.astype(bool),
@@ -295,7 +303,7 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
                 y=[floor] * len(zero),
                 mode="markers",
                 marker={"symbol": "triangle-down", "size": 10, "color": "gray"},
-                name="γ* = 0 (excluded from fit)",
+                name="γ* ≤ 0 (excluded from fit)",
             )
         )
     n_line = np.geomspace(max(n_all.min() * 0.8, 0.5), n_all.max() * 1.25, 100)
@@ -386,8 +394,8 @@ def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
         f"{criterion} at γ*",
         f"{criterion} at γ = 0",
         f"smeared key {criterion}",
-        "γ tied at the top (window)",
-    ]
+        "not distinguishable from γ*",
+    ] + (["γ tied at the top (window)"] if result.tie_tol else [])
     rows = []
     for d in result.depths:
         control = "–" if d.smeared_key_accuracy is None else f"{d.smeared_key_accuracy:.3f}"
@@ -401,8 +409,9 @@ def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
                 f"{d.accuracy_at_gamma_star:.3f}",
                 baseline,
                 control,
-                f"{d.n_tied}: [{d.window[0]:g}, {d.window[1]:g}]",
+                _gamma_set(d.plausible) if d.plausible else "— (one seed)",
             ]
+            + ([f"{d.n_tied}: [{d.window[0]:g}, {d.window[1]:g}]"] if result.tie_tol else [])
         )
     return header, rows
 
@@ -454,9 +463,14 @@ class ScalingSection(ReportSection):
             report.paragraph(line)
         report.paragraph(
             f"γ*(N) is the grid γ with the highest mean {result.metric.replace('_', ' ')} over "
-            f"seeds (γ values within {100 * result.tie_tol:g} points of it count as tied; the "
-            "lowest mean loss breaks ties). Controls at every depth: γ = 0 (the plain model) "
-            "and the smeared-key model."
+            "seeds"
+            + (
+                f" (γ values within {100 * result.tie_tol:g} points of it count as tied; the "
+                "lowest mean loss breaks ties)"
+                if result.tie_tol
+                else ""
+            )
+            + ". Controls at every depth: γ = 0 (the plain model) and the smeared-key model."
         )
         report.figure(gamma_star_vs_depth(result))
         report.figure(accuracy_vs_gamma(result, result.table))
@@ -500,8 +514,9 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
         f"{{{', '.join(f'{g:g}' for g in grid)}}}, {seeds} seeds"
         + (", and the smeared-key control at every depth" if smeared else "")
         + f". That is {provenance['n_runs']} runs, {provenance['sweep_wall_time_s'] / 60:.0f} min "
-        f"wall on {session['cpu_count']} CPU cores ({session['started'][:10]}). The table, fit "
-        "and figure are in `results/scaling/` (`scaling.html`, `summary.md`, `fit.json`); "
+        f"wall on {session['cpu_count']} CPU cores ({session['started'][:10]}). The table and "
+        "fit are in `results/scaling/` (`summary.md`, `fit.json`; "
+        "`notebooks/04_scaling_law.ipynb` draws the figures); "
         f"criterion: {result.metric.replace('_', ' ')}, γ values within "
         f"{100 * result.tie_tol:g} points of the best count as tied."
     )
@@ -639,10 +654,6 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
     return rows
 
 
-def _gamma_set(values: list[float]) -> str:
-    return "γ ∈ {" + ", ".join(f"{g:g}" for g in values) + "}"
-
-
 def _paper_per_depth(result: ScalingFit, level: str) -> str:
     """Depth by depth: does the paper's γ*(N) score measurably below our γ* (`paper_verdict`)?"""
     by_verdict: dict[str, list] = {}
@@ -762,7 +773,8 @@ def sweep_block(
         "non-zero γ; γ values whose intervals overlap γ*'s are *not distinguishable* from it "
         "(intervals are wide with few seeds). Rendered from "
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
-        "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`."
+        "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`; the figures are "
+        "in `results/scaling_mqar/sweep/scaling.html`."
     )
     sides = [
         f"smoothing (γ < 0) ranks first at N = {', '.join(map(str, smoothing))}"
