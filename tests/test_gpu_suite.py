@@ -130,3 +130,28 @@ def test_repository_corpus_and_wheelhouse_fit_the_suites_60_mib():
     manifest = json.loads((ROOT / "assets" / "code_corpus" / "manifest.json").read_text())
     total = len(archive.stdout) + manifest["corpus"]["bytes"] + 18 * 2**20
     assert total <= 60 * 2**20, f"{total / 2**20:.1f} MiB: trim the repository or the corpus"
+
+
+def test_the_gpu_sweep_is_the_cpu_sweep_wider_and_longer():
+    # Two sizes of one experiment: the same task and γ grid as the committed CPU sweep, a wider
+    # model, more steps; seed by seed, and within a seed N = 2 first (where the CPU sweep sat at
+    # the floor), each depth's smeared-key control right after its q/k units.
+    from benchmarks.gpu.sweep import spec
+    from momentum_interp.sweeps import load_sweep
+    from momentum_interp.sweeps.backends import plan_units
+
+    cpu, gpu = load_sweep(ROOT / "configs" / "sweeps" / "gamma_star_mqar.toml"), spec(False)
+    assert gpu.base["task"] == cpu.base["task"]
+    assert gpu.grid["model.gamma"] == cpu.grid["model.gamma"]
+    assert gpu.base["model"]["d_model"] == 2 * cpu.base["model"]["d_model"]
+    assert gpu.base["train"]["steps"] == 5 * cpu.base["train"]["steps"]
+    units = plan_units(gpu.expand(), batch_runs=13)
+    first_seed = [u for u in units if u[0].config["train"]["seed"] == 0]
+    assert len(first_seed) == len(units) // 3
+    order = [
+        (u[0].config["model"]["n_layers"], u[0].config["model"]["shear"], len(u))
+        for u in first_seed
+    ]
+    assert order[:3] == [(2, "qk", 13), (2, "none", 1), (2, "k", 13)]
+    assert [n for n, shear, _ in order if shear == "qk"] == [2, 3, 4, 6, 8, 1]
+    assert [n for n, shear, _ in order if shear == "k"] == [2, 1]

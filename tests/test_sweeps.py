@@ -579,6 +579,34 @@ def test_final_accuracy_ties_count_as_not_distinguishable():
     assert depth.below_gamma_star(2.0) is True and depth.beats_no_shear is True
 
 
+def test_time_guard_scales_its_estimate_with_the_units_depth(monkeypatch, tmp_path):
+    # Units that take 20 ms per layer-run: two shallow ones (2 × 1 layer: 40 ms each), then a
+    # deep one (2 × 8 layers: 320 ms) with 200 ms left. Judged by the longest unit so far (40 ms)
+    # it would start and overrun; judged per layer-run it does not start, nor anything after it.
+    from types import SimpleNamespace
+
+    from momentum_interp.sweeps import backends
+
+    def fake_unit(configs, names, dirs, one_thread):
+        time.sleep(0.02 * sum(c["model"]["n_layers"] for c in configs))
+        return [{"auc_accuracy": 0.5} for _ in configs]
+
+    monkeypatch.setattr(backends, "execute_unit", fake_unit)
+    depths = (1, 1, 8, 1)
+    units = [
+        [
+            SimpleNamespace(run_id=f"{i}-{j}", config={"model": {"n_layers": n}, "train": {}})
+            for j in range(2)
+        ]
+        for i, n in enumerate(depths)
+    ]
+    deadline = time.monotonic() + 2 * 0.04 + 0.2
+    outcomes = list(backends.run_local(units, tmp_path, lambda r: r.run_id, 0, deadline))
+    assert [run.run_id for run, _, _ in outcomes] == ["0-0", "0-1", "1-0", "1-1"]
+    assert time.monotonic() < deadline  # it stopped before the deadline, not after it
+    assert backends.unit_cost(units[2]) == 8 * backends.unit_cost(units[0])
+
+
 def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
     from momentum_interp.sweeps.backends import plan_units
 

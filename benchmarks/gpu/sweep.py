@@ -1,16 +1,19 @@
-"""GPU suite part `sweep`: the two-sided γ*(N) study on the harder recall task at GPU size.
+"""GPU suite part `sweep`: the CPU sweep's two-sided γ*(N) study, wider and trained longer.
 
-`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. Depths up to 8, a wider model (d_model 64,
-32 pairs, T = 256, 512 tokens) and a longer step budget (1000) than the CPU sweep
-(`configs/sweeps/gamma_star_mqar.toml`); not yet timed on a GPU: a first unit (13 runs at N = 8)
-is estimated at 1–3 minutes on an H200, so one run covers the first seed's deeper units and a
-rerun into the same OUT_DIR continues where it stopped. Every γ of one (shear,
-depth, seed) trains together, stacked and vmap-ed (`training.batched`). Units run seed by seed,
-deepest first, and none starts unless it is expected to end within the time limit, so the part
-ends inside its 7 minutes with whole units done. OUT_DIR gets, flat and as it goes:
-results.jsonl (one line per finished run), sweep_spec.json, sweep_sessions.jsonl, and at the end
-results.csv, fit.json and summary.md (γ* on the accuracy-curve AUC, q/k shear). `--smoke` runs a
-tiny version in seconds on CPU.
+`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. The same recall task as the CPU sweep
+(`configs/sweeps/gamma_star_mqar.toml`: 8 pairs, T = 128, 256 tokens) and the same 13 γ, at
+twice the width (d_model 64, 4 heads), twice the batch (64) and 5× the steps (3,000): on CPU,
+600 steps left every momentum γ near the floor from N = 2 on while the smeared key learned, so
+the question at depth is whether a longer budget lifts them. Order: seed by seed (so a part cut
+short holds whole replicates); within a seed, depth by depth (N = 2, 3, 4, 6, 8, then 1, which
+the CPU sweep already decides), each depth's smeared-key control (and, at N ≤ 2, keys-only
+units) right after its q/k units. Every γ of one (shear, depth,
+seed) trains together, stacked and vmap-ed (`training.batched`). Not yet timed on a GPU: no unit
+starts unless it is expected to end within the time limit, judged from the units before it per
+layer-run-step (`sweeps.backends.unit_cost`), and a rerun into the same OUT_DIR continues where
+it stopped. OUT_DIR gets, flat and as it goes: results.jsonl (one line per finished run),
+sweep_spec.json, sweep_sessions.jsonl, and at the end results.csv, fit.json and summary.md (γ* on
+the accuracy-curve AUC, q/k shear). `--smoke` runs a tiny version in seconds on CPU.
 """
 
 from __future__ import annotations
@@ -26,9 +29,31 @@ GAMMAS = [-0.75, -0.5, -0.25, 0.0, 0.25, 0.354, 0.5, 0.707, 1.0, 1.414, 2.0, 2.8
 TIME_LIMIT_S = 330  # training; start-up, imports and the fit take the rest of the 7 minutes
 
 
+DEPTHS = [2, 3, 4, 6, 8, 1]  # where the CPU sweep could not decide first; N = 1 last
+
+
+def _variants(depths: list[int]) -> list[dict]:
+    """Per depth in order: its q/k units, the smeared-key control and (N ≤ 2) keys-only units."""
+    out = []
+    for n in depths:
+        out.append({"label": "momentum", "model.n_layers": n})
+        out.append(
+            {
+                "label": "smeared_key",
+                "model.n_layers": n,
+                "model.smeared_key": True,
+                "model.shear": "none",
+                "model.gamma": 0.0,
+            }
+        )
+        if n <= 2:
+            out.append({"label": "keys_only", "model.n_layers": n, "model.shear": "k"})
+    return out
+
+
 def spec(smoke: bool) -> SweepSpec:
     """The GPU-sized grid, or (smoke) a 2-depth, 3-γ, 10-step version for CPU."""
-    depths = [2, 1] if smoke else [8, 6, 4, 3, 2, 1]
+    depths = [2, 1] if smoke else DEPTHS
     return SweepSpec.from_dict(
         {
             "name": "gamma_star_mqar_gpu" + ("_smoke" if smoke else ""),
@@ -45,32 +70,23 @@ def spec(smoke: bool) -> SweepSpec:
             },
             "task": {"name": "mqar", "d_vocab": 32, "n_pairs": 4, "seq_len": 16}
             if smoke
-            else {"name": "mqar", "d_vocab": 512, "n_pairs": 32, "seq_len": 256},
+            else {"name": "mqar", "d_vocab": 256, "n_pairs": 8, "seq_len": 128},
             "train": {
-                "steps": 10 if smoke else 1000,
+                "steps": 10 if smoke else 3000,
                 "batch_size": 8 if smoke else 64,
                 "lr": 3e-3,
-                "warmup_steps": 2 if smoke else 100,
-                "eval_every": 5 if smoke else 50,
+                "warmup_steps": 2 if smoke else 150,
+                "eval_every": 5 if smoke else 150,
                 "eval_batches": 1 if smoke else 4,
-                "checkpoint_every": 10 if smoke else 1000,
+                "checkpoint_every": 10 if smoke else 3000,
                 "device": "auto",
             },
             "grid": {
+                "model.n_layers": depths,  # each variant pins one depth (see `_variants`)
                 "train.seed": [0] if smoke else [0, 1, 2],
-                "model.n_layers": depths,
                 "model.gamma": [-0.5, 0.0, 1.0] if smoke else GAMMAS,
             },
-            "variants": [
-                {"label": "momentum"},
-                *({"label": "keys_only", "model.shear": "k", "model.n_layers": n} for n in (1, 2)),
-                {
-                    "label": "smeared_key",
-                    "model.smeared_key": True,
-                    "model.shear": "none",
-                    "model.gamma": 0.0,
-                },
-            ],
+            "variants": _variants(depths),
         }
     )
 

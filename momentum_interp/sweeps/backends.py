@@ -203,6 +203,17 @@ def _init_worker(gpu_queue, parent: int) -> None:
         torch.cuda.set_device(gpu_queue.get())
 
 
+def unit_cost(unit: Unit) -> float:
+    """A unit's training cost in layer-run-steps (layers × steps, summed over its runs): what
+    its time scales with, to estimate a unit from the ones before it."""
+    return float(
+        sum(
+            r.config["model"].get("n_layers", 1) * r.config.get("train", {}).get("steps", 1)
+            for r in unit
+        )
+    )
+
+
 def _unit_args(unit: Unit, runs_dir: Path, name_of) -> tuple[list, list, list]:
     return (
         [r.config for r in unit],
@@ -234,8 +245,9 @@ def run_local(
 
     `workers=0` runs the units one after another in this process (debugging, notebooks, tests).
     `deadline` (a `time.monotonic()` value): in this process, no unit starts unless it would end
-    before it, judged by the longest unit so far; with workers, no unit starts after it. Units
-    not started are dropped (they stay pending for a later resume); running ones finish.
+    before it, judged by the slowest unit so far per layer-run (`unit_cost`), so a deeper or
+    larger unit after shallow ones is not underestimated; with workers, no unit starts after it.
+    Units not started are dropped (they stay pending for a later resume); running ones finish.
     """
     import multiprocessing
 
@@ -243,14 +255,15 @@ def run_local(
         return
     runs = [r for unit in units for r in unit]
     if workers == 0:
-        longest = 0.0
+        seconds_per_cost = 0.0
         for unit in units:
             started = time.monotonic()
-            if deadline is not None and started + longest > deadline:
+            if deadline is not None and started + seconds_per_cost * unit_cost(unit) > deadline:
                 return
             args = _unit_args(unit, runs_dir, name_of)
             yield from _outcomes(unit, lambda args=args: execute_unit(*args, one_thread=False))
-            longest = max(longest, time.monotonic() - started)
+            elapsed = time.monotonic() - started
+            seconds_per_cost = max(seconds_per_cost, elapsed / unit_cost(unit))
         return
     context = multiprocessing.get_context("spawn")
     gpu = wants_gpu(runs)
