@@ -124,11 +124,17 @@ def test_scaling_blocks_follow_the_fit_and_the_pilot(tmp_path):
     assert "**Measured law: γ* = 3.21 N^-0.111**" in changed
     assert "the largest γ still tied at the top: 8 at N = 1, 2 at N = 2" in changed
     assert "separated the γ values: 0.90 at γ = 2, 0.47 at γ = -0.5" in changed
-    assert "hints that a *smoothing* q/k shear" not in changed  # the best γ now sharpens
+    assert "hinted that a *smoothing* q/k shear" not in changed  # the best γ now sharpens
     sweep = zoo.parent / "scaling_mqar" / "sweep" / "results.jsonl"
     done = len(sweep.read_text().splitlines()) if sweep.is_file() else 0
     assert "5 seeds, 600 steps, 999 runs." in changed and f"holds {done} of the 999 runs" in changed
     assert f"Partial sweep: {done} of 999 runs." in changed
+    # every planned run committed: the blocks say the sweep is complete
+    spec["n_runs"] = done
+    spec_path.write_text(json.dumps(spec))
+    complete = " ".join(render_readme(readme, zoo.parent).split())
+    assert f"is complete: all {done} runs are committed" in complete
+    assert f"Complete sweep: {done} of {done} runs." in complete and "Partial" not in complete
 
 
 def test_performance_blocks_follow_the_benchmark_records(tmp_path):

@@ -342,7 +342,7 @@ def test_fit_scaling_recovers_gamma_star_and_the_law():
     # A depth whose best γ is 0 is reported and left out of the fit.
     zero = fit_scaling(synthetic_table({**best, 16: 1 / 64}), n_boot=200)
     assert zero.excluded == [16] and zero.fit.n_points == 4
-    assert "[16]" in consistency_statement(zero)
+    assert "At N = 16 γ* ≤ 0" in consistency_statement(zero)
 
     # The paper's own law, on a fine grid, is judged consistent.
     grid = tuple(np.round(2.0 ** np.arange(-3, 3.01, 0.125), 6))
@@ -462,7 +462,7 @@ def test_separation_shapes_and_keys_only_rows():
     expected = np.polyfit([1, 2, 3], [d.gamma_star for d in result.depths], 1)
     assert (line["d"], line["c"]) == pytest.approx(tuple(expected))
     statement = consistency_statement(result)
-    assert "cannot separate" in statement and "[2]" in statement and "A line" in statement
+    assert "At N = 2 the criterion cannot separate" in statement and "A line" in statement
     # Keys-only rows are fitted separately: there the criterion is inverted, so γ* is not 1.
     keys = fit_scaling(table, metric="auc_accuracy", tie_tol=0.0, n_boot=50, shear="k")
     assert keys.depths[0].gamma_star != 1.0
@@ -511,7 +511,9 @@ def test_a_depth_at_the_floor_has_no_best_gamma():
     assert result.no_effect == [3] and result.excluded == []
     assert result.fit.n_points == 2 and result.shapes["n_points"] == 2
     assert result.fit.a == pytest.approx(1.0) and result.fit.b == pytest.approx(-1.0)
-    assert "[3] the 95 % intervals of γ* > 0 and of γ = 0 overlap" in consistency_statement(result)
+    assert "At N = 3 the 95 % intervals of γ* > 0 and of γ = 0 overlap" in consistency_statement(
+        result
+    )
     # The paper's γ*(N): 4.17 at N = 1 lies past the grid's end, γ = 4, which scores 0.3 against
     # 0.8; 4.17·2^−0.74 = 2.49 lies between γ = 1 and 4, both at 0.3: measurably below γ* = 0.5.
     assert [d.paper_verdict for d in result.depths] == ["outside", "outside", "no effect"]
@@ -564,7 +566,9 @@ def test_the_papers_gamma_is_judged_by_its_grid_neighbours():
     assert depth.plausible == [2.0] and depth.paper_verdict == "inside"
     # γ* at the bottom of the grid is at its edge too (the optimum may lie below it).
     bottom = fit_scaling(_table({1: {-0.75: top, 0.0: low, 1.0: low}}), metric="auc_accuracy")
-    assert bottom.depths[0].at_grid_edge and "[1] γ* is at an end" in consistency_statement(bottom)
+    assert bottom.depths[0].at_grid_edge and "At N = 1 γ* is at an end" in consistency_statement(
+        bottom
+    )
 
 
 def test_final_accuracy_ties_count_as_not_distinguishable():
@@ -579,32 +583,37 @@ def test_final_accuracy_ties_count_as_not_distinguishable():
     assert depth.below_gamma_star(2.0) is True and depth.beats_no_shear is True
 
 
-def test_time_guard_scales_its_estimate_with_the_units_depth(monkeypatch, tmp_path):
-    # Units that take 20 ms per layer-run: two shallow ones (2 × 1 layer: 40 ms each), then a
-    # deep one (2 × 8 layers: 320 ms) with 200 ms left. Judged by the longest unit so far (40 ms)
-    # it would start and overrun; judged per layer-run it does not start, nor anything after it.
+def test_time_guard_estimates_each_unit_from_units_of_its_size(monkeypatch, tmp_path):
+    # A stacked unit takes 20 ms per layer-run, a single run 100 ms (5× slower per run, as an
+    # unbatched run on a GPU). Units: 2 × 1 layer (40 ms), 1 × 1 layer (100 ms), 2 × 1 layer, then
+    # 2 × 8 layers (320 ms), with 100 ms to spare after the first three. The third starts only
+    # because it is judged by the first (40 ms), not by the single run's rate (200 ms); the deep
+    # one is judged per layer (320 ms), not by the longest unit so far (100 ms), and does not.
     from types import SimpleNamespace
 
     from momentum_interp.sweeps import backends
 
     def fake_unit(configs, names, dirs, one_thread):
-        time.sleep(0.02 * sum(c["model"]["n_layers"] for c in configs))
+        per_layer = 0.02 if len(configs) > 1 else 0.1
+        time.sleep(per_layer * sum(c["model"]["n_layers"] for c in configs))
         return [{"auc_accuracy": 0.5} for _ in configs]
 
     monkeypatch.setattr(backends, "execute_unit", fake_unit)
-    depths = (1, 1, 8, 1)
+    shapes = ((2, 1), (1, 1), (2, 1), (2, 8))  # (runs, layers)
     units = [
         [
-            SimpleNamespace(run_id=f"{i}-{j}", config={"model": {"n_layers": n}, "train": {}})
-            for j in range(2)
+            SimpleNamespace(
+                run_id=f"{i}-{j}", config={"model": {"n_layers": n}, "train": {"steps": 100}}
+            )
+            for j in range(runs)
         ]
-        for i, n in enumerate(depths)
+        for i, (runs, n) in enumerate(shapes)
     ]
-    deadline = time.monotonic() + 2 * 0.04 + 0.2
+    deadline = time.monotonic() + 0.04 + 0.1 + 0.04 + 0.1
     outcomes = list(backends.run_local(units, tmp_path, lambda r: r.run_id, 0, deadline))
-    assert [run.run_id for run, _, _ in outcomes] == ["0-0", "0-1", "1-0", "1-1"]
+    assert [run.run_id for run, _, _ in outcomes] == ["0-0", "0-1", "1-0", "2-0", "2-1"]
     assert time.monotonic() < deadline  # it stopped before the deadline, not after it
-    assert backends.unit_cost(units[2]) == 8 * backends.unit_cost(units[0])
+    assert backends.unit_cost(units[3]) == 8 * backends.unit_cost(units[0])
 
 
 def test_batched_sweep_matches_one_run_at_a_time(tmp_path):

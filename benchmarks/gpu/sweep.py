@@ -1,35 +1,61 @@
 """GPU suite part `sweep`: the CPU sweep's two-sided γ*(N) study, wider and trained longer.
 
-`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. The same recall task as the CPU sweep
-(`configs/sweeps/gamma_star_mqar.toml`: 8 pairs, T = 128, 256 tokens) and the same 13 γ, at
-twice the width (d_model 64, 4 heads), twice the batch (64) and 5× the steps (3,000): on CPU,
-600 steps left every momentum γ near the floor from N = 2 on while the smeared key learned, so
-the question at depth is whether a longer budget lifts them. Order: seed by seed (so a part cut
-short holds whole replicates); within a seed, depth by depth (N = 2, 3, 4, 6, 8, then 1, which
-the CPU sweep already decides), each depth's smeared-key control (and, at N ≤ 2, keys-only
-units) right after its q/k units. Every γ of one (shear, depth,
-seed) trains together, stacked and vmap-ed (`training.batched`). Not yet timed on a GPU: no unit
-starts unless it is expected to end within the time limit, judged from the units before it per
-layer-run-step (`sweeps.backends.unit_cost`), and a rerun into the same OUT_DIR continues where
-it stopped. OUT_DIR gets, flat and as it goes: results.jsonl (one line per finished run),
-sweep_spec.json, sweep_sessions.jsonl, and at the end results.csv, fit.json and summary.md (γ* on
-the accuracy-curve AUC, q/k shear). `--smoke` runs a tiny version in seconds on CPU.
+`python -m benchmarks.gpu.sweep OUT_DIR [--smoke]`. The CPU sweep's spec, read from
+`configs/sweeps/gamma_star_mqar.toml` (the same recall task: 8 pairs, T = 128, 256 tokens; the
+same 13 γ and 3 seeds), with `GPU_SIZE` laid over it: twice the width (d_model 64, 4 heads),
+twice the batch (64) and 5× the steps (3,000). On CPU, 600 steps left every momentum γ near the
+floor from N = 2 on while the smeared key learned, so the question at depth is whether a longer
+budget lifts them. Order: seed by seed (so a part cut short holds whole replicates); within a
+seed, depth by depth (N = 2, 3, 4, 6, 8, then 1, which the CPU sweep already decides), each
+depth's smeared-key control (and, at N ≤ 2, keys-only units) right after its q/k units. Every
+γ of one (shear, depth, seed) trains together, stacked and vmap-ed (`training.batched`).
+
+Not yet timed on a GPU. After the first unit, none starts unless it is expected to end within
+the time limit (`sweeps.backends.run_local`: per layer-run-step, from units of its size), and a
+rerun into the same OUT_DIR continues where it stopped. OUT_DIR gets, flat and as it goes:
+results.jsonl (one line per finished run), sweep_spec.json, sweep_sessions.jsonl, and at the end
+results.csv, fit.json and summary.md (γ* on the accuracy-curve AUC, q/k shear). `--smoke` runs
+a tiny version in seconds on CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import tempfile
 import time
 from pathlib import Path
 
-from momentum_interp.sweeps import SweepSpec, run_sweep
+from momentum_interp.paths import REPO_ROOT
+from momentum_interp.sweeps import SweepSpec, load_sweep, run_sweep
 
-GAMMAS = [-0.75, -0.5, -0.25, 0.0, 0.25, 0.354, 0.5, 0.707, 1.0, 1.414, 2.0, 2.828, 4.0]
-TIME_LIMIT_S = 330  # training; start-up, imports and the fit take the rest of the 7 minutes
-
-
+CPU_SPEC = REPO_ROOT / "configs" / "sweeps" / "gamma_star_mqar.toml"  # the experiment it widens
 DEPTHS = [2, 3, 4, 6, 8, 1]  # where the CPU sweep could not decide first; N = 1 last
+TIME_LIMIT_S = 330  # training; start-up, imports and the fit take the rest of the 7 minutes
+GPU_SIZE = {  # what changes from the CPU sweep
+    "model": {"d_model": 64, "d_head": 16, "n_heads": 4},
+    "train": {
+        "steps": 3000,
+        "batch_size": 64,
+        "warmup_steps": 150,
+        "eval_every": 150,
+        "checkpoint_every": 3000,
+        "device": "auto",
+    },
+}
+SMOKE_SIZE = {  # seconds on CPU
+    "model": {"d_model": 16, "d_head": 8, "n_heads": 2},
+    "task": {"d_vocab": 32, "n_pairs": 4, "seq_len": 16},
+    "train": {
+        "steps": 10,
+        "batch_size": 8,
+        "warmup_steps": 2,
+        "eval_every": 5,
+        "eval_batches": 1,
+        "checkpoint_every": 10,
+        "device": "auto",
+    },
+}
 
 
 def _variants(depths: list[int]) -> list[dict]:
@@ -52,42 +78,20 @@ def _variants(depths: list[int]) -> list[dict]:
 
 
 def spec(smoke: bool) -> SweepSpec:
-    """The GPU-sized grid, or (smoke) a 2-depth, 3-γ, 10-step version for CPU."""
-    depths = [2, 1] if smoke else DEPTHS
-    return SweepSpec.from_dict(
-        {
-            "name": "gamma_star_mqar_gpu" + ("_smoke" if smoke else ""),
-            "model": {
-                "d_model": 16 if smoke else 64,
-                "d_head": 8 if smoke else 16,
-                "n_heads": 2 if smoke else 4,
-                "n_layers": 1,
-                "attn_only": True,
-                "normalization_type": "LN",
-                "positional_embedding_type": "rotary",
-                "shear": "qk",
-                "shear_placement": "post_rope",
-            },
-            "task": {"name": "mqar", "d_vocab": 32, "n_pairs": 4, "seq_len": 16}
-            if smoke
-            else {"name": "mqar", "d_vocab": 256, "n_pairs": 8, "seq_len": 128},
-            "train": {
-                "steps": 10 if smoke else 3000,
-                "batch_size": 8 if smoke else 64,
-                "lr": 3e-3,
-                "warmup_steps": 2 if smoke else 150,
-                "eval_every": 5 if smoke else 150,
-                "eval_batches": 1 if smoke else 4,
-                "checkpoint_every": 10 if smoke else 3000,
-                "device": "auto",
-            },
-            "grid": {
-                "model.n_layers": depths,  # each variant pins one depth (see `_variants`)
-                "train.seed": [0] if smoke else [0, 1, 2],
-                "model.gamma": [-0.5, 0.0, 1.0] if smoke else GAMMAS,
-            },
-            "variants": _variants(depths),
-        }
+    """The CPU sweep's spec at GPU size (or, smoke, a 2-depth, 3-γ, 10-step version for CPU):
+    its base config and γ grid with `GPU_SIZE` laid over them, depth by depth (`_variants`)."""
+    cpu = load_sweep(CPU_SPEC)
+    base = copy.deepcopy(cpu.base)
+    for table, values in (SMOKE_SIZE if smoke else GPU_SIZE).items():
+        base[table].update(values)
+    return SweepSpec(
+        name=cpu.name + ("_gpu_smoke" if smoke else "_gpu"),
+        base=base,
+        grid={  # the depth is each variant's (see `_variants`)
+            "train.seed": [0] if smoke else cpu.grid["train.seed"],
+            "model.gamma": [-0.5, 0.0, 1.0] if smoke else cpu.grid["model.gamma"],
+        },
+        variants=_variants([2, 1] if smoke else DEPTHS),
     )
 
 

@@ -15,8 +15,9 @@ the paper's, or `"k"`, keys only):
   tied), by which γ = 0 (`beats_no_shear`) and the paper's γ*(N) (`paper_verdict`) are judged;
 - the power law, fitted with `scipy.optimize.curve_fit` in log space (`log γ* = log a + b log N`)
   on the depths with γ* > 0, leaving out those where γ = 0 is not measurably worse than γ* (near
-  the floor, where γ* is noise; reported as `no_effect`). Intervals on a and b come from the fit's covariance (Student t with n−2
-  degrees of freedom; the primary interval): the residual covariance plus that of the grid's
+  the floor, where γ* is noise; reported as `no_effect`). Intervals on a and b come from the
+  fit's covariance (Student t with n−2 degrees of freedom; the primary interval): the residual
+  covariance plus that of the grid's
   resolution (γ* is an argmax on a grid, so each log γ* carries a rounding error of sd
   h/√12 for local log spacing h; without it, γ* values that fall exactly on a line would give
   a zero-width interval). Alongside, a bootstrap over seeds (each replicate resamples every
@@ -498,21 +499,36 @@ def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
+def at_depths(depths: list[int]) -> str:
+    """`N = 2, 3, 4`: depths as the prose writes them."""
+    return "N = " + ", ".join(map(str, depths))
+
+
+def _them(depths: list[int]) -> str:
+    return "it" if len(depths) == 1 else "them"
+
+
 def caveats(result: ScalingFit, pct: str) -> list[str]:
-    """Sentences on what the criterion could not separate, and on a line through every depth."""
+    """Sentences on what the criterion could not separate, and on a line through the depths."""
     parts = []
     unseparated = [d.n_layers for d in result.depths if d.separated is False]
     if unseparated:
         parts.append(
-            f"At depth(s) {unseparated} the criterion cannot separate γ* from the next-best "
+            f"At {at_depths(unseparated)} the criterion cannot separate γ* from the next-best "
             f"non-zero γ (their {pct} intervals over seeds overlap)."
         )
     if (line := result.shapes.get("line")) is not None:
         flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
+        left_out = [d.n_layers for d in result.depths if d.beats_no_shear is False]
         parts.append(
-            f"A line through {result.shapes['n_points']} depths (leaving out those where γ = 0 is "
-            "not measurably worse) gives "
-            f"γ* = {line['c']:.3g} "
+            "A line through "
+            + (
+                f"{result.shapes['n_points']} depths (leaving out {at_depths(left_out)}, where "
+                "γ = 0 is not measurably worse)"
+                if left_out
+                else "every depth"
+            )
+            + f" gives γ* = {line['c']:.3g} "
             f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
             f"(slope {pct} interval {format_interval(line['d_interval'])}"
             + ("; no trend in N is resolved)." if flat else ").")
@@ -527,24 +543,25 @@ def consistency_statement(result: ScalingFit) -> str:
     parts = []
     if result.excluded:
         parts.append(
-            f"Depth(s) {result.excluded} have γ* <= 0 (no shear, or a smear, was best) and "
-            "are excluded from the log-space fit."
+            f"At {at_depths(result.excluded)} γ* ≤ 0 (no shear, or a smear, was best): the "
+            f"log-space fit leaves {_them(result.excluded)} out."
         )
     if result.no_effect:
         parts.append(
-            f"At depth(s) {result.no_effect} the {pct} intervals of γ* > 0 and of γ = 0 overlap "
-            "(no shear is not measurably worse), so there is no best γ to fit; they are left out "
-            "too."
+            f"At {at_depths(result.no_effect)} the {pct} intervals of γ* > 0 and of γ = 0 "
+            "overlap (no shear is not measurably worse), so there is no best γ to fit: the fit "
+            f"leaves {_them(result.no_effect)} out too."
         )
     edge = [d.n_layers for d in result.depths if d.at_grid_edge]
     if edge:
-        parts.append(f"At depth(s) {edge} γ* is at an end of the grid (it may lie beyond).")
+        parts.append(f"At {at_depths(edge)} γ* is at an end of the grid (it may lie beyond).")
     fit = result.fit
     if fit is None:
         parts += caveats(result, pct)
         parts.append(
-            "Fewer than 2 depths have a measured γ* > 0, so no power law can be fitted: the paper's law "
-            f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by this sweep."
+            "Fewer than 2 depths have a γ* > 0 that beats γ = 0, so no power law can be fitted: "
+            f"the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by "
+            "this sweep."
         )
         return " ".join(parts)
     one_seed = [d.n_layers for d in result.depths if not d.has_interval]
@@ -552,7 +569,7 @@ def consistency_statement(result: ScalingFit) -> str:
         parts += caveats(result, pct)
         parts.append(
             f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths rests on one "
-            f"seed at N = {', '.join(map(str, one_seed))}, where no interval over seeds exists, "
+            f"seed at {at_depths(one_seed)}, where no interval over seeds exists, "
             f"so the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor "
             "excluded yet."
         )

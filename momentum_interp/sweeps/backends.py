@@ -60,18 +60,17 @@ def execute_run(
     """Train one run into `run_dir` (resuming a killed attempt) and return its summary metrics."""
     if one_thread:
         _one_thread()
-    import json
 
     from momentum_interp.training.config import RunConfig
     from momentum_interp.training.loop import Distributed, resolve_device, train
-    from momentum_interp.training.state import METRICS_FILE
+    from momentum_interp.training.state import METRICS_FILE, load_metrics
 
     run = RunConfig.from_dict({**config, "name": name})
     device = resolve_device(run.train.device, Distributed())
     started = time.perf_counter()
     root = train(run, run_dir, overwrite=True, progress=False)
     wall = time.perf_counter() - started
-    history = json.loads((Path(root) / METRICS_FILE).read_text())
+    history = load_metrics(root)
     if not history.get("eval"):
         raise RuntimeError(f"run {name} finished without an evaluation in {root}/{METRICS_FILE}")
     return {**summarise_history(history), "wall_time_s": wall, **_where(device)}
@@ -206,12 +205,7 @@ def _init_worker(gpu_queue, parent: int) -> None:
 def unit_cost(unit: Unit) -> float:
     """A unit's training cost in layer-run-steps (layers × steps, summed over its runs): what
     its time scales with, to estimate a unit from the ones before it."""
-    return float(
-        sum(
-            r.config["model"].get("n_layers", 1) * r.config.get("train", {}).get("steps", 1)
-            for r in unit
-        )
-    )
+    return float(sum(r.config["model"]["n_layers"] * r.config["train"]["steps"] for r in unit))
 
 
 def _unit_args(unit: Unit, runs_dir: Path, name_of) -> tuple[list, list, list]:
@@ -244,10 +238,12 @@ def run_local(
     """A spawn-context `ProcessPoolExecutor`; with GPUs, each worker owns one device.
 
     `workers=0` runs the units one after another in this process (debugging, notebooks, tests).
-    `deadline` (a `time.monotonic()` value): in this process, no unit starts unless it would end
-    before it, judged by the slowest unit so far per layer-run (`unit_cost`), so a deeper or
-    larger unit after shallow ones is not underestimated; with workers, no unit starts after it.
-    Units not started are dropped (they stay pending for a later resume); running ones finish.
+    `deadline` (a `time.monotonic()` value): in this process the first unit always starts (there
+    is no estimate yet); after it, no unit starts unless it would end before the deadline, judged
+    per layer-run-step (`unit_cost`) by the slowest unit so far of the same number of runs (a
+    stacked unit of 13 runs costs far less per run than a single run), or of any size when none
+    of its size has run. With workers, once the deadline has passed, units not yet handed to a
+    worker are cancelled. Units not started stay pending for a later resume; running ones finish.
     """
     import multiprocessing
 
@@ -255,15 +251,16 @@ def run_local(
         return
     runs = [r for unit in units for r in unit]
     if workers == 0:
-        seconds_per_cost = 0.0
+        rate: dict[int, float] = {}  # seconds per unit_cost, by the unit's number of runs
         for unit in units:
             started = time.monotonic()
-            if deadline is not None and started + seconds_per_cost * unit_cost(unit) > deadline:
+            known = rate.get(len(unit), max(rate.values(), default=0.0))
+            if deadline is not None and started + known * unit_cost(unit) > deadline:
                 return
             args = _unit_args(unit, runs_dir, name_of)
             yield from _outcomes(unit, lambda args=args: execute_unit(*args, one_thread=False))
             elapsed = time.monotonic() - started
-            seconds_per_cost = max(seconds_per_cost, elapsed / unit_cost(unit))
+            rate[len(unit)] = max(rate.get(len(unit), 0.0), elapsed / unit_cost(unit))
         return
     context = multiprocessing.get_context("spawn")
     gpu = wants_gpu(runs)

@@ -168,8 +168,9 @@ def run_sweep(
     CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running
     cluster, else a local instance). `batch_runs` > 1 trains up to that many same-shaped runs
     (configs differing only in `model.gamma`) together, stacked and vmap-ed, as one unit.
-    `time_limit_s` (local backend): no unit starts after that many seconds; the runs left stay
-    pending, and running the sweep again continues with them.
+    `time_limit_s` (local backend): stop starting units then (`backends.run_local` says how a
+    unit's time is estimated); the runs left stay pending, and running the sweep again continues
+    with them.
     Raises SweepError after the other runs finish if any run failed.
     """
     if backend not in BACKENDS:

@@ -518,7 +518,9 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
         "fit are in `results/scaling/` (`summary.md`, `fit.json`; "
         "`notebooks/04_scaling_law.ipynb` draws the figures); "
         f"criterion: {result.metric.replace('_', ' ')}, γ values within "
-        f"{100 * result.tie_tol:g} points of the best count as tied."
+        f"{100 * result.tie_tol:g} points of the best count as tied (the last column); "
+        f"the column “not distinguishable from γ*” lists the γ whose {level} t intervals "
+        "overlap γ*'s, or tied."
     )
     fit, boot, paper = result.fit, result.bootstrap, result.paper
     inside = lambda v, i: "inside" if i[0] <= v <= i[1] else "outside"  # noqa: E731
@@ -576,7 +578,7 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
     chance = 2 / _one(floor, "task.d_vocab")  # values come from half of the vocabulary
     smoothing_first = by_auc[GAMMA].iloc[0] < 0
     items = [
-        f"**Measured so far: only a pilot**, {pilot['train.seed'].nunique()} seed at "
+        f"**The pilot**, {pilot['train.seed'].nunique()} seed at "
         f"{_one(pilot, 'model.n_layers')} layer ({_one(pilot, 'task.n_pairs')} pairs, "
         f"{_one(pilot, 'train.steps')} steps). "
         + (
@@ -589,13 +591,17 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
         f"{_one(floor, 'train.steps')} steps no γ learned at N = "
         f"{' or '.join(str(n) for n in sorted(set(floor['model.n_layers'])))} (best final "
         f"accuracy {pct(floor['final_accuracy'].max())}, chance {pct(chance)}: a floor).",
-        f"The {spec['n_runs']}-run sweep (`configs/sweeps/gamma_star_mqar.toml`) is started and "
-        "resumable with the command in `results/scaling_mqar/README.md`; its committed record "
-        f"holds {sweep_done} of the {spec['n_runs']} runs (below).",
+        f"The {spec['n_runs']}-run sweep "
+        + (
+            f"is complete: all {spec['n_runs']} runs are committed (below)."
+            if sweep_done >= spec["n_runs"]
+            else "is started and resumable with the command in `results/scaling_mqar/README.md`; "
+            f"its committed record holds {sweep_done} of the {spec['n_runs']} runs (below)."
+        ),
         "The pilot rules the law neither in nor out."
         + (
-            " The one-layer pilot hints that a *smoothing* q/k shear learns this task faster "
-            "than a sharpening one, but that is one seed."
+            " The one-layer pilot hinted that a *smoothing* q/k shear learns this task faster "
+            "than a sharpening one, on one seed; the sweep tests it with three."
             if smoothing_first
             else ""
         ),
@@ -689,8 +695,9 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
         parts.append(f"undecided at N = {depths('untested')} (one seed, no interval)")
     return (
         f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (judged by the "
-        "grid γ on both sides of the paper's value: it *scores measurably below* γ* when each "
-        f"of them has a {level} t interval wholly below γ*'s): " + "; ".join(parts) + "."
+        "grid γ on both sides of the paper's value, or the grid's end when it lies past it: it "
+        f"*scores measurably below* γ* when each of them has a {level} t interval wholly below "
+        "γ*'s): " + "; ".join(parts) + "."
     )
 
 
@@ -723,6 +730,34 @@ def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
     )
 
 
+def _keys_only_sentence(keys_only: ScalingFit) -> str:
+    """The keys-only shear per depth: γ*, whether it is separated, and the smeared key beside it."""
+    return (
+        "**Keys-only shear:** "
+        + "; ".join(
+            f"γ* = {d.gamma_star:g} at N = {d.n_layers}"
+            + (" (the grid's end)" if d.at_grid_edge else "")
+            + {True: ", separated from", False: ", not separated from", None: ", beside"}[
+                d.separated
+            ]
+            + (f" the next-best non-zero γ = {d.runner_up:g}" if d.runner_up is not None else "")
+            + f", AUC {d.accuracy_at_gamma_star:.2f}"
+            + (
+                f" against the learned smeared key's {d.smeared_key_accuracy:.2f}"
+                if d.smeared_key_accuracy is not None
+                else ""
+            )
+            for d in keys_only.depths
+        )
+        + (
+            ". With a keys-only shear, γ ∈ (−1, 0) makes each key (1 + γ) k_t − γ k_(t−1): a "
+            "smeared key with a fixed weight −γ (mixed after RoPE, where the shear sits here)."
+            if any(-1 < d.gamma_star < 0 for d in keys_only.depths)
+            else "."
+        )
+    )
+
+
 def sweep_block(
     qk: ScalingFit, keys_only: ScalingFit | None, spec: dict, table: pd.DataFrame
 ) -> str:
@@ -746,7 +781,7 @@ def sweep_block(
     if keys_only is not None:
         rows += sweep_depth_rows(keys_only, "keys only")
     partial = n_done < spec["n_runs"]
-    signs = {d.n_layers: d.gamma_star for d in qk.depths}
+    signs = {d.n_layers: d.gamma_star for d in qk.depths if d.beats_no_shear is not False}
     effect = {d.n_layers: d.beats_no_shear for d in qk.depths}
     smoothing = [n for n, g in signs.items() if g < 0 and effect[n]]
     sharpening = [n for n, g in signs.items() if g > 0 and effect[n]]
@@ -787,13 +822,15 @@ def sweep_block(
         else "",
     ]
     items = [
-        f"**Best γ by depth (q/k shear):** {_by_depth(signs)}; "
-        + "; ".join(side for side in sides if side)
+        "**Best γ by depth (q/k shear):** "
+        + "; ".join(side for side in [_by_depth(signs), *sides] if side)
         + ".",
         consistency_statement(qk),
         _paper_per_depth(qk, level),
         saturation_sentence(table),
     ]
+    if keys_only is not None:
+        items.insert(1, _keys_only_sentence(keys_only))
     ahead = [  # by the means alone (where intervals are missing or overlap)
         d.n_layers
         for d in qk.depths
