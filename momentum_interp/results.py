@@ -35,6 +35,11 @@ CODE_CORPUS = REPO_ROOT / "assets" / "code_corpus"
 CPU_RUN, GPU_RUN = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
 SWEEP_FIT = "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
 PILOT_PAIRS = 8  # the pilot setting the γ*(N) sweep on `mqar` adopted
+PROBE = "depth2_long"  # the one-seed longer-budget probe at N = 2, beside the sweep
+PROBE_COMMAND = (
+    "momentum-interp sweep configs/sweeps/mqar_depth2_long.toml --out "
+    "results/scaling_mqar/depth2_long --workers 2 --batch-runs 7"
+)
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
 PAPER_MODEL = "induction-1l-momentum"
@@ -304,7 +309,7 @@ def scaling_blocks(results: Path) -> dict[str, str]:
     import pandas as pd
 
     from momentum_interp.analysis.scaling import ScalingFit, load_table
-    from momentum_interp.viz.scaling import pilot_block, readme_block, sweep_block
+    from momentum_interp.viz.scaling import pilot_block, probe_block, readme_block, sweep_block
 
     fit = load_record("fit.json", results / "scaling", "momentum-interp scaling RESULTS_CSV")
     mqar = results / "scaling_mqar"
@@ -336,6 +341,9 @@ def scaling_blocks(results: Path) -> dict[str, str]:
         if (mqar / "sweep" / "fit.json").is_file()
         else f"No fit of the sweep exists yet ({done} of {spec['n_runs']} runs finished); write "
         f"it with `{SWEEP_FIT}`.",
+        "mqar-probe": probe_block(load_table(mqar / PROBE / "results.jsonl"), load_table(sweep))
+        if (mqar / PROBE / "results.jsonl").is_file()
+        else f"The longer-budget probe has not run (`{PROBE_COMMAND}`).",
     }
 
 

@@ -32,7 +32,7 @@ from momentum_interp.sweeps import (
     read_results,
     run_sweep,
 )
-from momentum_interp.viz.scaling import accuracy_vs_gamma, sweep_block
+from momentum_interp.viz.scaling import accuracy_vs_gamma, probe_block, sweep_block
 
 BASE = """
 name = "tiny"
@@ -697,3 +697,32 @@ def test_committed_two_sided_sweep_rows_keep_their_run_ids():
     assert len(ids) == 288
     lost = [row["run_id"] for row in rows if row["run_id"] not in ids]
     assert not lost, f"{len(lost)} committed runs no longer match the spec's run ids"
+
+
+def test_probe_block_reads_the_probe_beside_the_sweep():
+    # A 2,000-step probe at N = 2 against the 600-step sweep's N = 2, seed 0: γ = 0.5 and 1 end
+    # above 50 % (0.5 with the higher AUC), the rest stay at the floor.
+    def rows(steps, final, auc, seed=0):
+        out = [
+            {
+                "model.n_layers": 2,
+                "model.gamma": g,
+                "model.smeared_key": False,
+                "model.shear": "qk",
+                "train.seed": seed,
+                "train.steps": steps,
+                "final_accuracy": final.get(g, 0.08),
+                "auc_accuracy": auc.get(g, 0.06),
+            }
+            for g in (-0.5, 0.0, 0.5, 1.0, 2.0)
+        ]
+        smeared = {**out[0], "model.gamma": 0.0, "model.smeared_key": True}
+        return pd.DataFrame([*out, smeared | {"model.shear": "none", "final_accuracy": 0.9}])
+
+    probe = rows(2000, {0.5: 0.95, 1.0: 0.6}, {0.5: 0.5, 1.0: 0.3})
+    sweep = pd.concat([rows(600, {0.5: 0.26}, {}), rows(600, {0.5: 0.99}, {}, seed=1)])
+    block = " ".join(probe_block(probe, sweep).split())
+    assert "trained 2000 steps instead of 600" in block
+    assert "2 of 5 q/k γ reach 50 % final accuracy (γ ∈ {0.5, 1})" in block
+    assert "highest AUC is at γ = 0.5 (0.500, against 0.060 at γ = 0 and 0.060 for" in block
+    assert "| 0.5 | 95.0 % | 0.500 | 26.0 % |" in probe_block(probe, sweep)  # seed 0 only

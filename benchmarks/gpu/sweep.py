@@ -4,8 +4,9 @@
 `configs/sweeps/gamma_star_mqar.toml` (the same recall task: 8 pairs, T = 128, 256 tokens; the
 same 13 γ and 3 seeds), with `GPU_SIZE` laid over it: twice the width (d_model 64, 4 heads),
 twice the batch (64) and 5× the steps (3,000). On CPU, 600 steps left every momentum γ near the
-floor from N = 2 on while the smeared key learned, so the question at depth is whether a longer
-budget lifts them. Order: seed by seed (so a part cut short holds whole replicates); within a
+floor from N = 2 on while the smeared key learned; a one-seed probe at N = 2 with 2,000 steps
+lifted most of them (`results/scaling_mqar/depth2_long/`), so the longer budget should let γ
+values separate at depth. Order: seed by seed (so a part cut short holds whole replicates); within a
 seed, depth by depth (N = 2, 3, 4, 6, 8, then 1, which the CPU sweep already decides), each
 depth's smeared-key control (and, at N ≤ 2, keys-only units) right after its q/k units. Every
 γ of one (shear, depth, seed) trains together, stacked and vmap-ed (`training.batched`).

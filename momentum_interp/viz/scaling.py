@@ -730,6 +730,63 @@ def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
     )
 
 
+def probe_block(probe: pd.DataFrame, sweep: pd.DataFrame) -> str:
+    """The README's one-seed probe of a longer budget at one depth (`probe`, its results table)
+    beside the same depth and seed in the 600-step sweep (`sweep`): final accuracy and AUC per γ,
+    and the smeared key."""
+    depth, seed = _one(probe, "model.n_layers"), _one(probe, "train.seed")
+    steps = _one(probe, "train.steps")
+    same = sweep[(sweep["model.n_layers"] == depth) & (sweep["train.seed"] == seed)]
+
+    def rows_of(table: pd.DataFrame) -> dict[str, pd.Series]:
+        smeared = table["model.smeared_key"].astype(bool)
+        qk = table[~smeared & (table["model.shear"] == "qk")]
+        out = {f"{g:g}": row for g, row in qk.set_index(GAMMA).sort_index().iterrows()}
+        if smeared.any():
+            out[SMEARED_LABEL] = table[smeared].iloc[0]
+        return out
+
+    long, short = rows_of(probe), rows_of(same)
+    short_steps = _one(same, "train.steps") if len(same) else None
+    header = ["γ", f"final accuracy, {steps} steps", "AUC", f"final accuracy, {short_steps} steps"]
+    rows = [
+        [
+            label,
+            pct(row["final_accuracy"]),
+            f"{row['auc_accuracy']:.3f}",
+            pct(short[label]["final_accuracy"]) if label in short else "—",
+        ]
+        for label, row in long.items()
+    ]
+    momentum = {k: v for k, v in long.items() if k != SMEARED_LABEL}
+    learned = [k for k, v in momentum.items() if v["final_accuracy"] >= FLOOR]
+    best = max(momentum, key=lambda k: momentum[k]["auc_accuracy"])
+    intro = (
+        f"A one-seed probe of a longer budget (`configs/sweeps/mqar_depth2_long.toml`, "
+        f"`results/scaling_mqar/depth2_long/`): the sweep's model and task at N = {depth}, seed "
+        f"{seed}, trained {steps} steps instead of {short_steps}, every γ of the grid and the "
+        "smeared key."
+    )
+    items = [
+        (
+            f"{len(learned)} of {len(momentum)} q/k γ reach {pct(FLOOR, 0)} final accuracy "
+            f"(γ ∈ {{{', '.join(learned)}}})"
+            if learned
+            else f"No q/k γ reaches {pct(FLOOR, 0)} final accuracy"
+        )
+        + f"; the highest AUC is at γ = {best} ({momentum[best]['auc_accuracy']:.3f}, against "
+        f"{momentum['0']['auc_accuracy']:.3f} at γ = 0"
+        + (
+            f" and {long[SMEARED_LABEL]['auc_accuracy']:.3f} for the smeared key)."
+            if SMEARED_LABEL in long
+            else ")."
+        ),
+        "One seed: a hint for the GPU part's budget (`benchmarks/gpu/sweep.py`), not a γ* and "
+        "not a verdict.",
+    ]
+    return f"{wrap(intro)}\n\n{markdown_table(header, rows)}\n\n{bullets(items)}"
+
+
 def _keys_only_sentence(keys_only: ScalingFit) -> str:
     """The keys-only shear per depth: γ*, whether it is separated, and the smeared key beside it."""
     return (
