@@ -20,6 +20,7 @@ from momentum_interp.analysis.scaling import (
     PAPER_B,
     TIE_TOL,
     ScalingFit,
+    at_depths,
     caveats,
     consistency_statement,
     finite_interval,
@@ -667,7 +668,7 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
         by_verdict.setdefault(d.paper_verdict, []).append(d)
 
     def depths(verdict: str) -> str:
-        return ", ".join(str(d.n_layers) for d in by_verdict.get(verdict, []))
+        return at_depths([d.n_layers for d in by_verdict.get(verdict, [])])
 
     parts = []
     if "outside" in by_verdict:
@@ -680,19 +681,19 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
             )
         )
     if "inside" in by_verdict:
-        parts.append(f"not excluded at N = {depths('inside')}")
+        parts.append(f"not excluded at {depths('inside')}")
     if "beyond the grid" in by_verdict:
         parts.append(
-            f"undecided at N = {depths('beyond the grid')} (the paper's γ lies past the grid's "
+            f"undecided at {depths('beyond the grid')} (the paper's γ lies past the grid's "
             "end, which is not distinguishable from γ*)"
         )
     if "no effect" in by_verdict:
         parts.append(
-            f"undecided at N = {depths('no effect')} (no γ scores measurably above γ = 0 there, "
+            f"undecided at {depths('no effect')} (no γ scores measurably above γ = 0 there, "
             "so there is no best γ to compare)"
         )
     if "untested" in by_verdict:
-        parts.append(f"undecided at N = {depths('untested')} (one seed, no interval)")
+        parts.append(f"undecided at {depths('untested')} (one seed, no interval)")
     return (
         f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (judged by the "
         "grid γ on both sides of the paper's value, or the grid's end when it lies past it: it "
@@ -722,7 +723,7 @@ def saturation_sentence(table: pd.DataFrame, ceiling: float = 0.99) -> str:
             + (": final accuracy cannot rank γ there, the AUC has to." if saturated else ".")
         )
         + (
-            f" At N = {', '.join(map(str, floor))} no γ reaches {pct(FLOOR, 0)}: near the floor, "
+            f" At {at_depths(floor)} no γ reaches {pct(FLOOR, 0)}: near the floor, "
             "where the criterion separates little."
             if (floor := [n for n in sorted(best) if best[n] < FLOOR])
             else ""
@@ -869,14 +870,10 @@ def sweep_block(
         "in `results/scaling_mqar/sweep/scaling.html`."
     )
     sides = [
-        f"smoothing (γ < 0) ranks first at N = {', '.join(map(str, smoothing))}"
-        if smoothing
-        else "",
-        f"sharpening (γ > 0) at N = {', '.join(map(str, sharpening))}" if sharpening else "",
-        f"no γ measurably above γ = 0 at N = {', '.join(map(str, flat))}" if flat else "",
-        f"not yet tested against γ = 0 (one seed) at N = {', '.join(map(str, untested))}"
-        if untested
-        else "",
+        f"smoothing (γ < 0) ranks first at {at_depths(smoothing)}" if smoothing else "",
+        f"sharpening (γ > 0) at {at_depths(sharpening)}" if sharpening else "",
+        f"no γ measurably above γ = 0 at {at_depths(flat)}" if flat else "",
+        f"not yet tested against γ = 0 (one seed) at {at_depths(untested)}" if untested else "",
     ]
     items = [
         "**Best γ by depth (q/k shear):** "
@@ -897,8 +894,8 @@ def sweep_block(
     ]
     if beaten:
         items.append(
-            "The learned smeared key (no momentum) beats the best γ at N = "
-            f"{', '.join(map(str, beaten))} (intervals apart)."
+            f"The learned smeared key (no momentum) beats the best γ at {at_depths(beaten)} "
+            "(intervals apart)."
         )
     if ahead:
         items.append(
