@@ -476,27 +476,20 @@ def test_separation_shapes_and_keys_only_rows():
 def _floor_table() -> pd.DataFrame:
     """Depths 1 and 2 learn (γ* = 1 and 0.5, far above the rest); at depth 3 every γ sits at the
     floor, 0.05 plus seed noise, γ = 1 ahead by 0.002: far less than the noise."""
-    rows = []
-    for depth in (1, 2, 3):
-        for seed in range(3):
-            for g in (-0.5, 0.0, 0.5, 1.0, 4.0):
-                noise = 0.01 * (seed - 1)
-                if depth == 3:
-                    auc = 0.05 + 0.002 * (g == 1.0) + noise
-                else:
-                    auc = {1: {1.0: 0.8}, 2: {0.5: 0.8}}[depth].get(g, 0.3) + noise
-                rows.append(
-                    {
-                        "model.n_layers": depth,
-                        "model.gamma": g,
-                        "model.smeared_key": False,
-                        "model.shear": "qk",
-                        "train.seed": seed,
-                        "auc_accuracy": auc,
-                        "final_loss": 0.0,
-                    }
-                )
-    return pd.DataFrame(rows)
+    top = {1: {1.0: 0.8}, 2: {0.5: 0.8}}
+    return _table(
+        {
+            depth: {
+                g: [
+                    (0.05 + 0.002 * (g == 1.0) if depth == 3 else top[depth].get(g, 0.3))
+                    + 0.01 * (seed - 1)
+                    for seed in range(3)
+                ]
+                for g in (-0.5, 0.0, 0.5, 1.0, 4.0)
+            }
+            for depth in (1, 2, 3)
+        }
+    )
 
 
 def test_a_depth_at_the_floor_has_no_best_gamma():
