@@ -285,6 +285,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
             runs_dir=args.runs_dir,
             address=args.address,
             batch_runs=args.batch_runs,
+            stage=args.stage,
         )
     except SweepError as e:
         print(f"momentum-interp sweep: {e}", file=sys.stderr)
@@ -484,6 +485,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="train up to this many runs that differ only in model.gamma together (vmap)",
+    )
+    sweep.add_argument(
+        "--stage",
+        choices=["select", "fresh"],
+        help="a [protocol] spec's stage (default: select, then fresh): the searched value "
+        "per arm on the selection seeds, or each arm at its pick on the fresh seeds",
     )
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

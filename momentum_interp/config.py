@@ -38,6 +38,11 @@ class MomentumConfig(TransformerLensConfig):
         shear: which signals are sheared: "qk" (the paper), "k" (keys only) or "none".
         shear_placement: "post_rope" (the paper) shears the rotated q/k, "pre_rope" the raw ones.
         gamma_learnable: one trained γ per head (shared by that head's q and k).
+        shear_norm: gain-normalised shear: divide each sheared signal by the filter's RMS gain
+            `√(1 + 2γ + 2γ²)` (`model.shear.rms_gain`), so the score scale at initialisation does
+            not grow with γ (the raw shear multiplies the logits by up to `(1+2γ)²`).
+        learned_temperature: one trained logit scale per head, `exp(log_temperature)` multiplying
+            the queries (init 1): a control that separates "shear" from "logit scale".
         smeared_key: Olsson et al.'s control, `k̃_t = α k_t + (1−α) k_{t−1}` with a learned
             per-head α = sigmoid(logit); it is the same two-tap filter with γ = α − 1 on keys only,
             so it needs `shear="none"`.
@@ -48,6 +53,8 @@ class MomentumConfig(TransformerLensConfig):
     shear: str = "qk"
     shear_placement: str = "post_rope"
     gamma_learnable: bool = False
+    shear_norm: bool = False
+    learned_temperature: bool = False
     smeared_key: bool = False
     smear_init: float = 0.5
     act_fn: str = "gelu"
@@ -124,6 +131,11 @@ class MomentumConfig(TransformerLensConfig):
             raise ValueError(
                 "smeared_key=True is its own key filter; set shear='none' to use it "
                 f"(got shear={self.shear!r})."
+            )
+        if self.shear_norm and self.shear == "none":
+            raise ValueError(
+                "shear_norm=True normalises a shear's gain, but shear='none'; set shear='qk' or "
+                "'k', or leave shear_norm off."
             )
         if not 0.0 < self.smear_init < 1.0:
             raise ValueError(

@@ -21,7 +21,7 @@ from transformer_lens.hook_points import HookPoint
 from momentum_interp.config import MomentumConfig
 from momentum_interp.model.components import add_bias
 from momentum_interp.model.rotary import Rotary
-from momentum_interp.model.shear import fused_shear, shear, smear_gamma, velocity
+from momentum_interp.model.shear import fused_shear, rms_gain, shear, smear_gamma, velocity
 
 SPLIT_NAMES = ("W_Q", "W_K", "W_V", "b_Q", "b_K", "b_V")  # the state dict's keys for W_QKV, b_QKV
 
@@ -51,6 +51,8 @@ class MomentumAttention(nn.Module):
                     (n_heads,), math.log(cfg.smear_init / (1 - cfg.smear_init)), dtype=param_dtype
                 )
             )
+        if cfg.learned_temperature:
+            self.log_temperature = nn.Parameter(torch.zeros(n_heads, dtype=param_dtype))
 
         self.rotary = (
             Rotary(cfg.n_ctx, cfg.rotary_dim, cfg.rotary_base, dtype=cfg.dtype)
@@ -117,6 +119,28 @@ class MomentumAttention(nn.Module):
             return smear_gamma(torch.sigmoid(self.smear_logit))
         return self.gamma if self.cfg.shear in ("qk", "k") else torch.zeros_like(self.gamma)
 
+    def scale_q(self) -> torch.Tensor:
+        """Per-head factor on the filtered queries, `[head]`: `1/rms_gain(γq)` for a
+        gain-normalised shear, times the learned temperature; ones for the plain model."""
+        scale = self._gain_scale(self.gamma_q())
+        if self.cfg.learned_temperature:
+            scale = scale * self.log_temperature.exp()
+        return scale
+
+    def scale_k(self) -> torch.Tensor:
+        """Per-head factor on the filtered keys, `[head]`: `1/rms_gain(γk)` for a gain-normalised
+        shear (the smeared key, a convex mix, is never normalised), else ones."""
+        return self._gain_scale(self.gamma_k())
+
+    def _gain_scale(self, gamma: torch.Tensor) -> torch.Tensor:
+        if self.cfg.shear_norm and not self.cfg.smeared_key:
+            return 1.0 / rms_gain(gamma)
+        return torch.ones_like(gamma)
+
+    def rescales(self) -> bool:
+        """Whether q or k is multiplied by anything but one after the filter."""
+        return self.cfg.learned_temperature or (self.cfg.shear_norm and self.cfg.shear != "none")
+
     def _shears(self, which: str) -> bool:
         """Whether the config filters this signal ("q" or "k") at all; when it does not, the
         velocity and the (identity) shear are computed only for a hook that asks for them."""
@@ -143,6 +167,9 @@ class MomentumAttention(nn.Module):
         shear, attention, `W_O`. The split-input path (`use_split_qkv_input`) enters here."""
         q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
         k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
+        if self.rescales():  # after the filter hooks: hook_*_sheared sees x + γ p itself
+            q = q * self.scale_q().to(q.dtype)[:, None]
+            k = k * self.scale_k().to(k.dtype)[:, None]
 
         if self.uses_fast_path:
             z = F.scaled_dot_product_attention(

@@ -61,6 +61,9 @@ def _attention_step(
     k, last_k = _filter_chunk(
         attn, k, None if cache is None else cache.last_k, attn.gamma_k(), offset
     )
+    if attn.rescales():
+        q = q * attn.scale_q().to(q.dtype)[:, None]
+        k = k * attn.scale_k().to(k.dtype)[:, None]
     if cache is not None:
         k, v = torch.cat([cache.keys, k], dim=1), torch.cat([cache.values, v], dim=1)
     n_new, n_all = q.shape[1], k.shape[1]

@@ -35,6 +35,13 @@ def fused_shear(x: torch.Tensor, gamma: torch.Tensor, dim: int = 1) -> torch.Ten
     return torch.lerp(previous(x, dim), x, (1.0 + gamma)[:, None])
 
 
+def rms_gain(gamma: torch.Tensor) -> torch.Tensor:
+    """RMS gain of the shear over all frequencies, `√(1 + 2γ + 2γ²)` (= the mean of `|H(ω)|²`
+    over ω, square-rooted): the factor by which it scales white q/k, so dividing by it keeps the
+    score scale at initialisation flat in γ (the gain-normalised shear)."""
+    return torch.sqrt(1.0 + 2.0 * gamma + 2.0 * gamma**2)
+
+
 def smear_gamma(alpha: torch.Tensor) -> torch.Tensor:
     """The shear γ equivalent to a smeared key `α k_t + (1−α) k_{t−1}`."""
     return alpha - 1.0
@@ -68,7 +75,12 @@ TERM_NAMES = ("current_current", "current_prev_key", "prev_query_current", "prev
 
 
 def score_terms(
-    q: torch.Tensor, k: torch.Tensor, gamma_q: torch.Tensor, gamma_k: torch.Tensor
+    q: torch.Tensor,
+    k: torch.Tensor,
+    gamma_q: torch.Tensor,
+    gamma_k: torch.Tensor,
+    scale_q: torch.Tensor | None = None,
+    scale_k: torch.Tensor | None = None,
 ) -> dict[str, torch.Tensor]:
     """The four bilinear terms whose sum is `⟨q̂_t, k̂_s⟩` (unscaled, unmasked).
 
@@ -78,14 +90,21 @@ def score_terms(
     With γq = γk = γ these are the paper's coefficients. The identity holds when nothing rotates
     the sheared signal afterwards (non-rotary or post-RoPE); with pre-RoPE placement the previous
     vectors must be rotated at the current position, as `analysis.tracing` does.
+    `scale_q`, `scale_k: [head]` multiply the filtered signals after the shear (the gain
+    normalisation and a learned temperature, `MomentumAttention.scale_q`); every term carries them.
     """
     q_prev, k_prev = previous(q), previous(k)
+    scale = torch.ones_like(gamma_q)
+    if scale_q is not None:
+        scale = scale * scale_q
+    if scale_k is not None:
+        scale = scale * scale_k
 
     def dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         return einsum(a, b, "batch q_pos head d, batch k_pos head d -> batch head q_pos k_pos")
 
     def coeff(c: torch.Tensor) -> torch.Tensor:
-        return c[:, None, None]
+        return (c * scale)[:, None, None]
 
     return {
         "current_current": coeff((1 + gamma_q) * (1 + gamma_k)) * dot(q, k),

@@ -10,6 +10,7 @@ run killed mid-training resumes from its last checkpoint.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -31,12 +32,14 @@ from momentum_interp.sweeps.backends import (
     run_local,
     run_ray,
 )
-from momentum_interp.sweeps.spec import RunSpec, SweepSpec, flatten, load_sweep
+from momentum_interp.sweeps.selection import select
+from momentum_interp.sweeps.spec import STAGES, RunSpec, SweepSpec, flatten, load_sweep
 
 RESULTS_JSONL = "results.jsonl"
 RESULTS_CSV = "results.csv"
 SPEC_FILE = "sweep_spec.json"
 SESSIONS_FILE = "sweep_sessions.jsonl"  # one line per run_sweep call that ran to its end
+SELECTION_FILE = "selection.json"  # a [protocol] spec's search: every arm's values and its pick
 # Config columns the table always carries, varying or not (and every task.* field).
 KEY_FIELDS = (
     "task.name",
@@ -151,6 +154,20 @@ def _row(spec: SweepSpec, run: RunSpec, metrics: dict[str, Any]) -> dict[str, An
     }
 
 
+def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSpec]:
+    """The runs of one stage; the fresh stage reads the selection's results from `out_dir`."""
+    if stage != "fresh":
+        return spec.expand(stage)
+    selection = select(spec, read_results(out_dir / RESULTS_JSONL, repair=True))
+    if not selection.complete:
+        raise SweepError(
+            f"{selection.missing_runs} selection run(s) have no result in {out_dir}; run the "
+            "select stage to its end (--stage select) before the fresh stage."
+        )
+    atomic_write_json(out_dir / SELECTION_FILE, selection.to_dict())
+    return spec.expand_fresh(selection.chosen)
+
+
 def run_sweep(
     spec: SweepSpec | str | Path,
     out_dir: str | Path,
@@ -161,9 +178,14 @@ def run_sweep(
     address: str | None = None,
     batch_runs: int = 1,
     time_limit_s: float | None = None,
+    stage: str | None = None,
 ) -> pd.DataFrame:
     """Run every run of `spec` not yet in `out_dir/results.jsonl`; return the results table.
 
+    A spec with a `[protocol]` runs in two stages (`stage`: "select", "fresh", or None for
+    both in turn): the select stage trains every arm at every searched value on the selection
+    seeds and writes `selection.json`; the fresh stage trains each arm at its chosen value on
+    the fresh seeds, and refuses to start while a selection run has no result.
     backend: "local" (spawned worker processes: one per CPU core, or one per GPU when runs use
     CUDA; `workers` overrides, 0 runs them in this process) or "ray" (`address` of a running
     cluster, else a local instance). `batch_runs` > 1 trains up to that many same-shaped runs
@@ -177,13 +199,29 @@ def run_sweep(
         raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}.")
     if workers is not None and workers < 0:
         raise ValueError(f"workers must be >= 0 (0: in this process), got {workers}.")
+    if stage is not None and stage not in STAGES:
+        raise ValueError(f"stage must be one of {list(STAGES)}, got {stage!r}.")
     if not isinstance(spec, SweepSpec):
         spec = load_sweep(spec)
+    if spec.protocol is not None and stage is None:
+        options = dict(
+            out_dir=out_dir,
+            backend=backend,
+            workers=workers,
+            progress=progress,
+            runs_dir=runs_dir,
+            address=address,
+            batch_runs=batch_runs,
+        )
+        started = time.monotonic()
+        run_sweep(spec, stage="select", time_limit_s=time_limit_s, **options)
+        left = None if time_limit_s is None else time_limit_s - (time.monotonic() - started)
+        return run_sweep(spec, stage="fresh", time_limit_s=left, **options)
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     out_dir.mkdir(parents=True, exist_ok=True)
     jsonl = out_dir / RESULTS_JSONL
-    runs = spec.expand()
+    runs = _stage_runs(spec, stage, out_dir)
     atomic_write_json(
         out_dir / SPEC_FILE,
         {
@@ -192,7 +230,8 @@ def run_sweep(
             "base": spec.base,
             "grid": spec.grid,
             "variants": spec.variants,
-            "n_runs": len(runs),
+            "protocol": None if spec.protocol is None else dataclasses.asdict(spec.protocol),
+            "n_runs": len(spec.expand("select")) if spec.protocol else len(runs),
         },
     )
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
@@ -245,7 +284,11 @@ def run_sweep(
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
     }
+    if stage is not None:
+        session["stage"] = stage
     append_result(out_dir / SESSIONS_FILE, session)
+    if stage == "select":
+        atomic_write_json(out_dir / SELECTION_FILE, select(spec, read_results(jsonl)).to_dict())
     if failures:
         listed = "; ".join(f"{r.run_id} {r.overrides}: {e!r}" for r, e in failures[:5])
         raise SweepError(

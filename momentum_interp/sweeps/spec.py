@@ -15,6 +15,18 @@ and
     "model.smeared_key" = true
     "model.shear" = "none"
 
+An optional `[protocol]` table tunes one field per arm without selection bias:
+
+    [protocol]
+    search = "train.lr"                          # the field tuned per arm
+    values = [1e-4, 3.162e-4, 1e-3, 3.162e-3, 1e-2, 3.162e-2]
+    selection_seeds = [100]                      # the "select" stage: every arm at every value
+    fresh_seeds = [0, 1, 2, 3, 4]                # the "fresh" stage: each arm at its best value
+    criterion = "auc_accuracy"                   # higher is better
+
+An *arm* is a run's config without the searched field and the seed. Selection seeds and fresh
+seeds never overlap, so the numbers reported (fresh seeds) are not the ones that chose the value.
+
 Unquoted keys (`model.gamma = [...]`) are TOML sub-tables and mean the same as quoted dotted keys.
 A variant's overrides win over the grid; a variant that fixes a grid axis collapses that axis for
 its runs (identical configs are run once). Every run's id is a short hash of its canonical full
@@ -44,6 +56,9 @@ ID_LENGTH = 12
 # Model fields that are not part of a run's identity: the device is the runner's choice, and
 # d_vocab / n_ctx default to the task's (a spec that writes them out changes the id, as it should).
 _MODEL_NOT_DEFAULTED = {"device", "d_vocab", "n_ctx"}
+# Model fields added after sweeps were committed: left out of the canonical config (and the id)
+# while at their default, so the ids of every earlier run stay what they were.
+_MODEL_OMITTED_AT_DEFAULT = {"shear_norm": False, "learned_temperature": False}
 
 
 def _model_defaults() -> dict[str, Any]:
@@ -132,6 +147,10 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
         given = config.get(table, {})
         merged = {k: _normalise(v, None) for k, v in defaults.items()}
         merged.update({k: _normalise(v, defaults.get(k)) for k, v in given.items()})
+        if table == "model":
+            for name, default in _MODEL_OMITTED_AT_DEFAULT.items():
+                if merged.get(name, default) == default:
+                    merged.pop(name, None)
         out[table] = merged
     return out
 
@@ -180,6 +199,55 @@ class RunSpec:
         return canonical_config(self.config)
 
 
+STAGES = ("select", "fresh")
+
+
+@dataclass
+class SearchProtocol:
+    """Choose `search` per arm on `selection_seeds`, then report on `fresh_seeds` (module doc)."""
+
+    search: str
+    values: list[Any]
+    selection_seeds: list[int]
+    fresh_seeds: list[int]
+    criterion: str = "auc_accuracy"
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> SearchProtocol:
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"Unknown [protocol] key(s) {unknown}; expected {sorted(names)}.")
+        missing = sorted(
+            n for n in ("search", "values", "selection_seeds", "fresh_seeds") if n not in data
+        )
+        if missing:
+            raise ValueError(f"[protocol] needs {missing}.")
+        protocol = cls(**data)
+        check_path(protocol.search)
+        for name in ("values", "selection_seeds", "fresh_seeds"):
+            value = getattr(protocol, name)
+            if not isinstance(value, list) or not value:
+                raise ValueError(f"[protocol] {name} must be a non-empty list, got {value!r}.")
+        seeds = [*protocol.selection_seeds, *protocol.fresh_seeds]
+        if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+            raise ValueError(f"[protocol] seeds must be integers, got {seeds!r}.")
+        shared = sorted(set(protocol.selection_seeds) & set(protocol.fresh_seeds))
+        if shared:
+            raise ValueError(
+                f"[protocol] seeds {shared} are both selection and fresh seeds; the numbers "
+                "reported must come from seeds that did not choose the value."
+            )
+        return protocol
+
+    def arm_key(self, config: dict[str, Any]) -> str:
+        """A run's arm: its canonical config without the searched field and the seed."""
+        flat = flatten(canonical_config(config))
+        flat.pop(self.search, None)
+        flat.pop("train.seed", None)
+        return json.dumps(flat, sort_keys=True, default=str)
+
+
 @dataclass
 class SweepSpec:
     """A base config, a grid of dotted paths → value lists, and variants of overrides."""
@@ -189,6 +257,7 @@ class SweepSpec:
     variants: list[dict[str, Any]] = field(default_factory=list)
     name: str = "sweep"
     source: str | None = None
+    protocol: SearchProtocol | None = None
 
     def __post_init__(self) -> None:
         for table in ("model", "task"):
@@ -215,12 +284,22 @@ class SweepSpec:
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str | None = None) -> SweepSpec:
         data = dict(data)
-        unknown = sorted(set(data) - {*TABLES, "grid", "variants", "name"})
+        unknown = sorted(set(data) - {*TABLES, "grid", "variants", "name", "protocol"})
         if unknown:
             raise ValueError(
                 f"Unknown top-level key(s) {unknown} in the sweep spec; expected [model], [task], "
-                "[train], [grid], [[variants]] and name."
+                "[train], [grid], [[variants]], [protocol] and name."
             )
+        protocol = data.get("protocol")
+        if protocol is not None:
+            if not isinstance(protocol, dict):
+                raise ValueError("protocol must be a table ([protocol]).")
+            protocol = SearchProtocol.from_dict(protocol)
+            clash = {protocol.search, "train.seed"} & set(_flatten_overrides(data.get("grid", {})))
+            if clash:
+                raise ValueError(
+                    f"[grid] sets {sorted(clash)}, which [protocol] chooses; remove it from [grid]."
+                )
         variants = data.get("variants", [])
         if not isinstance(variants, list) or not all(isinstance(v, dict) for v in variants):
             raise ValueError("variants must be an array of tables ([[variants]]).")
@@ -230,6 +309,7 @@ class SweepSpec:
             variants=[_flatten_overrides(v) for v in variants],
             name=data.get("name", "sweep"),
             source=source,
+            protocol=protocol,
         )
 
     def _variant_list(self) -> list[tuple[str | None, dict[str, Any]]]:
@@ -243,12 +323,61 @@ class SweepSpec:
             for i, v in enumerate(self.variants)
         ]
 
-    def expand(self) -> list[RunSpec]:
-        """Every run: grid product × variants, identical configs once, in a deterministic order."""
-        paths = list(self.grid)
+    def expand(self, stage: str | None = None) -> list[RunSpec]:
+        """Every run: grid product × variants, identical configs once, in a deterministic order.
+
+        With a `[protocol]`, `stage="select"` adds its searched values × selection seeds to the
+        grid; the fresh stage needs the selection's results (`expand_fresh`)."""
+        grid = dict(self.grid)
+        if self.protocol is not None:
+            if stage != "select":
+                raise ValueError(
+                    "This spec has a [protocol]: expand(stage='select'), or expand_fresh(chosen) "
+                    "with the values chosen on the selection seeds."
+                )
+            grid[self.protocol.search] = self.protocol.values
+            grid["train.seed"] = self.protocol.selection_seeds
+        elif stage is not None:
+            raise ValueError(f"stage={stage!r} needs a [protocol] table in the spec.")
+        return self._expand(grid)
+
+    def expand_fresh(self, chosen: dict[str, Any]) -> list[RunSpec]:
+        """The fresh stage: every arm (`SearchProtocol.arm_key`) of the selection at its chosen
+        value (`chosen[arm_key]`), on every fresh seed. An arm missing from `chosen` is an error."""
+        protocol = self.protocol
+        if protocol is None:
+            raise ValueError("expand_fresh needs a [protocol] table in the spec.")
+        arms, runs, seen = {}, [], set()
+        for run in self.expand("select"):
+            arms.setdefault(protocol.arm_key(run.config), run)
+        missing = [key for key in arms if key not in chosen]
+        if missing:
+            raise ValueError(
+                f"{len(missing)} arm(s) have no chosen {protocol.search}: run the select stage "
+                "to its end first."
+            )
+        for key, template in arms.items():
+            for seed in protocol.fresh_seeds:
+                overrides = {
+                    **{k: v for k, v in template.overrides.items() if k != "train.seed"},
+                    protocol.search: chosen[key],
+                    "train.seed": seed,
+                }
+                config = copy.deepcopy(template.config)
+                for path, value in overrides.items():
+                    table, name = path.split(".")
+                    config[table][name] = copy.deepcopy(value)
+                rid = run_id(config)
+                if rid not in seen:
+                    seen.add(rid)
+                    runs.append(RunSpec(rid, config, overrides, template.variant))
+        return runs
+
+    def _expand(self, grid: dict[str, list[Any]]) -> list[RunSpec]:
+        paths = list(grid)
         runs, seen = [], set()
         for label, variant in self._variant_list():
-            for values in itertools.product(*(self.grid[p] for p in paths)):
+            for values in itertools.product(*(grid[p] for p in paths)):
                 overrides = {**dict(zip(paths, values, strict=True)), **variant}
                 config = copy.deepcopy(self.base)
                 for path, value in overrides.items():
@@ -268,7 +397,7 @@ class SweepSpec:
 
     def varying_paths(self) -> list[str]:
         """Dotted paths whose value differs between the spec's runs."""
-        flats = [flatten(r.canonical) for r in self.expand()]
+        flats = [flatten(r.canonical) for r in self.expand(self.protocol and "select")]
         keys = sorted({k for f in flats for k in f})
         return [k for k in keys if len({json.dumps(f.get(k), default=str) for f in flats}) > 1]
 
