@@ -1,0 +1,349 @@
+"""The fair γ*(N) study's tools: the gain-normalised shear, the select-then-fresh protocol, the
+paired tests with Holm correction, the quadratic-vertex γ* and the seed-count sizing, each
+checked against a hand-computed case or scipy."""
+
+from __future__ import annotations
+
+import json
+import math
+import tomllib
+
+import numpy as np
+import pytest
+import torch
+from scipy import interpolate, optimize, stats
+
+from momentum_interp import HookedMomentumTransformer, MomentumConfig
+from momentum_interp.analysis.gamma_study import (
+    analyse_depth,
+    bootstrap_vertex,
+    holm,
+    neighbour_difference_sd,
+    paired_comparison,
+    paper_verdict,
+    quadratic_vertex,
+    seeds_needed,
+)
+from momentum_interp.model.shear import TERM_NAMES, rms_gain, score_terms
+from momentum_interp.sweeps import SweepSpec, read_results, run_sweep
+from momentum_interp.sweeps.selection import select
+
+# ----------------------------------------------------------------- the normalised shear
+
+
+def _model(gamma: float, seed: int, **options) -> HookedMomentumTransformer:
+    cfg = MomentumConfig(
+        d_model=32,
+        d_head=16,
+        n_heads=2,
+        n_layers=1,
+        attn_only=True,
+        normalization_type="LN",
+        positional_embedding_type="rotary",
+        n_ctx=64,
+        d_vocab=64,
+        gamma=gamma,
+        seed=seed,
+        **{"shear": "qk", **options},
+    )
+    return HookedMomentumTransformer(cfg)
+
+
+def _score_std(gamma: float, **options) -> float:
+    stds = []
+    for seed in range(3):
+        model = _model(gamma, seed, **options)
+        tokens = torch.randint(0, 64, (8, 64), generator=torch.Generator().manual_seed(seed))
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_attn_scores")
+        scores = cache["blocks.0.attn.hook_attn_scores"]
+        stds.append(scores[torch.isfinite(scores)].std().item())
+    return float(np.mean(stds))
+
+
+def test_rms_gain_is_the_mean_squared_frequency_response():
+    omega = np.linspace(-np.pi, np.pi, 200001)
+    for gamma in (-1.0, -0.5, 0.0, 1.0, 4.0):
+        h = 1 + gamma * (1 - np.exp(-1j * omega))
+        expected = math.sqrt(np.trapezoid(np.abs(h) ** 2, omega) / (2 * np.pi))
+        assert rms_gain(torch.tensor(gamma)).item() == pytest.approx(expected, rel=1e-6)
+
+
+def test_normalised_shear_keeps_the_initial_score_scale_flat_in_gamma():
+    gammas = (-0.5, 0.0, 1.0, 2.0, 4.0)
+    normalised = [_score_std(g, shear_norm=True) for g in gammas]
+    assert max(normalised) / min(normalised) < 1.2
+    raw = [_score_std(g) for g in gammas]
+    assert raw[-1] / raw[1] > 20  # the raw shear's logits grow about (1 + 2γ)-fold per side
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"shear_norm": True},
+        {"shear": "k", "shear_norm": True},
+        {"shear": "none", "learned_temperature": True},
+        {"shear_norm": True, "learned_temperature": True, "gamma_learnable": True},
+    ],
+)
+def test_four_term_identity_is_exact_with_the_scales(options):
+    model = _model(0.7, 0, **options)
+    attn = model.blocks[0].attn
+    with torch.no_grad():
+        if options.get("learned_temperature"):
+            attn.log_temperature.copy_(torch.tensor([0.3, -0.2]))
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
+    _, cache = model.run_with_cache(tokens)
+    q, k = cache["blocks.0.attn.hook_rot_q"], cache["blocks.0.attn.hook_rot_k"]
+    terms = score_terms(q, k, attn.gamma_q(), attn.gamma_k(), attn.scale_q(), attn.scale_k())
+    total = sum(terms[name] for name in TERM_NAMES) / math.sqrt(16)
+    scores = cache["blocks.0.attn.hook_attn_scores"]
+    causal = torch.isfinite(scores)
+    torch.testing.assert_close(total[causal], scores[causal], rtol=1e-5, atol=1e-5)
+
+
+def test_shear_norm_needs_a_shear():
+    with pytest.raises(ValueError, match="shear_norm"):
+        _model(1.0, 0, shear="none", shear_norm=True)
+
+
+# ----------------------------------------------------------------- statistics
+
+
+def test_holm_matches_a_hand_computed_case():
+    # sorted: 0.005 x4 = 0.02, 0.01 x3 = 0.03, 0.03 x2 = 0.06, 0.04 x1 -> max(0.06, 0.04)
+    assert holm([0.01, 0.04, 0.03, 0.005]) == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_paired_comparison_matches_the_t_formula():
+    x = np.array([0.61, 0.55, 0.70, 0.64, 0.58])
+    y = np.array([0.52, 0.54, 0.61, 0.60, 0.49])
+    d = x - y
+    t = d.mean() / (d.std(ddof=1) / math.sqrt(len(d)))
+    p = 2 * stats.t.sf(abs(t), len(d) - 1)
+    half = stats.t.ppf(0.975, len(d) - 1) * d.std(ddof=1) / math.sqrt(len(d))
+    result = paired_comparison("x", "y", x, y)
+    assert result.mean_difference == pytest.approx(d.mean())
+    assert result.p_value == pytest.approx(p)
+    assert (result.ci_low, result.ci_high) == pytest.approx((d.mean() - half, d.mean() + half))
+    same = paired_comparison("x", "x", x, x)
+    assert same.p_value == 1.0 and not same.significant
+
+
+def test_quadratic_vertex_agrees_with_scipy():
+    gammas = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    means = 1 - (gammas - 0.3) ** 2
+    vertex, flag = quadratic_vertex(gammas, means)
+    assert flag is None and vertex == pytest.approx(0.3)
+    # scipy: maximise the Lagrange polynomial through the best point and its neighbours
+    noisy = means + np.array([0.0, 0.01, -0.02, 0.015, 0.0])
+    poly = interpolate.lagrange(gammas[1:4], noisy[1:4])
+    expected = optimize.minimize_scalar(lambda g: -poly(g), bounds=(0.0, 1.0), method="bounded")
+    assert quadratic_vertex(gammas, noisy)[0] == pytest.approx(expected.x, abs=1e-5)
+
+
+def test_quadratic_vertex_flags_grid_ends():
+    gammas = np.array([0.0, 1.0, 2.0, 3.0])
+    assert quadratic_vertex(gammas, np.array([0.1, 0.2, 0.3, 0.4])) == (3.0, "grid_end")
+    assert quadratic_vertex(gammas, np.array([0.5, 0.2, 0.3, 0.1])) == (0.0, "grid_end")
+    # a tie with one neighbour: the vertex lies half-way between them
+    vertex, flag = quadratic_vertex(gammas, np.array([0.1, 0.5, 0.5, 0.2]))
+    assert flag is None and vertex == pytest.approx(1.5)
+
+
+def test_bootstrap_interval_collapses_without_noise_and_covers_with_it():
+    gammas = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
+    clean = np.tile(1 - (gammas - 0.3) ** 2, (5, 1))
+    assert bootstrap_vertex(gammas, clean, 200) == pytest.approx((0.3, 0.3))
+    rng = np.random.default_rng(0)
+    noisy = clean + rng.normal(0, 0.02, clean.shape)
+    low, high = bootstrap_vertex(gammas, noisy, 500)
+    assert low < quadratic_vertex(gammas, noisy.mean(0))[0] < high
+
+
+def test_seed_count_sizing_by_hand():
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)  # 2.8016
+    assert seeds_needed(0.02) == math.ceil(z**2) == 8
+    assert seeds_needed(0.005) == 5  # clipped below
+    assert seeds_needed(0.05) == 10  # clipped above
+    scores = {100: np.array([0.1, 0.3, 0.2]), 101: np.array([0.2, 0.3, 0.4])}
+    # d100 = (0.2, -0.1), d101 = (0.1, 0.1): mean of (0.01/2, 0.04/2) = 0.0125
+    assert neighbour_difference_sd([0, 1, 2], scores) == pytest.approx(math.sqrt(0.0125))
+
+
+# ----------------------------------------------------------------- the protocol
+
+BASE = """
+name = "tiny_protocol"
+[model]
+d_model = 16
+d_head = 8
+n_heads = 2
+n_layers = 1
+attn_only = true
+positional_embedding_type = "rotary"
+[task]
+name = "associative_recall"
+d_vocab = 16
+n_pairs = 3
+n_queries = 2
+[train]
+steps = 6
+batch_size = 8
+warmup_steps = 1
+eval_every = 3
+eval_batches = 1
+checkpoint_every = 50
+device = "cpu"
+[grid]
+"model.gamma" = [0.0, 1.0]
+[[variants]]
+label = "qk_raw"
+[[variants]]
+label = "smeared_key"
+"model.smeared_key" = true
+"model.shear" = "none"
+"model.gamma" = 0.0
+[protocol]
+search = "train.lr"
+values = [1e-3, 1e-2]
+selection_seeds = [100]
+fresh_seeds = [0, 1]
+"""
+
+
+def _spec(text: str = BASE) -> SweepSpec:
+    return SweepSpec.from_dict(tomllib.loads(text))
+
+
+def test_protocol_expands_selection_and_refuses_shared_seeds():
+    spec = _spec()
+    runs = spec.expand("select")
+    assert len(runs) == (2 + 1) * 2  # (2 γ + smeared key) × 2 rates, one selection seed
+    assert {r.config["train"]["seed"] for r in runs} == {100}
+    with pytest.raises(ValueError, match="protocol"):
+        spec.expand()
+    with pytest.raises(ValueError, match="both selection and fresh"):
+        _spec(BASE.replace("fresh_seeds = [0, 1]", "fresh_seeds = [0, 100]"))
+    with pytest.raises(ValueError, match="chooses"):
+        _spec(
+            BASE.replace('"model.gamma" = [0.0, 1.0]', '"model.gamma" = [0.0]\n"train.seed" = [1]')
+        )
+
+
+def _rows(spec: SweepSpec, auc_of) -> list[dict]:
+    return [
+        {"run_id": r.run_id, "auc_accuracy": auc_of(r.config), "config": r.config}
+        for r in spec.expand("select")
+    ]
+
+
+def test_selection_takes_each_arms_best_and_ranks_diverged_runs_last():
+    spec = _spec()
+
+    def auc(config):
+        lr, gamma = config["train"]["lr"], config["model"]["gamma"]
+        if config["model"].get("smeared_key"):
+            return None if lr == 1e-2 else 0.2  # diverged at the high rate
+        return 0.5 + (0.1 if (lr == 1e-2) == (gamma == 1.0) else 0.0)
+
+    selection = select(spec, _rows(spec, auc))
+    assert selection.complete
+    picks = {
+        (a.variant, a.config["model.gamma"]): (a.chosen, a.at_grid_end) for a in selection.arms
+    }
+    assert picks == {
+        ("qk_raw", 0.0): (1e-3, True),
+        ("qk_raw", 1.0): (1e-2, True),
+        ("smeared_key", 0.0): (1e-3, True),
+    }
+    fresh = spec.expand_fresh(selection.chosen)
+    assert len(fresh) == 3 * 2
+    assert {r.config["train"]["seed"] for r in fresh} == {0, 1}
+    assert {
+        (r.config["model"]["gamma"], r.config["train"]["lr"])
+        for r in fresh
+        if r.variant == "qk_raw"
+    } == {
+        (0.0, 1e-3),
+        (1.0, 1e-2),
+    }
+    partial = select(spec, _rows(spec, auc)[:-1])
+    assert partial.missing_runs == 1 and not partial.complete
+    with pytest.raises(ValueError, match="no chosen"):
+        spec.expand_fresh({})
+
+
+def test_run_sweep_selects_then_reports_on_fresh_seeds(tmp_path):
+    spec = _spec()
+    out = tmp_path / "out"
+    run_sweep(spec, out, workers=0, progress=False, stage="select")
+    assert len(read_results(out / "results.jsonl")) == 6
+    chosen = json.loads((out / "selection.json").read_text())
+    assert len(chosen["arms"]) == 3 and chosen["missing_runs"] == 0
+    run_sweep(spec, out, workers=0, progress=False)  # select (nothing left), then fresh
+    rows = read_results(out / "results.jsonl")
+    fresh = [r for r in rows if r["config"]["train"]["seed"] in (0, 1)]
+    assert len(rows) == 12 and len(fresh) == 6
+    picked = {a["arm"]: a["chosen"] for a in chosen["arms"]}
+    for row in fresh:
+        assert row["config"]["train"]["lr"] == picked[spec.protocol.arm_key(row["config"])]
+
+
+def test_fresh_stage_refuses_an_unfinished_selection(tmp_path):
+    from momentum_interp.sweeps import SweepError
+
+    with pytest.raises(SweepError, match="select stage"):
+        run_sweep(_spec(), tmp_path / "out", workers=0, progress=False, stage="fresh")
+
+
+# ----------------------------------------------------------------- one depth, decided
+
+
+def _study_rows(seeds, best=0.5, noise=0.0, effect=0.2):
+    rng = np.random.default_rng(0)
+    rows = []
+    for seed in seeds:
+        offset = rng.normal(0, 0.05)  # seed effect shared by every arm: pairing removes it
+        for gamma in (-0.5, 0.0, 0.25, 0.5, 1.0, 2.0):
+            auc = 0.3 + offset + effect * (1 - (gamma - best) ** 2) + rng.normal(0, noise)
+            rows.append(
+                {
+                    "variant": "qk_raw",
+                    "auc_accuracy": auc,
+                    "final_accuracy": 0.9,
+                    "steps_to_target": 100.0 if auc > 0.3 else None,
+                    "config": {
+                        "model": {"n_layers": 1, "gamma": gamma},
+                        "train": {"seed": seed, "lr": 1e-3},
+                    },
+                }
+            )
+    return rows
+
+
+def test_analyse_depth_decides_inside_below_and_undecided():
+    rows = _study_rows(range(5), best=0.5, noise=0.002)
+    study = analyse_depth(rows, 1, list(range(5)), n_resamples=300)
+    family = study.families[0]
+    assert family.best_gamma == 0.5 and family.shear_has_effect
+    assert family.gamma_star == pytest.approx(0.5, abs=0.05)
+    assert study.paper_verdict == "above"  # 4.17 lies above the interval around 0.5
+    flat = analyse_depth(
+        _study_rows(range(5), effect=0.0, noise=0.01), 1, list(range(5)), n_resamples=100
+    )
+    assert flat.paper_verdict == "undecided" and flat.paper_reason == "no_effect"
+    # N = 10: the paper's γ* = 4.17 · 10^−0.74 = 0.76 lies inside a grid whose best is near it
+    inside = _study_rows(range(5), best=4.17 * 10**-0.74, noise=0.001)
+    for row in inside:
+        row["config"]["model"]["n_layers"] = 10
+    assert analyse_depth(inside, 10, list(range(5)), n_resamples=300).paper_verdict == "inside"
+    # N = 2: the paper's 2.50 lies past the grid's top (2), where the best also sits: undecided
+    beyond = _study_rows(range(5), best=4.17 * 2**-0.74, noise=0.001)
+    for row in beyond:
+        row["config"]["model"]["n_layers"] = 2
+    decided = analyse_depth(beyond, 2, list(range(5)), n_resamples=100)
+    assert (decided.paper_verdict, decided.paper_reason) == ("undecided", "grid_end")
+    assert paper_verdict(decided.families[0], 2, at_floor=True) == ("undecided", "floor")
+    # selection-seed rows never enter
+    assert analyse_depth(rows, 1, [0, 1, 2], n_resamples=50).families[0].arms[0].seeds == [0, 1, 2]
