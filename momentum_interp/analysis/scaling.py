@@ -299,6 +299,25 @@ class ScalingFit:
     boot_ab: np.ndarray | None = field(default=None, repr=False)  # [replicate, (a, b)]
     table: pd.DataFrame | None = field(default=None, repr=False)  # the rows it was fitted to
 
+    @property
+    def law_verdict(self) -> str:
+        """The paper's law against this sweep: "consistent" (the fit's intervals hold 4.17 and
+        −0.74 and no depth scores the paper's γ*(N) measurably below γ*), "inconsistent" (the fit
+        excludes it and some depth does too), or "undecided": no fit with intervals, or the fit and
+        the depths disagree, as when the fit runs through the argmaxes of a flat top."""
+        fit = self.fit
+        if fit is None or not all(finite_interval(i) for i in (fit.a_interval, fit.b_interval)):
+            return "undecided"
+        if any(not d.has_interval for d in self.depths):
+            return "undecided"
+        fit_holds = _inside(PAPER_A, fit.a_interval) and _inside(PAPER_B, fit.b_interval)
+        depths_exclude = any(d.paper_verdict == "outside" for d in self.depths)
+        if fit_holds and not depths_exclude:
+            return "consistent"
+        if not fit_holds and depths_exclude:
+            return "inconsistent"
+        return "undecided"
+
     def to_dict(self) -> dict[str, Any]:
         out = asdict(replace(self, boot_ab=None, table=None))  # asdict would deep-copy them
         out.pop("boot_ab")
@@ -605,17 +624,24 @@ def consistency_statement(result: ScalingFit) -> str:
         )
     )
     parts += caveats(result, pct)
-    if a_in and b_in:
-        verdict = "Our measurement is consistent with the paper's law."
-    elif not a_in and not b_in:
-        verdict = "Our measurement is inconsistent with the paper's law (both a and b differ)."
-    else:
-        which = "a" if not a_in else "b"
-        verdict = (
-            f"Our measurement is inconsistent with the paper's law: its {which} lies outside "
-            "our interval."
+    verdict = result.law_verdict
+    if verdict == "consistent":
+        parts.append("Our measurement is consistent with the paper's law.")
+    elif verdict == "inconsistent":
+        which = " and ".join(n for n, inside in (("a", a_in), ("b", b_in)) if not inside)
+        outside = [d.n_layers for d in result.depths if d.paper_verdict == "outside"]
+        parts.append(
+            f"Our measurement is inconsistent with the paper's law: its {which} lies outside our "
+            f"interval, and at {at_depths(outside)} the paper's γ*(N) scores measurably below γ*."
         )
-    parts.append(verdict)
+    else:
+        tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
+        parts.append(
+            f"No verdict: at {at_depths(tied)} the paper's γ*(N) is not measurably worse than "
+            "our γ* (the grid γ beside it are not distinguishable from γ*, or untested), so the "
+            "fit through the per-depth argmaxes decides nothing; this sweep neither confirms nor "
+            "excludes the paper's law."
+        )
     return " ".join(parts)
 
 

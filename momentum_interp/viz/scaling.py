@@ -534,29 +534,35 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
         f"{format_interval(fit.a_interval)} and b ∈ {format_interval(fit.b_interval)} (fit "
         f"covariance plus the γ grid's resolution). The seed bootstrap gives a ∈ "
         f"{format_interval(boot['a_interval'])} and b ∈ {format_interval(boot['b_interval'])}.",
-        f"**Against the paper's law:** a = {paper['a']} lies {a_in} our interval. b = "
+        f"**Against the paper's law:** a = {paper['a']} lies {a_in} the fit's interval. b = "
         f"{paper['b']} lies {b_in} the covariance interval and "
         f"{inside(paper['b'], boot['b_interval'])} the seed-bootstrap one. "
-        + (
-            "**The law is consistent with our measurement**"
-            if a_in == b_in == "inside"
-            else "**We do not reproduce the law**"
-        )
-        + f" at this scale: every γ in [{max(lows):g}, {min(highs):g}] is tied at the top at "
-        f"every depth, so γ* stays at {span([d.gamma_star for d in depths], 'g')}.",
+        + _law_verdict_sentence(result)
+        + f" Every γ in [{max(lows):g}, {min(highs):g}] is tied at the top at every depth, so "
+        f"γ* stays at {span([d.gamma_star for d in depths], 'g')}.",
         f"**What {'does fall' if falls else 'does not fall'} with depth** is the largest γ still "
-        f"tied at the top: {_by_depth(largest)}."
-        + (
-            " That matches the direction of the paper's claim, but it is not its law."
-            if falls
-            else ""
-        ),
+        f"tied at the top: {_by_depth(largest)} (a tie window, not a best γ).",
         " ".join(caveats(result, level)),
         f"The caveats (d_model {_one(table, 'model.d_model')}, {_one(table, 'train.steps')} "
         f"steps, {step}) are in `results/scaling/README.md`. `notebooks/04_scaling_law.ipynb` "
         "recomputes all of this from the table.",
     ]
     return f"{wrap(sweep)}\n\n{markdown_table(*depth_table(result))}\n\n{bullets(items)}"
+
+
+def _law_verdict_sentence(result: ScalingFit) -> str:
+    """The README's bold verdict on the paper's law, from `ScalingFit.law_verdict`."""
+    verdict = result.law_verdict
+    if verdict == "consistent":
+        return "**The law is consistent with our measurement.**"
+    if verdict == "inconsistent":
+        return "**We do not reproduce the law.**"
+    tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
+    return (
+        f"**No verdict:** depth by depth, the paper's γ*(N) is not measurably worse than our γ* "
+        f"at {at_depths(tied)} (a flat top: the criterion saturates), so the fit through the "
+        "argmaxes decides nothing, and this sweep neither confirms nor excludes the law."
+    )
 
 
 def _one(table: pd.DataFrame, column: str) -> Any:
@@ -661,7 +667,7 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
     return rows
 
 
-def _paper_per_depth(result: ScalingFit, level: str) -> str:
+def _paper_per_depth(result: ScalingFit, level: str, table: pd.DataFrame) -> str:
     """Depth by depth: does the paper's γ*(N) score measurably below our γ* (`paper_verdict`)?"""
     by_verdict: dict[str, list] = {}
     for d in result.depths:
@@ -698,7 +704,20 @@ def _paper_per_depth(result: ScalingFit, level: str) -> str:
         f"**Against the paper's γ*(N) = {PAPER_A} N^{PAPER_B}, depth by depth** (judged by the "
         "grid γ on both sides of the paper's value, or the grid's end when it lies past it: it "
         f"*scores measurably below* γ* when each of them has a {level} t interval wholly below "
-        "γ*'s): " + "; ".join(parts) + "."
+        "γ*'s): " + "; ".join(parts) + "." + _one_rate_caveat(table)
+    )
+
+
+def _one_rate_caveat(table: pd.DataFrame) -> str:
+    """Where every run of `table` trained at one learning rate, say that the per-depth judgment
+    compares untuned arms (the raw shear also scales the logits): no verdict on the paper."""
+    if "train.lr" not in table or table["train.lr"].nunique() != 1:
+        return ""
+    return (
+        f" Every arm trained at one learning rate ({table['train.lr'].iloc[0]:g}), untuned, and "
+        "the raw shear multiplies the initial logits by up to (1 + 2γ)², so these judgments "
+        "compare untuned arms: they are not a verdict on the paper's value (the fair study, "
+        "`results/fair_gamma_star/`, tunes each arm's rate)."
     )
 
 
@@ -880,7 +899,7 @@ def sweep_block(
         + "; ".join(side for side in [_by_depth(signs), *sides] if side)
         + ".",
         consistency_statement(qk),
-        _paper_per_depth(qk, level),
+        _paper_per_depth(qk, level, table),
         saturation_sentence(table),
     ]
     if keys_only is not None:
