@@ -347,3 +347,19 @@ def test_analyse_depth_decides_inside_below_and_undecided():
     assert paper_verdict(decided.families[0], 2, at_floor=True) == ("undecided", "floor")
     # selection-seed rows never enter
     assert analyse_depth(rows, 1, [0, 1, 2], n_resamples=50).families[0].arms[0].seeds == [0, 1, 2]
+
+
+@pytest.mark.parametrize("placement", ["post_rope", "pre_rope"])
+def test_traced_terms_sum_to_the_scores_of_a_normalised_model(placement):
+    from momentum_interp.analysis.tracing import head_score_terms
+
+    model = _model(1.5, 0, shear_norm=True, learned_temperature=True, shear_placement=placement)
+    with torch.no_grad():
+        model.blocks[0].attn.log_temperature.copy_(torch.tensor([0.4, -0.1]))
+    tokens = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(2))
+    _, cache = model.run_with_cache(tokens)
+    terms = head_score_terms(model, cache, 0)
+    total = sum(terms[name] for name in TERM_NAMES)
+    scores = cache["blocks.0.attn.hook_attn_scores"].double()
+    causal = torch.isfinite(scores)
+    torch.testing.assert_close(total[causal], scores[causal], rtol=1e-5, atol=1e-5)

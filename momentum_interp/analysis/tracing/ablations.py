@@ -68,9 +68,7 @@ def term_removal_hooks(model, layer: int, head: int, terms: tuple[str, ...] | li
     def remove(scores: torch.Tensor, hook) -> torch.Tensor:
         q = store[q_name][:, :, head : head + 1]
         k = store[k_name][:, :, head : head + 1]
-        gq = attn.gamma_q().detach()[head : head + 1]
-        gk = attn.gamma_k().detach()[head : head + 1]
-        all_terms = terms_from_signals(attn, q, k, gq, gk)
+        all_terms = terms_from_signals(attn, q, k, slice(head, head + 1))
         delta = sum(all_terms[name][:, 0] for name in terms)
         causal = causal_mask(scores.shape[-1], scores.device)
         scores = scores.clone()

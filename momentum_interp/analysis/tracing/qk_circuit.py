@@ -41,10 +41,7 @@ def qk_circuit(
     attn = block.attn
     q = embed @ attn.W_Q[head].double() + attn.b_Q[head].double()
     k = embed @ attn.W_K[head].double() + attn.b_K[head].double()
-    coeff = term_coefficients(
-        attn.gamma_q().detach()[head : head + 1].double(),
-        attn.gamma_k().detach()[head : head + 1].double(),
-    )[term][0]
+    coeff = term_coefficients(attn, slice(head, head + 1))[term][0]
     return (coeff * (q @ k.T) / math.sqrt(model.cfg.d_head)).cpu().numpy()
 
 

@@ -34,27 +34,37 @@ def signal_hook_names(model, layer: int) -> tuple[str, str]:
     return prefix + "hook_q", prefix + "hook_k"
 
 
-def term_coefficients(gamma_q: torch.Tensor, gamma_k: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Per-head coefficient of each term, `[head]`, read off `score_terms` on unit signals (so
-    the coefficient formula lives only in `shear.score_terms`)."""
-    ones = torch.ones(1, 1, gamma_q.shape[0], 1, dtype=gamma_q.dtype, device=gamma_q.device)
+def head_filter(attn, heads: slice, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """The selected heads' filter, detached: shears `gamma_q`, `gamma_k` and the factors
+    `scale_q`, `scale_k` applied after them (gain normalisation, learned temperature), `[head]`."""
     return {
-        name: value[0, :, 0, 0] for name, value in score_terms(ones, ones, gamma_q, gamma_k).items()
+        name: getattr(attn, name)().detach()[heads].to(dtype)
+        for name in ("gamma_q", "gamma_k", "scale_q", "scale_k")
     }
 
 
+def term_coefficients(
+    attn, heads: slice = slice(None), dtype=torch.float64
+) -> dict[str, torch.Tensor]:
+    """Per-head coefficient of each term, `[head]`, read off `score_terms` on unit signals (so
+    the coefficient formula lives only in `shear.score_terms`)."""
+    filt = head_filter(attn, heads, dtype)
+    ones = torch.ones(1, 1, filt["gamma_q"].shape[0], 1, dtype=dtype, device=filt["gamma_q"].device)
+    return {name: value[0, :, 0, 0] for name, value in score_terms(ones, ones, **filt).items()}
+
+
 def terms_from_signals(
-    attn, q: torch.Tensor, k: torch.Tensor, gamma_q: torch.Tensor, gamma_k: torch.Tensor
+    attn, q: torch.Tensor, k: torch.Tensor, heads: slice = slice(None)
 ) -> dict[str, torch.Tensor]:
     """The four score terms, scaled by `1/√d_head`, `[batch, head, q_pos, k_pos]` (unmasked).
 
-    `q, k: [batch, pos, head, d_head]` are the signals `signal_hook_names` names (for the heads
-    selected, with their `gamma_*: [head]`); `attn` is the layer's `MomentumAttention`.
+    `q, k: [batch, pos, head, d_head]` are the signals `signal_hook_names` names, for the heads
+    `heads` of `attn` (the layer's `MomentumAttention`), whose filter they are decomposed by.
     Sequences must start at position 0 (the rotary angles are taken from the position index).
     """
     scale = math.sqrt(attn.cfg.d_head)
     if attn.rotary is None or attn.cfg.shear_placement == "post_rope":
-        terms = score_terms(q, k, gamma_q.to(q.dtype), gamma_k.to(q.dtype))
+        terms = score_terms(q, k, **head_filter(attn, heads, q.dtype))
         return {name: value / scale for name, value in terms.items()}
     # Pre-RoPE: R_t(x_t + γ(x_t − x_{t−1})) = (1+γ) R_t x_t − γ R_t x_{t−1}: each slot is rotated
     # at its own position, whichever raw vector it holds.
@@ -71,7 +81,7 @@ def terms_from_signals(
         "prev_query_current": ("q_prev", "k"),
         "prev_prev": ("q_prev", "k_prev"),
     }
-    coeffs = term_coefficients(gamma_q.to(q.dtype), gamma_k.to(q.dtype))
+    coeffs = term_coefficients(attn, heads, q.dtype)
     out = {}
     for name, (a, b) in pairs.items():
         dot = torch.einsum("bqhd,bkhd->bhqk", signals[a], signals[b])
@@ -89,13 +99,7 @@ def head_score_terms(model, cache, layer: int, head: int | None = None) -> dict[
     with torch.no_grad():
         q, k = cache[q_name][:, :, heads], cache[k_name][:, :, heads]
         dtype = torch.float64  # one head's [batch, pos, pos] maps: cheap, and exact to compare
-        terms = terms_from_signals(
-            attn,
-            q.to(dtype),
-            k.to(dtype),
-            attn.gamma_q().detach()[heads].to(dtype),
-            attn.gamma_k().detach()[heads].to(dtype),
-        )
+        terms = terms_from_signals(attn, q.to(dtype), k.to(dtype), heads)
     return terms if head is None else {name: value[:, 0] for name, value in terms.items()}
 
 
