@@ -148,6 +148,59 @@ def _cmd_score(args: argparse.Namespace) -> None:
         print(f"numbers: {path}")
 
 
+def history_run(value: str) -> Path:
+    """A run directory that kept a checkpoint history (`[train] history_checkpoints`)."""
+    path = Path(value)
+    if not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{path} is not a run directory")
+    if not (path / "history" / "index.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{path} kept no checkpoint history; train it with [train] history_checkpoints = 50"
+        )
+    return path
+
+
+def _cmd_formation(args: argparse.Namespace) -> None:
+    from tqdm.auto import tqdm
+
+    from momentum_interp import HookedMomentumTransformer
+    from momentum_interp.analysis.formation import formation
+    from momentum_interp.io import atomic_write_json
+    from momentum_interp.results import provenance
+    from momentum_interp.training.history import CheckpointHistory
+
+    history = CheckpointHistory(args.run)
+    checkpoints = [
+        (step, lambda step=step: HookedMomentumTransformer.from_pretrained(history.path(step)))
+        for step in history.index()["steps"]
+    ]
+    result = formation(
+        args.run.name,
+        checkpoints,
+        args.sequences,
+        args.seed,
+        progress=lambda items: tqdm(items, desc="checkpoints", disable=args.quiet),
+    )
+    out = args.out or args.run / "formation"
+    path = out / "formation.json"
+    atomic_write_json(
+        path, {"provenance": provenance(_command(args), args.seed), **result.to_dict()}
+    )
+    test = result.phase_change
+    print(
+        f"{len(result.rows)} checkpoints of {args.run}; top head at the end: {result.rows[-1].top_head}"
+    )
+    window = "—" if test.window is None else f"steps {test.window[0]}–{test.window[1]}"
+    share = "—" if test.abruptness is None else f"{test.abruptness:.2f}"
+    print(
+        f"repeated-token loss fell {test.total_drop:.3f} nats; largest fall within a step "
+        f"doubling {test.largest_window_drop:.3f} ({share} of it, {window}); phase change: "
+        f"{'yes' if test.detected else 'no'} (threshold {test.threshold:g} of a fall ≥ "
+        f"{test.min_total_drop:g} nats)"
+    )
+    print(f"table: {path}")
+
+
 def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import trace_single_layer_induction
     from momentum_interp.analysis.heads import induction_heads_to_trace
@@ -584,6 +637,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--quiet", action="store_true", help="no progress bars")
     build.set_defaults(func=_cmd_corpus_build)
+
+    formation_cmd = sub.add_parser(
+        "formation", help="induction over training, from a run's checkpoint history"
+    )
+    formation_cmd.add_argument("run", type=history_run, help="run directory with history/")
+    formation_cmd.add_argument(
+        "--out", type=output_dir, help="where formation.json goes (default RUN/formation)"
+    )
+    formation_cmd.add_argument(
+        "--sequences", type=int, default=SCORE_SEQUENCES, help="repeated-token sequences"
+    )
+    formation_cmd.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    formation_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
+    formation_cmd.set_defaults(func=_cmd_formation)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

@@ -56,9 +56,12 @@ ID_LENGTH = 12
 # Model fields that are not part of a run's identity: the device is the runner's choice, and
 # d_vocab / n_ctx default to the task's (a spec that writes them out changes the id, as it should).
 _MODEL_NOT_DEFAULTED = {"device", "d_vocab", "n_ctx"}
-# Model fields added after sweeps were committed: left out of the canonical config (and the id)
-# while at their default, so the ids of every earlier run stay what they were.
-_MODEL_OMITTED_AT_DEFAULT = {"shear_norm": False, "learned_temperature": False}
+# Fields added after sweeps were committed: left out of the canonical config (and the id) while
+# at their default, so the ids of every earlier run stay what they were.
+_OMITTED_AT_DEFAULT = {
+    "model": {"shear_norm": False, "learned_temperature": False},
+    "train": {"history_checkpoints": 0},
+}
 
 
 def _model_defaults() -> dict[str, Any]:
@@ -147,10 +150,9 @@ def canonical_config(config: dict[str, Any]) -> dict[str, Any]:
         given = config.get(table, {})
         merged = {k: _normalise(v, None) for k, v in defaults.items()}
         merged.update({k: _normalise(v, defaults.get(k)) for k, v in given.items()})
-        if table == "model":
-            for name, default in _MODEL_OMITTED_AT_DEFAULT.items():
-                if merged.get(name, default) == default:
-                    merged.pop(name, None)
+        for name, default in _OMITTED_AT_DEFAULT.get(table, {}).items():
+            if merged.get(name, default) == default:
+                merged.pop(name, None)
         out[table] = merged
     return out
 

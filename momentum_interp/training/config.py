@@ -34,6 +34,7 @@ class OptimConfig:
     device: str = "auto"
     compile: bool = False
     bf16: bool = True
+    history_checkpoints: int = 0  # weights kept at ~this many steps (training/history.py)
 
     def __post_init__(self) -> None:
         self.betas = tuple(self.betas)
@@ -45,6 +46,11 @@ class OptimConfig:
         if not 0 <= self.warmup_steps <= self.steps:
             raise ValueError(
                 f"[train] warmup_steps must lie in [0, steps={self.steps}], got {self.warmup_steps}."
+            )
+        if not isinstance(self.history_checkpoints, int) or self.history_checkpoints < 0:
+            raise ValueError(
+                "[train] history_checkpoints must be a non-negative integer (0: keep none; 50 or "
+                f"more to resolve a transition), got {self.history_checkpoints!r}."
             )
         if not self.lr > 0:
             raise ValueError(f"[train] lr must be positive, got {self.lr}.")

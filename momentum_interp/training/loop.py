@@ -17,6 +17,7 @@ from momentum_interp.data import make_task
 from momentum_interp.evaluation import TRAIN_STREAM, evaluate, seeded_generator
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.config import RunConfig
+from momentum_interp.training.history import CheckpointHistory, history_schedule
 from momentum_interp.training.schedule import lr_at
 from momentum_interp.training.state import METRICS_FILE, RunDirectory
 
@@ -127,6 +128,8 @@ def _train(
         if ddp.is_main:
             print(f"Resuming {run.name} from {latest.name} (step {step}).")
 
+    snapshots = CheckpointHistory(run_dir.root)
+    snapshot_steps = set(history_schedule(opt.steps, opt.history_checkpoints))
     trainee = DistributedDataParallel(model) if ddp.world_size > 1 else model
     if opt.compile:
         trainee = torch.compile(trainee)
@@ -171,6 +174,8 @@ def _train(
         postfix.update(loss=f"{loss_value:.3f}", tok_s=f"{tokens_per_s:,.0f}")
         bar.set_postfix(postfix, refresh=False)
         bar.update(1)
+        if ddp.is_main and step in snapshot_steps:
+            snapshots.keep(step, model)
         if ddp.is_main and step % opt.checkpoint_every == 0 and step < opt.steps:
             run_dir.save_checkpoint(step, model, optimizer, history)
     bar.close()
