@@ -346,6 +346,43 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
     print(f"{len(table)} runs in {out / 'results.csv'}")
 
 
+def _cmd_study(args: argparse.Namespace) -> None:
+    from momentum_interp.analysis.gamma_study import DEEPER_CONTROL, analyse_depth
+    from momentum_interp.io import atomic_write_json, atomic_write_text
+    from momentum_interp.narrative.gamma_study import summary_markdown
+    from momentum_interp.results import provenance
+    from momentum_interp.sweeps import load_sweep, read_results
+    from momentum_interp.sweeps.selection import select
+
+    spec = load_sweep(args.spec)
+    if spec.protocol is None:
+        raise ValueError(f"{args.spec} has no [protocol]: `study` reads a select-then-fresh study.")
+    rows = read_results(args.results / "results.jsonl")
+    fresh = spec.protocol.fresh_seeds
+    fresh_rows = [r for r in rows if r["config"]["train"]["seed"] in fresh]
+    depths = sorted(
+        {r["config"]["model"]["n_layers"] for r in fresh_rows if r.get("variant") != DEEPER_CONTROL}
+    )
+    if not depths:
+        raise ValueError(
+            f"{args.results} holds no fresh-seed results (seeds {fresh}) yet; run the fresh stage: "
+            f"momentum-interp sweep {args.spec} --out {args.results} --stage fresh"
+        )
+    studies = [analyse_depth(rows, n, fresh) for n in depths]
+    study = {
+        "provenance": provenance(_command(args), None),
+        "spec": str(args.spec),
+        "selection": select(spec, rows).to_dict(),
+        "depths": [s.to_dict() for s in studies],
+    }
+    atomic_write_json(args.results / "study.json", study)
+    atomic_write_text(args.results / "summary.md", summary_markdown(study))
+    for s in studies:
+        reason = f" ({s.paper_reason})" if s.paper_reason else ""
+        print(f"N = {s.n_layers}: paper's γ* = {s.paper_gamma_star:.3g}: {s.paper_verdict}{reason}")
+    print(f"study: {args.results / 'study.json'}, {args.results / 'summary.md'}")
+
+
 def _cmd_scaling(args: argparse.Namespace) -> None:
     from momentum_interp.viz.scaling import write_scaling_report
 
@@ -548,6 +585,15 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")
     sweep.set_defaults(func=_cmd_sweep)
+
+    study = sub.add_parser(
+        "study", help="decide a select-then-fresh γ* study: paired tests, vertex γ*, verdicts"
+    )
+    study.add_argument("spec", type=input_file, help="the study's TOML spec (with [protocol])")
+    study.add_argument(
+        "--results", type=Path, required=True, help="the study's results directory (its --out)"
+    )
+    study.set_defaults(func=_cmd_study)
 
     scaling = sub.add_parser("scaling", help="fit γ* = a N^b to a sweep's results table")
     scaling.add_argument(

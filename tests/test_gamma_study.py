@@ -363,3 +363,25 @@ def test_traced_terms_sum_to_the_scores_of_a_normalised_model(placement):
     scores = cache["blocks.0.attn.hook_attn_scores"].double()
     causal = torch.isfinite(scores)
     torch.testing.assert_close(total[causal], scores[causal], rtol=1e-5, atol=1e-5)
+
+
+def test_study_command_writes_the_decisions(tmp_path, capsys):
+    from momentum_interp.cli import main
+
+    spec_path = tmp_path / "study.toml"
+    spec_path.write_text(
+        BASE.replace('"model.gamma" = [0.0, 1.0]', '"model.gamma" = [0.0, 0.5, 1.0]')
+    )
+    out = tmp_path / "out"
+    assert main(["study", str(spec_path), "--results", str(out)]) == 2  # nothing run yet
+    assert "fresh stage" in capsys.readouterr().err
+    run_sweep(str(spec_path), out, workers=0, progress=False)
+    assert main(["study", str(spec_path), "--results", str(out)]) == 0
+    study = json.loads((out / "study.json").read_text())
+    (depth,) = study["depths"]
+    (family,) = depth["families"]
+    assert [a["gamma"] for a in family["arms"]] == [0.0, 0.5, 1.0]
+    assert all(a["seeds"] == [0, 1] for a in family["arms"])
+    assert depth["paper_verdict"] in ("inside", "above", "below", "undecided")
+    summary = (out / "summary.md").read_text()
+    assert "| q/k raw | 0.5 |" in summary and "smeared key" in summary

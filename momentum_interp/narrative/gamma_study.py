@@ -1,0 +1,170 @@
+"""The fair γ*(N) study in Markdown: its summary table and per-depth decisions, from the
+`study.json` that `momentum-interp study` writes (`analysis.gamma_study.DepthStudy.to_dict()`
+per depth, plus the select stage's `selection.json`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from momentum_interp.prose import bullets, wrap
+from momentum_interp.tables import markdown_table
+
+VERDICT_REASONS = {
+    "no_effect": "no γ of the paper's shear scores significantly above γ = 0 (paired, Holm)",
+    "floor": "no arm reaches 50 % mean final accuracy: the depth is at the floor",
+    "grid_end": "γ* sits at the grid's end on the paper's side",
+    "missing": "the paper's shear has no fresh-seed results yet",
+}
+FAMILY_NAMES = {
+    "qk_raw": "q/k raw",
+    "qk_norm": "q/k normalised",
+    "k_raw": "keys-only raw",
+    "k_norm": "keys-only normalised",
+}
+
+
+def _ci(arm: dict[str, Any]) -> str:
+    low, high = arm["auc_ci"]
+    return f"{arm['auc_mean']:.3f} [{low:.3f}, {high:.3f}]"
+
+
+def _steps(arm: dict[str, Any]) -> str:
+    median = arm["steps_to_50_median"]
+    text = "never" if median is None or median == float("inf") else f"{median:.0f}"
+    n = len(arm["seeds"])
+    return f"{text} ({arm['never_reached_50']}/{n} never)" if arm["never_reached_50"] else text
+
+
+def _rate(arm: dict[str, Any], grid_end: dict[tuple, bool]) -> str:
+    if arm["gamma"] is None:  # a control: one arm per variant, whatever its config's γ
+        at_end = any(end for (variant, _), end in grid_end.items() if variant == arm["family"])
+    else:
+        at_end = grid_end.get((arm["family"], arm["gamma"]), False)
+    flag = " (grid end)" if at_end else ""
+    return f"{arm['lr']:.3g}{flag}"
+
+
+def grid_end_flags(selection: dict[str, Any]) -> dict[tuple, bool]:
+    """`(variant, γ) → whether its chosen rate sat at the searched grid's end`."""
+    return {
+        (arm["variant"], arm["config"].get("model.gamma")): arm["at_grid_end"]
+        for arm in selection["arms"]
+    }
+
+
+def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
+    """Every arm of one depth: family, γ, chosen rate, seeds, AUC with its interval, median
+    steps to 50 %, and whether it is distinguishable from its family's best."""
+    ends = grid_end_flags(selection)
+    rows = []
+    for family in depth["families"]:
+        tied = set(family["not_distinguishable"])
+        for arm in family["arms"]:
+            mark = (
+                "best"
+                if arm["gamma"] == family["best_gamma"]
+                else ("≈ best" if arm["gamma"] in tied else "")
+            )
+            rows.append(
+                [
+                    FAMILY_NAMES.get(family["family"], family["family"]),
+                    f"{arm['gamma']:g}",
+                    _rate(arm, ends),
+                    len(arm["seeds"]),
+                    _ci(arm),
+                    _steps(arm),
+                    mark,
+                ]
+            )
+    for control in depth["controls"]:
+        rows.append(
+            [
+                control["family"].replace("_", " "),
+                "—",
+                _rate(control, ends),
+                len(control["seeds"]),
+                _ci(control),
+                _steps(control),
+                "",
+            ]
+        )
+    header = [
+        "shear",
+        "γ",
+        "lr (chosen)",
+        "seeds",
+        "AUC [95 % t]",
+        "steps to 50 %",
+        "vs family best",
+    ]
+    return markdown_table(header, rows)
+
+
+def depth_decisions(depth: dict[str, Any]) -> list[str]:
+    """One bullet per decision at this depth: γ* per family, the paper's value, the controls,
+    fungibility."""
+    n = depth["n_layers"]
+    items = []
+    for family in depth["families"]:
+        low, high = family["gamma_star_interval"]
+        flag = {"grid_end": " (at the grid's end)"}.get(family["gamma_star_flag"], "")
+        effect = family["best_versus_zero"]
+        against_zero = (
+            "the best γ is γ = 0"
+            if effect is None
+            else f"best − γ=0: {effect['mean_difference']:+.3f} AUC, p = {effect['p_value']:.2g}"
+            f" ({'significant' if effect['significant'] else 'not significant'})"
+        )
+        items.append(
+            f"**{FAMILY_NAMES.get(family['family'], family['family'])}**: γ* = "
+            f"{family['gamma_star']:.3g}{flag}, 95 % seed-bootstrap interval [{low:.3g}, "
+            f"{high:.3g}]; grid best γ = {family['best_gamma']:g}; not distinguishable from it "
+            f"(paired t, Holm): γ ∈ {{{', '.join(f'{g:g}' for g in family['not_distinguishable'])}}}; "
+            f"{against_zero}."
+        )
+    verdict, reason = depth["paper_verdict"], depth["paper_reason"]
+    paper = depth["paper_gamma_star"]
+    if verdict == "undecided":
+        items.append(
+            f"**The paper's γ*({n}) = {paper:.3g}: undecided** — {VERDICT_REASONS[reason]}."
+        )
+    else:
+        where = {"inside": "inside", "above": "above", "below": "below"}[verdict]
+        items.append(
+            f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
+            "shear (q/k raw)**."
+        )
+    for comparison in depth["controls_versus_best"]:
+        items.append(
+            f"{comparison['a']} − {comparison['b']}: {comparison['mean_difference']:+.3f} AUC "
+            f"[{comparison['ci_low']:+.3f}, {comparison['ci_high']:+.3f}], Holm p = "
+            f"{comparison['p_holm']:.2g} ({'significant' if comparison['significant'] else 'not significant'})."
+        )
+    fung = depth["fungibility"]
+    if fung is not None:
+        decided = "decided" if fung["significant"] else "no difference detected"
+        items.append(
+            f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain): "
+            f"{fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, {fung['ci_high']:+.3f}], "
+            f"p = {fung['p_value']:.2g} ({decided})."
+        )
+    return items
+
+
+def summary_markdown(study: dict[str, Any]) -> str:
+    """`summary.md` of the study: per depth, the arms table and the decisions."""
+    parts = [
+        "# Fair γ*(N) study: results",
+        wrap(
+            "Rendered from `study.json` (written by `"
+            + study["provenance"]["command"]
+            + "`). Decision rules: `results/fair_gamma_star/README.md`. Only fresh seeds enter "
+            "these numbers; the rate of each arm was chosen on the selection seed "
+            f"{study['selection']['selection_seeds']} (search in `selection.json`)."
+        ),
+    ]
+    for depth in study["depths"]:
+        parts.append(f"## N = {depth['n_layers']} (fresh seeds {depth['fresh_seeds']})")
+        parts.append(arms_table(depth, study["selection"]))
+        parts.append(bullets(depth_decisions(depth)))
+    return "\n\n".join(parts) + "\n"
