@@ -122,7 +122,7 @@ def test_formation_reproduces_the_committed_tiny_table(tmp_path):
     for mine, theirs in zip(got["rows"], want["rows"], strict=True):
         assert mine["top_head"] == theirs["top_head"]
         for key, value in theirs.items():
-            if isinstance(value, float) or isinstance(value, dict):
+            if isinstance(value, float | dict):
                 assert mine[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (mine["step"], key)
 
 
