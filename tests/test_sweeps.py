@@ -719,3 +719,14 @@ def test_probe_block_reads_the_probe_beside_the_sweep():
     assert "2 of 5 q/k γ reach 50 % final accuracy (γ ∈ {0.5, 1})" in block
     assert "highest AUC is at γ = 0.5 (0.500, against 0.060 at γ = 0 and 0.060 for" in block
     assert "| 0.5 | 95.0 % | 0.500 | 26.0 % |" in probe_block(probe, sweep)  # seed 0 only
+
+
+@pytest.mark.parametrize(
+    "path",
+    sorted((Path(__file__).parents[1] / "configs").glob("s*/*.toml")),  # sweeps/, studies/
+    ids=lambda p: p.stem,
+)
+def test_every_committed_sweep_spec_expands(path):
+    spec = load_sweep(path)
+    runs = spec.expand("select" if spec.protocol else None)
+    assert runs and len({r.run_id for r in runs}) == len(runs)

@@ -411,7 +411,7 @@ def test_text_run_saves_its_tokenizer_and_reads_text(tmp_path):
     sorted(
         p
         for p in (Path(__file__).parents[1] / "configs").rglob("*.toml")
-        if "sweeps" not in p.parts and "corpus" not in p.parts  # sweep specs, corpus pins
+        if not {"sweeps", "studies", "corpus"} & set(p.parts)  # sweep specs, corpus pins
     ),
     ids=lambda p: p.stem,
 )
