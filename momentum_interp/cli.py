@@ -6,11 +6,19 @@ import argparse
 import dataclasses
 import os
 import sys
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
+from momentum_interp.io import (
+    MiB,
+    OutputPathError,
+    WriteError,
+    check_writable,
+    kind_of,
+    regular_target,
+)
 from momentum_interp.paths import REPO_ROOT
 
 # Defaults of `corpus build`: data.code_corpus's *_PATH names, repeated so that --help and bad
@@ -21,6 +29,18 @@ CORPUS_DOWNLOADS = str(REPO_ROOT / "data" / "corpus_downloads")
 CORPUS_TOKENIZER = str(REPO_ROOT / "assets" / "code_corpus" / "tokenizer.json")
 CORPUS_MANIFEST = str(REPO_ROOT / "assets" / "code_corpus" / "manifest.json")
 
+# Free space a command needs before it starts, so a full disk fails in seconds rather than after
+# the work: its HTML pages inline Plotly (~5 MB each). `train` also checks, once its model is
+# built, room for that model's checkpoints.
+ROOM = {
+    "score": 1 * MiB,
+    "explore": 16 * MiB,
+    "report": 32 * MiB,
+    "demo": 64 * MiB,
+    "train": 1 * MiB,
+    "sweep": 16 * MiB,
+}
+
 
 class _Parser(argparse.ArgumentParser):
     """Errors as one line and exit status 2, before any model is loaded."""
@@ -29,37 +49,52 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def _writable_ancestor(path: Path) -> None:
-    """Raise ArgumentTypeError unless `path` could be created and written (probed, left as it was)."""
-    ancestor = path
-    while not ancestor.exists() and ancestor != ancestor.parent:
-        ancestor = ancestor.parent
-    if not ancestor.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} lies inside {ancestor}, which is a file")
-    try:
-        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".momentum-interp-probe-"))
-    except OSError as e:
-        raise argparse.ArgumentTypeError(
-            f"cannot write under {ancestor} ({e.strerror}); choose a writable location"
-        ) from e
-
-
 def output_dir(value: str) -> Path:
     """A directory we will write into: not an existing file, and creatable/writable."""
     path = Path(value)
-    if path.exists() and not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a file; give a directory path")
-    _writable_ancestor(path)
+    try:
+        if path.exists() and not path.is_dir():
+            raise OutputPathError(
+                f"{path} is {kind_of(path.stat().st_mode)}; give a directory path"
+            )
+        check_writable(path)
+    except OutputPathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
     return path
 
 
 def output_file(value: str) -> Path:
-    """A file we will write: not an existing directory, and its folder creatable/writable."""
+    """A file we will write: a regular file or none (a symlink's target counts; a device, FIFO,
+    socket or directory is refused), its folder creatable/writable."""
     path = Path(value)
-    if path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is a directory; give a file path")
-    _writable_ancestor(path.parent)
+    try:
+        check_writable(regular_target(path).parent)
+    except OutputPathError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
     return path
+
+
+@contextmanager
+def _one_writer(out: Path, command: str) -> Iterator[None]:
+    """Check that `out` has room for `command`, then hold its one-writer lock while the command
+    runs. Taken before torch is imported, so a second writer is refused in a fraction of a second;
+    under torchrun only rank 0 takes it (the ranks write one run together)."""
+    from momentum_interp.lock import one_writer
+
+    check_writable(out, ROOM[command])
+    with one_writer(out) if os.environ.get("RANK", "0") == "0" else nullcontext():
+        yield
+
+
+def _toml_name(path: Path, default: str) -> str:
+    """The top-level `name` of a TOML config (`default` if it has none or cannot be read: its
+    loader then says why), read without the loader's heavy imports."""
+    import tomllib
+
+    try:
+        return str(tomllib.loads(path.read_text()).get("name", default))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
+        return default
 
 
 def input_file(value: str) -> Path:
@@ -84,30 +119,32 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 
 def _cmd_train(args: argparse.Namespace) -> None:
-    from momentum_interp.training.config import load_run_config
-    from momentum_interp.training.loop import Distributed, train
+    out = Path(args.out) if args.out else Path("runs") / _toml_name(args.config, "run")
+    with _one_writer(out, "train"):
+        from momentum_interp.training.config import load_run_config
+        from momentum_interp.training.loop import Distributed, train
 
-    run = load_run_config(args.config)
-    if args.steps is not None:  # replace() re-runs the [train] checks (steps > 0, warmup <= steps)
-        run.train = dataclasses.replace(run.train, steps=args.steps)
-    if args.seed is not None:
-        run.train = dataclasses.replace(run.train, seed=args.seed)
-    out = Path(args.out) if args.out else Path("runs") / run.name
-    final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
+        run = load_run_config(args.config)
+        if args.steps is not None:  # replace() re-runs the [train] checks (steps, warmup <= steps)
+            run.train = dataclasses.replace(run.train, steps=args.steps)
+        if args.seed is not None:
+            run.train = dataclasses.replace(run.train, seed=args.seed)
+        final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
     if Distributed.from_env().is_main:
         print(f"Model written to {final}")
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    from momentum_interp.demo import run_demo
+    with _one_writer(Path(args.out), "demo"):
+        from momentum_interp.demo import run_demo
 
-    paths = run_demo(
-        Path(args.out),
-        n_sequences=args.sequences,
-        seed=args.seed,
-        results_dir=Path(args.results) if args.results else None,
-        command=_command(args),
-    )
+        paths = run_demo(
+            Path(args.out),
+            n_sequences=args.sequences,
+            seed=args.seed,
+            results_dir=Path(args.results) if args.results else None,
+            command=_command(args),
+        )
     for label, path in paths.items():
         print(f"{label}: {path}")
 
@@ -118,6 +155,9 @@ def _command(args: argparse.Namespace) -> str:
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
+    for out in (args.csv and args.csv.parent, args.out):
+        if out is not None:
+            check_writable(out, ROOM["score"])
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.heads import rank_heads_ci
     from momentum_interp.results import provenance
@@ -268,23 +308,25 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    from momentum_interp.analysis.scaling import bundled_results
-    from momentum_interp.report import write_model_report
+    with _one_writer(Path(args.out), "report"):
+        from momentum_interp.analysis.scaling import bundled_results
+        from momentum_interp.report import write_model_report
 
-    scaling = None if args.no_scaling else (args.scaling or bundled_results())
-    paths = write_model_report(
-        args.model,
-        Path(args.out),
-        n_sequences=args.sequences,
-        seed=args.seed,
-        scaling=scaling,
-        command=_command(args),
-    )
+        scaling = None if args.no_scaling else (args.scaling or bundled_results())
+        paths = write_model_report(
+            args.model,
+            Path(args.out),
+            n_sequences=args.sequences,
+            seed=args.seed,
+            scaling=scaling,
+            command=_command(args),
+        )
     for label, path in paths.items():
         print(f"{label}: {path}")
 
 
 def _cmd_explore(args: argparse.Namespace) -> None:
+    check_writable(args.out, ROOM["explore"])
     from momentum_interp.model.inputs import parse_token_ids
     from momentum_interp.report import load_model
     from momentum_interp.viz.explorer import explore
@@ -324,25 +366,26 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    from momentum_interp.sweeps import SweepError, load_sweep, run_sweep
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / _toml_name(args.spec, "sweep")
+    with _one_writer(out, "sweep"):
+        from momentum_interp.sweeps import SweepError, load_sweep, run_sweep
 
-    spec = load_sweep(args.spec)
-    out = Path(args.out) if args.out else Path("runs") / "sweeps" / spec.name
-    try:
-        table = run_sweep(
-            spec,
-            out,
-            backend=args.backend,
-            workers=args.workers,
-            progress=not args.quiet,
-            runs_dir=args.runs_dir,
-            address=args.address,
-            batch_runs=args.batch_runs,
-            stage=args.stage,
-        )
-    except SweepError as e:
-        print(f"momentum-interp sweep: {e}", file=sys.stderr)
-        raise SystemExit(1) from e
+        spec = load_sweep(args.spec)
+        try:
+            table = run_sweep(
+                spec,
+                out,
+                backend=args.backend,
+                workers=args.workers,
+                progress=not args.quiet,
+                runs_dir=args.runs_dir,
+                address=args.address,
+                batch_runs=args.batch_runs,
+                stage=args.stage,
+            )
+        except SweepError as e:
+            print(f"momentum-interp sweep: {e}", file=sys.stderr)
+            raise SystemExit(1) from e
     print(f"{len(table)} runs in {out / 'results.csv'}")
 
 
@@ -713,7 +756,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.argv = argv
     try:
         return args.func(args) or 0  # a command returns a status only when it is not 0
-    except (ValueError, FileNotFoundError) as e:
+    except (ValueError, FileNotFoundError, WriteError) as e:
         print(f"momentum-interp {args.command}: error: {e}", file=sys.stderr)
         return 2
 

@@ -1,15 +1,37 @@
-"""Atomic file writes: a crash mid-write never leaves a half-written file behind."""
+"""Safe file writes: a crash or a full disk never leaves a half-written file, and a write never
+replaces anything but a regular file (a symlink is followed; a device, FIFO or socket is refused).
+"""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+MiB = 2**20
+
+
+class OutputPathError(ValueError):
+    """An output path that cannot be written safely or has no room: refused before any work."""
+
+
+class WriteError(OSError):
+    """Writing a file failed (disk full, I/O error, read-only, over a size limit); the failed write
+    left nothing half-written and the previous file, if any, as it was."""
+
+    def __init__(self, path: str | Path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+
+    def __str__(self) -> str:
+        return (
+            f"cannot write {self.filename} ({self.strerror}); nothing half-written was left. "
+            "Free space or write elsewhere, then run again"
+        )
 
 
 def _read_umask() -> int:
@@ -30,21 +52,85 @@ def _read_umask() -> int:
 # with any other thread creating files.
 UMASK = _read_umask()
 
+_KINDS = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def kind_of(mode: int) -> str:
+    """What a `st_mode` is, in words ("a FIFO (named pipe)", "a regular file", ...)."""
+    return next((name for test, name in _KINDS if test(mode)), "a regular file")
+
+
+def regular_target(path: str | Path) -> Path:
+    """The file a write to `path` replaces: `path` itself, or where its symlinks lead.
+
+    Raises OutputPathError if that exists and is not a regular file (a device, FIFO, socket or
+    directory), which a rename would destroy.
+    """
+    target = Path(os.path.realpath(path))
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        return target
+    if not stat.S_ISREG(mode):
+        raise OutputPathError(
+            f"{path} is {kind_of(mode)}, not a regular file; give the path of a file to write"
+        )
+    return target
+
+
+def check_writable(path: str | Path, need_bytes: int = 0) -> None:
+    """Raise OutputPathError unless `path` (a directory, made if missing) can be written and its
+    disk has `need_bytes` free: probed in its nearest existing ancestor, left as it was."""
+    path = Path(path)
+    ancestor = path
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise OutputPathError(f"{path} lies inside {ancestor}, which is not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".momentum-interp-probe-"))
+        free = shutil.disk_usage(ancestor).free
+    except OSError as e:
+        raise OutputPathError(
+            f"cannot write under {ancestor} ({e.strerror}); choose a writable location"
+        ) from e
+    if free < need_bytes:
+        raise OutputPathError(
+            f"{path} has {free / MiB:.1f} MiB free on its disk, {need_bytes / MiB:.1f} MiB "
+            "needed; free space or choose another location"
+        )
+
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write `data` to a temporary file beside `path`, flush it to disk, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    """Replace the file at `path` (or, for a symlink, its target: the link stays) with `data`:
+    written to a temporary file beside it, flushed to disk, then renamed over it.
+
+    Raises OutputPathError, touching nothing, if `path` is not a regular file (see
+    `regular_target`), and WriteError, with the temporary file removed and the old file intact,
+    if the disk refuses the write.
+    """
+    target = regular_target(path)
+    tmp = None
     try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~UMASK)  # mkstemp creates 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        os.replace(tmp, target)
+    except BaseException as e:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError(path, e) from e
         raise
 
 
@@ -59,6 +145,8 @@ def json_safe(obj: Any) -> Any:
     Recurses into dicts, lists and tuples (tuples become lists, as JSON has them); numpy scalars
     become the matching Python numbers.
     """
+    import numpy as np  # here, not at the top: the command line imports this module early
+
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float):

@@ -1,11 +1,13 @@
 """Run a sweep into one results table, resumably.
 
 `out_dir/results.jsonl` gets one JSON line per finished run, appended (flush + fsync) by this
-process only, as runs finish. A sweep started again skips the run ids already there, so an
-interrupted sweep resumes without lost or duplicated rows; a torn last line (the process died
-mid-write) is dropped and that run done again. `out_dir/results.csv` is rewritten atomically
-from the JSONL at the end. Runs train into `runs_dir/<run id>/` (default `out_dir/runs/`), so a
-run killed mid-training resumes from its last checkpoint.
+process only (the command line holds the directory's one-writer lock), as runs finish. A sweep
+started again skips the run ids already there, so an interrupted sweep resumes without lost or
+duplicated rows; a torn last line (the process died mid-write) is dropped and that run done
+again; a run id recorded twice (two writers, before the lock) is read once.
+`out_dir/results.csv` is rewritten atomically from the JSONL at the end. Runs train into
+`runs_dir/<run id>/` (default `out_dir/runs/`), so a run killed mid-training resumes from its
+last checkpoint.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any
 import pandas as pd
 from tqdm.auto import tqdm
 
-from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.io import WriteError, atomic_write_json, atomic_write_text
 from momentum_interp.sweeps.backends import (
     BACKENDS,
     default_workers,
@@ -77,18 +79,20 @@ class SweepError(RuntimeError):
 
 
 def read_results(path: str | Path, repair: bool = False) -> list[dict[str, Any]]:
-    """The rows of a results JSONL file.
+    """The rows of a results JSONL file, one per run id.
 
-    A torn trailing line (the writer died mid-line) is ignored; with `repair=True` the file is
-    rewritten atomically without it, so that later appends start on a fresh line. A corrupt line
-    anywhere else is an error.
+    A run id recorded more than once keeps its first row's place and its last row's content. A
+    torn trailing line (the writer died mid-line) is ignored; with `repair=True` the file is
+    rewritten atomically without it and without repeated ids, so that later appends start on a
+    fresh line. A corrupt line anywhere else is an error.
     """
     path = Path(path)
     if not path.is_file():
         return []
     data = path.read_bytes()
     lines = data.split(b"\n")
-    rows, torn = [], not data.endswith(b"\n") and bool(data)
+    rows: dict[str, dict[str, Any]] = {}
+    torn, repeated = not data.endswith(b"\n") and bool(data), False
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
@@ -101,18 +105,32 @@ def read_results(path: str | Path, repair: bool = False) -> list[dict[str, Any]]
                 torn = True
                 continue
             raise ValueError(f"{path}:{number} is not a valid result row ({e}).") from e
-        rows.append(row)
-    if torn and repair:
-        atomic_write_text(path, "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
-    return rows
+        repeated |= row["run_id"] in rows
+        rows[row["run_id"]] = row
+    if (torn or repeated) and repair:
+        text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows.values())
+        atomic_write_text(path, text)
+    return list(rows.values())
 
 
 def append_result(path: Path, row: dict[str, Any]) -> None:
-    """Append one row as a single line and force it to disk before the next run is recorded."""
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, sort_keys=True) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
+    """Append one row as a single line and force it to disk before the next run is recorded.
+
+    A failed append (WriteError) cuts the file back to where it ended: no torn line is left.
+    """
+    line = memoryview((json.dumps(row, sort_keys=True) + "\n").encode("utf-8"))
+    try:
+        with open(path, "ab", buffering=0) as f:
+            end = f.tell()
+            try:
+                while line:  # an unbuffered write may write part of the line
+                    line = line[f.write(line) :]
+                os.fsync(f.fileno())
+            except OSError:
+                f.truncate(end)
+                raise
+    except OSError as e:
+        raise WriteError(path, e) from e
 
 
 def results_frame(rows: Iterable[dict[str, Any]]) -> pd.DataFrame:

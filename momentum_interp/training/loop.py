@@ -120,6 +120,8 @@ def _train(
         if ddp.is_main:
             print(f"{run_dir.root} already holds the finished run; nothing to do.")
         return run_dir.root
+    if ddp.is_main:
+        run_dir.check_space(model, opt.steps)
 
     step, history = 0, {"train": [], "eval": []}
     latest = run_dir.latest_checkpoint()

@@ -1,28 +1,41 @@
 """Resumable training state in safetensors + JSON (no pickle): model, optimiser, step and history.
 
 A run directory holds the final model at its top level (loadable with `from_pretrained`) and,
-while training, `checkpoints/step-NNNNNNN/` folders. Each is written completely before the
-`checkpoints/LATEST` pointer is atomically switched to it, so a run killed at any moment
-resumes from the last complete checkpoint.
+while training, `checkpoints/step-NNNNNNN/` folders. Each is written completely into a hidden
+folder, renamed into place, and only then is the `checkpoints/LATEST` pointer atomically switched
+to it, so a run killed at any moment, or whose save fails (disk full), resumes from the last
+complete checkpoint.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
-from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.io import (
+    UMASK,
+    WriteError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    check_writable,
+)
+from momentum_interp.lock import LOCK_FILE
 from momentum_interp.model.transformer import HookedMomentumTransformer
 
 RUN_CONFIG_FILE = "run_config.json"
 METRICS_FILE = "metrics.json"
 OPTIMIZER_FILE = "optimizer.safetensors"
 TRAINER_STATE_FILE = "trainer_state.json"
+HISTORY_BYTES_PER_STEP = 256  # a step's train (and eval) entry in the JSON history, generously
 
 
 def load_metrics(run_dir: str | Path) -> dict:
@@ -66,6 +79,14 @@ def _without_name(run_config: dict) -> dict:
     return {key: value for key, value in run_config.items() if key != "name"}
 
 
+def space_needed(model: torch.nn.Module, steps: int) -> int:
+    """Bytes a run's directory needs at its peak: while a checkpoint is saved the old and the
+    new one (weights and AdamW's two moments each) coexist, then the final model is added;
+    each of them holds the step history."""
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    return 2 * 3 * weights + weights + 3 * HISTORY_BYTES_PER_STEP * steps
+
+
 class RunDirectory:
     """The files of one training run under `root`."""
 
@@ -90,16 +111,34 @@ class RunDirectory:
                     f"{self.root} already holds a different run (its {RUN_CONFIG_FILE} differs). "
                     "Choose another --out directory, or pass --overwrite to replace it."
                 )
-            shutil.rmtree(self.root)
-        elif self.root.is_dir() and any(self.root.iterdir()):
+            self._clear()
+        elif self._contents():
             if not overwrite:
                 raise RunDirectoryError(
                     f"{self.root} is not empty and holds no run config. Choose another --out "
                     "directory, or pass --overwrite to replace its contents."
                 )
-            shutil.rmtree(self.root)
+            self._clear()
         self.root.mkdir(parents=True, exist_ok=True)
         atomic_write_json(existing, run_config)
+
+    def _contents(self) -> list[Path]:
+        """What `root` holds, but the one-writer lock of the command writing it."""
+        if not self.root.is_dir():
+            return []
+        return [path for path in self.root.iterdir() if path.name != LOCK_FILE]
+
+    def _clear(self) -> None:
+        """Empty `root` for a new run (symlinks are removed, not followed)."""
+        for path in self._contents():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
+
+    def check_space(self, model: torch.nn.Module, steps: int) -> None:
+        """Refuse to start (OutputPathError) unless the disk has room for the whole run."""
+        check_writable(self.root, need_bytes=space_needed(model, steps))
 
     def latest_checkpoint(self) -> Path | None:
         pointer = self.checkpoints / "LATEST"
@@ -119,20 +158,36 @@ class RunDirectory:
         optimizer: torch.optim.Optimizer,
         history: dict,
     ) -> Path:
-        """Write a complete checkpoint for `step`, switch LATEST to it, then drop older ones."""
+        """Write a complete checkpoint for `step`, switch LATEST to it, then drop older ones.
+
+        A save that fails (WriteError, naming the checkpoint) leaves no trace: the previous
+        checkpoint and LATEST stay as they were.
+        """
         name = f"step-{step:07d}"
         path = self.checkpoints / name
-        if path.exists():
-            shutil.rmtree(path)
-        model.save_pretrained(path)
-        tensors, meta = optimizer_to_files(optimizer)
-        save_file(tensors, str(path / OPTIMIZER_FILE))
-        atomic_write_json(
-            path / TRAINER_STATE_FILE, {"step": step, "optimizer": meta, "history": history}
-        )
-        atomic_write_text(self.checkpoints / "LATEST", name)
-        for old in self.checkpoints.glob("step-*"):
-            if old.name != name:
+        staging = None
+        try:
+            self.checkpoints.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(dir=self.checkpoints, prefix=f".{name}."))
+            os.chmod(staging, 0o777 & ~UMASK)  # mkdtemp makes it private; give normal permissions
+            model.save_pretrained(staging)
+            tensors, meta = optimizer_to_files(optimizer)
+            atomic_write_bytes(staging / OPTIMIZER_FILE, save_safetensors(tensors))
+            atomic_write_json(
+                staging / TRAINER_STATE_FILE, {"step": step, "optimizer": meta, "history": history}
+            )
+            if path.exists():  # an earlier save of this step that never became LATEST
+                shutil.rmtree(path)
+            os.replace(staging, path)
+            atomic_write_text(self.checkpoints / "LATEST", name)
+        except BaseException as e:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(e, OSError):
+                raise WriteError(path, e) from e
+            raise
+        for old in [*self.checkpoints.glob("step-*"), *self.checkpoints.glob(".step-*")]:
+            if old.name != name:  # older checkpoints, and saves a kill interrupted
                 shutil.rmtree(old, ignore_errors=True)
         return path
 
