@@ -121,7 +121,9 @@ def _train(
             print(f"{run_dir.root} already holds the finished run; nothing to do.")
         return run_dir.root
     if ddp.is_main:
-        run_dir.check_space(model, opt.steps)
+        run_dir.check_space(
+            model, opt.steps, len(history_schedule(opt.steps, opt.history_checkpoints))
+        )
 
     step, history = 0, {"train": [], "eval": []}
     latest = run_dir.latest_checkpoint()

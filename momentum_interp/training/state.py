@@ -79,12 +79,12 @@ def _without_name(run_config: dict) -> dict:
     return {key: value for key, value in run_config.items() if key != "name"}
 
 
-def space_needed(model: torch.nn.Module, steps: int) -> int:
+def space_needed(model: torch.nn.Module, steps: int, snapshots: int = 0) -> int:
     """Bytes a run's directory needs at its peak: while a checkpoint is saved the old and the
     new one (weights and AdamW's two moments each) coexist, then the final model is added;
-    each of them holds the step history."""
+    each of them holds the step history; plus `snapshots` weight-only history snapshots."""
     weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-    return 2 * 3 * weights + weights + 3 * HISTORY_BYTES_PER_STEP * steps
+    return (2 * 3 + 1 + snapshots) * weights + 3 * HISTORY_BYTES_PER_STEP * steps
 
 
 class RunDirectory:
@@ -136,9 +136,9 @@ class RunDirectory:
             else:
                 path.unlink()
 
-    def check_space(self, model: torch.nn.Module, steps: int) -> None:
+    def check_space(self, model: torch.nn.Module, steps: int, snapshots: int = 0) -> None:
         """Refuse to start (OutputPathError) unless the disk has room for the whole run."""
-        check_writable(self.root, need_bytes=space_needed(model, steps))
+        check_writable(self.root, need_bytes=space_needed(model, steps, snapshots))
 
     def latest_checkpoint(self) -> Path | None:
         pointer = self.checkpoints / "LATEST"
