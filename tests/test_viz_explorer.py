@@ -8,7 +8,7 @@ import re
 
 import pytest
 import torch
-from browser import CHROMEDRIVER, OFFLINE_FLAGS, require_chromium
+from browser import chromedriver
 
 from momentum_interp import HookedMomentumTransformer
 from momentum_interp.cli import main
@@ -59,18 +59,8 @@ def _pattern(name: str, gamma: float | None, layer: int = 0, head: int = 0) -> t
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    require_chromium(driver=True)
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = require_chromium()
-    for flag in (*OFFLINE_FLAGS, "--window-size=1400,1000"):
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('profile')}")
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with chromedriver(tmp_path_factory.mktemp("profile")) as driver:
+        yield driver
 
 
 def _shown_row(driver) -> torch.Tensor:

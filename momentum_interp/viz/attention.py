@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import torch
 from circuitsvis.attention import attention_heads
 
+from momentum_interp.viz.security import script_safe
 from momentum_interp.viz.style import token_labels
 
 # circuitsvis draws each head's selector button one twelfth of the view wide; a longer name wraps
@@ -53,7 +54,7 @@ def attention_patterns_html(
         tokens=token_labels(str_tokens),
         attention_head_names=labels,
     )
-    return OfflineHTML(key + close_container(rendered.local_src))
+    return OfflineHTML(key + close_container(script_safe_props(rendered.local_src)))
 
 
 def selector_labels(head_names: Sequence[str]) -> tuple[list[str], str]:
@@ -69,6 +70,16 @@ def selector_labels(head_names: Sequence[str]) -> tuple[list[str], str]:
     )
     key = f'<ul class="mi-head-key" style="list-style:none;padding-left:1em">{items}</ul>'
     return labels, key
+
+
+def script_safe_props(local_src: str) -> str:
+    """circuitsvis writes its props (tokens, head names) into its script as raw JSON, where a
+    token `</script>` would end the script: its render call, from the element's id to the closing
+    tag, made `script_safe` (the call's `<`, `>` and `&` are all inside JSON strings)."""
+    element_id = re.search(r'<div id="(circuits-vis-[^"]+)"', local_src).group(1)
+    start = local_src.index(f'"{element_id}",')  # the call's first argument; the bundle precedes it
+    end = local_src.rindex("</script>")
+    return local_src[:start] + script_safe(local_src[start:end]) + local_src[end:]
 
 
 def close_container(local_src: str) -> str:

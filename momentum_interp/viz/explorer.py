@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -27,11 +26,13 @@ from momentum_interp.analysis.explorer import ExplorerData, default_tokens, expl
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.security import CSP_META, script_json
 
 
 def _payload(data: ExplorerData) -> str:
-    """The page's data as JSON: each model's dots as base64 little-endian float32, so a
-    64-token, 8-head model costs 0.7 MB rather than several of decimal text."""
+    """The page's data as JSON safe inside its `<script>` block: each model's dots as base64
+    little-endian float32, so a 64-token, 8-head model costs 0.7 MB rather than several of
+    decimal text."""
     models = []
     for m in data.models:
         n_layers, n_heads = m.gamma.shape
@@ -56,7 +57,7 @@ def _payload(data: ExplorerData) -> str:
         "colours": style.palette(5),
         "models": models,
     }
-    return json.dumps(payload).replace("</", "<\\/")
+    return script_json(payload)
 
 
 class Explorer:
@@ -67,7 +68,7 @@ class Explorer:
         self.data = data
 
     def to_html(self) -> str:
-        return PAGE.replace("__DATA__", _payload(self.data))
+        return PAGE.replace("__CSP__", CSP_META).replace("__DATA__", _payload(self.data))
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
@@ -120,7 +121,7 @@ def explore(
 
 
 PAGE = r"""<!DOCTYPE html>
-<html><head><meta charset="utf-8"><title>Circuit explorer</title>
+<html><head><meta charset="utf-8">__CSP__<title>Circuit explorer</title>
 <style>
 body { font-family: system-ui, sans-serif; margin: 16px; color: #222; font-size: 14px; }
 h1 { font-size: 20px; margin: 0 0 8px; }
@@ -214,9 +215,12 @@ function row(t) {
   return { terms, scores, attn: weights.map((v) => v / total) };
 }
 
+// Text from data (tokens, names) enters markup only through `esc`, or as textContent.
+const ESCAPES = { "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" };
+const esc = (text) => String(text).replace(/[&<>"']/g, (c) => ESCAPES[c]);
+
 function svgText(x, y, text, extra = "") {
-  const safe = String(text).replace(/&/g, "&amp;").replace(/</g, "&lt;");
-  return `<text x="${x}" y="${y}" ${extra}>${safe}</text>`;
+  return `<text x="${x}" y="${y}" ${extra}>${esc(text)}</text>`;
 }
 
 function drawPattern() {
@@ -278,11 +282,11 @@ function drawRow() {
 
 function drawTable(t, r, star) {
   const head = ["key", "token", "attention", "score", ...D.term_names];
-  const rows = [`<tr><th>${head[0]}</th><th class="text">${head[1]}</th>${head.slice(2).map((h) => `<th>${h}</th>`).join("")}</tr>`];
+  const rows = [`<tr><th>${esc(head[0])}</th><th class="text">${esc(head[1])}</th>${head.slice(2).map((h) => `<th>${esc(h)}</th>`).join("")}</tr>`];
   for (let s = 0; s <= t; s++) {
     const cells = [r.attn[s], r.scores[s], ...r.terms.map((v) => v[s])];
     const classes = ["attn", "score", "term", "term", "term", "term"];
-    rows.push(`<tr class="${s === star ? "star" : ""}" data-key="${s}"><td>${s}${s === star ? " s*" : ""}</td><td class="text">${D.labels[s].replace(/</g, "&lt;")}</td>` +
+    rows.push(`<tr class="${s === star ? "star" : ""}" data-key="${s}"><td>${s}${s === star ? " s*" : ""}</td><td class="text">${esc(D.labels[s])}</td>` +
       cells.map((v, i) => `<td class="${classes[i]}" data-value="${v}">${fmt(v)}</td>`).join("") + "</tr>");
   }
   $("row-table").innerHTML = rows.join("");
@@ -292,7 +296,7 @@ function drawStrip() {
   const t = query(), a = row(t).attn, star = D.induction_keys[t];
   $("strip").innerHTML = D.labels.map((label, s) => {
     const alpha = s <= t ? a[s] : 0, cls = [s === t ? "query" : "", s === star ? "star" : ""].join(" ");
-    return `<span class="${cls}" data-query="${s}" title="position ${s}" style="background: rgba(46,145,229,${alpha.toFixed(3)})">${label.replace(/</g, "&lt;")}</span>`;
+    return `<span class="${cls}" data-query="${s}" title="position ${s}" style="background: rgba(46,145,229,${alpha.toFixed(3)})">${esc(label)}</span>`;
   }).join("");
 }
 
@@ -337,7 +341,7 @@ function selectModel(index) {
 function resetGamma() { state.gamma = model().gamma[state.layer][state.head]; draw(); }
 function setGamma(value) { if (Number.isFinite(value)) { state.gamma = value; draw(); } }
 
-$("model").innerHTML = D.models.map((m, i) => `<option value="${i}">${m.name}</option>`).join("");
+D.models.forEach((m, i) => $("model").add(new Option(m.name, i)));
 $("model").addEventListener("change", (e) => selectModel(+e.target.value));
 $("heads").addEventListener("click", (e) => {
   const b = e.target.closest("button");

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 import plotly.graph_objects as go
 
 from momentum_interp.analysis.statistics import Estimate
+from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import legend_below, palette
 
 
@@ -21,7 +22,7 @@ def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> 
                 x=[e["step"] for e in evals],
                 y=[e[metric] for e in evals],
                 mode="lines",
-                name=name,
+                name=plotly_text(name),
                 line={"color": colour},
             )
         )
@@ -46,7 +47,7 @@ def estimate_bars(
     label sits in the right margin, clear of the bars."""
     fig = go.Figure(
         go.Bar(
-            x=list(labels),
+            x=[plotly_text(label) for label in labels],
             y=[e.value for e in estimates],
             error_y={
                 "type": "data",

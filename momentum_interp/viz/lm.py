@@ -26,6 +26,7 @@ from momentum_interp.tables import frame_rows, markdown_table
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import legend_below, palette
 
 
@@ -70,7 +71,7 @@ def loss_by_position(
                 x=list(range(1, len(curve) + 1)),
                 y=list(curve),
                 mode="lines",
-                name=name,
+                name=plotly_text(name),
                 line={"color": color},
             )
         )

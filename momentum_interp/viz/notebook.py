@@ -9,6 +9,7 @@ notebook's page without the CDN `<script>` tags of nbconvert's template.
 
 from __future__ import annotations
 
+import html
 import json
 from functools import cache
 from importlib import resources
@@ -16,6 +17,8 @@ from pathlib import Path
 
 import plotly.io as pio
 from plotly.offline import get_plotlyjs
+
+from momentum_interp.viz.security import CSP_META
 
 RENDERER = "momentum_interp"
 
@@ -111,9 +114,11 @@ def setup() -> None:
 
 
 def page(body: str, title: str = "momentum_interp") -> str:
-    """A self-contained HTML page: `body` after the scripts, nothing fetched."""
+    """A self-contained HTML page: `body` (trusted HTML) after the scripts, nothing fetched
+    (its Content-Security-Policy allows no load)."""
     return (
-        f'<!DOCTYPE html><html><head><meta charset="utf-8"><title>{title}</title></head>'
+        f'<!DOCTYPE html><html><head><meta charset="utf-8">{CSP_META}'
+        f"<title>{html.escape(title)}</title></head>"
         f"<body>{head_scripts()}{body}</body></html>"
     )
 

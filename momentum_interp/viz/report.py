@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
 from momentum_interp.io import atomic_write_text
+from momentum_interp.viz.security import CSP_META
 from momentum_interp.viz.style import MISSING, WRAP_CSS, table_html
 
 STYLE = (
@@ -125,9 +126,10 @@ class Report:
         return self
 
     def to_html(self) -> str:
-        """The whole page; plotly.js is embedded once so the page renders with no network."""
+        """The whole page; plotly.js is embedded once so the page renders with no network (its
+        Content-Security-Policy allows none)."""
         return (
-            "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+            f"<!DOCTYPE html><html><head><meta charset='utf-8'>{CSP_META}"
             f"<title>{html.escape(self.title)}</title><style>{STYLE}</style>"
             f"<script type='text/javascript'>{get_plotlyjs()}</script></head>"
             f"<body><h1>{html.escape(self.title)}</h1>{''.join(self.parts)}</body></html>"

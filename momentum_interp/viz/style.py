@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
+from momentum_interp.viz.security import plotly_text
+
 MAX_TICKS = 20
 
 # Plotly's Dark24: 24 colours distinct on white, fixed order, so line i has the same colour in
@@ -53,12 +55,13 @@ def thinned_ticks(n: int, max_ticks: int = MAX_TICKS) -> list[int]:
 
 def token_axis(labels: Sequence[str], max_ticks: int = MAX_TICKS) -> dict:
     """Plotly axis settings for a token axis plotted at positions `0…n−1`: at most `max_ticks`
-    labelled ticks, each `label` at its own position (repeated tokens stay separate)."""
+    labelled ticks, each `label` at its own position (repeated tokens stay separate), shown as
+    written (`security.plotly_text`)."""
     positions = thinned_ticks(len(labels), max_ticks)
     return {
         "tickmode": "array",
         "tickvals": positions,
-        "ticktext": [labels[i] for i in positions],
+        "ticktext": [plotly_text(labels[i]) for i in positions],
         "tickangle": 0 if len(positions) <= 10 else -60,
     }
 

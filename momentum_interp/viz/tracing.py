@@ -12,6 +12,7 @@ import plotly.graph_objects as go
 from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.model.shear import TERM_NAMES
 from momentum_interp.viz.report import Report
+from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import legend_below, token_axis
 
 TERM_COLORS = {
@@ -93,7 +94,7 @@ def qk_circuit_figure(
     labels = [str(i) for i in range(matrix.shape[0])] if labels is None else list(labels)
     shown = matrix[:n, :n]
     limit = float(np.nanmax(np.abs(shown))) if shown.size else 1.0
-    shown_labels = np.array(labels[:n], dtype=object)
+    shown_labels = np.array([plotly_text(label) for label in labels[:n]], dtype=object)
     fig = _query_key_heatmap(
         shown,
         limit,
