@@ -44,7 +44,13 @@ def _check_reconstruction(model, entry, tokens):
             gamma_q = gamma if entry.shear == "qk" else 0.0
             assert gamma_q == pytest.approx(float(model.gamma_q[layer, head]), abs=1e-7)
             assert gamma == pytest.approx(float(model.gamma_k[layer, head]), abs=1e-7)
-            rebuilt = scores_from_dots(dots[layer, head], gamma_q, gamma)
+            rebuilt = scores_from_dots(
+                dots[layer, head],
+                gamma_q,
+                gamma,
+                entry.shear_norm,
+                float(entry.temperature[layer, head]),
+            )
             torch.testing.assert_close(
                 rebuilt[causal], scores[layer, head][causal], atol=1e-5, rtol=0
             )
@@ -97,8 +103,45 @@ def test_softmax_at_gamma_is_the_one_layer_model_run_with_that_gamma(zoo, data, 
 def test_coefficients_and_induction_keys_by_hand():
     assert coefficients(1.0, 1.0) == (4.0, -2.0, -2.0, 1.0)
     assert coefficients(0.0, 0.5) == (1.5, -0.5, -0.0, 0.0)
+    # normalised: divided by √(1 + 2γ + 2γ²) per side (√5 at γ = 1); temperature multiplies
+    assert coefficients(1.0, 1.0, shear_norm=True, temperature=2.0) == pytest.approx(
+        (1.6, -0.8, -0.8, 0.4)
+    )
     # tokens 5 7 9 5 7: the second 5 (t=3) looks for the key after the first 5 (s*=1).
     assert induction_keys([5, 7, 9, 5, 7]) == [-1, -1, -1, 1, 2]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"shear": "qk", "shear_norm": True},
+        {"shear": "k", "shear_norm": True},
+        {"shear": "none", "learned_temperature": True},
+    ],
+)
+def test_terms_rebuild_the_scores_of_normalised_and_temperature_models(options):
+    model = HookedMomentumTransformer(
+        MomentumConfig(
+            n_layers=2,
+            d_model=16,
+            n_heads=2,
+            d_head=8,
+            d_vocab=20,
+            n_ctx=16,
+            attn_only=True,
+            positional_embedding_type="rotary",
+            gamma=0.8,
+            seed=3,
+            **options,
+        )
+    )
+    if options.get("learned_temperature"):
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.log_temperature.uniform_(-0.5, 0.5)
+    tokens = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(0))
+    (entry,) = explorer_data({"m": model}, tokens).models
+    _check_reconstruction(model, entry, tokens)
 
 
 def test_models_must_share_a_vocabulary(zoo):

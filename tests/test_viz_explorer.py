@@ -115,3 +115,34 @@ def test_switching_model_and_head_shows_that_head(page, browser):
     _check_row(browser, MODELS[1], None, 0, 2, query)
     note = browser.find_element("id", "note").text
     assert "trained without a shear" in note
+
+
+def test_the_page_recomputes_a_gain_normalised_model_at_any_gamma(tmp_path, browser):
+    """The page's JavaScript divides by the RMS gain like the model: typed γ = 2 gives the row
+    of the normalised model run with γ = 2."""
+    from selenium.webdriver.common.keys import Keys
+
+    from momentum_interp.config import MomentumConfig
+
+    cfg = MomentumConfig(
+        n_layers=1, d_model=32, n_heads=2, d_head=16, d_vocab=64, n_ctx=32, attn_only=True,
+        positional_embedding_type="rotary", shear_norm=True, gamma=0.5, seed=1,
+    )  # fmt: skip
+    model = HookedMomentumTransformer(cfg)
+    model.save_pretrained(tmp_path / "normalised")
+    out = tmp_path / "page"
+    assert (
+        main(["explore", str(tmp_path / "normalised"), "--tokens", TOKENS, "--out", str(out)]) == 0
+    )
+    browser.get((out / "index.html").as_uri())
+    query = 13
+    browser.find_element("css selector", f'#strip span[data-query="{query}"]').click()
+    layer, head = _head(browser)
+    box = browser.find_element("id", "gamma-value")
+    box.clear()
+    box.send_keys("2", Keys.ENTER)
+    model.set_gamma(2.0)
+    tokens = torch.tensor([[int(t) for t in TOKENS.split()]])
+    _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
+    expected = cache["pattern", 0][0, head].double()[query, : query + 1]
+    torch.testing.assert_close(_shown_row(browser), expected, atol=1e-4, rtol=0)

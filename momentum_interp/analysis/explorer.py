@@ -23,7 +23,7 @@ from einops import einsum
 
 from momentum_interp.analysis.scoring import repeated_random_tokens
 from momentum_interp.model.inputs import str_tokens
-from momentum_interp.model.shear import previous
+from momentum_interp.model.shear import previous, rms_gain
 
 # Longest sequence the page takes: it holds [layer, head, 4, pos, pos] floats.
 MAX_POS = 256
@@ -33,20 +33,28 @@ MAX_POS = 256
 DOTS = ("q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1")
 
 
-def coefficients(gamma_q: float, gamma_k: float) -> tuple[float, float, float, float]:
-    """The coefficient of each of `DOTS` in the score at shears `(γq, γk)`."""
+def coefficients(
+    gamma_q: float, gamma_k: float, shear_norm: bool = False, temperature: float = 1.0
+) -> tuple[float, float, float, float]:
+    """The coefficient of each of `DOTS` in the score at shears `(γq, γk)`; a gain-normalised
+    shear divides by `rms_gain(γq) · rms_gain(γk)`, a learned temperature multiplies."""
+    scale = temperature
+    if shear_norm:
+        scale /= float(rms_gain(torch.tensor(gamma_q)) * rms_gain(torch.tensor(gamma_k)))
     return (
-        (1 + gamma_q) * (1 + gamma_k),
-        -(1 + gamma_q) * gamma_k,
-        -gamma_q * (1 + gamma_k),
-        gamma_q * gamma_k,
+        scale * (1 + gamma_q) * (1 + gamma_k),
+        -scale * (1 + gamma_q) * gamma_k,
+        -scale * gamma_q * (1 + gamma_k),
+        scale * gamma_q * gamma_k,
     )
 
 
-def scores_from_dots(dots: torch.Tensor, gamma_q, gamma_k) -> torch.Tensor:
+def scores_from_dots(
+    dots: torch.Tensor, gamma_q, gamma_k, shear_norm: bool = False, temperature: float = 1.0
+) -> torch.Tensor:
     """Scores `[..., q_pos, k_pos]` from `dots: [..., 4, q_pos, k_pos]` at scalar shears
     (unmasked); the same sum the page computes in JavaScript."""
-    coeffs = coefficients(float(gamma_q), float(gamma_k))
+    coeffs = coefficients(float(gamma_q), float(gamma_k), shear_norm, float(temperature))
     return sum(c * dots[..., i, :, :] for i, c in enumerate(coeffs))
 
 
@@ -116,13 +124,16 @@ def what_if(model, name: str) -> str:
 
 @dataclass
 class ExplorerModel:
-    """One model's data: `dots: [layer, head, 4, pos, pos]`, slider start `gamma: [layer, head]`."""
+    """One model's data: `dots: [layer, head, 4, pos, pos]`, slider start `gamma: [layer, head]`,
+    whether the shear is gain-normalised, and each head's learned temperature (ones if none)."""
 
     name: str
     shear: str
     gamma: np.ndarray
     dots: np.ndarray
     note: str
+    shear_norm: bool
+    temperature: np.ndarray
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +142,8 @@ class ExplorerModel:
             "gamma": self.gamma.tolist(),
             "dots": self.dots.tolist(),
             "note": self.note,
+            "shear_norm": self.shear_norm,
+            "temperature": self.temperature.tolist(),
         }
 
 
@@ -177,12 +190,22 @@ def explorer_model(model, tokens: torch.Tensor, name: str) -> ExplorerModel:
         _, cache = model.run_with_cache(tokens.to(cfg.device), names_filter=lambda n: n in names)
         dots = torch.stack([score_dots(model, cache, layer) for layer in range(cfg.n_layers)])
     gamma = model.gamma_k  # [layer, head]: equals gamma_q where queries are sheared
+    temperature = torch.stack(
+        [
+            block.attn.log_temperature.detach().exp()
+            if cfg.learned_temperature
+            else torch.ones(cfg.n_heads)
+            for block in model.blocks
+        ]
+    )
     return ExplorerModel(
         name=name,
         shear=slider_shear(model),
         gamma=gamma.float().cpu().numpy(),
         dots=dots.float().cpu().numpy(),
         note=what_if(model, name),
+        shear_norm=bool(cfg.shear_norm and not cfg.smeared_key),
+        temperature=temperature.float().cpu().numpy(),
     )
 
 

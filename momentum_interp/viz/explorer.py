@@ -44,6 +44,8 @@ def _payload(data: ExplorerData) -> str:
                 "n_layers": n_layers,
                 "n_heads": n_heads,
                 "gamma": np.asarray(m.gamma, dtype=float).tolist(),
+                "shear_norm": m.shear_norm,
+                "temperature": np.asarray(m.temperature, dtype=float).tolist(),
                 "dots": base64.b64encode(np.ascontiguousarray(m.dots, dtype="<f4")).decode(),
             }
         )
@@ -194,9 +196,14 @@ function shears() {
   const g = state.gamma;
   return model().shear === "qk" ? [g, g] : [0, g];
 }
+// A gain-normalised shear divides by its RMS gain √(1 + 2γ + 2γ²) (model/shear.py rms_gain);
+// a learned temperature multiplies (analysis/explorer.py coefficients).
+const rmsGain = (g) => Math.sqrt(1 + 2 * g + 2 * g * g);
 function coefficients() {
-  const [gq, gk] = shears();
-  return [(1 + gq) * (1 + gk), -(1 + gq) * gk, -gq * (1 + gk), gq * gk];
+  const [gq, gk] = shears(), m = model();
+  let scale = m.temperature[state.layer][state.head];
+  if (m.shear_norm) scale /= rmsGain(gq) * rmsGain(gk);
+  return [(1 + gq) * (1 + gk), -(1 + gq) * gk, -gq * (1 + gk), gq * gk].map((c) => scale * c);
 }
 // The query's row: each term's contribution, the score and the attention over keys s <= t.
 function row(t) {
