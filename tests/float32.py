@@ -29,18 +29,34 @@ def forward_reductions(cfg) -> list[int]:
     return (attention + mlp) * cfg.n_layers + [cfg.d_model, cfg.d_model, cfg.d_model]
 
 
-def forward_tolerance(*cfgs, dtype: torch.dtype = torch.float32) -> float:
+def forward_tolerance(
+    *cfgs, dtype: torch.dtype = torch.float32, processed: bool = False, then: tuple[int, ...] = ()
+) -> float:
     """Bound on how far a forward pass's outputs move between two orders of its sums: to first
-    order (products of rounding errors dropped) the relative errors of chained sums add.
+    order (products of rounding errors dropped) the relative errors of chained sums add, and
+    each output of the two is within half of it of the exact value, which leaves room for the
+    elementwise operations (one rounding each). `processed`: one side runs on weights folded
+    and centred in this precision (TransformerLens's `process_weights`), each a d_model-term
+    mean away from exact; the q/k/v, output, MLP-in/out and unembedding weights add one such sum
+    to the chain. `then`: the lengths of further sums over the outputs (a decomposition of the
+    residual stream summed over its components).
 
     Relative to the magnitude of the summed terms, which embeddings and LayerNorm keep of order
     one in these small models, so it serves as both the absolute and the relative tolerance. For
     several models, the largest of their bounds.
     """
-    return max(sum(sum_tolerance(n, dtype) for n in forward_reductions(cfg)) for cfg in cfgs)
+    return max(_forward_tolerance(cfg, dtype, processed, then) for cfg in cfgs)
 
 
-def forward_tol(*cfgs, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+def _forward_tolerance(cfg, dtype: torch.dtype, processed: bool, then: tuple[int, ...]) -> float:
+    reductions = forward_reductions(cfg) + list(then)
+    if processed:
+        per_layer = 2 if cfg.attn_only else 4  # q/k/v projection, W_O (+ W_in, W_out)
+        reductions += [cfg.d_model] * (per_layer * cfg.n_layers + 1)
+    return sum(sum_tolerance(n, dtype) for n in reductions)
+
+
+def forward_tol(*cfgs, **options) -> dict[str, float]:
     """`forward_tolerance` as `torch.testing.assert_close`'s keyword arguments."""
-    tol = forward_tolerance(*cfgs, dtype=dtype)
+    tol = forward_tolerance(*cfgs, **options)
     return {"atol": tol, "rtol": tol}

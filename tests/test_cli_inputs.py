@@ -189,6 +189,21 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys, device):
     assert not (tmp_path / "out").exists()  # refused before the run directory was made
 
 
+@pytest.mark.parametrize(
+    ("line", "named"),
+    [("d_vocab = [24]", "'d_vocab' of task 'induction' must be int"), ("seq_len = true", "int")],
+)
+def test_a_wrong_type_in_the_task_table_is_one_line(tmp_path, capsys, line, named):
+    key = line.split(" =")[0]
+    config = tmp_path / "run.toml"
+    text = TINY_CONFIG.read_text()
+    config.write_text(text.replace(next(x for x in text.splitlines() if x.startswith(key)), line))
+    assert main(["train", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
+    message = one_line(capsys.readouterr().err)
+    assert str(config) in message and named in message and repr(key) in message
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.fixture
 def interrupted_run(tmp_path, monkeypatch):
     """configs/tiny/induction.toml stopped just before its final save: resume checkpoints stay."""
