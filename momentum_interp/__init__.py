@@ -10,10 +10,10 @@ import importlib
 from momentum_interp.version import __version__
 
 _EXPORTS = {
-    "CheckpointError": "momentum_interp.model.checkpoint",
+    "CheckpointError": "momentum_interp.model.locate",
     "HookedMomentumTransformer": "momentum_interp.model.transformer",
     "MomentumConfig": "momentum_interp.config",
-    "bundled_names": "momentum_interp.model.checkpoint",
+    "bundled_names": "momentum_interp.model.locate",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import os
 import sys
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
@@ -19,6 +21,7 @@ from momentum_interp.io import (
     kind_of,
     regular_target,
 )
+from momentum_interp.model.locate import CheckpointError, resolve
 from momentum_interp.paths import REPO_ROOT
 
 # Defaults of `corpus build`: data.code_corpus's *_PATH names, repeated so that --help and bad
@@ -39,6 +42,20 @@ ROOM = {
     "demo": 64 * MiB,
     "train": 1 * MiB,
     "sweep": 16 * MiB,
+}
+
+
+DEBUG_HELP = "on an error, show the traceback instead of one line"
+
+# What to do about the file-system errors a command can meet; others print errno's text alone.
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EACCES: "choose a location you may use, or change its permissions",
+    errno.EPERM: "choose a location you may use, or change its permissions",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.ENOTDIR: "part of the path is a file, not a directory; choose another path",
+    errno.EISDIR: "a directory stands where a file goes; move it or choose another path",
 }
 
 
@@ -104,6 +121,16 @@ def input_file(value: str) -> Path:
         what = "is a directory" if path.is_dir() else "does not exist"
         raise argparse.ArgumentTypeError(f"{path} {what}; give an existing file")
     return path
+
+
+def checkpoint_name(value: str) -> str:
+    """A checkpoint directory, packed file or bundled name; a typo is answered with the nearest
+    bundled name before torch is imported."""
+    try:
+        resolve(value)
+    except CheckpointError as e:
+        raise argparse.ArgumentTypeError(str(e)) from e
+    return value
 
 
 def _cmd_models(args: argparse.Namespace) -> None:
@@ -353,7 +380,9 @@ def _cmd_lm_compare(args: argparse.Namespace) -> None:
 def _model_command(sub, name: str, help: str, func, sequences: int, out: str | None = None):
     parser = sub.add_parser(name, help=help)
     parser.add_argument(
-        "model", help="bundled checkpoint name (see `models`) or checkpoint directory"
+        "model",
+        type=checkpoint_name,
+        help="bundled checkpoint name (see `models`) or checkpoint directory",
     )
     parser.add_argument("--sequences", type=int, default=sequences, help="number of sequences")
     parser.add_argument(
@@ -529,6 +558,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="momentum-interp",
         description="Mechanistic interpretability of Momentum Attention (arXiv 2602.04902).",
     )
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
 
     demo = sub.add_parser("demo", help="evaluate and score the bundled zoo; write an HTML report")
@@ -671,6 +701,7 @@ def build_parser() -> argparse.ArgumentParser:
     explore.add_argument(
         "models",
         nargs="+",
+        type=checkpoint_name,
         help="bundled checkpoint names or checkpoint directories (same vocabulary)",
     )
     explore.add_argument("--text", help="the sequence as text (or space-separated ids)")
@@ -743,7 +774,34 @@ def build_parser() -> argparse.ArgumentParser:
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)
+    for command in [*sub.choices.values(), *corpus_sub.choices.values()]:  # also after the command
+        command.add_argument(
+            "--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP
+        )
     return parser
+
+
+def expected_error(error: Exception) -> str | None:
+    """The one-line message of a failure of input or environment, or None for a bug.
+
+    Expected: ValueError (bad values, and so json.JSONDecodeError, UnicodeDecodeError and
+    CheckpointError), OSError (disk full, permissions, a file where a directory goes) and
+    safetensors' SafetensorError (an unreadable tensor file).
+    """
+    from safetensors import SafetensorError  # no torch: safetensors' own Rust module
+
+    if isinstance(error, WriteError):  # its own line names the path, cause and fix
+        message = str(error)
+    elif isinstance(error, OSError) and error.strerror:
+        where = " -> ".join(str(f) for f in (error.filename, error.filename2) if f is not None)
+        fix = OS_ERROR_FIXES.get(error.errno)
+        message = f"{error.strerror}: {where}" if where else error.strerror
+        message = f"{message}; {fix}" if fix else message
+    elif isinstance(error, (ValueError, OSError, SafetensorError)):
+        message = str(error) or type(error).__name__
+    else:
+        return None
+    return " ".join(message.split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -754,10 +812,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as e:  # a bad argument (status 2) or --help (0)
         return int(e.code or 0)
     args.argv = argv
+    prog = " ".join(
+        filter(None, ["momentum-interp", args.command, getattr(args, "corpus_command", None)])
+    )
     try:
         return args.func(args) or 0  # a command returns a status only when it is not 0
-    except (ValueError, FileNotFoundError, WriteError) as e:
-        print(f"momentum-interp {args.command}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        message = expected_error(e)
+        if message is None:  # a bug: the traceback is what a report needs
+            e.add_note(f"{prog}: unexpected {type(e).__name__}; this is a bug, please report")
+            raise
+        if args.debug:
+            traceback.print_exc()
+        else:
+            print(f"{prog}: error: {message}", file=sys.stderr)
         return 2
 
 

@@ -7,11 +7,13 @@ from collections.abc import Iterable
 
 
 def unknown_names(kind: str, unknown: Iterable[str], valid: Iterable[str]) -> str:
-    """'Unknown {kind} 'gama' (did you mean 'gamma'?). Valid: ...' for one or more typos."""
+    """'Unknown {kind} 'gama' (did you mean 'gamma'?). Valid: ...' for one or more typos; the
+    nearest name is found ignoring case, so 'Induction-1L' finds 'induction-1l'."""
     valid = sorted(valid)
+    by_folded = {name.casefold(): name for name in valid}
     parts = []
     for name in sorted(unknown):
-        close = difflib.get_close_matches(name, valid, n=1, cutoff=0.6)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        close = difflib.get_close_matches(name.casefold(), list(by_folded), n=1, cutoff=0.6)
+        hint = f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
         parts.append(f"{name!r}{hint}")
     return f"Unknown {kind} {', '.join(parts)}. Valid: {', '.join(valid)}."

@@ -14,11 +14,9 @@ import math
 
 import pytest
 import torch
+from float32 import forward_tol
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
-
-ATOL = RTOL = 1e-5
-
 
 # --------------------------------------------------------------------------- reference
 
@@ -147,7 +145,7 @@ def test_reference_is_not_trivially_agreeable(make_model, rope):
     tokens = _tokens(model.cfg)
     g = [[0.7] * 4, [0.7] * 4]
     good = reference_logits(rope, model.cfg, model.state_dict(), tokens, g, g)
-    torch.testing.assert_close(model(tokens).double(), good, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(tokens).double(), good, **forward_tol(model.cfg))
     wrong_gamma = reference_logits(
         rope, model.cfg, model.state_dict(), tokens, g, _zeros(model.cfg)
     )
@@ -178,11 +176,11 @@ def test_momentum_off_matches_reference(make_model, rope, position, attn_only, n
     cfg = model.cfg
     tokens = _tokens(cfg)
     expected = reference_logits(rope, cfg, model.state_dict(), tokens, _zeros(cfg), _zeros(cfg))
-    torch.testing.assert_close(model(tokens).double(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(tokens).double(), expected, **forward_tol(cfg))
     # a shorter sequence too (positions / masks must be sliced correctly)
     short = tokens[:2, :7]
     expected = reference_logits(rope, cfg, model.state_dict(), short, _zeros(cfg), _zeros(cfg))
-    torch.testing.assert_close(model(short).double(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(short).double(), expected, **forward_tol(cfg))
 
 
 @pytest.mark.parametrize(
@@ -234,7 +232,7 @@ def test_momentum_matches_reference(make_model, rope, position, placement, shear
     gamma_q = gammas if shear == "qk" else _zeros(cfg)
     tokens = _tokens(cfg)
     expected = reference_logits(rope, cfg, model.state_dict(), tokens, gamma_q, gammas)
-    torch.testing.assert_close(model(tokens).double(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(tokens).double(), expected, **forward_tol(cfg))
     # and the momentum actually changes the output (the test could tell it was ignored)
     plain = reference_logits(rope, cfg, model.state_dict(), tokens, _zeros(cfg), _zeros(cfg))
     assert (plain - expected).abs().max() > 1e-3
@@ -260,7 +258,7 @@ def test_smeared_key_matches_reference(make_model, rope, position, placement):
     expected = reference_logits(
         rope, cfg, model.state_dict(), tokens, _zeros(cfg), _zeros(cfg), smear_logits=logits_values
     )
-    torch.testing.assert_close(model(tokens).double(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(tokens).double(), expected, **forward_tol(cfg))
     plain = reference_logits(rope, cfg, model.state_dict(), tokens, _zeros(cfg), _zeros(cfg))
     assert (plain - expected).abs().max() > 1e-3
 
@@ -280,7 +278,7 @@ def test_smear_init_is_used(make_model, rope):
         _zeros(cfg),
         smear_logits=[[logit] * cfg.n_heads] * cfg.n_layers,
     )
-    torch.testing.assert_close(model(tokens).double(), expected, atol=ATOL, rtol=RTOL)
+    torch.testing.assert_close(model(tokens).double(), expected, **forward_tol(cfg))
 
 
 @pytest.mark.parametrize("placement", ["post_rope", "pre_rope"])
@@ -299,4 +297,4 @@ def test_float64_model_matches_reference_tightly(make_model, rope, placement):
     expected = reference_logits(rope, cfg, model.state_dict(), tokens, g, g)
     logits = model(tokens)
     assert logits.dtype == torch.float64
-    torch.testing.assert_close(logits, expected, atol=1e-11, rtol=0)
+    torch.testing.assert_close(logits, expected, **forward_tol(cfg, dtype=torch.float64))

@@ -9,14 +9,28 @@ import copy
 
 import pytest
 import torch
+from float32 import forward_tol
 from transformer_lens import patching
 from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
 from transformer_lens.tools.analysis.logit_lens import logit_lens
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from momentum_interp import HookedMomentumTransformer
+from momentum_interp import HookedMomentumTransformer, MomentumConfig
 
-TOL = dict(atol=1e-4, rtol=1e-4)
+GPT2 = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=64)
+# The bridge in compatibility mode folds and centres the weights; ours are as loaded.
+TOL = forward_tol(
+    MomentumConfig(
+        n_layers=GPT2.n_layer,
+        d_model=GPT2.n_embd,
+        d_head=GPT2.n_embd // GPT2.n_head,
+        n_heads=GPT2.n_head,
+        n_ctx=GPT2.n_positions,
+        d_vocab=GPT2.vocab_size,
+        d_mlp=4 * GPT2.n_embd,
+    ),
+    processed=True,
+)
 
 
 def _centred(x):
@@ -26,8 +40,7 @@ def _centred(x):
 @pytest.fixture(scope="module")
 def models(tmp_path_factory):
     torch.manual_seed(0)
-    config = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=64)
-    hf_model = GPT2LMHeadModel(config).eval()
+    hf_model = GPT2LMHeadModel(GPT2).eval()
     with torch.no_grad():  # GPT-2's init zeroes biases and sets LN gains to 1: make them real
         for name, param in hf_model.named_parameters():
             if "ln" in name or name.endswith("bias"):
@@ -35,7 +48,7 @@ def models(tmp_path_factory):
     directory = tmp_path_factory.mktemp("gpt2")
     hf_model.save_pretrained(directory)
     ours = HookedMomentumTransformer.from_hf(directory)
-    bridge = build_bridge_from_module(copy.deepcopy(hf_model), "GPT2LMHeadModel", hf_config=config)
+    bridge = build_bridge_from_module(copy.deepcopy(hf_model), "GPT2LMHeadModel", hf_config=GPT2)
     bridge.enable_compatibility_mode()
     processed = copy.deepcopy(ours).process_weights()
     tokens = torch.randint(0, 100, (2, 12), generator=torch.Generator().manual_seed(1))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from float32 import forward_tol
 
 from momentum_interp import HookedMomentumTransformer
 
@@ -40,10 +41,10 @@ def test_cached_generation_equals_uncached(make_model, variant, do_sample):
     (tokens_c, logits_c), (tokens_u, logits_u) = runs
     assert tokens_c.shape == (2, 16)
     assert torch.equal(tokens_c, tokens_u)
-    torch.testing.assert_close(logits_c, logits_u, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits_c, logits_u, **forward_tol(model.cfg))
     # the uncached logits are the model's own forward at each step
     full = model(tokens_u[:, :-1])[:, prompt.shape[1] - 1 :]
-    torch.testing.assert_close(logits_u, full, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(logits_u, full, **forward_tol(model.cfg))
 
 
 def test_generation_on_bundled_induction_model_copies():

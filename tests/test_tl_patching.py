@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 from conftest import TINY, randomize_
+from float32 import forward_tol
 from transformer_lens import patching
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
@@ -12,8 +13,6 @@ from momentum_interp.compat.patching import (
     get_act_patch_momentum_all_pos,
     get_act_patch_momentum_by_pos,
 )
-
-TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 def _pair(d_vocab: int, n: int = 10):
@@ -64,7 +63,7 @@ def test_direct_path_patch_equals_hand_patch(component):
         logits = model.run_with_hooks(
             corrupted, fwd_hooks=[(f"blocks.1.attn.hook_{component}", replace)]
         )
-        torch.testing.assert_close(result[1, dst_head], metric(logits), **TOL)
+        torch.testing.assert_close(result[1, dst_head], metric(logits), **forward_tol(cfg))
     assert result[0].abs().max() == 0  # rows at or before the source layer are placeholders
     assert (result[1] - metric(model(corrupted))).abs().max() > 1e-4  # the patches do something
 
@@ -96,7 +95,9 @@ def test_key_velocity_patch_equals_hand_patch_on_one_layer(induction):
             logits = induction.run_with_hooks(
                 corrupted, fwd_hooks=[("blocks.0.attn.hook_k_sheared", shift)]
             )
-            torch.testing.assert_close(by_pos[0, pos, head], metric(logits), **TOL)
+            torch.testing.assert_close(
+                by_pos[0, pos, head], metric(logits), **forward_tol(induction.cfg)
+            )
     all_pos = get_act_patch_momentum_all_pos(induction, corrupted, clean_cache, metric, "k_sheared")
     assert all_pos.shape == (1, 4)
     clean_keys = clean_cache["k_sheared", 0]
@@ -109,7 +110,7 @@ def test_key_velocity_patch_equals_hand_patch_on_one_layer(induction):
         logits = induction.run_with_hooks(
             corrupted, fwd_hooks=[("blocks.0.attn.hook_k_sheared", restore)]
         )
-        torch.testing.assert_close(all_pos[0, head], metric(logits), **TOL)
+        torch.testing.assert_close(all_pos[0, head], metric(logits), **forward_tol(induction.cfg))
     assert all_pos.max() > metric(induction(corrupted)) + 0.5  # some head's keys carry the answer
 
 
@@ -146,8 +147,12 @@ def test_edge_attribution_and_faithfulness_run_and_bracket_the_gap():
     empty = faithfulness(model, clean, corrupted, metric, [])
     assert full.total_edges == n_edges
     # keeping every edge is the clean model; keeping none is the corrupted one
-    torch.testing.assert_close(torch.tensor(full.full_metric), metric(model(clean)), **TOL)
-    torch.testing.assert_close(torch.tensor(full.corrupt_metric), metric(model(corrupted)), **TOL)
+    torch.testing.assert_close(
+        torch.tensor(full.full_metric), metric(model(clean)), **forward_tol(cfg)
+    )
+    torch.testing.assert_close(
+        torch.tensor(full.corrupt_metric), metric(model(corrupted)), **forward_tol(cfg)
+    )
     assert full.recovered == pytest.approx(1.0, abs=1e-4)
     assert empty.recovered == pytest.approx(0.0, abs=1e-4)
     # the flags the sweep needed were restored

@@ -1,4 +1,4 @@
-"""Weight processing is exact with momentum: logits unchanged (float32, 1e-5) for every γ, shear
+"""Weight processing is exact with momentum: logits unchanged (to float32 rounding) for every γ, shear
 mode and placement; centring the unembedding moves all logits at a position by one constant."""
 
 from __future__ import annotations
@@ -7,10 +7,10 @@ import copy
 
 import pytest
 import torch
+from float32 import forward_tol
 
 from momentum_interp import HookedMomentumTransformer
 
-TOL = dict(atol=1e-5, rtol=1e-5)
 VARIANTS = [
     dict(shear="qk", shear_placement="post_rope", positional_embedding_type="rotary"),
     dict(shear="qk", shear_placement="pre_rope", positional_embedding_type="rotary"),
@@ -42,7 +42,7 @@ def test_process_weights_keeps_logits(make_model, variant, gamma):
     tokens = _tokens(model)
     before = model(tokens)
     processed = copy.deepcopy(model).process_weights(center_unembed=False)
-    torch.testing.assert_close(processed(tokens), before, **TOL)
+    torch.testing.assert_close(processed(tokens), before, **forward_tol(model.cfg, processed=True))
     for block in processed.blocks:  # the norms are now parameter-free, b_V is folded
         assert torch.equal(block.ln1.w, torch.ones_like(block.ln1.w))
         assert torch.equal(block.ln1.b, torch.zeros_like(block.ln1.b))
@@ -51,7 +51,8 @@ def test_process_weights_keeps_logits(make_model, variant, gamma):
     processed.center_unembed()
     after = processed(tokens)
     assert (after - before).abs().max() > 1e-3  # logits move ...
-    torch.testing.assert_close(_centred(after), _centred(before), **TOL)  # ... by a constant
+    close = forward_tol(model.cfg, processed=True)
+    torch.testing.assert_close(_centred(after), _centred(before), **close)  # ... by a constant
 
 
 def test_rms_norm_folds_but_refuses_centring(make_model):
@@ -64,7 +65,8 @@ def test_rms_norm_folds_but_refuses_centring(make_model):
     for name, value in model.state_dict().items():  # refused before any step ran
         assert torch.equal(value, untouched[name]), name
     model.process_weights(center_writing_weights=False)
-    torch.testing.assert_close(_centred(model(tokens)), _centred(before), **TOL)
+    close = forward_tol(model.cfg, processed=True)
+    torch.testing.assert_close(_centred(model(tokens)), _centred(before), **close)
 
 
 def test_from_pretrained_processed_matches_unprocessed():
@@ -73,7 +75,8 @@ def test_from_pretrained_processed_matches_unprocessed():
         "induction-1l-momentum", fold_ln=True, center_writing_weights=True, center_unembed=True
     )
     tokens = _tokens(plain)
-    torch.testing.assert_close(_centred(processed(tokens)), _centred(plain(tokens)), **TOL)
+    close = forward_tol(plain.cfg, processed=True)
+    torch.testing.assert_close(_centred(processed(tokens)), _centred(plain(tokens)), **close)
     assert not torch.equal(processed.W_U, plain.W_U)
     # default loading stays unprocessed: the trained final-norm gain is still there
     assert (plain.ln_final.w - 1).abs().max() > 0.01

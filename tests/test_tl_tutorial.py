@@ -8,6 +8,7 @@ import copy
 import pytest
 import torch
 from conftest import TINY, randomize_
+from float32 import forward_tol, sum_tolerance
 from transformer_lens.tools.analysis.direct_logit_attribution import direct_logit_attribution
 from transformer_lens.tools.analysis.logit_lens import logit_lens
 from transformer_lens.utilities import get_attention_mask
@@ -15,8 +16,6 @@ from transformer_lens.utilities import test_prompt as tl_test_prompt
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.model.shear import velocity
-
-TOL = dict(atol=1e-4, rtol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -54,13 +53,15 @@ def _dla_identities(model, tokens, right, wrong):
         "full_mlp_layers": cache.get_full_resid_decomposition(pos_slice=-1, expand_neurons=False),
     }
     for name, stack in stacks.items():
-        # every decomposition sums to the final residual stream ...
-        torch.testing.assert_close(stack.sum(0), cache["resid_post", -1][:, -1], **TOL)
+        # every decomposition sums to the final residual stream (one more sum, over components) ...
+        close = forward_tol(model.cfg, then=(len(stack),))
+        torch.testing.assert_close(stack.sum(0), cache["resid_post", -1][:, -1], **close)
         # ... and its attributions to the logit difference, up to the bias no component writes
         attrs = cache.logit_attrs(stack, right_t, wrong_t, pos_slice=-1)
-        torch.testing.assert_close(attrs.sum(0)[0] + bias, true_diff, **TOL), name
+        torch.testing.assert_close(attrs.sum(0)[0] + bias, true_diff, **close), name
     dla = direct_logit_attribution(model, tokens, right_t, wrong_t, unit="head")
-    torch.testing.assert_close(dla.attribution.sum(0)[0] + bias, true_diff, **TOL)
+    close = forward_tol(model.cfg, then=(len(dla.attribution),))
+    torch.testing.assert_close(dla.attribution.sum(0)[0] + bias, true_diff, **close)
     return true_diff, bias
 
 
@@ -97,13 +98,14 @@ def test_dla_identities_on_text_model(text_model):
 def test_logit_lens_last_layer_is_the_logits(induction, text_model):
     for model in (induction, text_model):
         tokens = model.to_tokens("1 2 3 4 5 1 2 3" if model.tokenizer is None else "the cat sat")
+        close = forward_tol(model.cfg)
         logits, cache = model.run_with_cache(tokens)
         result = logit_lens(model, tokens)
         assert result.labels[-1] == "final_post"
-        torch.testing.assert_close(result.values[-1], logits[:, -1], **TOL)
-        torch.testing.assert_close(cache.logit_lens().values[-1], logits[:, -1], **TOL)
+        torch.testing.assert_close(result.values[-1], logits[:, -1], **close)
+        torch.testing.assert_close(cache.logit_lens().values[-1], logits[:, -1], **close)
         accumulated = cache.accumulated_resid(apply_ln=True)  # the tutorial's recipe
-        torch.testing.assert_close(model.unembed(accumulated[-1]), logits, **TOL)
+        torch.testing.assert_close(model.unembed(accumulated[-1]), logits, **close)
 
 
 def test_start_and_stop_at_layer_and_losses(text_model):
@@ -189,7 +191,7 @@ def test_split_input_hooks_keep_logits_and_patch_one_head(text_model, flag):
     getattr(text_model, f"set_use_{flag}")(True)
     try:
         _, cache = text_model.run_with_cache(tokens)
-        torch.testing.assert_close(text_model(tokens), logits, **TOL)
+        torch.testing.assert_close(text_model(tokens), logits, **forward_tol(text_model.cfg))
         if flag == "hook_mlp_in":
             torch.testing.assert_close(cache["mlp_in", 1], cache["resid_mid", 1])
             return
@@ -211,7 +213,7 @@ def test_split_input_hooks_keep_logits_and_patch_one_head(text_model, flag):
             _, moved = text_model.run_with_cache(tokens)
         attn, ln1 = text_model.blocks[1].attn, text_model.blocks[1].ln1
         q2 = ln1(cache["resid_pre", 1] + shift) @ attn.W_Q[2] + attn.b_Q[2]
-        torch.testing.assert_close(moved["q", 1][:, :, 2], q2, **TOL)
+        torch.testing.assert_close(moved["q", 1][:, :, 2], q2, **forward_tol(text_model.cfg))
         torch.testing.assert_close(moved["q", 1][:, :, [0, 1, 3]], cache["q", 1][:, :, [0, 1, 3]])
     finally:
         getattr(text_model, f"set_use_{flag}")(False)
@@ -223,7 +225,10 @@ def test_composition_scores_by_definition(text_model):
     ov = (text_model.W_V[0, 1] @ text_model.W_O[0, 1]).double()
     qk = (text_model.W_Q[1, 3] @ text_model.W_K[1, 3].T).double()
     expected = (ov @ qk.T).norm() / (ov.norm() * qk.norm())
-    torch.testing.assert_close(scores.scores[0, 1, 1, 3].double(), expected, atol=1e-5, rtol=1e-5)
+    # float32 against float64: products over d_head, then d_model, then Frobenius norms' sums
+    d_model, d_head = text_model.cfg.d_model, text_model.cfg.d_head
+    tol = sum(sum_tolerance(n) for n in (d_head, d_head, d_model, d_model**2, d_model**2))
+    torch.testing.assert_close(scores.scores[0, 1, 1, 3].double(), expected, atol=tol, rtol=tol)
 
 
 def test_config_follows_dtype_and_failed_cuda(text_model):

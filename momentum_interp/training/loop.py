@@ -44,12 +44,22 @@ class Distributed:
 
 
 def resolve_device(requested: str, ddp: Distributed) -> torch.device:
-    """`auto` picks CUDA when present; under DDP each process takes its local GPU."""
+    """`auto` picks CUDA when present; under DDP each process takes its local GPU. A device this
+    machine lacks ("cuda:7", "gpu") is a ValueError naming the ones it has, before any work."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and ddp.world_size > 1:
         return torch.device("cuda", ddp.local_rank)
-    return torch.device(requested)
+    try:
+        device = torch.device(requested)
+        torch.empty(0, device=device)  # torch says "absent" by RuntimeError or AssertionError
+    except (RuntimeError, AssertionError) as e:
+        present = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
+        raise ValueError(
+            f"[train] device {requested!r} cannot be used on this machine ({e}). Set it to "
+            f'"auto" or one of: {", ".join(present)}.'
+        ) from e
+    return device
 
 
 def make_optimizer(model: torch.nn.Module, run: RunConfig) -> torch.optim.AdamW:

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file
 from safetensors.torch import save as save_safetensors
 
@@ -194,12 +195,19 @@ class RunDirectory:
     def load_checkpoint(
         self, path: Path, model: HookedMomentumTransformer, optimizer: torch.optim.Optimizer
     ) -> tuple[int, dict]:
-        """Restore model and optimiser from `path`; returns (next step, history)."""
+        """Restore model and optimiser from `path`; returns (next step, history). A corrupt file
+        is a RunDirectoryError naming it and how to go on."""
         restored = HookedMomentumTransformer.from_pretrained(path, device="cpu")
         model.load_state_dict(restored.state_dict())
-        state = json.loads((path / TRAINER_STATE_FILE).read_text())
-        tensors = load_file(str(path / OPTIMIZER_FILE))
-        optimizer.load_state_dict(optimizer_from_files(tensors, state["optimizer"]))
+        try:
+            state = json.loads((path / TRAINER_STATE_FILE).read_text())
+            tensors = load_file(str(path / OPTIMIZER_FILE))
+            optimizer.load_state_dict(optimizer_from_files(tensors, state["optimizer"]))
+        except (ValueError, KeyError, TypeError, SafetensorError) as e:
+            raise RunDirectoryError(
+                f"the resume checkpoint {path} is corrupt ({type(e).__name__}: {e}); delete "
+                f"{self.checkpoints / 'LATEST'} to train from scratch, or restore the checkpoint."
+            ) from e
         return state["step"], state["history"]
 
     def finish(self, model: HookedMomentumTransformer, metrics: dict) -> None:
