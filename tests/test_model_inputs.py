@@ -212,6 +212,8 @@ def test_a_device_this_machine_lacks_is_named(device):
         pytest.skip("this machine has a cuda:7")
     with pytest.raises(ValueError, match=rf"device '{device}' .*\['cpu'"):
         MomentumConfig(**{**BASE, "device": device})
+    with pytest.raises(ValueError, match=rf"device '{device}' .*\['cpu'"):
+        HookedMomentumTransformer.from_pretrained("induction-1l-momentum", device=device)
 
 
 def test_d_model_not_a_multiple_of_d_head():

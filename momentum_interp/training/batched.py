@@ -91,7 +91,8 @@ def train_batched(
     out_dirs: Sequence[str | Path] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train `runs` (one group, see `group_key`) together; return each run's metrics history.
+    """Train `runs` (one group, see `group_key`) together; return each run's metrics history
+    (a diverged run's as `train` records it: "diverged", "completed": False).
 
     With `out_dirs`, each run's final model and `metrics.json` go to its own run directory, as
     `train` writes them (no intermediate checkpoints: a killed group starts again).
