@@ -145,20 +145,27 @@ def _cmd_models(args: argparse.Namespace) -> None:
         )
 
 
-def _cmd_train(args: argparse.Namespace) -> None:
+def _cmd_train(args: argparse.Namespace) -> int | None:
+    """Train; a run that diverges (NaN or inf loss or gradient norm) is one line and status 1."""
     out = Path(args.out) if args.out else Path("runs") / _toml_name(args.config, "run")
     with _one_writer(out, "train"):
         from momentum_interp.training.config import load_run_config
-        from momentum_interp.training.loop import Distributed, train
+        from momentum_interp.training.loop import Distributed, TrainingDiverged, train
 
         run = load_run_config(args.config)
         if args.steps is not None:  # replace() re-runs the [train] checks (steps, warmup <= steps)
             run.train = dataclasses.replace(run.train, steps=args.steps)
         if args.seed is not None:
             run.train = dataclasses.replace(run.train, seed=args.seed)
-        final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
+        try:
+            final = train(run, out, overwrite=args.overwrite, progress=not args.quiet)
+        except TrainingDiverged as e:
+            if Distributed.from_env().is_main:
+                print(f"momentum-interp train: {e}", file=sys.stderr)
+            return 1
     if Distributed.from_env().is_main:
         print(f"Model written to {final}")
+    return None
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
@@ -187,10 +194,12 @@ def _cmd_score(args: argparse.Namespace) -> None:
             check_writable(out, ROOM["score"])
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.heads import rank_heads_ci
+    from momentum_interp.model.checkpoint import check_finite
     from momentum_interp.results import provenance
     from momentum_interp.tables import frame_rows, markdown_table
 
     model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
+    check_finite(model, args.model)
     ranking = rank_heads_ci(model, by=args.by, n_sequences=args.sequences, seed=args.seed)
     table = ranking.table()
     shown = table.head(args.top).assign(tied_top=table["tied_top"].map({True: "*", False: ""}))
@@ -576,7 +585,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(func=_cmd_demo)
 
-    train = sub.add_parser("train", help="train a model from a TOML run config")
+    train = sub.add_parser(
+        "train",
+        help="train a model from a TOML run config",
+        description="Train a model from a TOML run config. Exit status 1: the run diverged (a "
+        "NaN or inf loss or gradient norm); 2: bad input.",
+    )
     train.add_argument(
         "--config", type=input_file, required=True, help="TOML run config (see configs/)"
     )

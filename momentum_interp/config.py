@@ -33,6 +33,9 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "bfloat16": torch.
 class MomentumConfig(TransformerLensConfig):
     """Architecture of a `HookedMomentumTransformer`.
 
+    As in TransformerLens, `n_heads` defaults to `d_model / d_head`; here `d_head` also defaults
+    to `d_model / n_heads` when only `n_heads` is given. `device` must exist on this machine.
+
     Momentum options (arXiv 2602.04902):
         gamma: shear strength γ in `x̂_t = x_t + γ (x_t − x_{t−1})`; the initial value when learnable.
         shear: which signals are sheared: "qk" (the paper), "k" (keys only) or "none".
@@ -74,6 +77,7 @@ class MomentumConfig(TransformerLensConfig):
             )
         super().__post_init__()
         self._validate()
+        check_device(self.device)
         self.uses_rms_norm = self.normalization_type == "RMS"
         if self.rotary_dim is None:
             self.rotary_dim = self.d_head
@@ -113,16 +117,14 @@ class MomentumConfig(TransformerLensConfig):
         if not math.isfinite(self.gamma):
             raise ValueError(f"gamma must be finite, got {self.gamma}; use e.g. gamma=1.0.")
         if self.init_range is not None and (
-            not _is_real(self.init_range)
-            or not math.isfinite(self.init_range)
-            or self.init_range == 0
+            not is_finite_real(self.init_range) or self.init_range == 0
         ):
             raise ValueError(
                 f"init_range must be a finite positive standard deviation, got "
                 f"{self.init_range!r}; pass e.g. init_range=0.02, or leave it unset (-1 or None) "
                 "for the default 0.8/sqrt(d_model)."
             )
-        if not _is_real(self.eps) or not math.isfinite(self.eps) or self.eps <= 0:
+        if not is_finite_real(self.eps) or self.eps <= 0:
             raise ValueError(
                 f"eps must be a finite positive number, got {self.eps!r}; use e.g. eps=1e-5 "
                 "(the default)."
@@ -175,8 +177,39 @@ class MomentumConfig(TransformerLensConfig):
         return out
 
 
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
+def is_finite_real(value: Any) -> bool:
+    """Whether `value` is a finite int or float (not a bool, a string, NaN or ±inf)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def available_devices() -> list[str]:
+    """The devices this machine has: "cpu", then "cuda:0", "cuda:1", ... and "mps" if present."""
+    cuda = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    mps = torch.backends.mps.is_available()
+    return ["cpu", *(f"cuda:{i}" for i in range(cuda)), *(["mps"] if mps else [])]
+
+
+def check_device(device: str | torch.device) -> torch.device:
+    """`device` as a `torch.device` if this machine has it, else a ValueError naming what exists
+    (torch itself fails later with an AssertionError or an invalid-ordinal error)."""
+    try:
+        parsed = torch.device(device)
+    except (RuntimeError, TypeError) as e:
+        raise ValueError(
+            f"device {str(device)!r} is not a device name; use one of {available_devices()}."
+        ) from e
+    if parsed.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        present = count > 0 and (parsed.index is None or parsed.index < count)
+    elif parsed.type == "mps":
+        present = torch.backends.mps.is_available()
+    else:
+        present = True  # cpu, meta, ...: nothing to look for
+    if not present:
+        raise ValueError(
+            f"device {str(device)!r} does not exist on this machine; it has {available_devices()}."
+        )
+    return parsed
 
 
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
@@ -184,18 +217,52 @@ def _check_choice(name: str, value: Any, choices: tuple) -> None:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}.")
 
 
-def _reject_unknown_options(init):
-    """Turn the dataclass TypeError for an unknown keyword into a ValueError naming the options."""
+def _with_d_head(options: dict[str, Any]) -> dict[str, Any]:
+    """`options` with `d_head = d_model / n_heads` filled in when only `n_heads` is given."""
+    if "d_head" in options or options.get("n_heads", -1) == -1:
+        return options
+    d_model, n_heads = options.get("d_model"), options["n_heads"]
+    if not all(
+        isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in (d_model, n_heads)
+    ):
+        return options  # _validate names the bad value
+    if d_model % n_heads:
+        raise ValueError(
+            f"d_head is not set and d_model={d_model} is not a multiple of n_heads={n_heads}, so "
+            "it cannot be derived as d_model / n_heads; set d_head (each head's width) or choose "
+            "n_heads dividing d_model."
+        )
+    return {**options, "d_head": d_model // n_heads}
+
+
+def _check_options(init):
+    """Options by keyword: an unknown or a missing one is a ValueError naming it (not the
+    dataclass TypeError), and `d_head` defaults to `d_model / n_heads`."""
 
     @functools.wraps(init)
     def checked_init(self, *args, **kwargs):
-        valid = {f.name for f in dataclasses.fields(MomentumConfig)}
+        fields = dataclasses.fields(MomentumConfig)
+        valid = {f.name for f in fields}
         unknown = set(kwargs) - valid
         if unknown:
             raise ValueError(unknown_names("MomentumConfig option(s)", unknown, valid))
+        if not args:
+            kwargs = _with_d_head(kwargs)
+            missing = [
+                f.name
+                for f in fields
+                if f.name not in kwargs
+                and f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING
+            ]
+            if missing:
+                what = ["d_head (or n_heads)" if m == "d_head" else m for m in missing]
+                raise ValueError(
+                    f"MomentumConfig is missing the required option(s) {', '.join(what)}."
+                )
         init(self, *args, **kwargs)
 
     return checked_init
 
 
-MomentumConfig.__init__ = _reject_unknown_options(MomentumConfig.__init__)
+MomentumConfig.__init__ = _check_options(MomentumConfig.__init__)

@@ -19,7 +19,7 @@ from momentum_interp.analysis.tracing import (
 from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES, TRACE_SEQUENCES
 from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
-from momentum_interp.model.checkpoint import resolve
+from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.results import TRACE_RULE, provenance
 from momentum_interp.tables import frame_rows
@@ -33,8 +33,10 @@ from momentum_interp.viz.sections import add_section
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
-    """A bundled checkpoint by name or a checkpoint directory."""
-    return HookedMomentumTransformer.from_pretrained(name_or_path, device=device)
+    """A bundled checkpoint by name or a checkpoint directory; non-finite weights are refused."""
+    model = HookedMomentumTransformer.from_pretrained(name_or_path, device=device)
+    check_finite(model, name_or_path)
+    return model
 
 
 def example_tokens(model: HookedMomentumTransformer, seed: int, batch: int = 1) -> torch.Tensor:

@@ -376,6 +376,16 @@ def test_heatmaps_and_ranking(model):
         rank_heads(df, by="nonsense")
 
 
+def test_overflowing_activations_are_refused_naming_the_heads(build):
+    huge = build(gamma=1e30)  # finite weights, but q·k of ~1e58 overflows float32 scores
+    with pytest.raises(
+        ValueError,
+        match=r"attention patterns of L0H0, L0H1, L0H2, L0H3, L1H0, "
+        r"L1H1, L1H2, L1H3 are not finite.*overflow float32",
+    ):
+        score_heads(huge, n_sequences=4)
+
+
 def test_invalid_arguments(model):
     with pytest.raises(ValueError, match="exceed n_ctx"):
         score_heads(model, half_len=17)

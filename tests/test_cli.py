@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import math
 import re
+import shutil
 
 import pandas as pd
 import pytest
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.cli import main
@@ -84,6 +89,25 @@ def test_spectrum_and_report(checkpoint, tmp_path):
 def test_missing_model_is_a_clear_error(capsys):
     assert main(["score", "no-such-model"]) == 2
     assert "No checkpoint directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["score", "trace", "spectrum", "report", "explore"])
+def test_non_finite_weights_are_refused_naming_the_tensor(checkpoint, tmp_path, capsys, command):
+    diverged = tmp_path / "nan"
+    shutil.copytree(checkpoint, diverged)
+    tensors = load_file(str(diverged / "model.safetensors"))
+    tensors["blocks.0.attn.W_Q"][0, 0, 0] = math.nan  # committed with a matching checksum
+    data = save_safetensors(tensors)
+    (diverged / "model.safetensors").write_bytes(data)
+    meta = json.loads((diverged / "config.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256(data).hexdigest()
+    (diverged / "config.json").write_text(json.dumps(meta))
+
+    out = [] if command == "score" else ["--out", str(tmp_path / "out")]
+    assert main([command, str(diverged), *out]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "non-finite weights (NaN or inf) in blocks.0.attn.W_Q (1 of" in err[0]
+    assert not (tmp_path / "out").exists()
 
 
 def test_layer_without_head_is_an_error(checkpoint, tmp_path, capsys):

@@ -12,6 +12,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+from safetensors.torch import save as save_safetensors
 
 import momentum_interp.io as mi_io
 import momentum_interp.model.checkpoint as ckpt
@@ -61,6 +64,7 @@ ROUND_TRIPS = {
         act_fn="relu",
     ),
     "float64_no_norm": dict(dtype="float64", normalization_type=None, gamma=-0.3),
+    "shear_norm_temperature": dict(shear_norm=True, learned_temperature=True, gamma=0.6),
 }
 
 
@@ -118,7 +122,8 @@ def test_packed_round_trip_in_one_file(make_model, tmp_path, name, bpe_tokenizer
     with torch.no_grad():
         for param in model.parameters():
             param.copy_(param.bfloat16())
-    _assert_identical(model, HookedMomentumTransformer.from_pretrained(str(packed)))
+    with pytest.warns(UserWarning, match=r"precision change: .*\(bfloat16 -> float32\)"):
+        _assert_identical(model, HookedMomentumTransformer.from_pretrained(str(packed)))
 
 
 def test_bf16_packing_keeps_buffers_exact(make_model, tmp_path):
@@ -135,7 +140,8 @@ def test_bf16_packing_keeps_buffers_exact(make_model, tmp_path):
             assert tensors[name].dtype == t.dtype and torch.equal(tensors[name], t), name
         else:
             assert tensors[name].dtype == torch.bfloat16, name
-    loaded = HookedMomentumTransformer.from_pretrained(packed)
+    with pytest.warns(UserWarning, match="precision change"):
+        loaded = HookedMomentumTransformer.from_pretrained(packed)
     expected = torch.full((model.cfg.n_heads,), 0.707, dtype=loaded.blocks[0].attn.gamma.dtype)
     assert float(torch.tensor(0.707).bfloat16()) != 0.707  # the rounding this test guards against
     for block in loaded.blocks:
@@ -160,6 +166,18 @@ def test_set_gamma_survives_a_round_trip(make_model, tmp_path):
     model.save_pretrained(tmp_path / "g")
     loaded = HookedMomentumTransformer.from_pretrained(tmp_path / "g")
     assert torch.equal(loaded.gamma_q, model.gamma_q)
+    # the config states the edited heads, so the γ check holds them to it
+    meta = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert meta["gamma_per_head"] == [[1.0] * 4, [1.0, 1.0, 0.25, 1.0]]
+    packed = ckpt.pack_checkpoint(tmp_path / "g.safetensors", model)
+    assert torch.equal(HookedMomentumTransformer.from_pretrained(packed).gamma_q, model.gamma_q)
+    _rewrite_config(tmp_path / "g", lambda m: m["gamma_per_head"][1].__setitem__(2, 0.5))
+    with pytest.raises(
+        CheckpointError,
+        match=r"blocks\.1\.attn\.gamma holds the fixed γ "
+        r"\[1\.0, 1\.0, 0\.25, 1\.0\], but its config records gamma_per_head",
+    ):
+        _load(tmp_path / "g")
 
 
 def test_bundled_checkpoint_by_name(make_model, tmp_path, monkeypatch):
@@ -296,6 +314,73 @@ def test_config_section_missing(saved):
     _rewrite_config(saved, lambda m: m.pop("config"))
     with pytest.raises(CheckpointError, match="invalid model config"):
         _load(saved)
+
+
+def _rewrite_weights(directory: Path, edit) -> None:
+    """Edit the tensors and commit them with a matching checksum, as another writer might."""
+    tensors = load_file(str(directory / "model.safetensors"))
+    edit(tensors)
+    data = save_safetensors(tensors)
+    (directory / "model.safetensors").write_bytes(data)
+    _rewrite_config(directory, lambda m: m.update(weights_sha256=hashlib.sha256(data).hexdigest()))
+
+
+def test_config_gamma_that_the_weights_do_not_hold(saved):
+    _rewrite_config(saved, lambda m: m["config"].update(gamma=2.0))  # weights keep γ = 1
+    with pytest.raises(
+        CheckpointError,
+        match=r"blocks\.0\.attn\.gamma holds the fixed γ "
+        r"\[1\.0, 1\.0, 1\.0, 1\.0\], but its config says gamma = 2\.0",
+    ):
+        _load(saved)
+
+
+def test_integer_tensors_are_refused(saved):
+    _rewrite_weights(saved, lambda t: t.update({"blocks.0.attn.gamma": torch.full((4,), 100)}))
+    with pytest.raises(CheckpointError, match=r"tensor blocks\.0\.attn\.gamma is int64"):
+        _load(saved)
+
+
+def test_a_precision_change_is_stated(saved):
+    _rewrite_weights(saved, lambda t: t.update({k: v.half() for k, v in t.items()}))
+    stored = load_file(str(saved / "model.safetensors"))
+    with pytest.warns(UserWarning, match=r"precision change: \d+ tensor\(s\).*float16 -> float32"):
+        loaded = _load(saved)
+    for name, tensor in loaded.state_dict().items():
+        assert tensor.dtype == torch.float32 and torch.equal(tensor, stored[name].float()), name
+
+
+def test_an_option_parameter_without_its_option_is_explained(make_model, tmp_path):
+    make_model(learned_temperature=True).save_pretrained(tmp_path / "t")
+    _rewrite_config(tmp_path / "t", lambda m: m["config"].update(learned_temperature=False))
+    with pytest.raises(
+        CheckpointError,
+        match=r"unexpected.*The weights hold log_temperature, "
+        r"but the config has learned_temperature = False",
+    ):
+        _load(tmp_path / "t")
+
+
+@pytest.mark.parametrize("where", ["tensor", "config"])
+def test_a_flipped_bit_in_a_packed_file_fails_its_checksum(make_model, tmp_path, where):
+    path = ckpt.pack_checkpoint(tmp_path / "m.safetensors", make_model())
+    data = bytearray(path.read_bytes())
+    at = len(data) - 3 if where == "tensor" else data.index(b'\\"gamma\\": 1.0') + 11
+    data[at] ^= 0x02  # a tensor byte, or the config's gamma 1.0 -> 3.0: both still parse
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="does not match the checksum in its metadata"):
+        _load(path)
+
+
+def test_a_packed_file_without_a_checksum_loads_with_a_note(make_model, tmp_path):
+    model = make_model()
+    path = ckpt.pack_checkpoint(tmp_path / "m.safetensors", model)
+    with safe_open(path, framework="pt") as f:
+        metadata = {k: v for k, v in f.metadata().items() if k != "sha256"}
+    foreign = tmp_path / "foreign.safetensors"  # as another tool would write it
+    foreign.write_bytes(save_safetensors(load_file(str(path)), metadata=metadata))
+    with pytest.warns(UserWarning, match="could not be verified: it carries no sha256"):
+        _assert_identical(model, _load(foreign))
 
 
 def test_missing_tokenizer(make_model, tmp_path, bpe_tokenizer):

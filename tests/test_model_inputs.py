@@ -190,6 +190,32 @@ def test_smear_init_outside_unit_interval(smear_init):
         MomentumConfig(**BASE, shear="none", smeared_key=True, smear_init=smear_init)
 
 
+def test_d_head_defaults_to_d_model_over_n_heads():
+    cfg = MomentumConfig(d_model=16, n_heads=4, n_layers=1, n_ctx=8, device="cpu")
+    assert (cfg.d_head, cfg.n_heads) == (4, 4)
+    assert MomentumConfig.from_dict(cfg.to_dict()).d_head == 4
+    with pytest.raises(
+        ValueError,
+        match=r"d_head is not set and d_model=16 is not a multiple of "
+        r"n_heads=3.*set d_head",
+    ):
+        MomentumConfig(d_model=16, n_heads=3, n_layers=1, n_ctx=8)
+    with pytest.raises(ValueError, match=r"missing the required option\(s\) d_head \(or n_heads\)"):
+        MomentumConfig(d_model=16, n_layers=1, n_ctx=8)
+    with pytest.raises(ValueError, match=r"missing the required option\(s\) n_layers"):
+        MomentumConfig(d_model=16, d_head=4, n_ctx=8)
+
+
+@pytest.mark.parametrize("device", ["cuda:7", "gpu"])
+def test_a_device_this_machine_lacks_is_named(device):
+    if device == "cuda:7" and torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a cuda:7")
+    with pytest.raises(ValueError, match=rf"device '{device}' .*\['cpu'"):
+        MomentumConfig(**{**BASE, "device": device})
+    with pytest.raises(ValueError, match=rf"device '{device}' .*\['cpu'"):
+        HookedMomentumTransformer.from_pretrained("induction-1l-momentum", device=device)
+
+
 def test_d_model_not_a_multiple_of_d_head():
     with pytest.raises(ValueError, match="not a multiple of d_head"):
         MomentumConfig(d_model=18, d_head=4, n_layers=1, n_ctx=8)

@@ -628,6 +628,23 @@ def test_batched_sweep_matches_one_run_at_a_time(tmp_path):
         plan_units(spec.expand(), batch_runs=0)
 
 
+def test_a_diverged_run_is_a_result_with_no_criterion_alone_or_batched(tmp_path):
+    spec = tiny_spec('[grid]\n"model.gamma" = [0, 1e30, 1]\n', steps=6)
+    one = run_sweep(spec, tmp_path / "one", workers=0, progress=False)  # no SweepError
+    together = run_sweep(spec, tmp_path / "together", workers=0, progress=False, batch_runs=3)
+    for table in (one, together):
+        table = table.set_index("model.gamma")
+        assert table["diverged"].tolist() == [False, True, False]
+        assert table.loc[1e30, "diverged_step"] == 1
+        assert table.loc[1e30, ["final_accuracy", "auc_accuracy", "final_loss"]].isna().all()
+        assert table.loc[[0, 1], "final_accuracy"].between(0, 1).all()
+    rows = {
+        r["config"]["model"]["gamma"]: r for r in read_results(tmp_path / "one" / RESULTS_JSONL)
+    }
+    assert rows[1e30]["diverged"] is True and rows[1e30]["final_accuracy"] is None
+    assert rows[1e30]["steps_trained"] == 0 and rows[0]["diverged"] is False
+
+
 def test_sweep_block_reads_the_fits():
     # The README block of the two-sided sweep: its rows carry the per-depth means (computed here
     # by hand from the table), the separation verdicts and the paper's γ*(N) beside ours.

@@ -8,7 +8,7 @@ import torch
 
 from momentum_interp.training.batched import group_key, train_batched
 from momentum_interp.training.config import RunConfig
-from momentum_interp.training.loop import train
+from momentum_interp.training.loop import TrainingDiverged, train
 from momentum_interp.training.state import METRICS_FILE
 
 
@@ -67,6 +67,35 @@ def test_batched_runs_match_sequential_runs(tmp_path):
         assert saved["eval"][-1]["accuracy"] == ours["eval"][-1]["accuracy"]
     # The runs did differ: γ changes the trajectory.
     assert batched[0]["train"][-1]["loss"] != batched[2]["train"][-1]["loss"]
+
+
+def test_a_diverging_run_is_frozen_alone_and_the_others_match_sequential_runs(tmp_path):
+    """γ = 1e30 overflows the attention scores at once; γ = 0 and 1 share its group."""
+    torch.set_num_threads(1)
+    runs = [run_config(g, steps=20, eval_every=10) for g in (0.0, 1e30, 1.0)]
+    batched = train_batched(runs, [tmp_path / f"b{i}" for i in range(3)], progress=False)
+
+    diverged = batched[1]
+    assert diverged["completed"] is False and diverged["diverged"]["step"] == 1
+    assert diverged["train"] == [] and diverged["eval"] == []  # never logged nor evaluated
+    saved = json.loads((tmp_path / "b1" / METRICS_FILE).read_text())
+    assert saved["diverged"] == diverged["diverged"] and saved["completed"] is False
+    assert not (tmp_path / "b1" / "model.safetensors").exists()
+    with pytest.raises(TrainingDiverged) as sequential:  # the loop stops it at the same step
+        train(runs[1], tmp_path / "s1", progress=False)
+    assert sequential.value.record == diverged["diverged"]
+
+    for index in (0, 2):
+        root = train(runs[index], tmp_path / f"s{index}", progress=False)
+        theirs = json.loads((root / METRICS_FILE).read_text())
+        ours = batched[index]
+        assert "diverged" not in ours and len(ours["train"]) == 20
+        np.testing.assert_allclose(
+            [e["loss"] for e in ours["train"]], [e["loss"] for e in theirs["train"]], rtol=1e-5
+        )
+        for e_b, e_s in zip(ours["eval"], theirs["eval"], strict=True):
+            assert e_b["step"] == e_s["step"] and e_b["correct"] == e_s["correct"]
+        assert (tmp_path / f"b{index}" / "model.safetensors").is_file()
 
 
 def test_groups_and_their_errors():

@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from momentum_interp import cli
 from momentum_interp.training.config import RunConfig, load_run_config
@@ -62,6 +63,16 @@ BAD_CONFIGS = {
     "warmup_past_steps": (
         edited("warmup_steps = 4", "warmup_steps = 50"),
         r"warmup_steps must lie in \[0, steps=20\]",
+    ),
+    "infinite_lr": (edited("lr = 3e-3", "lr = inf"), r"lr must be a finite positive number"),
+    "nan_lr": (edited("lr = 3e-3", "lr = nan"), r"lr must be a finite positive number"),
+    "negative_grad_clip": (
+        edited("lr = 3e-3", "lr = 3e-3\ngrad_clip = -1.0"),
+        r"grad_clip must be a finite number >= 0, got -1\.0",
+    ),
+    "negative_weight_decay": (
+        edited("lr = 3e-3", "lr = 3e-3\nweight_decay = -0.1"),
+        r"weight_decay must be a finite number >= 0, got -0\.1",
     ),
 }
 
@@ -120,6 +131,10 @@ BAD_RUNS = {
         r"\[model\] n_ctx = 16 is smaller than the task's sequence length \(\[task\] seq_len\), "
         r"20; raise \[model\] n_ctx to at least 20",
     ),
+    "n_heads_not_dividing_d_model": (
+        edited("d_head = 4\nn_heads = 4", "n_heads = 3"),
+        r"d_head is not set and d_model=16 is not a multiple of n_heads=3.*set d_head",
+    ),
     "model_vocabulary_smaller_than_task": (
         edited("d_model = 16", "d_model = 16\nd_vocab = 12"),
         r"\[model\] d_vocab = 12 is smaller than the task's vocabulary, 24; raise \[model\] "
@@ -140,6 +155,21 @@ def test_bad_task_or_model_fails_before_touching_the_out_dir(tmp_path, capsys, c
     code, err = run_cli(capsys, "--config", str(path), "--out", str(out))
     assert code == 2
     assert "error:" in err and re.search(message, err)
+    assert not out.exists()
+
+
+def test_d_head_is_derived_from_n_heads(tmp_path):
+    run = load_run_config(write_config(tmp_path, edited("d_head = 4\nn_heads = 4", "n_heads = 2")))
+    assert run.model_config(24, 20).d_head == 8
+
+
+def test_a_device_this_machine_lacks_fails_before_touching_the_out_dir(tmp_path, capsys):
+    device = f"cuda:{max(7, torch.cuda.device_count())}"  # "cuda:7" unless 8+ GPUs are here
+    path = write_config(tmp_path, edited('device = "cpu"', f'device = "{device}"'))
+    out = tmp_path / "out"
+    code, err = run_cli(capsys, "--config", str(path), "--out", str(out))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert f"device '{device}' does not exist on this machine; it has ['cpu'" in err
     assert not out.exists()
 
 

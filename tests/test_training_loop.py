@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from momentum_interp import HookedMomentumTransformer
+from momentum_interp import HookedMomentumTransformer, cli
 from momentum_interp.data import make_task
 from momentum_interp.evaluation import (
     EVAL_STREAM,
@@ -29,7 +29,7 @@ from momentum_interp.evaluation import (
 from momentum_interp.lock import LOCK_FILE
 from momentum_interp.training import state
 from momentum_interp.training.config import OptimConfig, RunConfig, load_run_config
-from momentum_interp.training.loop import make_optimizer, train
+from momentum_interp.training.loop import TrainingDiverged, make_optimizer, train
 from momentum_interp.training.schedule import lr_at
 from momentum_interp.training.state import optimizer_from_files, optimizer_to_files
 
@@ -109,6 +109,52 @@ def test_training_loss_decreases_on_an_easy_task(tmp_path):
     assert first - last > 0.3, (first, last)
     chance = 1 / run.task["d_vocab"]
     assert metrics["eval"][-1]["accuracy"] > 2 * chance  # it copies, beyond guessing
+
+
+def test_a_diverging_run_stops_at_its_step_and_keeps_the_last_good_checkpoint(tmp_path, capsys):
+    """lr = 1e3 is finite (so valid) but blows the weights up within a few steps."""
+    run = tiny_run(lr=1e3, checkpoint_every=2)
+    out = tmp_path / "run"
+    with pytest.raises(
+        TrainingDiverged, match=r"diverged at step (\d+): its (loss|grad_norm)"
+    ) as e:
+        train(run, out, progress=False)
+    step = e.value.record["step"]
+    assert 2 < step < run.train.steps  # the setup: it diverges after a checkpoint, mid-run
+    kept = (step - 1) // 2 * 2  # the last checkpoint before the divergence
+    assert f"last good checkpoint (step {kept})" in str(e.value)
+
+    metrics = metrics_of(out)
+    assert metrics["completed"] is False and metrics["diverged"] == e.value.record
+    assert [entry["step"] for entry in metrics["train"]] == list(range(1, step))
+    assert all(math.isfinite(entry["loss"]) for entry in metrics["train"])  # no null losses
+    assert all(entry["step"] < step for entry in metrics["eval"])  # no eval of diverged weights
+    assert not (out / "model.safetensors").exists()  # the NaN state is nowhere on disk
+    latest = out / "checkpoints" / (out / "checkpoints" / "LATEST").read_text()
+    assert latest.name == f"step-{kept:07d}"
+    model = HookedMomentumTransformer.from_pretrained(latest)
+    assert all(torch.isfinite(t).all() for t in model.state_dict().values())
+
+    # Run again, it resumes from the good checkpoint and diverges at the same step.
+    capsys.readouterr()
+    with pytest.raises(TrainingDiverged) as again:
+        train(run, out, progress=False)
+    assert f"(step {kept})" in capsys.readouterr().out and again.value.record == e.value.record
+
+    # The command line: one line naming the step, exit status 1.
+    config = tmp_path / "diverges.toml"
+    text = (TINY / "induction.toml").read_text()
+    config.write_text(
+        text.replace("lr = 3e-3", "lr = 1e3\ncheckpoint_every = 2").replace(
+            "checkpoint_every = 10\n", ""
+        )
+    )
+    capsys.readouterr()
+    assert (
+        cli.main(["train", "--config", str(config), "--out", str(tmp_path / "cli"), "--quiet"]) == 1
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"diverged at step {step}" in err[0], err
 
 
 # ----------------------------------------------------------------------------- lr schedule

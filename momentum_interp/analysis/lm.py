@@ -19,6 +19,7 @@ import torch
 from momentum_interp.analysis.scoring import Window, icl_score
 from momentum_interp.data import make_task, repeated_span_mask
 from momentum_interp.evaluation import held_out_batches, per_token_loss
+from momentum_interp.model.checkpoint import check_finite
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.paths import REPO_ROOT
 
@@ -84,6 +85,7 @@ def compare_runs(
         task_configs.add(json.dumps(run["task"], sort_keys=True))
         task = make_task(**{**run["task"], "split": "val"})
         model = HookedMomentumTransformer.from_pretrained(run_dir, device="cpu")
+        check_finite(model, run_dir)
         rows.append(
             {
                 "run": run_dir.name,

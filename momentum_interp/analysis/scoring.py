@@ -334,8 +334,10 @@ def head_score_samples(
         loss_sum += per_token_loss(logits, batch).double().sum(0)
         del cache, logits
 
+    numerators = {name: torch.cat(v).cpu().numpy() for name, v in numerators.items()}
+    _check_finite_patterns(numerators, model.cfg.dtype)
     return HeadScoreSamples(
-        numerators={name: torch.cat(v).cpu().numpy() for name, v in numerators.items()},
+        numerators=numerators,
         rows={
             name: torch.cat([r.cpu() for r in v]).numpy().astype(np.int64)
             for name, v in rows.items()
@@ -344,6 +346,19 @@ def head_score_samples(
         seq_len=n_pos,
         half_len=half_len,
     )
+
+
+def _check_finite_patterns(numerators: dict[str, np.ndarray], dtype) -> None:
+    """Refuse scores of NaN or inf attention patterns, naming the heads (`numerators`: each
+    score's per-sequence sums `[seq, layer, head]`, non-finite wherever a pattern entry is)."""
+    bad = ~np.stack([np.isfinite(sums).all(0) for sums in numerators.values()]).all(0)
+    if bad.any():
+        heads = ", ".join(f"L{layer}H{head}" for layer, head in zip(*np.nonzero(bad), strict=True))
+        raise ValueError(
+            f"The attention patterns of {heads} are not finite (NaN or inf): the activations "
+            f"overflow {str(dtype).removeprefix('torch.')} (e.g. a huge gamma or diverged "
+            "weights), so their scores would be meaningless."
+        )
 
 
 def scores_table(

@@ -6,6 +6,13 @@ also the commit point of a save: see `write_checkpoint`.
 
 A packed checkpoint is the same in one file, `<name>.safetensors`, with the config (and
 tokenizer) JSON in the safetensors metadata (`pack_checkpoint`); `from_pretrained` loads either.
+Its metadata carries the SHA-256 of its tensors and other metadata (`sha256`), verified on load;
+a packed file without one (another tool's) loads with a warning that it could not be verified.
+
+On load the tensors must agree with the config: no integer tensors, a fixed γ equal to the
+config's `gamma` (or to the per-head values recorded when `set_gamma` changed some heads), the
+option parameters (`smear_logit`, `log_temperature`) present exactly when their options are on;
+a floating dtype other than the model's is a "precision change" warning.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +45,9 @@ from momentum_interp.version import __version__
 FORMAT_VERSION = 1
 WEIGHTS_FILE = "model.safetensors"
 TOKENIZER_FILE = "tokenizer.json"
+PACKED_CHECKSUM = "sha256"  # packed metadata key: SHA-256 of the tensors and the other metadata
+GAMMA_PER_HEAD = "gamma_per_head"  # a fixed γ's [layer][head] values, when not all == gamma
+OPTION_PARAMETERS = {"smear_logit": "smeared_key", "log_temperature": "learned_temperature"}
 
 
 def write_checkpoint(
@@ -89,6 +100,9 @@ def write_checkpoint(
     }
     if tokenizer is not None:
         meta["tokenizer_sha256"] = digests[TOKENIZER_FILE]
+    gamma = gamma_per_head(cfg, tensors)
+    if gamma is not None:
+        meta[GAMMA_PER_HEAD] = gamma
     try:
         for name, data in files.items():
             atomic_write_bytes(staged[name], data)
@@ -180,12 +194,7 @@ def read_checkpoint(
         tensors = load_safetensors(weights)
     except SafetensorError as e:
         raise CheckpointError(f"{weights_path} is not a readable safetensors file ({e}).") from e
-    try:
-        cfg = MomentumConfig.from_dict(meta["config"])
-    except (TypeError, ValueError, KeyError) as e:
-        raise CheckpointError(
-            f"{directory / CONFIG_FILE} holds an invalid model config: {e}"
-        ) from e
+    cfg = _checked_config(meta.get("config"), tensors, meta.get(GAMMA_PER_HEAD), directory)
     tokenizer = None
     if meta.get("has_tokenizer"):
         tokenizer = _read_tokenizer(directory, meta.get("tokenizer_sha256"))
@@ -233,8 +242,64 @@ def _read_meta(directory: Path) -> dict:
     return meta
 
 
+def gamma_per_head(cfg: MomentumConfig, tensors: dict[str, torch.Tensor]) -> list | None:
+    """A fixed γ's values `[layer][head]` when some head's differs from `cfg.gamma` (after
+    `set_gamma`, or a dtype change that rounded it); None when every head holds `cfg.gamma`
+    or γ is learned (its trained values are weights, not config)."""
+    if cfg.gamma_learnable:
+        return None
+    gammas = [tensors[f"blocks.{layer}.attn.gamma"] for layer in range(cfg.n_layers)]
+    if all(torch.equal(g, torch.full_like(g, cfg.gamma)) for g in gammas):
+        return None
+    return [g.tolist() for g in gammas]
+
+
+def _checked_config(
+    config: Any, tensors: dict[str, torch.Tensor], gamma: list | None, source: Path
+) -> MomentumConfig:
+    """The checkpoint's config, once it agrees with the tensors' dtypes and fixed γ values
+    (names and shapes: `load_weights`)."""
+    try:
+        cfg = MomentumConfig.from_dict(config)
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source} holds an invalid model config: {e}") from e
+    for name, tensor in tensors.items():
+        if not tensor.is_floating_point():
+            raise CheckpointError(
+                f"{source}: tensor {name} is {str(tensor.dtype).removeprefix('torch.')}, but "
+                "every weight and buffer of a model is floating point: the file was not written "
+                "by save_pretrained. Convert the tensor to float, or re-export the checkpoint."
+            )
+    if cfg.gamma_learnable:
+        return cfg
+    try:
+        expected = torch.tensor(
+            gamma if gamma is not None else [[cfg.gamma] * cfg.n_heads] * cfg.n_layers,
+            dtype=torch.float64,
+        )
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{source}: {GAMMA_PER_HEAD} is not a [layer][head] table") from e
+    for layer in range(cfg.n_layers):
+        name = f"blocks.{layer}.attn.gamma"
+        saved = tensors.get(name)
+        if saved is None or saved.shape != (cfg.n_heads,):
+            continue  # load_weights names a missing or mis-shaped tensor
+        if expected.shape == (cfg.n_layers, cfg.n_heads) and torch.equal(
+            saved, expected[layer].to(saved.dtype)
+        ):
+            continue
+        said = f"records {GAMMA_PER_HEAD} {gamma}" if gamma else f"says gamma = {cfg.gamma}"
+        raise CheckpointError(
+            f"{source}: {name} holds the fixed γ {saved.tolist()}, but its config {said}: the "
+            "config was edited after the save, or the weights belong to another one. Restore "
+            "the config the weights were saved with (or set its gamma to the saved value)."
+        )
+    return cfg
+
+
 def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], source: Path) -> None:
-    """Copy `tensors` into `model`, naming every missing, unexpected or mis-shaped weight."""
+    """Copy `tensors` into `model`, naming every missing, unexpected or mis-shaped weight (and
+    the option that explains a missing or extra option parameter); warn of a precision change."""
     expected = model.state_dict()
     missing = sorted(set(expected) - set(tensors))
     unexpected = sorted(set(tensors) - set(expected))
@@ -247,9 +312,53 @@ def load_weights(model: torch.nn.Module, tensors: dict[str, torch.Tensor], sourc
         raise CheckpointError(
             f"The config in {source} does not match its weights: missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}, shape mismatches {mismatched[:5]}. "
+            f"{_option_hints(missing, unexpected)}"
             "The config.json was probably edited or copied from another run."
         )
+    changed = {
+        name: (tensors[name].dtype, param.dtype)
+        for name, param in expected.items()
+        if tensors[name].dtype != param.dtype
+    }
+    if changed:
+        pairs = sorted({f"{a} -> {b}".replace("torch.", "") for a, b in changed.values()})
+        warnings.warn(
+            f"{source}: precision change: {len(changed)} tensor(s) stored as another floating "
+            f"dtype than the model's ({', '.join(pairs)}), e.g. {sorted(changed)[:3]}; the "
+            "loaded values carry the stored precision.",
+            stacklevel=3,
+        )
     model.load_state_dict(tensors)
+
+
+def _option_hints(missing: list[str], unexpected: list[str]) -> str:
+    """Which config option explains a missing or unexpected option parameter, as sentences."""
+    hints = set()
+    for names, holds in ((missing, False), (unexpected, True)):
+        for name in names:
+            leaf = name.rsplit(".", 1)[-1]
+            if leaf in OPTION_PARAMETERS:
+                option = OPTION_PARAMETERS[leaf]
+                have = "hold" if holds else "lack"
+                hints.add(f"The weights {have} {leaf}, but the config has {option} = {not holds}. ")
+    return "".join(sorted(hints))
+
+
+def check_finite(model: torch.nn.Module, source: str | Path) -> None:
+    """Refuse a model whose weights hold NaN or ±inf, naming each such tensor: every number an
+    analysis computed from them would be NaN (a diverged run's weights, or a corrupt file)."""
+    bad = []
+    for name, tensor in model.state_dict().items():
+        count = int((~torch.isfinite(tensor)).sum()) if tensor.is_floating_point() else 0
+        if count:
+            bad.append(f"{name} ({count} of {tensor.numel()} values)")
+    if bad:
+        more = f" and {len(bad) - 5} more" if len(bad) > 5 else ""
+        raise CheckpointError(
+            f"{source} holds non-finite weights (NaN or inf) in {', '.join(bad[:5])}{more}: "
+            "any analysis of them would be meaningless. They come from a run that diverged or "
+            "a corrupt file; use an earlier checkpoint of the run, or retrain it."
+        )
 
 
 def pack_checkpoint(
@@ -276,10 +385,27 @@ def pack_checkpoint(
         "library_version": __version__,
         "config": json.dumps(model.cfg.to_dict()),
     }
+    gamma = gamma_per_head(model.cfg, tensors)
+    if gamma is not None:
+        metadata[GAMMA_PER_HEAD] = json.dumps(gamma)
     if tokenizer is not None:
         metadata["tokenizer"] = tokenizer.to_str()
+    # the tensor layout does not depend on the metadata: a draft's digest is the file's
+    metadata[PACKED_CHECKSUM] = _packed_digest(save_safetensors(tensors, metadata=metadata))
     atomic_write_bytes(path, save_safetensors(tensors, metadata=metadata))
     return path
+
+
+def _packed_digest(data: bytes) -> str:
+    """SHA-256 of a safetensors file's tensor index, its metadata but the checksum itself, and
+    its tensor bytes: everything a flipped bit could change."""
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8 : 8 + size])
+    metadata = header.pop("__metadata__", None) or {}
+    metadata.pop(PACKED_CHECKSUM, None)
+    digest = hashlib.sha256(json.dumps([header, metadata], sort_keys=True).encode("utf-8"))
+    digest.update(data[8 + size :])
+    return digest.hexdigest()
 
 
 def unpack_checkpoint(
@@ -288,9 +414,10 @@ def unpack_checkpoint(
     """The config, weights and tokenizer of a file written by `pack_checkpoint`."""
     path = Path(path)
     try:
+        data = path.read_bytes()
+        tensors = load_safetensors(data)
         with safe_open(path, framework="pt") as f:
             metadata = f.metadata() or {}
-            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118
     except (OSError, SafetensorError) as e:
         raise CheckpointError(f"{path} is not a readable safetensors file ({e}).") from e
     if metadata.get("library") != "momentum_interp" or "config" not in metadata:
@@ -304,9 +431,22 @@ def unpack_checkpoint(
             f"{path} uses checkpoint format {version}, newer than this momentum_interp "
             f"understands ({FORMAT_VERSION}); upgrade momentum_interp to load it."
         )
+    if PACKED_CHECKSUM not in metadata:
+        warnings.warn(
+            f"{path} could not be verified: it carries no {PACKED_CHECKSUM} checksum (written by "
+            "another tool or an older momentum_interp); re-pack it to add one.",
+            stacklevel=2,
+        )
+    elif metadata[PACKED_CHECKSUM] != _packed_digest(data):
+        raise CheckpointError(
+            f"{path} does not match the checksum in its metadata: the file is corrupt or was "
+            "modified after it was written. Restore it from the original, or pack it again."
+        )
     try:
-        cfg = MomentumConfig.from_dict(json.loads(metadata["config"]))
-    except (TypeError, ValueError, KeyError) as e:
+        config = json.loads(metadata["config"])
+        gamma = json.loads(metadata[GAMMA_PER_HEAD]) if GAMMA_PER_HEAD in metadata else None
+    except ValueError as e:
         raise CheckpointError(f"{path} holds an invalid model config: {e}") from e
+    cfg = _checked_config(config, tensors, gamma, path)
     tokenizer = Tokenizer.from_str(metadata["tokenizer"]) if "tokenizer" in metadata else None
     return cfg, tensors, tokenizer

@@ -22,7 +22,7 @@ from momentum_interp.compat.cache import (
     missing_hook_error,
 )
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
-from momentum_interp.config import MomentumConfig
+from momentum_interp.config import MomentumConfig, check_device
 from momentum_interp.evaluation.loss import (
     next_token_loss,
     per_token_loss,
@@ -628,7 +628,7 @@ class HookedMomentumTransformer(HookedRootModule):
         directory = checkpoint.resolve(name_or_path)
         cfg, tensors, tokenizer = checkpoint.read_checkpoint(directory)
         if device is not None:
-            cfg.device = str(device)
+            cfg.device = str(check_device(device))
         model = cls(cfg, tokenizer=tokenizer, move_to_device=False)
         checkpoint.load_weights(model, tensors, directory)
         model.process_weights(fold_ln, center_writing_weights, center_unembed, fold_value_biases)

@@ -26,6 +26,17 @@ BACKENDS = ("local", "ray")
 THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
 
 Outcome = tuple[RunSpec, dict[str, Any] | None, BaseException | None]
+# A diverged run's numbers: none of them measures a trained model.
+DIVERGED_NONE = (
+    "final_accuracy",
+    "final_loss",
+    "best_accuracy",
+    "best_step",
+    "final_train_loss",
+    "eval_positions",
+    "auc_accuracy",
+    "steps_to_target",
+)
 Unit = Sequence[RunSpec]
 
 
@@ -62,16 +73,19 @@ def execute_run(
         _one_thread()
 
     from momentum_interp.training.config import RunConfig
-    from momentum_interp.training.loop import Distributed, resolve_device, train
+    from momentum_interp.training.loop import Distributed, TrainingDiverged, resolve_device, train
     from momentum_interp.training.state import METRICS_FILE, load_metrics
 
     run = RunConfig.from_dict({**config, "name": name})
     device = resolve_device(run.train.device, Distributed())
     started = time.perf_counter()
-    root = train(run, run_dir, overwrite=True, progress=False)
+    try:
+        root = train(run, run_dir, overwrite=True, progress=False)
+    except TrainingDiverged:  # a result (ranked last), not a failure: its metrics say where
+        root = Path(run_dir)
     wall = time.perf_counter() - started
     history = load_metrics(root)
-    if not history.get("eval"):
+    if not history.get("eval") and "diverged" not in history:
         raise RuntimeError(f"run {name} finished without an evaluation in {root}/{METRICS_FILE}")
     return {**summarise_history(history), "wall_time_s": wall, **_where(device)}
 
@@ -116,10 +130,29 @@ def _where(device) -> dict[str, str]:
 
 def summarise_history(history: dict[str, Any]) -> dict[str, Any]:
     """A run's result row from its metrics history: final and best held-out numbers, and the
-    whole held-out curve (`eval_steps`, `eval_accuracy`, `eval_loss`) for curve criteria."""
+    whole held-out curve (`eval_steps`, `eval_accuracy`, `eval_loss`) for curve criteria.
+
+    A diverged run (`history["diverged"]`) is a result too: `diverged` with its step and every
+    criterion None, so a search ranks it last; its curve up to the divergence is kept."""
     evals, steps = history["eval"], history["train"]
+    curves = {
+        "eval_steps": [e["step"] for e in evals],
+        "eval_accuracy": [e["accuracy"] for e in evals],
+        "eval_loss": [e["loss"] for e in evals],
+    }
+    record = history.get("diverged")
+    if record is not None:
+        return {
+            **dict.fromkeys(DIVERGED_NONE),
+            "diverged": True,
+            "diverged_step": record["step"],
+            "diverged_what": record["what"],
+            "steps_trained": record["step"] - 1,
+            **curves,
+        }
     final, best = evals[-1], max(evals, key=lambda e: e["accuracy"])
     return {
+        "diverged": False,
         "final_accuracy": final["accuracy"],
         "final_loss": final["loss"],
         "best_accuracy": best["accuracy"],
@@ -127,10 +160,8 @@ def summarise_history(history: dict[str, Any]) -> dict[str, Any]:
         "final_train_loss": steps[-1]["loss"] if steps else None,
         "eval_positions": final.get("n_positions"),
         "steps_trained": final["step"],
-        "eval_steps": [e["step"] for e in evals],
-        "eval_accuracy": [e["accuracy"] for e in evals],
-        "eval_loss": [e["loss"] for e in evals],
-        **curve_criteria([e["step"] for e in evals], [e["accuracy"] for e in evals]),
+        **curves,
+        **curve_criteria(curves["eval_steps"], curves["eval_accuracy"]),
     }
 
 

@@ -58,6 +58,8 @@ KEY_FIELDS = (
     "train.seed",
 )
 METRIC_COLUMNS = (
+    "diverged",
+    "diverged_step",
     "final_accuracy",
     "auc_accuracy",
     "steps_to_target",
@@ -281,7 +283,10 @@ def run_sweep(
                 continue
             append_result(jsonl, _row(spec, run, metrics))
             n_new += 1
-            bar.set_postfix(acc=f"{metrics['final_accuracy']:.3f}", refresh=False)
+            accuracy = metrics["final_accuracy"]  # None: the run diverged
+            bar.set_postfix(
+                acc="diverged" if accuracy is None else f"{accuracy:.3f}", refresh=False
+            )
             bar.update(1)
     finally:
         bar.close()

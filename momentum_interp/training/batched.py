@@ -7,6 +7,11 @@ buffer, so it stacks like a weight). They then share the initial weights and the
 AdamW is elementwise and the gradient of a sum of per-run losses is each run's own gradient, so
 each run follows the sequential loop's trajectory (gradients clipped per run, by its own norm).
 Evaluation copies each run's weights into its own model and calls the same `evaluate`.
+
+A run whose loss or gradient norm goes NaN or ±inf is marked diverged at that step (checked
+on the per-run numbers the step reads on the host anyway) and frozen: its gradients are zeroed
+and its weights restored after every later update, so it neither moves nor touches the others;
+it is not evaluated again and its run directory gets the divergence record, no model.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import copy
 import json
 import warnings
 from collections.abc import Sequence
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -23,11 +29,17 @@ from tqdm import tqdm
 
 from momentum_interp.data import make_task
 from momentum_interp.evaluation import TRAIN_STREAM, evaluate, next_token_loss, seeded_generator
+from momentum_interp.io import atomic_write_json
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.config import RunConfig
-from momentum_interp.training.loop import Distributed, resolve_device
+from momentum_interp.training.loop import (
+    Distributed,
+    diverged_metrics,
+    divergence,
+    resolve_device,
+)
 from momentum_interp.training.schedule import lr_at
-from momentum_interp.training.state import RunDirectory
+from momentum_interp.training.state import METRICS_FILE, RunDirectory
 
 BATCHED_FIELD = ("model", "gamma")  # the one config field allowed to differ within a group
 
@@ -79,7 +91,8 @@ def train_batched(
     out_dirs: Sequence[str | Path] | None = None,
     progress: bool = True,
 ) -> list[dict]:
-    """Train `runs` (one group, see `group_key`) together; return each run's metrics history.
+    """Train `runs` (one group, see `group_key`) together; return each run's metrics history
+    (a diverged run's as `train` records it: "diverged", "completed": False).
 
     With `out_dirs`, each run's final model and `metrics.json` go to its own run directory, as
     `train` writes them (no intermediate checkpoints: a killed group starts again).
@@ -113,6 +126,7 @@ def train_batched(
     # SDPA has no vmap batching rule on CPU yet: torch loops over the runs there, and says so.
     warnings.filterwarnings("ignore", message="There is a performance drop", category=UserWarning)
     histories = [{"train": [], "eval": []} for _ in runs]
+    diverged: list[dict | None] = [None for _ in runs]  # each run's divergence record
     bar = tqdm(total=opt.steps, desc=f"{len(runs)} runs", disable=not progress)
     for step in range(opt.steps):
         lr = lr_at(step, opt)
@@ -123,25 +137,62 @@ def train_batched(
         )
         losses = batched_loss(params, buffers, batch.tokens, batch.loss_mask)  # [run]
         losses.sum().backward()
-        norms = _clip_per_run([p.grad for p in params.values()], opt.grad_clip)
-        optimizer.step()
+        grads = [p.grad for p in params.values()]
+        norms = _clip_per_run(grads, opt.max_grad_norm)
+        step_losses, step_norms = losses.tolist(), norms.tolist()  # the step's host reads
+        for index, (loss, norm) in enumerate(zip(step_losses, step_norms, strict=True)):
+            if diverged[index] is not None:
+                continue
+            diverged[index] = divergence(step + 1, loss, norm)
+            if diverged[index] is None:
+                entry = {"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm}
+                histories[index]["train"].append(entry)
+        frozen = [index for index, record in enumerate(diverged) if record is not None]
+        with _frozen(params, grads, frozen):
+            optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        for history, loss, norm in zip(histories, losses.tolist(), norms.tolist(), strict=True):
-            history["train"].append({"step": step + 1, "loss": loss, "lr": lr, "grad_norm": norm})
         if (step + 1) % opt.eval_every == 0 or step + 1 == opt.steps:
             _load_into(models, params)
-            for model, history in zip(models, histories, strict=True):
-                metrics = evaluate(model, eval_task, opt.eval_batches, opt.batch_size, opt.seed)
-                history["eval"].append({"step": step + 1, **metrics})
+            for model, history, record in zip(models, histories, diverged, strict=True):
+                if record is None:
+                    metrics = evaluate(model, eval_task, opt.eval_batches, opt.batch_size, opt.seed)
+                    history["eval"].append({"step": step + 1, **metrics})
         bar.update(1)
     bar.close()
     _load_into(models, params)
     if out_dirs is not None:
-        for run, model, history, out in zip(runs, models, histories, out_dirs, strict=True):
+        for run, model, history, record, out in zip(
+            runs, models, histories, diverged, out_dirs, strict=True
+        ):
             run_dir = RunDirectory(out)
             run_dir.claim(run.to_dict(), overwrite=True)
-            run_dir.finish(model, {"name": run.name, "completed": True, **history})
-    return histories
+            if record is None:
+                run_dir.finish(model, {"name": run.name, "completed": True, **history})
+            else:
+                atomic_write_json(
+                    run_dir.root / METRICS_FILE, diverged_metrics(run.name, record, history)
+                )
+    return [
+        history if record is None else diverged_metrics(run.name, record, history)
+        for run, history, record in zip(runs, histories, diverged, strict=True)
+    ]
+
+
+@contextmanager
+def _frozen(params: dict[str, torch.Tensor], grads: list[torch.Tensor], runs: list[int]):
+    """Inside, the optimiser step leaves runs `runs` (indices into the leading dim) as they
+    were: their gradients (NaN after a divergence) are zeroed, their weights put back after."""
+    if not runs:
+        yield
+        return
+    index = torch.tensor(runs, device=grads[0].device)
+    for grad in grads:
+        grad.index_fill_(0, index, 0.0)
+    kept = [p.detach()[index].clone() for p in params.values()]
+    yield
+    with torch.no_grad():
+        for param, old in zip(params.values(), kept, strict=True):
+            param.index_copy_(0, index, old)
 
 
 @torch.no_grad()

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from momentum_interp.config import MomentumConfig
+from momentum_interp.config import MomentumConfig, is_finite_real
 from momentum_interp.data.registry import check_task
 from momentum_interp.naming import unknown_names
 
@@ -17,7 +18,8 @@ TOP_LEVEL = ("model", "task", "train", "name")
 
 @dataclass
 class OptimConfig:
-    """AdamW with linear warmup then cosine decay to `min_lr_ratio × lr`, and gradient clipping."""
+    """AdamW with linear warmup then cosine decay to `min_lr_ratio × lr`, and gradient clipping
+    at `grad_clip` (0: off, as in nanoGPT). `device`: "auto", "cpu", "cuda", "cuda:1", ..."""
 
     steps: int = 1000
     batch_size: int = 64
@@ -52,8 +54,22 @@ class OptimConfig:
                 "[train] history_checkpoints must be a non-negative integer (0: keep none; 50 or "
                 f"more to resolve a transition), got {self.history_checkpoints!r}."
             )
-        if not self.lr > 0:
-            raise ValueError(f"[train] lr must be positive, got {self.lr}.")
+        if not is_finite_real(self.lr) or self.lr <= 0:
+            raise ValueError(
+                f"[train] lr must be a finite positive number, got {self.lr!r}; use e.g. lr = 1e-3."
+            )
+        for name in ("weight_decay", "grad_clip", "min_lr_ratio"):
+            if not is_finite_real(getattr(self, name)) or getattr(self, name) < 0:
+                raise ValueError(
+                    f"[train] {name} must be a finite number >= 0, got {getattr(self, name)!r}."
+                )
+        if len(self.betas) != 2 or not all(is_finite_real(b) and 0 <= b < 1 for b in self.betas):
+            raise ValueError(f"[train] betas must be two numbers in [0, 1), got {self.betas!r}.")
+
+    @property
+    def max_grad_norm(self) -> float:
+        """The clipping threshold: `grad_clip`, or no clipping (inf) when it is 0."""
+        return self.grad_clip or math.inf
 
 
 @dataclass

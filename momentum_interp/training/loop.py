@@ -1,7 +1,14 @@
-"""The training loop: AdamW, warmup + cosine, clipping, bf16 on GPU, DDP under torchrun, exact resume."""
+"""The training loop: AdamW, warmup + cosine, clipping, bf16 on GPU, DDP under torchrun, exact resume.
+
+A run stops at the first step whose loss or gradient norm is NaN or ±inf (`TrainingDiverged`):
+both are read on the host each step anyway (the logged loss and grad norm), so the check adds no
+device synchronisation. Nothing from that step on is saved; `metrics.json` records where it
+diverged and the last good checkpoint stays.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from contextlib import nullcontext
@@ -13,13 +20,15 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
+from momentum_interp.config import check_device
 from momentum_interp.data import make_task
 from momentum_interp.evaluation import TRAIN_STREAM, evaluate, seeded_generator
+from momentum_interp.io import atomic_write_json
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.training.config import RunConfig
 from momentum_interp.training.history import CheckpointHistory, history_schedule
 from momentum_interp.training.schedule import lr_at
-from momentum_interp.training.state import METRICS_FILE, RunDirectory
+from momentum_interp.training.state import METRICS_FILE, RunDirectory, load_metrics
 
 
 @dataclass
@@ -45,21 +54,35 @@ class Distributed:
 
 def resolve_device(requested: str, ddp: Distributed) -> torch.device:
     """`auto` picks CUDA when present; under DDP each process takes its local GPU. A device this
-    machine lacks ("cuda:7", "gpu") is a ValueError naming the ones it has, before any work."""
+    machine lacks (e.g. "cuda:7" with fewer GPUs) is a ValueError naming the ones it has."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
     if requested == "cuda" and ddp.world_size > 1:
-        return torch.device("cuda", ddp.local_rank)
-    try:
-        device = torch.device(requested)
-        torch.empty(0, device=device)  # torch says "absent" by RuntimeError or AssertionError
-    except (RuntimeError, AssertionError) as e:
-        present = ["cpu", *(f"cuda:{i}" for i in range(torch.cuda.device_count()))]
-        raise ValueError(
-            f"[train] device {requested!r} cannot be used on this machine ({e}). Set it to "
-            f'"auto" or one of: {", ".join(present)}.'
-        ) from e
-    return device
+        requested = f"cuda:{ddp.local_rank}"
+    return check_device(requested)
+
+
+class TrainingDiverged(RuntimeError):
+    """A run's loss or gradient norm went NaN or ±inf; `record` is `metrics.json`'s "diverged"
+    entry (`step`, `what`, `value`). The command line exits with status 1 on it."""
+
+    def __init__(self, message: str, record: dict):
+        super().__init__(message)
+        self.record = record
+
+
+def divergence(step: int, loss: float, grad_norm: float) -> dict | None:
+    """The "diverged" record of a step whose loss or gradient norm is not finite, else None."""
+    for what, value in (("loss", loss), ("grad_norm", grad_norm)):
+        if not math.isfinite(value):
+            return {"step": step, "what": what, "value": str(value)}
+    return None
+
+
+def diverged_metrics(name: str, record: dict, history: dict) -> dict:
+    """`metrics.json` of a diverged run: its history up to the last finite step, and where it
+    diverged; no evaluation of the diverged weights."""
+    return {"name": name, "completed": False, "diverged": record, **history}
 
 
 def make_optimizer(model: torch.nn.Module, run: RunConfig) -> torch.optim.AdamW:
@@ -126,7 +149,9 @@ def _train(
         run_dir.claim(run.to_dict(), overwrite)
     if ddp.world_size > 1:
         dist.barrier()
-    if (run_dir.root / METRICS_FILE).is_file() and run_dir.latest_checkpoint() is None:
+    latest = run_dir.latest_checkpoint()
+    finished = (run_dir.root / METRICS_FILE).is_file() and latest is None
+    if finished and "diverged" not in load_metrics(run_dir.root):  # a diverged run trains again
         if ddp.is_main:
             print(f"{run_dir.root} already holds the finished run; nothing to do.")
         return run_dir.root
@@ -135,10 +160,10 @@ def _train(
             model, opt.steps, len(history_schedule(opt.steps, opt.history_checkpoints))
         )
 
-    step, history = 0, {"train": [], "eval": []}
-    latest = run_dir.latest_checkpoint()
+    step, history, saved = 0, {"train": [], "eval": []}, None  # saved: last checkpoint's step
     if latest is not None:
         step, history = run_dir.load_checkpoint(latest, model, optimizer)
+        saved = step
         if ddp.is_main:
             print(f"Resuming {run.name} from {latest.name} (step {step}).")
 
@@ -156,6 +181,7 @@ def _train(
     bar = tqdm(total=opt.steps, initial=step, desc=run.name, disable=not (progress and ddp.is_main))
     postfix = {"eval_acc": f"{history['eval'][-1]['accuracy']:.3f}"} if history["eval"] else {}
     model.train()
+    diverged = None
     while step < opt.steps:
         started = time.perf_counter()
         lr = lr_at(step, opt)
@@ -167,7 +193,7 @@ def _train(
         with autocast:
             loss = trainee(batch.tokens, return_type="loss", loss_mask=batch.loss_mask)
         loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.grad_clip)
+        grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), opt.max_grad_norm)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         step += 1
@@ -176,10 +202,13 @@ def _train(
         if ddp.world_size > 1:  # record the global batch's loss, not rank 0's share of it
             dist.all_reduce(logged)
             logged /= ddp.world_size
-        loss_value = logged.item()
+        loss_value, grad_value = logged.item(), float(grad_norm)  # the step's host reads
+        diverged = divergence(step, loss_value, grad_value)
+        if diverged is not None:
+            break
         tokens_per_s = tokens_per_step / (time.perf_counter() - started)
         history["train"].append(
-            {"step": step, "loss": loss_value, "lr": lr, "grad_norm": float(grad_norm)}
+            {"step": step, "loss": loss_value, "lr": lr, "grad_norm": grad_value}
         )
         if ddp.is_main and (step % opt.eval_every == 0 or step == opt.steps):
             metrics = evaluate(model, eval_task, opt.eval_batches, opt.batch_size, seed=opt.seed)
@@ -192,10 +221,41 @@ def _train(
             snapshots.keep(step, model)
         if ddp.is_main and step % opt.checkpoint_every == 0 and step < opt.steps:
             run_dir.save_checkpoint(step, model, optimizer, history)
+            saved = step
     bar.close()
+    if diverged is not None:
+        _stop_diverged(run, run_dir, ddp, diverged, history, saved)
 
     if ddp.is_main:
         run_dir.finish(model, {"name": run.name, "completed": True, **history})
     if ddp.world_size > 1:
         dist.barrier()  # no rank returns before rank 0 has written the final model
     return run_dir.root
+
+
+def _stop_diverged(
+    run: RunConfig,
+    run_dir: RunDirectory,
+    ddp: Distributed,
+    record: dict,
+    history: dict,
+    saved: int | None,
+) -> None:
+    """Record the divergence in `metrics.json` (rank 0), keep the checkpoints, and raise."""
+    metrics = run_dir.root / METRICS_FILE
+    if ddp.is_main:
+        atomic_write_json(metrics, diverged_metrics(run.name, record, history))
+    if ddp.world_size > 1:
+        dist.barrier()  # every rank stops at the same step: loss and grad norm are global
+    kept = (
+        f"the last good checkpoint (step {saved}) stays in {run_dir.checkpoints}"
+        if saved is not None
+        else "no checkpoint had been saved before it"
+    )
+    raise TrainingDiverged(
+        f"run {run.name} diverged at step {record['step']}: its {record['what']} is "
+        f"{record['value']}. Nothing from that step on was saved; {kept}, and {metrics} records "
+        f"the divergence. Lower [train] lr (now {run.train.lr:g}), lengthen warmup_steps, or "
+        "clip gradients harder (grad_clip).",
+        record,
+    )
