@@ -185,7 +185,7 @@ def test_a_device_this_machine_lacks_is_one_line(tmp_path, capsys, device):
     config.write_text(TINY_CONFIG.read_text().replace('device = "cpu"', f'device = "{device}"'))
     assert main(["train", "--config", str(config), "--out", str(tmp_path / "out")]) == 2
     line = one_line(capsys.readouterr().err)
-    assert f"device {device!r}" in line and "this machine" in line and "cpu" in line
+    assert f"device {device!r}" in line and "cpu" in line
     assert not (tmp_path / "out").exists()  # refused before the run directory was made
 
 
