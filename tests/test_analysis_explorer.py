@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from momentum_interp import HookedMomentumTransformer
+from momentum_interp.analysis import what_if_shear_hooks
 from momentum_interp.analysis.explorer import (
     causal_softmax,
     coefficients,
@@ -118,3 +119,39 @@ def test_models_must_share_a_vocabulary(zoo):
     )
     with pytest.raises(ValueError, match="at most 256 tokens"):
         explorer_data({"a": long}, torch.zeros(1, 300, dtype=torch.long))
+
+
+def _rescaled(**options) -> HookedMomentumTransformer:
+    cfg = MomentumConfig(
+        n_layers=1, d_model=32, n_heads=4, d_head=8, d_vocab=20, n_ctx=16, attn_only=True,
+        gamma=0.6, seed=3, **options,
+    )  # fmt: skip
+    return HookedMomentumTransformer(cfg).eval()
+
+
+def test_a_learned_temperature_scales_the_terms_and_a_normalised_shear_is_refused():
+    """The page's identity must carry the learned per-head logit scale (γ-free); a gain-normalised
+    shear divides by a γ-dependent gain the page does not model, so it is refused."""
+    model = _rescaled(learned_temperature=True)
+    with torch.no_grad():
+        model.blocks[0].attn.log_temperature.copy_(torch.tensor([0.5, -0.3, 0.0, 1.0]))
+    tokens = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(0))
+    _check_reconstruction(model, explorer_data({"t": model}, tokens).models[0], tokens)
+    with pytest.raises(ValueError, match="gain-normalised"):
+        explorer_data({"n": _rescaled(shear_norm=True)}, tokens)
+    with pytest.raises(ValueError, match="set_gamma"):  # a second shear on top of its own
+        what_if_shear_hooks(model, 0.5)
+
+
+def test_scores_the_terms_do_not_rebuild_are_refused():
+    """A model whose scores are not ⟨q̂, k̂⟩ / scale (here: doubled by a hook) is refused rather
+    than shown with wrong patterns."""
+    model = _rescaled()
+    tokens = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(0))
+
+    def double(scores, hook):
+        return scores * 2
+
+    doubled = model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", double)])
+    with doubled, pytest.raises(ValueError, match="do not rebuild this model's attention scores"):
+        explorer_data({"m": model}, tokens)
