@@ -212,6 +212,49 @@ def check_device(device: str | torch.device) -> torch.device:
     return parsed
 
 
+def _fixed(value: Any) -> property:
+    return property(lambda self: value, doc=f"Always {value!r} here (TransformerLens reads it).")
+
+
+# TransformerBridgeConfig's HookedTransformer-compatibility fields that TransformerLens code and
+# tutorials read (`cfg.checkpoint_value`, `cfg.n_devices`, ...), with their values for this
+# architecture. Read-only attributes rather than options, so config.json is unchanged.
+_TL_FIELDS = {
+    "checkpoint_index": _fixed(None),  # not one of a series of training checkpoints
+    "checkpoint_value": _fixed(None),
+    "checkpoint_label_type": _fixed(None),
+    "from_checkpoint": _fixed(False),
+    "tokenizer_name": _fixed(None),  # the tokenizer travels with the checkpoint, not by name
+    "tokenizer_prepends_bos": _fixed(False),  # to_tokens adds BOS itself (default_prepend_bos)
+    "tokenizer_appends_eos": _fixed(False),
+    "original_architecture": _fixed("HookedMomentumTransformer"),
+    "attention_dir": _fixed("causal"),
+    "use_attn_scale": _fixed(True),
+    "attn_scale": property(lambda self: math.sqrt(self.d_head), doc="Scores are q·k / √d_head."),
+    "d_vocab_out": property(lambda self: self.d_vocab, doc="Logits over the input vocabulary."),
+    "initializer_range": property(lambda self: self.init_range, doc="`init_range`."),
+    "init_mode": _fixed("gpt2"),
+    "n_devices": _fixed(1),
+    "parallel_attn_mlp": _fixed(False),
+    "post_embedding_ln": _fixed(False),
+    "use_local_attn": _fixed(False),
+    "window_size": _fixed(None),
+    "attn_types": _fixed(None),
+    "use_qk_norm": _fixed(False),
+    "scale_attn_by_inverse_layer_idx": _fixed(False),
+    "rotary_adjacent_pairs": _fixed(False),  # GPT-NeoX "rotate half" layout
+    "use_hook_tokens": _fixed(False),
+    "tie_word_embeddings": _fixed(False),  # W_U is its own parameter (from_hf copies W_Eᵀ)
+    "trust_remote_code": _fixed(False),
+}
+for _name, _field in _TL_FIELDS.items():
+    setattr(MomentumConfig, _name, _field)
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def _check_choice(name: str, value: Any, choices: tuple) -> None:
     if value not in choices:
         raise ValueError(f"{name}={value!r} is not supported; choose one of {list(choices)}.")

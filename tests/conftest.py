@@ -90,3 +90,46 @@ def bpe_tokenizer(tmp_path_factory) -> Tokenizer:
     ]
     corpus.write_text("\n".join(lines * 3), encoding="utf-8")
     return train_bpe_tokenizer([corpus], vocab_size=512, min_frequency=1)
+
+
+@pytest.fixture(scope="session")
+def gpt2_pair(tmp_path_factory, bpe_tokenizer):
+    """A random GPT-2 (`transformers`, built here: nothing downloaded) with non-trivial biases and
+    LN gains and the BPE tokenizer, saved to a directory, and loaded both ways:
+    `(hf_model, directory, ours, bridge)` with `ours = from_hf(directory)` (unprocessed) and
+    TransformerLens's `TransformerBridge` on the same weights and tokenizer, in compatibility
+    mode. Shared across tests: copy a model before changing it."""
+    import copy
+
+    from transformer_lens.model_bridge.sources._bridge_builder import build_bridge_from_module
+    from transformers import GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+
+    torch.manual_seed(0)
+    config = GPT2Config(
+        n_layer=2, n_embd=64, n_head=4, vocab_size=bpe_tokenizer.get_vocab_size(), n_positions=64
+    )
+    hf_model = GPT2LMHeadModel(config).eval()
+    with torch.no_grad():  # GPT-2's init zeroes biases, sets LN gains to 1 and makes attention
+        for name, param in hf_model.named_parameters():  # near-uniform: make them all real
+            if "ln" in name or name.endswith("bias"):
+                param.add_(0.1 * torch.randn_like(param))
+            elif param.ndim == 2:
+                param.mul_(4.0)
+    directory = tmp_path_factory.mktemp("gpt2")
+    hf_model.save_pretrained(directory)
+    bos = "<|endoftext|>"
+    PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(bpe_tokenizer.to_str()),
+        bos_token=bos,
+        eos_token=bos,
+        pad_token=bos,
+    ).save_pretrained(directory)
+    ours = HookedMomentumTransformer.from_hf(directory)
+    bridge = build_bridge_from_module(
+        copy.deepcopy(hf_model),
+        "GPT2LMHeadModel",
+        hf_config=config,
+        tokenizer=PreTrainedTokenizerFast.from_pretrained(directory),
+    )
+    bridge.enable_compatibility_mode()
+    return hf_model, directory, ours, bridge

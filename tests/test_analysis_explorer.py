@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from momentum_interp import HookedMomentumTransformer
+from momentum_interp.analysis import what_if_shear_hooks
 from momentum_interp.analysis.explorer import (
     causal_softmax,
     coefficients,
@@ -44,13 +45,7 @@ def _check_reconstruction(model, entry, tokens):
             gamma_q = gamma if entry.shear == "qk" else 0.0
             assert gamma_q == pytest.approx(float(model.gamma_q[layer, head]), abs=1e-7)
             assert gamma == pytest.approx(float(model.gamma_k[layer, head]), abs=1e-7)
-            rebuilt = scores_from_dots(
-                dots[layer, head],
-                gamma_q,
-                gamma,
-                entry.shear_norm,
-                float(entry.temperature[layer, head]),
-            )
+            rebuilt = scores_from_dots(dots[layer, head], gamma_q, gamma, entry.shear_norm)
             torch.testing.assert_close(
                 rebuilt[causal], scores[layer, head][causal], atol=1e-5, rtol=0
             )
@@ -103,10 +98,8 @@ def test_softmax_at_gamma_is_the_one_layer_model_run_with_that_gamma(zoo, data, 
 def test_coefficients_and_induction_keys_by_hand():
     assert coefficients(1.0, 1.0) == (4.0, -2.0, -2.0, 1.0)
     assert coefficients(0.0, 0.5) == (1.5, -0.5, -0.0, 0.0)
-    # normalised: divided by √(1 + 2γ + 2γ²) per side (√5 at γ = 1); temperature multiplies
-    assert coefficients(1.0, 1.0, shear_norm=True, temperature=2.0) == pytest.approx(
-        (1.6, -0.8, -0.8, 0.4)
-    )
+    # normalised: divided by √(1 + 2γ + 2γ²) per side (√5 at γ = 1)
+    assert coefficients(1.0, 1.0, shear_norm=True) == pytest.approx((0.8, -0.4, -0.4, 0.2))
     # tokens 5 7 9 5 7: the second 5 (t=3) looks for the key after the first 5 (s*=1).
     assert induction_keys([5, 7, 9, 5, 7]) == [-1, -1, -1, 1, 2]
 
@@ -161,3 +154,37 @@ def test_models_must_share_a_vocabulary(zoo):
     )
     with pytest.raises(ValueError, match="at most 256 tokens"):
         explorer_data({"a": long}, torch.zeros(1, 300, dtype=torch.long))
+
+
+def _rescaled(**options) -> HookedMomentumTransformer:
+    cfg = MomentumConfig(
+        n_layers=1, d_model=32, n_heads=4, d_head=8, d_vocab=20, n_ctx=16, attn_only=True,
+        gamma=0.6, seed=3, **options,
+    )  # fmt: skip
+    return HookedMomentumTransformer(cfg).eval()
+
+
+def test_a_learned_temperature_scales_the_terms_and_a_what_if_needs_no_shear():
+    """The page's identity must carry the learned per-head logit scale (γ-free, folded into the
+    dots); the what-if shear refuses a model that shears already."""
+    model = _rescaled(learned_temperature=True)
+    with torch.no_grad():
+        model.blocks[0].attn.log_temperature.copy_(torch.tensor([0.5, -0.3, 0.0, 1.0]))
+    tokens = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(0))
+    _check_reconstruction(model, explorer_data({"t": model}, tokens).models[0], tokens)
+    with pytest.raises(ValueError, match="set_gamma"):  # a second shear on top of its own
+        what_if_shear_hooks(model, 0.5)
+
+
+def test_scores_the_terms_do_not_rebuild_are_refused():
+    """A model whose scores are not ⟨q̂, k̂⟩ / scale (here: doubled by a hook) is refused rather
+    than shown with wrong patterns."""
+    model = _rescaled()
+    tokens = torch.randint(0, 20, (1, 16), generator=torch.Generator().manual_seed(0))
+
+    def double(scores, hook):
+        return scores * 2
+
+    doubled = model.hooks(fwd_hooks=[("blocks.0.attn.hook_attn_scores", double)])
+    with doubled, pytest.raises(ValueError, match="do not rebuild this model's attention scores"):
+        explorer_data({"m": model}, tokens)

@@ -69,6 +69,56 @@ def test_rms_norm_folds_but_refuses_centring(make_model):
     torch.testing.assert_close(_centred(model(tokens)), _centred(before), **close)
 
 
+def test_compatibility_mode_skips_centring_without_layernorm(make_model):
+    """TransformerLens's enable_compatibility_mode on an RMSNorm model: fold, but skip centring
+    (as TransformerLens does) rather than refuse it."""
+    model = make_model(normalization_type="RMS", positional_embedding_type="rotary")
+    tokens = _tokens(model)
+    before = model(tokens)
+    model.enable_compatibility_mode()
+    assert model.compatibility_mode
+    torch.testing.assert_close(
+        _centred(model(tokens)), _centred(before), **forward_tol(model.cfg, processed=True)
+    )
+    assert torch.equal(model.ln_final.w, torch.ones_like(model.ln_final.w))
+    assert model.W_E.mean(-1).abs().max() > 1e-3  # not centred
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        dict(shear="qk", gamma=0.8, learned_temperature=True),
+        dict(shear="k", gamma=-0.4, shear_norm=True),
+        dict(shear="none", smeared_key=True),
+    ],
+)
+def test_refactor_factored_attn_matrices_keeps_logits(make_model, variant):
+    """With learned positions every score is a sum of `[x_a 1] W̃_Q W̃_Kᵀ [x_b 1]ᵀ` over shifted
+    positions, so TransformerLens's refactor is exact under any shear and q/k scale."""
+    model = make_model(positional_embedding_type="standard", **variant)
+    if variant.get("learned_temperature"):
+        with torch.no_grad():
+            for block in model.blocks:
+                block.attn.log_temperature.copy_(torch.tensor([0.3, -0.2, 0.5, 0.1]))
+    tokens = _tokens(model)
+    before = model(tokens)
+    W_Q = model.W_Q.clone()
+    model.process_weights(refactor_factored_attn_matrices=True)
+    torch.testing.assert_close(
+        _centred(model(tokens)), _centred(before), **forward_tol(model.cfg, processed=True)
+    )
+    assert (model.W_Q - W_Q).abs().max() > 0.1  # the factors did change
+
+
+def test_refactor_is_refused_with_rope(make_model):
+    model = make_model(positional_embedding_type="rotary")
+    untouched = copy.deepcopy(model.state_dict())
+    with pytest.raises(ValueError, match="with RoPE the rotation between them"):
+        model.enable_compatibility_mode(refactor_factored_attn_matrices=True)
+    for name, value in model.state_dict().items():  # refused before any step ran
+        assert torch.equal(value, untouched[name]), name
+
+
 def test_from_pretrained_processed_matches_unprocessed():
     plain = HookedMomentumTransformer.from_pretrained("induction-1l-momentum")
     processed = HookedMomentumTransformer.from_pretrained(

@@ -1,8 +1,10 @@
-"""Analysis of trained models: head scores, single-layer circuit tracing, spectral forensics.
+"""Analysis of trained models: head scores, single-layer circuit tracing, spectral forensics; the
+scores, rankings and explorer also run on TransformerLens's own models (`TLModel`).
 
 Results are data (dataclasses and DataFrames with `to_dict()`); `momentum_interp.viz` renders them."""
 
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
+from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import (
     SCORE_COLUMNS,
     copying_scores,
@@ -39,6 +41,7 @@ from momentum_interp.analysis.tracing import (
     trace_single_layer_induction,
     velocity_zero_hooks,
 )
+from momentum_interp.analysis.what_if import what_if_shear_hooks
 
 __all__ = [
     "BANDS",
@@ -48,12 +51,14 @@ __all__ = [
     "SCORE_COLUMNS",
     "InductionTrace",
     "SignalSpectra",
+    "TLModel",
     "SpectralResult",
     "band_orthogonality",
     "band_split",
     "bode_table",
     "copying_scores",
     "diagonal_scores",
+    "has_momentum_attention",
     "head_score_terms",
     "in_context_learning_score",
     "induction_ablations",
@@ -74,4 +79,5 @@ __all__ = [
     "token_match_masks",
     "trace_single_layer_induction",
     "velocity_zero_hooks",
+    "what_if_shear_hooks",
 ]

@@ -9,6 +9,11 @@ or keys only ("k", keys-only momentum and the smeared key, whose `α k_t + (1−
 shear γ = α − 1); it starts at each head's own γ. For a 1-layer model the pattern at γ is the
 model's own pattern run with that γ; for a deeper model it is the layer's pattern with its
 inputs frozen (earlier layers keep their γ).
+
+Any TransformerLens model works (`protocol.TLModel`; a TransformerBridge in compatibility mode):
+without momentum its slider starts at γ = 0 and shows what the shear of
+`what_if.what_if_shear_hooks` (after RoPE, or on q and k directly with learned positions) would
+do. The four terms must rebuild the model's own `hook_attn_scores`, or the model is refused.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import numpy as np
 import torch
 from einops import einsum
 
+from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import repeated_random_tokens
-from momentum_interp.model.inputs import str_tokens
+from momentum_interp.analysis.what_if import signal_names
+from momentum_interp.model.inputs import check_tokens, str_tokens
 from momentum_interp.model.shear import previous, rms_gain
 
 # Longest sequence the page takes: it holds [layer, head, 4, pos, pos] floats.
@@ -33,14 +40,14 @@ MAX_POS = 256
 DOTS = ("q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1")
 
 
-def coefficients(
-    gamma_q: float, gamma_k: float, shear_norm: bool = False, temperature: float = 1.0
-) -> tuple[float, float, float, float]:
-    """The coefficient of each of `DOTS` in the score at shears `(γq, γk)`; a gain-normalised
-    shear divides by `rms_gain(γq) · rms_gain(γk)`, a learned temperature multiplies."""
-    scale = temperature
+def coefficients(gamma_q, gamma_k, shear_norm: bool = False) -> tuple:
+    """The coefficient of each of `DOTS` in the score at shears `(γq, γk)` (floats or tensors);
+    a gain-normalised shear divides them by `rms_gain(γq) · rms_gain(γk)`."""
+    scale = 1.0
     if shear_norm:
-        scale /= float(rms_gain(torch.tensor(gamma_q)) * rms_gain(torch.tensor(gamma_k)))
+        scale = 1.0 / (rms_gain(torch.as_tensor(gamma_q)) * rms_gain(torch.as_tensor(gamma_k)))
+        if scale.ndim == 0:
+            scale = float(scale)
     return (
         scale * (1 + gamma_q) * (1 + gamma_k),
         -scale * (1 + gamma_q) * gamma_k,
@@ -50,11 +57,13 @@ def coefficients(
 
 
 def scores_from_dots(
-    dots: torch.Tensor, gamma_q, gamma_k, shear_norm: bool = False, temperature: float = 1.0
+    dots: torch.Tensor, gamma_q, gamma_k, shear_norm: bool = False
 ) -> torch.Tensor:
-    """Scores `[..., q_pos, k_pos]` from `dots: [..., 4, q_pos, k_pos]` at scalar shears
-    (unmasked); the same sum the page computes in JavaScript."""
-    coeffs = coefficients(float(gamma_q), float(gamma_k), shear_norm, float(temperature))
+    """Scores `[..., q_pos, k_pos]` from `dots: [..., 4, q_pos, k_pos]` at shears that are
+    scalars or broadcast against the scores (e.g. `[layer, head, 1, 1]`), unmasked; the same sum
+    the page computes in JavaScript."""
+    gamma_q, gamma_k = (torch.as_tensor(g, dtype=dots.dtype) for g in (gamma_q, gamma_k))
+    coeffs = coefficients(gamma_q, gamma_k, shear_norm)
     return sum(c * dots[..., i, :, :] for i, c in enumerate(coeffs))
 
 
@@ -65,40 +74,57 @@ def causal_softmax(scores: torch.Tensor) -> torch.Tensor:
     return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
 
 
-def signal_names(model, layer: int) -> tuple[str, str]:
-    """The hooks holding the q and k the shear acts on (for pre-RoPE: the raw ones, rotated later)."""
-    cfg, prefix = model.cfg, f"blocks.{layer}.attn."
-    if cfg.positional_embedding_type == "rotary" and cfg.shear_placement == "post_rope":
-        return prefix + "hook_rot_q", prefix + "hook_rot_k"
-    return prefix + "hook_q", prefix + "hook_k"
+def attn_scale(cfg) -> float:
+    """What the model divides `q·k` by: TransformerLens's `attn_scale` (−1 meaning √d_head)."""
+    if not getattr(cfg, "use_attn_scale", True):
+        return 1.0
+    scale = getattr(cfg, "attn_scale", -1.0)
+    return scale if scale > 0 else math.sqrt(cfg.d_head)
 
 
-def score_dots(model, cache, layer: int) -> torch.Tensor:
+def score_dots(model: TLModel, cache, layer: int) -> torch.Tensor:
     """The four dot products of every head of one layer, `[head, 4, q_pos, k_pos]` (sequence 0
-    of the cache, float64, scaled by `1/√d_head`)."""
-    attn = model.blocks[layer].attn
+    of the cache, float64, divided by the model's `attn_scale` and, for a learned temperature,
+    multiplied by it; a gain-normalised shear's γ-dependent factor is in `coefficients`). Under grouped-query attention each head uses its group's keys."""
     q_name, k_name = signal_names(model, layer)
     q = cache[q_name][0:1].detach().to(torch.float64)  # [1, pos, head, d_head]
     k = cache[k_name][0:1].detach().to(torch.float64)
+    if q.ndim != 4:
+        raise ValueError(
+            f"{q_name} is {tuple(q.shape)}, not [batch, pos, head, d_head]; on a "
+            "TransformerBridge call enable_compatibility_mode() first."
+        )
+    k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
     q_prev, k_prev = previous(q), previous(k)
-    if attn.rotary is not None and model.cfg.shear_placement == "pre_rope":
+    momentum = has_momentum_attention(model)
+    attn = model.blocks[layer].attn
+    if momentum and attn.rotary is not None and model.cfg.shear_placement == "pre_rope":
         # R_t(x_t + γ(x_t − x_{t−1})): each slot rotated at its own position.
         q, q_prev, k, k_prev = (attn.rotary(x) for x in (q, q_prev, k, k_prev))
     pairs = ((q, k), (q, k_prev), (q_prev, k), (q_prev, k_prev))
-    dots = [einsum(a[0], b[0], "q h d, k h d -> h q k") for a, b in pairs]
-    return torch.stack(dots, dim=1) / math.sqrt(model.cfg.d_head)
+    dots = torch.stack([einsum(a[0], b[0], "q h d, k h d -> h q k") for a, b in pairs], dim=1)
+    if momentum and model.cfg.learned_temperature:  # γ-free: folded into the dots
+        dots = dots * attn.log_temperature.detach().exp().double()[:, None, None, None]
+    return dots / attn_scale(model.cfg)
 
 
-def slider_shear(model) -> str:
+def slider_shear(model: TLModel) -> str:
     """Which signals the slider's γ shears: keys only for keys-only and smeared-key models."""
     cfg = model.cfg
-    return "k" if cfg.smeared_key or cfg.shear == "k" else "qk"
+    return "k" if getattr(cfg, "smeared_key", False) or getattr(cfg, "shear", None) == "k" else "qk"
 
 
-def what_if(model, name: str) -> str:
+def what_if(model: TLModel, name: str) -> str:
     """One line saying what the slider's pattern is for this model."""
     cfg = model.cfg
-    if cfg.smeared_key:
+    if not has_momentum_attention(model):
+        where = "after RoPE" if cfg.positional_embedding_type == "rotary" else "directly"
+        kind = (
+            f"This {type(model).__name__} has no momentum: the slider shows what shearing its q "
+            f"and k by γ ({where}, as analysis.what_if_shear_hooks does at inference) would do "
+            "to this head (γ = 0 is the model itself)."
+        )
+    elif cfg.smeared_key:
         kind = (
             "A smeared key α k_t + (1−α) k_t−1 is the keys-only shear γ = α − 1: the slider "
             "starts at each head's learned α − 1 and moves that key filter."
@@ -125,15 +151,14 @@ def what_if(model, name: str) -> str:
 @dataclass
 class ExplorerModel:
     """One model's data: `dots: [layer, head, 4, pos, pos]`, slider start `gamma: [layer, head]`,
-    whether the shear is gain-normalised, and each head's learned temperature (ones if none)."""
+    and whether its shear is gain-normalised (the page then divides by the RMS gain at any γ)."""
 
     name: str
     shear: str
     gamma: np.ndarray
     dots: np.ndarray
     note: str
-    shear_norm: bool
-    temperature: np.ndarray
+    shear_norm: bool = False
 
     def to_dict(self) -> dict:
         return {
@@ -143,7 +168,6 @@ class ExplorerModel:
             "dots": self.dots.tolist(),
             "note": self.note,
             "shear_norm": self.shear_norm,
-            "temperature": self.temperature.tolist(),
         }
 
 
@@ -176,40 +200,71 @@ def induction_keys(tokens: Sequence[int]) -> list[int]:
     return keys
 
 
-def default_tokens(model, seed: int = 0) -> torch.Tensor:
+def default_tokens(model: TLModel, seed: int = 0) -> torch.Tensor:
     """`[1, pos]` repeated random tokens (half the context or 16 tokens, then their repeat)."""
     half = max(2, min(16, model.cfg.n_ctx // 2, model.cfg.d_vocab))
     return repeated_random_tokens(model.cfg.d_vocab, half, 1, seed=seed)
 
 
-def explorer_model(model, tokens: torch.Tensor, name: str) -> ExplorerModel:
+def _own_gammas(model: TLModel) -> tuple[torch.Tensor, torch.Tensor]:
+    """`(γq, γk)`, each `[layer, head]`: the model's own shear (zeros without momentum)."""
+    if has_momentum_attention(model):
+        return model.gamma_q, model.gamma_k
+    zeros = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    return zeros, zeros
+
+
+def _check_rebuilds_scores(model: TLModel, cache, dots: torch.Tensor, shear_norm: bool) -> None:
+    """The page's identity must hold at the model's own γ: the four terms rebuild its
+    `hook_attn_scores` on causal entries. It fails for attention that is not `q̂·k̂ / scale`
+    (e.g. ALiBi, soft-capped scores), which the page would show wrongly."""
+    gamma_q, gamma_k = (g.double().cpu()[..., None, None] for g in _own_gammas(model))
+    rebuilt = scores_from_dots(dots.cpu(), gamma_q, gamma_k, shear_norm)  # [layer, head, pos, pos]
+    actual = torch.stack(
+        [cache[f"blocks.{layer}.attn.hook_attn_scores"][0] for layer in range(len(dots))]
+    )
+    causal = torch.ones(actual.shape[-2:], dtype=torch.bool).tril()
+    eps = torch.finfo(actual.dtype).eps
+    actual = actual.detach().double().cpu()[..., causal]
+    error = float((rebuilt[..., causal] - actual).abs().max())
+    tolerance = max(1e-3, 10 * eps) * (1 + float(actual.abs().max()))
+    if error > tolerance:
+        raise ValueError(
+            f"The explorer's four terms do not rebuild this model's attention scores (largest "
+            f"difference {error:.3g}): its attention is not ⟨q̂_t, k̂_s⟩ / attn_scale (soft-capped "
+            "scores, ALiBi or another position bias?), so the page would show wrong patterns."
+        )
+
+
+def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerModel:
     """One model's four dot products for every head on `tokens: [1, pos]`."""
     cfg = model.cfg
-    names = {n for layer in range(cfg.n_layers) for n in signal_names(model, layer)}
+    names = {
+        hook
+        for layer in range(cfg.n_layers)
+        for hook in (*signal_names(model, layer), f"blocks.{layer}.attn.hook_attn_scores")
+    }
     with torch.no_grad():
-        _, cache = model.run_with_cache(tokens.to(cfg.device), names_filter=lambda n: n in names)
+        _, cache = model.run_with_cache(
+            tokens.to(model.W_E.device), names_filter=lambda n: n in names
+        )
         dots = torch.stack([score_dots(model, cache, layer) for layer in range(cfg.n_layers)])
-    gamma = model.gamma_k  # [layer, head]: equals gamma_q where queries are sheared
-    temperature = torch.stack(
-        [
-            block.attn.log_temperature.detach().exp()
-            if cfg.learned_temperature
-            else torch.ones(cfg.n_heads)
-            for block in model.blocks
-        ]
-    )
+    shear_norm = bool(getattr(cfg, "shear_norm", False) and not getattr(cfg, "smeared_key", False))
+    _check_rebuilds_scores(model, cache, dots, shear_norm)
+    gamma = _own_gammas(model)[1]  # [layer, head]: equals γq where queries are sheared
     return ExplorerModel(
         name=name,
         shear=slider_shear(model),
         gamma=gamma.float().cpu().numpy(),
         dots=dots.float().cpu().numpy(),
         note=what_if(model, name),
-        shear_norm=bool(cfg.shear_norm and not cfg.smeared_key),
-        temperature=temperature.float().cpu().numpy(),
+        shear_norm=shear_norm,
     )
 
 
-def explorer_data(models: Mapping[str, object], tokens: torch.Tensor | None = None) -> ExplorerData:
+def explorer_data(
+    models: Mapping[str, TLModel], tokens: torch.Tensor | None = None
+) -> ExplorerData:
     """Explorer data for several models on the same `tokens: [1, pos]` (default: repeated random
     tokens of the first model's vocabulary). The models must share one vocabulary."""
     if not models:
@@ -230,7 +285,7 @@ def explorer_data(models: Mapping[str, object], tokens: torch.Tensor | None = No
             f"terms); got {tokens.shape[1]}."
         )
     for model in models.values():
-        tokens = model.to_tokens(tokens).cpu()  # checks ids and length against the model
+        tokens = check_tokens(tokens, model.cfg.d_vocab, model.cfg.n_ctx).cpu()
     ids = tokens[0].tolist()
     return ExplorerData(
         tokens=ids,

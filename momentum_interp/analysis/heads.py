@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.analysis.scoring import (
     HeadScoreSamples,
     head_score_samples,
@@ -137,7 +138,7 @@ def rank_from_samples(
 
 
 def rank_heads_ci(
-    model,
+    model: TLModel,
     by: str = "induction",
     n_sequences: int = SCORE_SEQUENCES,
     seed: int = DEFAULT_SEED,

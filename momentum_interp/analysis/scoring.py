@@ -4,10 +4,10 @@ model-level in-context-learning score.
 All attention scores of one batch come from a single forward pass that caches only the
 `blocks.{l}.attn.hook_pattern` activations; every score is a masked sum over that pattern,
 accumulated in float64 batch by batch (no Python loop over positions, no stored detection
-patterns). The functions need only the TransformerLens model surface: `cfg` (`n_layers`,
-`n_heads`, `d_vocab`, `n_ctx`), `run_with_cache(tokens, names_filter=...)` returning
-`(logits, cache)`, `W_E`, `W_U` and `OV` (a `FactoredMatrix`), so they work on
-`HookedMomentumTransformer` and on any other model with that surface.
+patterns). The functions need only the TransformerLens model surface (`protocol.TLModel`): `cfg`
+(`n_layers`, `n_heads`, `d_vocab`, `n_ctx`), `run_with_cache(tokens, names_filter=...)`
+returning `(logits, cache)`, `W_E`, `W_U`, `W_V` and `W_O`, so they work on
+`HookedMomentumTransformer` and on TransformerLens's `TransformerBridge`.
 
 Definitions (query position t, key position s, `pattern[t, s]` the attention from t to s):
 
@@ -40,6 +40,7 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
+from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
 from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
 from momentum_interp.evaluation import per_token_loss
@@ -185,7 +186,7 @@ def fraction_windows(
 
 @torch.no_grad()
 def in_context_learning_score(
-    model,
+    model: TLModel,
     tokens: torch.Tensor | TaskBatch | None = None,
     *,
     n_sequences: int = 100,
@@ -240,6 +241,7 @@ def copying_scores(model) -> torch.Tensor:
     """
     unembed_embed = model.W_U.detach().double() @ model.W_E.detach().double()  # [d_model, d_model]
     w_v, w_o = model.W_V.detach().double(), model.W_O.detach().double()
+    w_v = w_v.repeat_interleave(w_o.shape[1] // w_v.shape[1], dim=1)  # grouped-query: shared W_V
     small = w_o @ unembed_embed @ w_v  # [layer, head, d_head, d_head]
     eigenvalues = torch.linalg.eigvals(small)
     return eigenvalues.real.sum(-1) / eigenvalues.abs().sum(-1)
@@ -267,7 +269,7 @@ class HeadScoreSamples:
 
 @torch.no_grad()
 def head_score_samples(
-    model,
+    model: TLModel,
     tokens: torch.Tensor | TaskBatch,
     *,
     half_len: int | None = None,
@@ -396,7 +398,7 @@ def scores_table(
 
 
 def score_heads_on_tokens(
-    model,
+    model: TLModel,
     tokens: torch.Tensor | TaskBatch,
     *,
     half_len: int | None = None,
@@ -442,7 +444,7 @@ def repeated_tokens_for(
 
 
 def score_heads(
-    model,
+    model: TLModel,
     n_sequences: int = SCORE_SEQUENCES,
     half_len: int | None = None,
     seed: int = DEFAULT_SEED,

@@ -8,8 +8,9 @@ import torch
 from transformers import PreTrainedTokenizerBase
 
 
-def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int) -> torch.Tensor:
-    """Validate a token tensor and return it as `[batch, pos]` int64."""
+def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int | None) -> torch.Tensor:
+    """Validate a token tensor and return it as `[batch, pos]` int64 (any length when `n_ctx` is
+    None)."""
     if not isinstance(tokens, torch.Tensor):
         raise TypeError(
             f"Expected a tensor of token ids, text, or a list of ids; got {type(tokens).__name__}."
@@ -28,7 +29,7 @@ def check_tokens(tokens: torch.Tensor, d_vocab: int, n_ctx: int) -> torch.Tensor
         raise ValueError(
             f"Tokens are empty (shape {tuple(tokens.shape)}); pass at least one token."
         )
-    if tokens.shape[1] > n_ctx:
+    if n_ctx is not None and tokens.shape[1] > n_ctx:
         raise ValueError(
             f"Sequence length {tokens.shape[1]} exceeds the model's context n_ctx={n_ctx}; "
             f"truncate to at most {n_ctx} tokens (e.g. tokens[:, -{n_ctx}:])."
@@ -70,9 +71,12 @@ def encode(
     tokenizer: PreTrainedTokenizerBase | None,
     prepend_bos: bool,
     padding_side: str | None = None,
+    max_len: int | None = None,
 ) -> list[list[int]]:
     """Encode text or id lists into one list of ids per sequence (all the same length: with a
-    tokenizer, shorter texts are padded with its pad token on `padding_side`, as in TransformerLens)."""
+    tokenizer, shorter texts are padded with its pad token on `padding_side`, as in TransformerLens).
+    Texts longer than `max_len` ids (BOS included) are cut to it on the tokenizer's
+    `truncation_side` (the end by default), as TransformerLens's `to_tokens(truncate=True)` does."""
     if isinstance(inputs, str):
         inputs = [inputs]
     if not isinstance(inputs, Sequence):
@@ -84,7 +88,7 @@ def encode(
     sequences = []
     for item in inputs:
         if isinstance(item, str):
-            ids = _encode_text(item, tokenizer, prepend_bos)
+            ids = _truncate(_encode_text(item, tokenizer, prepend_bos), tokenizer, max_len)
         elif isinstance(item, Sequence) and all(isinstance(i, int) for i in item):
             ids = list(item)
         else:
@@ -110,6 +114,15 @@ def _pad(
     if padding_side == "right":
         return [ids + pad for ids, pad in zip(sequences, pads, strict=True)]
     return [pad + ids for ids, pad in zip(sequences, pads, strict=True)]
+
+
+def _truncate(
+    ids: list[int], tokenizer: PreTrainedTokenizerBase | None, max_len: int | None
+) -> list[int]:
+    if max_len is None or len(ids) <= max_len:
+        return ids
+    from_left = getattr(tokenizer, "truncation_side", "right") == "left"
+    return ids[-max_len:] if from_left else ids[:max_len]
 
 
 def _encode_text(

@@ -1,5 +1,5 @@
 """Weight processing as in TransformerLens (`fold_ln`, `center_writing_weights`, `center_unembed`,
-`fold_value_biases`), exact for momentum attention.
+`fold_value_biases`, `refactor_factored_attn_matrices`), exact for momentum attention.
 
 The shear and the smeared key act on q and k *after* the projections and are linear in them with
 coefficients that sum to 1 along the sequence, so a bias (constant over positions) passes through
@@ -120,6 +120,36 @@ def fold_value_biases(model: torch.nn.Module) -> None:
         attn["b_V"].zero_()
 
 
+@torch.no_grad()
+def refactor_factored_attn_matrices(model: torch.nn.Module) -> None:
+    """TransformerLens's refactor (`ProcessWeights.refactor_factored_attn_matrices`): W_Q, W_K
+    become the balanced factors of `[W_Q; b_Q] [W_K; b_K]ᵀ`, W_V, W_O the SVD factors `U S`, `Vᵀ`
+    of `W_V W_O` (b_V folded into b_O). Exact with the shear for learned positions: every score
+    is a sum of `⟨q_a, k_b⟩ = [x_a 1] W̃_Q W̃_Kᵀ [x_b 1]ᵀ` over shifted positions, which the
+    refactor keeps, and values are not filtered. Refused with RoPE (`_check_refactor`)."""
+    from transformer_lens.weight_processing import ProcessWeights  # imports the bridge stack
+
+    _check_refactor(model)
+    views = {
+        f"blocks.{layer}.attn.{name}": weight
+        for layer, block in enumerate(model.blocks)
+        for name, weight in _attention_weights(block.attn).items()
+    }
+    state = {key: view.float() for key, view in views.items()}
+    for key, value in ProcessWeights.refactor_factored_attn_matrices(state, model.cfg).items():
+        views[key].copy_(value)
+
+
+def _check_refactor(model: torch.nn.Module) -> None:
+    if model.cfg.positional_embedding_type == "rotary":
+        raise ValueError(
+            "refactor_factored_attn_matrices is exact only when a head's scores depend on W_Q and "
+            "W_K through W_Q W_Kᵀ alone; with RoPE the rotation between them makes that product "
+            "position-dependent (TransformerLens refuses it too). Pass "
+            "refactor_factored_attn_matrices=False."
+        )
+
+
 def _check_centring(model: torch.nn.Module) -> None:
     if model.cfg.normalization_type != "LN":
         raise ValueError(
@@ -135,7 +165,19 @@ STEPS = {
     "center_writing_weights": center_writing_weights,
     "center_unembed": center_unembed,
     "fold_value_biases": fold_value_biases,
+    "refactor_factored_attn_matrices": refactor_factored_attn_matrices,
 }
+
+
+def compatibility_steps(cfg, **steps: bool) -> dict[str, bool]:
+    """The steps TransformerBridge.enable_compatibility_mode runs for these flags: as there,
+    `center_writing_weights` only when every residual reader is a LayerNorm (centring is skipped,
+    not refused, for RMSNorm and norm-free models, where it would not be exact)."""
+    return {
+        **steps,
+        "center_writing_weights": steps.get("center_writing_weights", False)
+        and cfg.normalization_type == "LN",
+    }
 
 
 def process_weights(model: torch.nn.Module, **steps: bool) -> None:
@@ -149,6 +191,8 @@ def process_weights(model: torch.nn.Module, **steps: bool) -> None:
         raise ValueError(f"Unknown processing step(s) {unknown}; choose from {list(STEPS)}.")
     if steps.get("center_writing_weights"):
         _check_centring(model)
+    if steps.get("refactor_factored_attn_matrices"):
+        _check_refactor(model)
     for name, step in STEPS.items():
         if steps.get(name) and not (name == "fold_ln" and model.cfg.normalization_type is None):
             step(model)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -16,11 +16,8 @@ from transformer_lens.hook_points import HookPoint
 from transformer_lens.utilities import composition_scores
 from transformers import PreTrainedTokenizerBase
 
-from momentum_interp.compat.cache import (
-    MomentumActivationCache,
-    canonical_hook_name,
-    missing_hook_error,
-)
+from momentum_interp.compat import hook_names
+from momentum_interp.compat.cache import MomentumActivationCache
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig, check_device
 from momentum_interp.evaluation.loss import (
@@ -38,6 +35,27 @@ if TYPE_CHECKING:
     from transformer_lens.model_bridge.composition_scores import CompositionScores
 
 ReturnType = Literal["logits", "loss", "both"] | None
+
+
+def _rotary_reason(cfg: MomentumConfig) -> str | None:
+    if cfg.positional_embedding_type == "rotary":
+        return (
+            "this model encodes positions with RoPE (rotary embeddings applied to q and k), so it "
+            "has no learned positional embedding matrix; its positions are in hook_rot_q/hook_rot_k."
+        )
+    return None
+
+
+def _attn_only_reason(cfg: MomentumConfig) -> str | None:
+    return "this model is attention-only and has no MLPs." if cfg.attn_only else None
+
+
+# weights that some architectures lack -> why, for the model's config (None: it has them)
+_ABSENT_WEIGHTS = {
+    "W_pos": _rotary_reason,
+    "W_E_pos": _rotary_reason,
+    **{name: _attn_only_reason for name in ("W_in", "W_out", "b_in", "b_out")},
+}
 
 
 class TransformerBlock(nn.Module):
@@ -100,6 +118,8 @@ class HookedMomentumTransformer(HookedRootModule):
                     "set d_vocab to at least the tokenizer's vocabulary size."
                 )
         self.tokenizer = tokenizer
+        # TransformerBridge's flag, which TransformerLens's tools read: enable_compatibility_mode
+        self.compatibility_mode = False
         self.embed = Embed(cfg)
         self.hook_embed = HookPoint()  # [batch, pos, d_model]
         if cfg.positional_embedding_type == "standard":
@@ -235,14 +255,50 @@ class HookedMomentumTransformer(HookedRootModule):
             return out, cache_dict
         return out, MomentumActivationCache(cache_dict, self, has_batch_dim=not remove_batch_dim)
 
+    def setup(self) -> None:
+        """HookedRootModule's setup, plus `hook_aliases`: TransformerBridge's names for our hooks."""
+        super().setup()
+        self.hook_aliases = hook_names.aliases(self.hook_dict, self.cfg.n_layers)
+
+    def _resolve_hook_name(self, name: str) -> str:
+        """Our name for a hook named ours, TransformerLens's way (`blocks.{l}.hook_q_velocity`,
+        as `get_act_name` builds it) or TransformerBridge's way (`blocks.{l}.hook_in`), or an
+        error that says why it does not exist (e.g. an MLP hook on an attention-only model)."""
+        resolved = hook_names.resolve(name, self.cfg.n_layers)
+        if resolved not in self.mod_dict:
+            raise hook_names.missing_hook_error(resolved, self.cfg)
+        return resolved
+
+    def _with_aliases(self, names_filter: Callable[[str], bool]) -> Callable[[str], bool]:
+        """A filter on our hook names that also accepts a hook when it accepts one of the hook's
+        bridge aliases (the bridge's `hook_dict` lists both, so its filters see both)."""
+        aliases_of: dict[str, list[str]] = {}
+        for alias, target in self.hook_aliases.items():
+            aliases_of.setdefault(target, []).append(alias)
+        return lambda name: names_filter(name) or any(map(names_filter, aliases_of.get(name, ())))
+
     def _enable_hook_with_name(self, name: str, hook, dir) -> None:
-        """Hooks by name also reach the momentum hooks under TransformerLens's default placement
-        (`blocks.{l}.hook_q_velocity`, as `get_act_name` builds it), with errors that say why a
-        name does not exist (e.g. an MLP hook on an attention-only model)."""
-        name = canonical_hook_name(name)
-        if name not in self.mod_dict:
-            raise missing_hook_error(name, self.cfg)
-        super()._enable_hook_with_name(name, hook, dir)
+        super()._enable_hook_with_name(self._resolve_hook_name(name), hook, dir)
+
+    def _enable_hooks_for_points(self, hook_points, enabled, hook, dir) -> None:
+        super()._enable_hooks_for_points(hook_points, self._with_aliases(enabled), hook, dir)
+
+    def add_hook(self, name, hook, dir="fwd", is_permanent=False, level=None, prepend=False):
+        """HookedRootModule.add_hook, with the names `_resolve_hook_name` accepts."""
+        name = self._resolve_hook_name(name) if isinstance(name, str) else self._with_aliases(name)
+        super().add_hook(name, hook, dir, is_permanent, level, prepend)
+
+    def get_caching_hooks(self, names_filter=None, *args, **kwargs):
+        """HookedRootModule.get_caching_hooks; a names filter may use the bridge's names too (the
+        cache keeps ours, and the cache's lookup takes either)."""
+        if isinstance(names_filter, str):
+            names_filter = [names_filter]
+        if isinstance(names_filter, list):
+            wanted = {hook_names.resolve(name, self.cfg.n_layers) for name in names_filter}
+            names_filter = wanted.__contains__
+        elif callable(names_filter):
+            names_filter = self._with_aliases(names_filter)
+        return super().get_caching_hooks(names_filter, *args, **kwargs)
 
     # --------------------------------------------------------------- tokens
 
@@ -251,16 +307,23 @@ class HookedMomentumTransformer(HookedRootModule):
         input: str | Sequence | torch.Tensor,
         prepend_bos: bool | None = None,
         padding_side: str | None = None,
+        move_to_device: bool = True,
+        truncate: bool = True,
     ) -> torch.Tensor:
-        """Text, space-separated ids, id lists or a tensor → validated `[batch, pos]` on the model's
-        device; texts of different lengths are padded (text models) on `padding_side`."""
+        """Text, space-separated ids, id lists or a tensor → validated `[batch, pos]` (on the
+        model's device unless `move_to_device=False`); texts of different lengths are padded (text
+        models) on `padding_side`. As in TransformerLens, text longer than `n_ctx` (BOS included)
+        is cut to `n_ctx` tokens unless `truncate=False`; ids and tensors are never cut."""
         if isinstance(input, torch.Tensor):
             tokens = input
         else:
             bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-            ids = inputs.encode(input, self.tokenizer, bos, padding_side)
+            max_len = self.cfg.n_ctx if truncate else None
+            ids = inputs.encode(input, self.tokenizer, bos, padding_side, max_len)
             tokens = torch.tensor(ids, dtype=torch.long)
-        return inputs.check_tokens(tokens, self.cfg.d_vocab, self.cfg.n_ctx).to(self.cfg.device)
+        n_ctx = self.cfg.n_ctx if truncate or isinstance(input, torch.Tensor) else None
+        tokens = inputs.check_tokens(tokens, self.cfg.d_vocab, n_ctx)
+        return tokens.to(self.cfg.device) if move_to_device else tokens
 
     def to_string(self, tokens: torch.Tensor | Sequence[int]) -> str | list[str]:
         """Token ids back to text; a `[batch, pos]` tensor gives one string per sequence."""
@@ -374,8 +437,6 @@ class HookedMomentumTransformer(HookedRootModule):
         return torch.stack([getattr(block.attn, name) for block in self.blocks])
 
     def _stack_mlp(self, name: str) -> torch.Tensor:
-        if self.cfg.attn_only:
-            raise AttributeError(f"{name}: this model is attention-only and has no MLPs.")
         return torch.stack([getattr(block.mlp, name) for block in self.blocks])
 
     W_Q = property(lambda self: self._stack("W_Q"), doc="`[layer, head, d_model, d_head]`")
@@ -398,15 +459,23 @@ class HookedMomentumTransformer(HookedRootModule):
 
     @property
     def W_pos(self) -> torch.Tensor:
-        """`[n_ctx, d_model]` (standard positional embeddings only)."""
-        if self.cfg.positional_embedding_type != "standard":
-            raise AttributeError("W_pos: this model uses rotary positions, not a learned W_pos.")
+        """`[n_ctx, d_model]` (learned positional embeddings only)."""
         return self.pos_embed.W_pos
 
     @property
     def W_E_pos(self) -> torch.Tensor:
         """`[W_E; W_pos]`, `[d_vocab + n_ctx, d_model]`: the input space's full basis."""
         return torch.cat([self.W_E, self.W_pos], dim=0)
+
+    def __getattr__(self, name: str):
+        """nn.Module's lookup, except that a weight this architecture does not have (`W_pos` with
+        RoPE, `W_in` without MLPs) raises an AttributeError saying why: the one a property
+        raises would be replaced by nn.Module's bare "has no attribute"."""
+        if name in _ABSENT_WEIGHTS:
+            reason = _ABSENT_WEIGHTS[name](self.__dict__["cfg"])
+            if reason is not None:
+                raise AttributeError(f"{name}: {reason}")
+        return super().__getattr__(name)
 
     @property
     def W_U(self) -> torch.Tensor:
@@ -519,17 +588,62 @@ class HookedMomentumTransformer(HookedRootModule):
         center_writing_weights: bool = True,
         center_unembed: bool = True,
         fold_value_biases: bool = True,
+        refactor_factored_attn_matrices: bool = False,
     ) -> HookedMomentumTransformer:
         """TransformerLens's weight processing, exact with momentum (see `model.processing`);
-        a step that would not be exact for this model (centring with RMSNorm) is refused."""
+        a step that would not be exact for this model (centring with RMSNorm, the QK refactor
+        with RoPE) is refused."""
         processing.process_weights(
             self,
             fold_ln=fold_ln,
             center_writing_weights=center_writing_weights,
             center_unembed=center_unembed,
             fold_value_biases=fold_value_biases,
+            refactor_factored_attn_matrices=refactor_factored_attn_matrices,
         )
         return self
+
+    def enable_compatibility_mode(
+        self,
+        disable_warnings: bool = False,
+        no_processing: bool = False,
+        fold_ln: bool = True,
+        center_writing_weights: bool = True,
+        center_unembed: bool = True,
+        fold_value_biases: bool = True,
+        refactor_factored_attn_matrices: bool = False,
+    ) -> None:
+        """TransformerBridge.enable_compatibility_mode, which every TransformerLens 4 tutorial calls
+        after loading: TransformerLens's weight processing (`process_weights`, exact with
+        momentum). As TransformerLens does, centring is skipped (not refused) when the residual
+        stream's readers are not LayerNorms; `refactor_factored_attn_matrices` is refused with
+        RoPE, where it would not be exact. Our hooks already have HookedTransformer's names and
+        shapes, so nothing else changes (`disable_warnings`: there are no legacy-name warnings)."""
+        if not no_processing:
+            processing.process_weights(
+                self,
+                **processing.compatibility_steps(
+                    self.cfg,
+                    fold_ln=fold_ln,
+                    center_writing_weights=center_writing_weights,
+                    center_unembed=center_unembed,
+                    fold_value_biases=fold_value_biases,
+                    refactor_factored_attn_matrices=refactor_factored_attn_matrices,
+                ),
+            )
+        self.compatibility_mode = True
+
+    def tl_parameters(self) -> dict[str, torch.Tensor]:
+        """Parameters under TransformerLens's names (`blocks.0.attn.W_Q`, ...), as
+        TransformerBridge.tl_parameters gives them (what SVDInterpreter reads): the state dict
+        without buffers, so W_Q, W_K, W_V are views of the fused W_QKV that edit the model."""
+        buffers = {name for name, _ in self.named_buffers()}
+        state = self.state_dict(keep_vars=True)
+        return {name: value for name, value in state.items() if name not in buffers}
+
+    def tl_named_parameters(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """`tl_parameters()` as `(name, tensor)` pairs, as TransformerBridge.tl_named_parameters."""
+        return iter(self.tl_parameters().items())
 
     def fold_layer_norm(self) -> None:
         """Fold every norm's gain and offset into the weights that read it."""

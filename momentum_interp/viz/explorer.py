@@ -45,7 +45,6 @@ def _payload(data: ExplorerData) -> str:
                 "n_heads": n_heads,
                 "gamma": np.asarray(m.gamma, dtype=float).tolist(),
                 "shear_norm": m.shear_norm,
-                "temperature": np.asarray(m.temperature, dtype=float).tolist(),
                 "dots": base64.b64encode(np.ascontiguousarray(m.dots, dtype="<f4")).decode(),
             }
         )
@@ -196,13 +195,12 @@ function shears() {
   const g = state.gamma;
   return model().shear === "qk" ? [g, g] : [0, g];
 }
-// A gain-normalised shear divides by its RMS gain √(1 + 2γ + 2γ²) (model/shear.py rms_gain);
-// a learned temperature multiplies (analysis/explorer.py coefficients).
+// A gain-normalised shear divides by its RMS gain √(1 + 2γ + 2γ²) (model/shear.py rms_gain,
+// analysis/explorer.py coefficients); a learned temperature is already in the dots.
 const rmsGain = (g) => Math.sqrt(1 + 2 * g + 2 * g * g);
 function coefficients() {
-  const [gq, gk] = shears(), m = model();
-  let scale = m.temperature[state.layer][state.head];
-  if (m.shear_norm) scale /= rmsGain(gq) * rmsGain(gk);
+  const [gq, gk] = shears();
+  const scale = model().shear_norm ? 1 / (rmsGain(gq) * rmsGain(gk)) : 1;
   return [(1 + gq) * (1 + gk), -(1 + gq) * gk, -gq * (1 + gk), gq * gk].map((c) => scale * c);
 }
 // The query's row: each term's contribution, the score and the attention over keys s <= t.

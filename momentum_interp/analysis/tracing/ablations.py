@@ -11,7 +11,7 @@ import pandas as pd
 import torch
 
 from momentum_interp.analysis.statistics import pooled_ratio_ci
-from momentum_interp.analysis.tracing.inputs import check_head, default_induction_task
+from momentum_interp.analysis.tracing.inputs import check_momentum_head, default_induction_task
 from momentum_interp.analysis.tracing.terms import (
     causal_mask,
     signal_hook_names,
@@ -146,7 +146,7 @@ def induction_ablations(
     Columns: ablation, accuracy, loss, delta_accuracy, delta_loss (vs clean), then a 95 %
     bootstrap interval of the accuracy over sequences and a description.
     """
-    check_head(model, layer, head)
+    check_momentum_head(model, layer, head)
     task = default_induction_task(model.cfg) if task is None else task
     n_batches, batch_size = batching(n_sequences)
 

@@ -1,7 +1,8 @@
-"""What a trace runs on: the default induction task for a model, and head-index checks."""
+"""What a trace runs on: the default induction task for a model, and head checks."""
 
 from __future__ import annotations
 
+from momentum_interp.analysis.protocol import has_momentum_attention
 from momentum_interp.data import InductionTask
 
 
@@ -23,10 +24,24 @@ def default_induction_task(cfg, seq_len: int | None = None) -> InductionTask:
     )
 
 
-def check_head(model, layer: int, head: int) -> None:
-    """Fail clearly when (layer, head) is not a head of `model`."""
+def check_head(model, layer: int | None, head: int | None) -> None:
+    """Fail clearly when `layer` or `head` (either may be None: all of them) is out of range."""
     cfg = model.cfg
-    if not 0 <= layer < cfg.n_layers:
+    if layer is not None and not 0 <= layer < cfg.n_layers:
         raise ValueError(f"layer={layer} is out of range for a {cfg.n_layers}-layer model.")
-    if not 0 <= head < cfg.n_heads:
+    if head is not None and not 0 <= head < cfg.n_heads:
         raise ValueError(f"head={head} is out of range for {cfg.n_heads} heads per layer.")
+
+
+def check_momentum_head(model, layer: int, head: int) -> None:
+    """`check_head`, and fail clearly when the model's attention is not momentum attention (a
+    TransformerBridge): the trace's terms and ablations are those of a head's shear."""
+    check_head(model, layer, head)
+    if not has_momentum_attention(model):
+        raise ValueError(
+            f"The induction trace splits a head's score into the four terms of its momentum shear "
+            f"and ablates the shear; this {type(model).__name__} has no momentum attention, so "
+            "every term but q_t·k_s is zero and the shear ablations change nothing. Rank its "
+            "heads with score_heads / rank_heads_ci, and see what a shear would do with the "
+            "explorer (analysis.explorer_data, viz.explore) or analysis.what_if_shear_hooks."
+        )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from momentum_interp.analysis.tracing.inputs import check_head
+from momentum_interp.analysis.tracing.inputs import check_momentum_head
 from momentum_interp.analysis.tracing.terms import term_coefficients
 from momentum_interp.model.shear import TERM_NAMES
 
@@ -30,7 +30,7 @@ def qk_circuit(
     (docs/maths.md, section 4). `tokens` selects rows/columns (default: the first
     `QK_MAX_TOKENS` ids).
     """
-    check_head(model, layer, head)
+    check_momentum_head(model, layer, head)
     if term not in TERM_NAMES:
         raise ValueError(f"unknown term {term!r}; choose from {list(TERM_NAMES)}.")
     block = model.blocks[layer]

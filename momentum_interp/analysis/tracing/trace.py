@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from momentum_interp.analysis.tracing.ablations import induction_ablations
-from momentum_interp.analysis.tracing.inputs import check_head, default_induction_task
+from momentum_interp.analysis.tracing.inputs import check_momentum_head, default_induction_task
 from momentum_interp.analysis.tracing.qk_circuit import QK_MAX_TOKENS, QKCircuit
 from momentum_interp.analysis.tracing.terms import (
     causal_mask,
@@ -198,7 +198,7 @@ def trace_single_layer_induction(
     the token-level QK circuit (docs/maths.md, section 4). The decomposition and ablations use
     the same held-out batches as `per_sequence_metrics(model, task, n_batches, batch_size, seed)`
     (n_sequences rounded up to whole batches of 64)."""
-    check_head(model, layer, head)
+    check_momentum_head(model, layer, head)
     cfg = model.cfg
     task = default_induction_task(cfg) if task is None else task
     if task.seq_len > cfg.n_ctx:
