@@ -234,8 +234,9 @@ def readme_block(comparison: LMComparison) -> str:
         f"This is a small scale: {summary['n_params'].min() / 1e6:.1f}M to "
         f"{summary['n_params'].max() / 1e6:.1f}M-parameter models, "
         f"{steps * batch * seq_len / 1e6:.1f}M tokens. The paper's 125M/350M setting and its "
-        "data are unknown. `results/lm/` holds the tables, every run's config and curve, and a "
-        "self-contained page (`report.html`). The demo report shows the same section.",
+        "data are unknown. `results/lm/` holds the tables and every run's config and curve; "
+        "`momentum-interp lm-compare` writes them with a self-contained page (`report.html`, "
+        "not committed: 4.6 MiB, mostly plotly.js). The demo report shows the same section.",
     ]
     return f"{wrap(setup)}\n\n{markdown_table(header, rows, align='llrlrlr')}\n\n{bullets(items)}"
 
