@@ -32,24 +32,23 @@ from momentum_interp.evaluation import (
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.report import example_tokens
-from momentum_interp.results import (
+from momentum_interp.narrative.sections import add_section
+from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
     TRACE_RULE,
-    ZOO_RECORD,
-    provenance,
     spectral_headline,
     trace_headline,
     zoo_data,
     zoo_rows,
     zoo_table,
 )
+from momentum_interp.report import example_tokens
+from momentum_interp.results import ZOO_RECORD, provenance
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import estimate_bars, training_curves
 from momentum_interp.viz.report import Report
-from momentum_interp.viz.sections import add_section
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config
 
 EVAL_BATCH = 64

@@ -21,7 +21,10 @@ from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.results import TRACE_RULE, provenance
+from momentum_interp.narrative.scaling import consistency_statement
+from momentum_interp.narrative.sections import add_section
+from momentum_interp.narrative.zoo import TRACE_RULE
+from momentum_interp.results import provenance
 from momentum_interp.tables import frame_rows
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
@@ -29,7 +32,6 @@ from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.scores import score_heatmaps
-from momentum_interp.viz.sections import add_section
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
@@ -159,7 +161,11 @@ def write_model_report(
     if scaling is not None:
         fit = fit_scaling(load_table(scaling))
         add_section(report, fit)
-        numbers["scaling"] = {**fit.to_dict(), "source": str(scaling)}
+        numbers["scaling"] = {
+            **fit.to_dict(),
+            "consistency": consistency_statement(fit),
+            "source": str(scaling),
+        }
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"

@@ -83,7 +83,7 @@ def test_gpu_lm_block_with_a_reference_that_did_not_finish():
     import json
     from pathlib import Path
 
-    from momentum_interp.viz.lm import gpu_lm_block
+    from momentum_interp.narrative.lm import gpu_lm_block
 
     root = Path(__file__).resolve().parents[1]
     manifest = json.loads((root / "assets" / "code_corpus" / "manifest.json").read_text())

@@ -28,7 +28,7 @@ ignored (γ is then not a grid value). A momentum row with `shear = "none"` coun
 γ* ≤ 0 (a smear, or no shear, is best) cannot enter the log fit; `shape_fits` then says what
 fits the depths with an effect instead: a constant, and a line `γ* = c + d N` with an interval
 on its slope.
-Rendering (tables, Markdown, figures, the HTML page) lives in `viz.scaling`.
+Figures and pages live in `viz.scaling`; the sentences in `narrative.scaling`.
 """
 
 from __future__ import annotations
@@ -310,7 +310,7 @@ class ScalingFit:
             return "undecided"
         if any(not d.has_interval for d in self.depths):
             return "undecided"
-        fit_holds = _inside(PAPER_A, fit.a_interval) and _inside(PAPER_B, fit.b_interval)
+        fit_holds = inside(PAPER_A, fit.a_interval) and inside(PAPER_B, fit.b_interval)
         depths_exclude = any(d.paper_verdict == "outside" for d in self.depths)
         if fit_holds and not depths_exclude:
             return "consistent"
@@ -322,7 +322,6 @@ class ScalingFit:
         out = asdict(replace(self, boot_ab=None, table=None))  # asdict would deep-copy them
         out.pop("boot_ab")
         out.pop("table")
-        out["consistency"] = consistency_statement(self)
         return json_safe(out)
 
     @classmethod
@@ -510,139 +509,12 @@ def finite_interval(interval: Any) -> bool:
     return interval is not None and all(v is not None and math.isfinite(v) for v in interval)
 
 
-def _inside(value: float, interval: Any) -> bool:
+def inside(value: float, interval: Any) -> bool:
     return interval is not None and interval[0] <= value <= interval[1]
 
 
 def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
-
-
-def at_depths(depths: list[int]) -> str:
-    """`N = 2, 3, 4`: depths as the prose writes them."""
-    return "N = " + ", ".join(map(str, depths))
-
-
-def _them(depths: list[int]) -> str:
-    return "it" if len(depths) == 1 else "them"
-
-
-def caveats(result: ScalingFit, pct: str) -> list[str]:
-    """Sentences on what the criterion could not separate, and on a line through the depths."""
-    parts = []
-    unseparated = [d.n_layers for d in result.depths if d.separated is False]
-    if unseparated:
-        parts.append(
-            f"At {at_depths(unseparated)} the criterion cannot separate γ* from the next-best "
-            f"non-zero γ (their {pct} intervals over seeds overlap)."
-        )
-    if (line := result.shapes.get("line")) is not None:
-        flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
-        left_out = [d.n_layers for d in result.depths if d.beats_no_shear is False]
-        parts.append(
-            "A line through "
-            + (
-                f"{result.shapes['n_points']} depths (leaving out {at_depths(left_out)}, where "
-                "γ = 0 is not measurably worse)"
-                if left_out
-                else "every depth"
-            )
-            + f" gives γ* = {line['c']:.3g} "
-            f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
-            f"(slope {pct} interval {format_interval(line['d_interval'])}"
-            + ("; no trend in N is resolved)." if flat else ").")
-        )
-    return parts
-
-
-def consistency_statement(result: ScalingFit) -> str:
-    """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals? (The
-    verdict is the last sentence.)"""
-    pct = f"{100 * result.level:g} %"
-    parts = []
-    if result.excluded:
-        parts.append(
-            f"At {at_depths(result.excluded)} γ* ≤ 0 (no shear, or a smear, was best): the "
-            f"log-space fit leaves {_them(result.excluded)} out."
-        )
-    if result.no_effect:
-        parts.append(
-            f"At {at_depths(result.no_effect)} the {pct} intervals of γ* > 0 and of γ = 0 "
-            "overlap (no shear is not measurably worse), so there is no best γ to fit: the fit "
-            f"leaves {_them(result.no_effect)} out too."
-        )
-    edge = [d.n_layers for d in result.depths if d.at_grid_edge]
-    if edge:
-        parts.append(f"At {at_depths(edge)} γ* is at an end of the grid (it may lie beyond).")
-    fit = result.fit
-    if fit is None:
-        parts += caveats(result, pct)
-        parts.append(
-            "Fewer than 2 depths have a γ* > 0 that beats γ = 0, so no power law can be fitted: "
-            f"the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by "
-            "this sweep."
-        )
-        return " ".join(parts)
-    one_seed = [d.n_layers for d in result.depths if not d.has_interval]
-    if one_seed:
-        parts += caveats(result, pct)
-        parts.append(
-            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths rests on one "
-            f"seed at {at_depths(one_seed)}, where no interval over seeds exists, "
-            f"so the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor "
-            "excluded yet."
-        )
-        return " ".join(parts)
-    if not all(finite_interval(i) for i in (fit.a_interval, fit.b_interval)):
-        parts += caveats(result, pct)
-        parts.append(
-            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths has no "
-            "interval (too few depths or seeds), so the paper's law "
-            f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded yet."
-        )
-        return " ".join(parts)
-    a_in, b_in = _inside(PAPER_A, fit.a_interval), _inside(PAPER_B, fit.b_interval)
-    boot = result.bootstrap
-    parts.append(
-        f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
-        f"intervals from the fit {fit.method} a ∈ {format_interval(fit.a_interval)}, "
-        f"b ∈ {format_interval(fit.b_interval)}"
-        + (
-            f" (seed bootstrap: a ∈ {format_interval(boot['a_interval'])}, b ∈ {format_interval(boot['b_interval'])})."
-            if "a_interval" in boot
-            else "."
-        )
-    )
-    parts.append(
-        f"The paper's a = {PAPER_A} lies {'inside' if a_in else 'outside'} our covariance "
-        f"interval and its b = {PAPER_B} lies {'inside' if b_in else 'outside'} it"
-        + (
-            f"; against the seed-bootstrap intervals: a {'inside' if _inside(PAPER_A, boot['a_interval']) else 'outside'}, "
-            f"b {'inside' if _inside(PAPER_B, boot['b_interval']) else 'outside'}."
-            if "a_interval" in boot
-            else "."
-        )
-    )
-    parts += caveats(result, pct)
-    verdict = result.law_verdict
-    if verdict == "consistent":
-        parts.append("Our measurement is consistent with the paper's law.")
-    elif verdict == "inconsistent":
-        which = " and ".join(n for n, inside in (("a", a_in), ("b", b_in)) if not inside)
-        outside = [d.n_layers for d in result.depths if d.paper_verdict == "outside"]
-        parts.append(
-            f"Our measurement is inconsistent with the paper's law: its {which} lies outside our "
-            f"interval, and at {at_depths(outside)} the paper's γ*(N) scores measurably below γ*."
-        )
-    else:
-        tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
-        parts.append(
-            f"No verdict: at {at_depths(tied)} the paper's γ*(N) is not measurably worse than "
-            "our γ* (the grid γ beside it are not distinguishable from γ*, or untested), so the "
-            "fit through the per-depth argmaxes decides nothing; this sweep neither confirms nor "
-            "excludes the paper's law."
-        )
-    return " ".join(parts)
 
 
 def bundled_results() -> Path | None:
@@ -663,7 +535,7 @@ def load_table(path: str | Path) -> pd.DataFrame:
     return pd.read_csv(path)
 
 
-def provenance(df: pd.DataFrame, results_dir: str | Path | None = None) -> dict[str, Any]:
+def table_provenance(df: pd.DataFrame, results_dir: str | Path | None = None) -> dict[str, Any]:
     """Runs, summed per-run training time, machines and devices; the sweep's own wall time when
     its `sweep_sessions.jsonl` lies beside the table."""
     out: dict[str, Any] = {"n_runs": len(df)}
