@@ -71,6 +71,7 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     """One pass over run_demo's pieces, called as run_demo calls them; seconds per piece and per
     model."""
     from momentum_interp import demo
+    from momentum_interp.analysis.explorer import explorer_for
     from momentum_interp.analysis.heads import head_label, rank_heads_ci
     from momentum_interp.analysis.spectral import spectral_report
     from momentum_interp.analysis.statistics import pooled_ratio_ci
@@ -158,7 +159,11 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
         )
 
     timed("write_json", None, write_json)
-    timed("write_explorer", None, write_explorer, {r.name: r.model for r in results}, sub, seed)
+
+    def explorer() -> None:
+        write_explorer(explorer_for({r.name: r.model for r in results}, seed), sub)
+
+    timed("write_explorer", None, explorer)
     return {"seconds": {k: round(v, 4) for k, v in times.items()}, "per_model_seconds": per_model}
 
 

@@ -103,7 +103,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.heads import rank_heads_ci
     from momentum_interp.model.checkpoint import check_finite
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.tables import frame_rows, markdown_table
 
     model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
@@ -138,7 +138,7 @@ def _cmd_formation(args: argparse.Namespace) -> None:
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.formation import formation
     from momentum_interp.io import atomic_write_json
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.training.history import CheckpointHistory
 
     history = CheckpointHistory(args.run)
@@ -177,8 +177,8 @@ def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import trace_single_layer_induction
     from momentum_interp.analysis.heads import induction_heads_to_trace
     from momentum_interp.narrative.zoo import TRACE_RULE, trace_headline
+    from momentum_interp.provenance import provenance
     from momentum_interp.report import load_model
-    from momentum_interp.results import provenance
     from momentum_interp.viz.report import Report
     from momentum_interp.viz.sections import add_section
 
@@ -217,8 +217,8 @@ def _cmd_trace(args: argparse.Namespace) -> None:
 
 def _cmd_spectrum(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import spectral_report
+    from momentum_interp.provenance import provenance
     from momentum_interp.report import example_tokens, load_model
-    from momentum_interp.results import provenance
     from momentum_interp.viz.sections import page_html
 
     model = load_model(args.model)
@@ -328,7 +328,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
     from momentum_interp.analysis.gamma_study import DEEPER_CONTROL, analyse_depth
     from momentum_interp.io import atomic_write_json, atomic_write_text
     from momentum_interp.narrative.gamma_study import summary_markdown
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.sweeps import load_sweep, read_results
     from momentum_interp.sweeps.selection import select
 

@@ -56,7 +56,7 @@ def _write_corpus_manifest(args: argparse.Namespace, build, items: list[tuple] |
     """Write the manifest of a build that trained the tokenizer; say what changed from `items`'s
     previous manifest (None: there was none)."""
     from momentum_interp.io import atomic_write_json
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
 
     manifest = {"provenance": provenance(command_text(args), None), **build.to_dict()}
     manifest["config"] = _repo_relative(args.config)

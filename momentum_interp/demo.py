@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import (
     HeadRanking,
     head_label,
@@ -16,7 +17,7 @@ from momentum_interp.analysis.heads import (
     rank_heads_ci,
 )
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
-from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
+from momentum_interp.analysis.scaling import bundled_results, fit_scaling
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
@@ -42,8 +43,10 @@ from momentum_interp.narrative.zoo import (
     zoo_rows,
     zoo_table,
 )
+from momentum_interp.provenance import provenance
 from momentum_interp.report import example_tokens
-from momentum_interp.results import ZOO_RECORD, provenance
+from momentum_interp.results import ZOO_RECORD
+from momentum_interp.sweeps.tables import load_table
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
@@ -299,7 +302,7 @@ def run_demo(
         },
     )
     ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)  # opens on the paper's model
-    explorer = write_explorer({r.name: r.model for r in ordered}, out_dir, seed)
+    explorer = write_explorer(explorer_for({r.name: r.model for r in ordered}, seed), out_dir)
     paths = {"report": html_path, "numbers": json_path, "explorer": explorer}
     if results_dir is not None:
         paths["record"] = Path(results_dir) / ZOO_RECORD

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
-from momentum_interp.analysis.scaling import fit_scaling, load_table
+from momentum_interp.analysis.scaling import fit_scaling
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
@@ -24,7 +25,8 @@ from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.narrative.scaling import consistency_statement
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import TRACE_RULE
-from momentum_interp.results import provenance
+from momentum_interp.provenance import provenance
+from momentum_interp.sweeps.tables import load_table
 from momentum_interp.tables import frame_rows
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
@@ -170,5 +172,5 @@ def write_model_report(
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, numbers)
-    explorer = write_explorer({analysis.name: analysis.model}, out_dir, seed)
+    explorer = write_explorer(explorer_for({analysis.name: analysis.model}, seed), out_dir)
     return {"report": html_path, "numbers": json_path, "explorer": explorer}

@@ -1,66 +1,22 @@
-"""Committed results: where they came from (`provenance`), the zoo's variants record, and the
-command that renders the README's result blocks and the model cards from them,
-`python -m momentum_interp.results render` (`--check` fails when they disagree; the blocks
+"""Committed results: the zoo's variants record, and the command that renders the README's
+result blocks and the model cards from them, `python -m momentum_interp.results render` (`--check` fails when they disagree; the blocks
 themselves are `narrative.readme.blocks()`)."""
 
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import platform
-import subprocess
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import torch
-
 from momentum_interp.paths import REPO_ROOT
+from momentum_interp.provenance import command_line, provenance
 
 ZOO_DIR = REPO_ROOT / "results" / "zoo"
 ZOO_RECORD = "zoo.json"
 VARIANTS_RECORD = "variants.json"
-
-
-# --------------------------------------------------------------------------- provenance
-
-
-def git_commit(root: Path = REPO_ROOT) -> str | None:
-    """`HEAD`'s commit (suffixed `+dirty` with uncommitted changes), or None outside a checkout."""
-    try:
-        run = lambda *args: subprocess.run(  # noqa: E731
-            ["git", *args], cwd=root, capture_output=True, text=True, check=True, timeout=10
-        ).stdout.strip()
-        commit = run("rev-parse", "HEAD")
-        dirty = run("status", "--porcelain", "--untracked-files=no")
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit + ("+dirty" if dirty else "")
-
-
-def provenance(command: Sequence[str] | str, seed: int | None) -> dict:
-    """Where a result came from: the command line, seed, commit, date, torch and machine."""
-    return {
-        "command": command if isinstance(command, str) else " ".join(command),
-        "seed": seed,
-        "git_commit": git_commit(),
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "machine": f"{platform.machine()}, {torch.get_num_threads()} torch threads",
-    }
-
-
-def command_line(prog: str = "python -m momentum_interp.results") -> str:
-    """This process's command line as a user would type it, with `prog` for the program."""
-    return " ".join([prog, *sys.argv[1:]])
-
-
-# ------------------------------------------------------------------------------- tables
-
-
-# ------------------------------------------------------------------------- the zoo record
+PROG = "python -m momentum_interp.results"
 
 
 def record_variants(runs: dict[str, Path], results_dir: Path = ZOO_DIR) -> Path:
@@ -77,7 +33,7 @@ def record_variants(runs: dict[str, Path], results_dir: Path = ZOO_DIR) -> Path:
         for name, d in sorted(runs.items())
     ]
     record = {
-        "provenance": provenance(command_line(), None),
+        "provenance": provenance(command_line(PROG), None),
         "variants": measured,
         "unrecorded": [v for v in old["unrecorded"] if v["name"] not in runs],
         "unrecorded_note": old.get("unrecorded_note", ""),
@@ -88,7 +44,7 @@ def record_variants(runs: dict[str, Path], results_dir: Path = ZOO_DIR) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m momentum_interp.results",
+        prog=PROG,
         description="Render the README's result blocks and the model cards from results/.",
     )
     sub = parser.add_subparsers(dest="command", required=True)

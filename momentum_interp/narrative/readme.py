@@ -183,7 +183,7 @@ def _load(source: Source, path: Path) -> Any:
     if source.load is not None:
         return source.load(path)
     if path.suffix in (".csv", ".jsonl"):
-        from momentum_interp.analysis.scaling import load_table
+        from momentum_interp.sweeps.tables import load_table
 
         return load_table(path)
     return json.loads(path.read_text())

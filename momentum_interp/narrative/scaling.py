@@ -15,10 +15,9 @@ from momentum_interp.analysis.scaling import (
     fit_scaling,
     format_interval,
     inside,
-    load_table,
-    table_provenance,
 )
 from momentum_interp.io import atomic_write_json, atomic_write_text
+from momentum_interp.sweeps.tables import load_table, table_provenance
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.scaling import ScalingSection, depth_table
 
