@@ -102,10 +102,12 @@ def _cmd_score(args: argparse.Namespace) -> None:
             check_writable(out, ROOM["score"])
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.heads import rank_heads_ci
+    from momentum_interp.analysis.scoring import check_score_name
     from momentum_interp.model.checkpoint import check_finite
     from momentum_interp.provenance import provenance
     from momentum_interp.tables import frame_rows, markdown_table
 
+    check_score_name(args.by)  # before the model loads
     model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
     check_finite(model, args.model)
     ranking = rank_heads_ci(model, by=args.by, n_sequences=args.sequences, seed=args.seed)
@@ -421,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = _model_command(
         sub, "score", "score every head for induction & co.", _cmd_score, SCORE_SEQUENCES
     )
-    score.add_argument("--by", default="induction", help="column to rank heads by")
+    score.add_argument(
+        "--by", default="induction", help="score to rank heads by (analysis.scoring.SCORES)"
+    )
     score.add_argument("--top", type=int, default=10, help="rows to print")
     score.add_argument("--csv", type=output_file, help="also write the full table to this CSV file")
     score.add_argument(

@@ -11,6 +11,7 @@ import pandas as pd
 from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.analysis.scoring import (
     HeadScoreSamples,
+    check_score_name,
     head_score_samples,
     repeated_tokens_for,
     scores_table,
@@ -109,9 +110,8 @@ def rank_from_samples(
     confidence: float = CONFIDENCE,
 ) -> HeadRanking:
     """Rank the heads of a score table by column `by`, with intervals from its per-sequence sums
-    (the copying score is a property of the weights: its interval is the point)."""
-    if by not in scores.columns or by in ("layer", "head"):
-        raise ValueError(f"Unknown score column {by!r}; choose one of {list(scores.columns[2:])}.")
+    (a weight score, such as copying, is a property of the weights: its interval is the point)."""
+    check_score_name(by)
     heads = [
         (int(layer), int(head)) for layer, head in zip(scores["layer"], scores["head"], strict=True)
     ]
