@@ -12,7 +12,6 @@ import torch
 from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import (
     HeadRanking,
-    head_label,
     induction_heads_to_trace,
     rank_heads_ci,
 )
@@ -33,6 +32,7 @@ from momentum_interp.evaluation import (
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.naming import head_label
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
@@ -140,7 +140,7 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
         for layer, head in r.induction.tied:
             patterns.append(cache["pattern", layer][0, head])
             score = r.induction.estimate((layer, head)).value
-            names.append(f"{r.name} L{layer}H{head} ({score:.2f}{tied})")
+            names.append(f"{r.name} {head_label(layer, head)} ({score:.2f}{tied})")
     str_tokens = results[0].model.to_str_tokens(tokens[0])
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
 
@@ -154,7 +154,7 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
         return {}
     ranking = paper.induction if seed == DEFAULT_SEED else induction_heads_to_trace(paper.model)
     analyses: dict[str, object] = {
-        f"trace_{head_label(head)}": trace_single_layer_induction(
+        f"trace_{head_label(*head)}": trace_single_layer_induction(
             paper.model, *head, n_sequences=TRACE_SEQUENCES, seed=seed
         )
         for head in ranking.tied

@@ -22,6 +22,7 @@ from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
+from momentum_interp.naming import head_label
 from momentum_interp.narrative.scaling import consistency_statement
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import TRACE_RULE
@@ -62,7 +63,7 @@ def layer_patterns_html(model: HookedMomentumTransformer, layer: int, seed: int)
     """circuitsvis view (offline) of every head of `layer` on one example sequence."""
     tokens = example_tokens(model, seed)
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
-    names = [f"L{layer}H{h}" for h in range(model.cfg.n_heads)]
+    names = [head_label(layer, h) for h in range(model.cfg.n_heads)]
     return attention_patterns_html(
         cache["pattern", layer][0], model.to_str_tokens(tokens[0]), names
     ).local_src

@@ -20,7 +20,18 @@ PACKAGE = "momentum_interp"
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     (
         "ground",
-        ("io", "paths", "defaults", "naming", "tables", "prose", "provenance", "lock", "version"),
+        (
+            "io",
+            "paths",
+            "defaults",
+            "naming",
+            "tables",
+            "prose",
+            "provenance",
+            "lock",
+            "toml_config",
+            "version",
+        ),
     ),
     ("config and data", ("config", "architecture", "data")),
     ("TransformerLens compatibility", ("compat",)),

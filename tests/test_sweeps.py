@@ -329,7 +329,7 @@ def test_fit_scaling_recovers_gamma_star_and_the_law():
     result = fit_scaling(synthetic_table(best), n_boot=200)
     assert [d.gamma_star for d in result.depths] == list(best.values())
     assert all(d.interval == (d.gamma_star, d.gamma_star) for d in result.depths)
-    assert result.depths[0].smeared_key_accuracy == pytest.approx(0.5)
+    assert result.depths[0].smeared_key_criterion == pytest.approx(0.5)
     assert result.fit.a == pytest.approx(4.0) and result.fit.b == pytest.approx(-1.0)
     # γ* is only known to the grid's resolution (factor 2): the interval is not zero-width.
     assert grid_log_sigma((0, 0.5, 1, 2, 4), 1.0) == pytest.approx(np.log(2) / np.sqrt(12))

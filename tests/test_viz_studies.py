@@ -37,7 +37,7 @@ def test_criterion_by_depth_draws_each_shear_and_the_control_per_depth():
         for depth, xaxis in zip(fit.depths, ("x", "x2"), strict=True):
             (line,) = [t for t in lines if t.name == shear and t.xaxis == xaxis]
             assert list(line.x) == depth.grid
-            assert np.allclose(line.y, depth.mean_accuracy)
+            assert np.allclose(line.y, depth.criterion_mean)
             stars = [g for g, s in zip(line.x, line.marker.symbol, strict=True) if s == "star"]
             assert stars == [depth.gamma_star]
             # the band runs along the interval's upper ends, then back along the lower ones

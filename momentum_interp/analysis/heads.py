@@ -18,13 +18,9 @@ from momentum_interp.analysis.scoring import (
 )
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_cis
 from momentum_interp.defaults import CONFIDENCE, DEFAULT_SEED, SCORE_SEQUENCES
+from momentum_interp.naming import head_label
 
 HeadId = tuple[int, int]
-
-
-def head_label(head: HeadId) -> str:
-    """`L{layer}H{head}`."""
-    return f"L{head[0]}H{head[1]}"
 
 
 @dataclass
@@ -55,7 +51,7 @@ class HeadRanking:
 
     def tied_label(self) -> str:
         """`L0H3` when one head leads, else `tied: L0H0, L0H3` (best point estimate first)."""
-        names = ", ".join(head_label(h) for h in self.tied)
+        names = ", ".join(head_label(*h) for h in self.tied)
         return names if len(self.tied) == 1 else f"tied: {names}"
 
     def table(self) -> pd.DataFrame:

@@ -211,17 +211,17 @@ class DepthResult:
     n_layers: int
     gamma_star: float
     interval: tuple[float, float]
-    accuracy_at_gamma_star: float  # the criterion's mean at γ* (accuracy or its curve's AUC)
-    accuracy_at_gamma0: float | None
-    smeared_key_accuracy: float | None
+    criterion_at_gamma_star: float  # the criterion's mean at γ* (accuracy or its curve's AUC)
+    criterion_at_gamma0: float | None
+    smeared_key_criterion: float | None
     n_seeds: int
     n_tied: int  # γ values within the tie tolerance of the top mean (decided by loss when > 1)
     at_grid_edge: bool  # γ* is the smallest or largest γ of the grid: the optimum may lie beyond
     paper_gamma_star: float
     grid: list[float]
-    mean_accuracy: list[float]  # the criterion's mean over seeds per γ
-    std_accuracy: list[float]
-    mean_tiebreak: list[float]  # mean loss per γ (decides ties at the ceiling)
+    criterion_mean: list[float]  # the criterion's mean over seeds per γ
+    criterion_std: list[float]
+    tiebreak_mean: list[float]  # mean loss per γ (decides ties at the ceiling)
     window: tuple[float, float] | None  # smallest and largest γ within the tie tolerance
     mean_interval: list[tuple[float, float]] = field(default_factory=list)  # t interval per γ
     runner_up: float | None = None  # the next-best non-zero γ
@@ -391,17 +391,17 @@ def _gamma_star_by_depth(
                 n_layers=int(depth),
                 gamma_star=float(grid[best]),
                 interval=interval,
-                accuracy_at_gamma_star=float(mean_acc[best]),
-                accuracy_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
-                smeared_key_accuracy=float(control.mean()) if len(control) else None,
+                criterion_at_gamma_star=float(mean_acc[best]),
+                criterion_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
+                smeared_key_criterion=float(control.mean()) if len(control) else None,
                 n_seeds=int(a.shape[0]),
                 n_tied=len(tied),
                 at_grid_edge=bool(best in (0, len(grid) - 1) and len(grid) > 1),
                 paper_gamma_star=paper,
                 grid=grid.tolist(),
-                mean_accuracy=mean_acc.tolist(),
-                std_accuracy=std.tolist(),
-                mean_tiebreak=mean_loss.tolist(),
+                criterion_mean=mean_acc.tolist(),
+                criterion_std=std.tolist(),
+                tiebreak_mean=mean_loss.tolist(),
                 window=(float(tied.min()), float(tied.max())),
                 mean_interval=intervals,
                 runner_up=None if runner is None else float(grid[runner]),

@@ -45,7 +45,7 @@ from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
 from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
 from momentum_interp.evaluation import per_token_loss
-from momentum_interp.naming import unknown_names
+from momentum_interp.naming import head_label, unknown_names
 
 # Default window of the in-context-learning score, as fractions of the sequence length T over
 # the index j of the *predicted* token: early = the tokens around 10 % of the context, late =
@@ -457,7 +457,7 @@ def _check_finite_patterns(numerators: dict[str, np.ndarray], dtype) -> None:
     score's per-sequence sums `[seq, layer, head]`, non-finite wherever a pattern entry is)."""
     bad = ~np.stack([np.isfinite(sums).all(0) for sums in numerators.values()]).all(0)
     if bad.any():
-        heads = ", ".join(f"L{layer}H{head}" for layer, head in zip(*np.nonzero(bad), strict=True))
+        heads = ", ".join(head_label(*h) for h in zip(*np.nonzero(bad), strict=True))
         raise ValueError(
             f"The attention patterns of {heads} are not finite (NaN or inf): the activations "
             f"overflow {str(dtype).removeprefix('torch.')} (e.g. a huge gamma or diverged "

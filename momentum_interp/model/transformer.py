@@ -31,6 +31,7 @@ from momentum_interp.model.loss import (
 )
 from momentum_interp.model.split_input import split_input_attention
 from momentum_interp.model.tokens import TokenMethods
+from momentum_interp.naming import head_label
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge.composition_scores import CompositionScores
@@ -412,7 +413,9 @@ class HookedMomentumTransformer(TokenMethods, HookedRootModule):
         layer = torch.arange(self.cfg.n_layers, device=scores.device)
         mask = layer[:, None, None, None] < layer[None, None, :, None]
         scores = torch.where(mask, scores, torch.zeros_like(scores))
-        labels = [f"L{i}H{h}" for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
+        labels = [
+            head_label(i, h) for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)
+        ]
         # imported here: transformer_lens.model_bridge costs ~2 s to import, and only this uses it
         from transformer_lens.model_bridge.composition_scores import CompositionScores
 

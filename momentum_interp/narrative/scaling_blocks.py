@@ -53,7 +53,7 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
     level = f"{100 * result.level:g} %"
     (seeds,) = {d.n_seeds for d in depths}
     (session,) = provenance["sessions"]
-    smeared = all(d.smeared_key_accuracy is not None for d in depths)
+    smeared = all(d.smeared_key_criterion is not None for d in depths)
     sweep = (
         f"We swept multi-query associative recall (`configs/sweeps/gamma_star.toml`): depths "
         f"N ∈ {{{', '.join(str(d.n_layers) for d in depths)}}}, γ ∈ "
@@ -88,7 +88,7 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
         f"**What {'does fall' if falls else 'does not fall'} with depth** is the largest γ still "
         f"tied at the top: {_by_depth(largest)} (a tie window, not a best γ).",
         " ".join(caveats(result, level)),
-        f"The caveats (d_model {_one(table, 'model.d_model')}, {_one(table, 'train.steps')} "
+        f"The caveats (d_model {_only_value(table, 'model.d_model')}, {_only_value(table, 'train.steps')} "
         f"steps, {step}) are in `results/scaling/README.md`. `notebooks/04_scaling_law.ipynb` "
         "recomputes all of this from the table.",
     ]
@@ -110,7 +110,7 @@ def _law_verdict_sentence(result: ScalingFit) -> str:
     )
 
 
-def _one(table: pd.DataFrame, column: str) -> Any:
+def _only_value(table: pd.DataFrame, column: str) -> Any:
     """The one value `column` takes in every row of a sweep's table."""
     (value,) = set(table[column])
     return value
@@ -127,20 +127,20 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
         f"{auc:.2f} at γ = {g:g}"
         for g, auc in zip(by_auc[GAMMA], by_auc["auc_accuracy"], strict=True)
     )
-    chance = 2 / _one(floor, "task.d_vocab")  # values come from half of the vocabulary
+    chance = 2 / _only_value(floor, "task.d_vocab")  # values come from half of the vocabulary
     smoothing_first = by_auc[GAMMA].iloc[0] < 0
     items = [
         f"**The pilot**, {pilot['train.seed'].nunique()} seed at "
-        f"{_one(pilot, 'model.n_layers')} layer ({_one(pilot, 'task.n_pairs')} pairs, "
-        f"{_one(pilot, 'train.steps')} steps). "
+        f"{_only_value(pilot, 'model.n_layers')} layer ({_only_value(pilot, 'task.n_pairs')} pairs, "
+        f"{_only_value(pilot, 'train.steps')} steps). "
         + (
             "No γ saturated"
             if pilot["final_accuracy"].max() < 1 - TIE_TOL
             else "A γ reached the ceiling"
         )
         + f" (best {pct(pilot['final_accuracy'].max(), 0)} final accuracy), and the AUC "
-        f"separated the γ values: {aucs}. At {_one(floor, 'task.n_pairs')} pairs and "
-        f"{_one(floor, 'train.steps')} steps no γ learned at N = "
+        f"separated the γ values: {aucs}. At {_only_value(floor, 'task.n_pairs')} pairs and "
+        f"{_only_value(floor, 'train.steps')} steps no γ learned at N = "
         f"{' or '.join(str(n) for n in sorted(set(floor['model.n_layers'])))} (best final "
         f"accuracy {pct(floor['final_accuracy'].max())}, chance {pct(chance)}: a floor).",
         f"The {spec['n_runs']}-run sweep "
@@ -158,10 +158,10 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
             else ""
         ),
     ]
-    return f"{wrap(_study(spec))}\n\n{bullets(items)}"
+    return f"{wrap(_sweep_design(spec))}\n\n{bullets(items)}"
 
 
-def _study(spec: dict) -> str:
+def _sweep_design(spec: dict) -> str:
     """One sentence on a γ*(N) sweep's design from its `sweep_spec.json`."""
     task, grid = spec["base"]["task"], spec["grid"]
     gammas, depths = grid["model.gamma"], sorted(grid["model.n_layers"])
@@ -201,12 +201,12 @@ def sweep_depth_rows(result: ScalingFit, shear_label: str) -> list[list[str]]:
                 str(d.n_layers),
                 str(d.n_seeds),
                 f"{d.gamma_star:g}",
-                _auc(d.mean_accuracy[best], d.mean_interval[best]),
+                _auc(d.criterion_mean[best], d.mean_interval[best]),
                 "—" if runner is None else f"{d.runner_up:g}",
-                "—" if runner is None else _auc(d.mean_accuracy[runner], d.mean_interval[runner]),
+                "—" if runner is None else _auc(d.criterion_mean[runner], d.mean_interval[runner]),
                 {True: "yes", False: "no", None: "—"}[d.separated],
-                "—" if zero is None else _auc(d.mean_accuracy[zero], d.mean_interval[zero]),
-                _auc(d.smeared_key_accuracy, d.smeared_key_interval),
+                "—" if zero is None else _auc(d.criterion_mean[zero], d.mean_interval[zero]),
+                _auc(d.smeared_key_criterion, d.smeared_key_interval),
             ]
         )
     return rows
@@ -299,8 +299,8 @@ def probe_block(probe: pd.DataFrame, sweep: pd.DataFrame, config: str, out: str)
     """The README's one-seed probe of a longer budget at one depth (`probe`, its results table)
     beside the same depth and seed in the 600-step sweep (`sweep`): final accuracy and AUC per γ,
     and the smeared key; `config` and `out` are the probe's sweep file and results folder."""
-    depth, seed = _one(probe, "model.n_layers"), _one(probe, "train.seed")
-    steps = _one(probe, "train.steps")
+    depth, seed = _only_value(probe, "model.n_layers"), _only_value(probe, "train.seed")
+    steps = _only_value(probe, "train.steps")
     same = sweep[(sweep["model.n_layers"] == depth) & (sweep["train.seed"] == seed)]
 
     def rows_of(table: pd.DataFrame) -> dict[str, pd.Series]:
@@ -312,7 +312,7 @@ def probe_block(probe: pd.DataFrame, sweep: pd.DataFrame, config: str, out: str)
         return out
 
     long, short = rows_of(probe), rows_of(same)
-    short_steps = _one(same, "train.steps") if len(same) else None
+    short_steps = _only_value(same, "train.steps") if len(same) else None
     header = ["γ", f"final accuracy, {steps} steps", "AUC", f"final accuracy, {short_steps} steps"]
     rows = [
         [
@@ -363,10 +363,10 @@ def _keys_only_sentence(keys_only: ScalingFit) -> str:
                 d.separated
             ]
             + (f" the next-best non-zero γ = {d.runner_up:g}" if d.runner_up is not None else "")
-            + f", AUC {d.accuracy_at_gamma_star:.2f}"
+            + f", AUC {d.criterion_at_gamma_star:.2f}"
             + (
-                f" against the learned smeared key's {d.smeared_key_accuracy:.2f}"
-                if d.smeared_key_accuracy is not None
+                f" against the learned smeared key's {d.smeared_key_criterion:.2f}"
+                if d.smeared_key_criterion is not None
                 else ""
             )
             for d in keys_only.depths
@@ -453,8 +453,8 @@ def sweep_block(
         d.n_layers
         for d in qk.depths
         if d.n_layers not in beaten
-        and d.smeared_key_accuracy is not None
-        and d.smeared_key_accuracy > d.accuracy_at_gamma_star
+        and d.smeared_key_criterion is not None
+        and d.smeared_key_criterion > d.criterion_at_gamma_star
     ]
     if beaten:
         items.append(
@@ -465,7 +465,7 @@ def sweep_block(
         items.append(
             "The learned smeared key's mean AUC is above the best γ's at N = "
             + ", ".join(
-                f"{d.n_layers} ({d.smeared_key_accuracy:.2f} against {d.accuracy_at_gamma_star:.2f})"
+                f"{d.n_layers} ({d.smeared_key_criterion:.2f} against {d.criterion_at_gamma_star:.2f})"
                 for d in qk.depths
                 if d.n_layers in ahead
             )

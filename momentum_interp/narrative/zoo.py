@@ -4,7 +4,7 @@ a trace and a spectral analysis."""
 
 from __future__ import annotations
 
-from momentum_interp.analysis.heads import head_label
+from momentum_interp.naming import head_label
 from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 
@@ -29,7 +29,7 @@ def interval(estimate: dict, digits: int = 3) -> str:
 def tied_heads(ranking: dict) -> str:
     """The top head, or the tied set, of a `HeadRanking.to_dict()`, with intervals."""
     heads = {(h["layer"], h["head"]): h for h in ranking["heads"]}
-    parts = [f"{head_label(h)} {interval(heads[tuple(h)])}" for h in ranking["tied"]]
+    parts = [f"{head_label(*h)} {interval(heads[tuple(h)])}" for h in ranking["tied"]]
     return parts[0] if len(parts) == 1 else "tied: " + "; ".join(parts)
 
 
@@ -109,7 +109,7 @@ def induction_bullets(record: dict, variants: dict) -> str:
     models = {m["name"]: m for m in record["models"]}
     paper, base = models[PAPER_MODEL]["accuracy"], models["induction-1l-baseline"]["accuracy"]
     traces = record["trace"]["heads"]
-    heads = ", ".join(head_label(t["head"]) for t in traces)
+    heads = ", ".join(head_label(*t["head"]) for t in traces)
     spectral = record["spectral"]
     measured = sorted(variants["variants"], key=lambda v: -v["final_eval"]["accuracy"])
     unrecorded = sorted(variants["unrecorded"], key=lambda v: -v["reported"]["accuracy"])

@@ -53,8 +53,8 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
         fig.add_trace(
             go.Scatter(
                 x=x,
-                y=depth.mean_accuracy,
-                error_y={"type": "data", "array": depth.std_accuracy, "thickness": 1},
+                y=depth.criterion_mean,
+                error_y={"type": "data", "array": depth.criterion_std, "thickness": 1},
                 mode="lines+markers",
                 marker={"symbol": symbols, "size": sizes, "color": color},
                 line={"color": color},
@@ -62,11 +62,11 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
                 legendgroup=str(depth.n_layers),
             )
         )
-        if depth.smeared_key_accuracy is not None:
+        if depth.smeared_key_criterion is not None:
             fig.add_trace(
                 go.Scatter(
                     x=[SMEARED_LABEL],
-                    y=[depth.smeared_key_accuracy],
+                    y=[depth.smeared_key_criterion],
                     mode="markers",
                     marker={"symbol": "x", "size": 12, "color": color},
                     name=f"N = {depth.n_layers} smeared key",
@@ -172,7 +172,7 @@ def criterion_by_depth(results: Mapping[str, ScalingFit], columns: int = 3) -> g
             fig.add_trace(
                 go.Scatter(
                     x=depth.grid,
-                    y=depth.mean_accuracy,
+                    y=depth.criterion_mean,
                     mode="lines+markers",
                     line={"color": color},
                     marker={
@@ -189,7 +189,7 @@ def criterion_by_depth(results: Mapping[str, ScalingFit], columns: int = 3) -> g
                 **cell,
             )
             shown.add(label)
-            if depth.smeared_key_accuracy is not None:
+            if depth.smeared_key_criterion is not None:
                 control = depth
         if control is not None:
             ends = [min(control.grid), max(control.grid)]
@@ -201,7 +201,7 @@ def criterion_by_depth(results: Mapping[str, ScalingFit], columns: int = 3) -> g
             fig.add_trace(
                 go.Scatter(
                     x=ends,
-                    y=[control.smeared_key_accuracy] * 2,
+                    y=[control.smeared_key_criterion] * 2,
                     mode="lines",
                     line={"color": control_color, "dash": "dash"},
                     name=SMEARED_LABEL + " (control)",
@@ -348,15 +348,15 @@ def depth_table(result: ScalingFit) -> tuple[list[str], list[list[str]]]:
     ] + (["γ tied at the top (window)"] if result.tie_tol else [])
     rows = []
     for d in result.depths:
-        control = "–" if d.smeared_key_accuracy is None else f"{d.smeared_key_accuracy:.3f}"
-        baseline = "–" if d.accuracy_at_gamma0 is None else f"{d.accuracy_at_gamma0:.3f}"
+        control = "–" if d.smeared_key_criterion is None else f"{d.smeared_key_criterion:.3f}"
+        baseline = "–" if d.criterion_at_gamma0 is None else f"{d.criterion_at_gamma0:.3f}"
         rows.append(
             [
                 str(d.n_layers),
                 f"{d.gamma_star:g}",
                 f"[{d.interval[0]:g}, {d.interval[1]:g}]" if d.has_interval else "— (one seed)",
                 f"{d.paper_gamma_star:.2f}",
-                f"{d.accuracy_at_gamma_star:.3f}",
+                f"{d.criterion_at_gamma_star:.3f}",
                 baseline,
                 control,
                 gamma_set(d.plausible) if d.plausible else "— (one seed)",
