@@ -33,6 +33,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
+from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
@@ -296,6 +297,7 @@ def run_demo(
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
             "comparison": paper_comparison(results),
             **{name: analysis.to_dict() for name, analysis in analyses.items()},
+            **({"scaling": fit_record(analyses["scaling"])} if "scaling" in analyses else {}),
             "headline": record,
             "seed": seed,
             "elapsed_s": elapsed,

@@ -23,7 +23,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
-from momentum_interp.narrative.scaling import consistency_statement
+from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import TRACE_RULE
 from momentum_interp.provenance import provenance
@@ -164,11 +164,7 @@ def write_model_report(
     if scaling is not None:
         fit = fit_scaling(load_table(scaling))
         add_section(report, fit)
-        numbers["scaling"] = {
-            **fit.to_dict(),
-            "consistency": consistency_statement(fit),
-            "source": str(scaling),
-        }
+        numbers["scaling"] = {**fit_record(fit), "source": str(scaling)}
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"

@@ -165,10 +165,9 @@ def write_scaling_report(
     table = load_table(results)
     result = fit_scaling(table, metric=metric, n_boot=n_boot, level=level, shear=shear)
     report = {
-        **result.to_dict(),
+        **fit_record(result),
         "source": str(results),
         "provenance": table_provenance(table, results.parent),
-        "consistency": consistency_statement(result),
     }
     atomic_write_json(out_dir / "fit.json", report)
     atomic_write_text(out_dir / "summary.md", summary_markdown(result))
@@ -214,3 +213,9 @@ def scaling_notes(result: ScalingFit) -> list[str]:
     """The sentences a γ*(N) report section opens with: the statement, then the fit's line."""
     line = fit_line(result)
     return [consistency_statement(result), *([line] if line is not None else [])]
+
+
+def fit_record(result: ScalingFit) -> dict[str, Any]:
+    """A fit's numbers (`ScalingFit.to_dict()`) with its statement beside them, as `fit.json`,
+    `report.json` and the demo's `results.json` hold it."""
+    return {**result.to_dict(), "consistency": consistency_statement(result)}
