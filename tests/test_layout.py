@@ -203,6 +203,18 @@ def upward_imports(root: Path, package: str, layers=LAYERS) -> list[str]:
 # ------------------------------------------------------------------------- the package
 
 
+MAX_LINES = 700  # a module longer than this does more than one job: split it
+
+
+def test_no_module_is_longer_than_max_lines():
+    long = {
+        name: n
+        for name, path in module_files(ROOT, PACKAGE).items()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
 def test_imports_follow_the_declared_layers():
     assert upward_imports(ROOT, PACKAGE) == []
 
