@@ -71,7 +71,8 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     """One pass over run_demo's pieces, called as run_demo calls them; seconds per piece and per
     model."""
     from momentum_interp import demo
-    from momentum_interp.analysis.heads import head_label, rank_heads_ci
+    from momentum_interp.analysis.explorer import explorer_for
+    from momentum_interp.analysis.heads import rank_heads_ci
     from momentum_interp.analysis.spectral import spectral_report
     from momentum_interp.analysis.statistics import pooled_ratio_ci
     from momentum_interp.analysis.tracing import trace_single_layer_induction
@@ -85,6 +86,7 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     from momentum_interp.evaluation import batching, per_sequence_metrics, pooled
     from momentum_interp.io import atomic_write_json
     from momentum_interp.model.transformer import HookedMomentumTransformer
+    from momentum_interp.naming import head_label
     from momentum_interp.report import example_tokens
     from momentum_interp.viz.explorer import write_explorer
     from momentum_interp.zoo import ZOO, run_config
@@ -127,7 +129,7 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     paper = next((r for r in results if r.name == demo.PAPER_MODEL), None)
     if paper is not None:
         for head in paper.induction.tied:  # every tied head, as the demo traces them
-            analyses[f"trace_{head_label(head)}"] = timed(
+            analyses[f"trace_{head_label(*head)}"] = timed(
                 "trace_single_layer_induction",
                 None,
                 trace_single_layer_induction,
@@ -158,7 +160,11 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
         )
 
     timed("write_json", None, write_json)
-    timed("write_explorer", None, write_explorer, {r.name: r.model for r in results}, sub, seed)
+
+    def explorer() -> None:
+        write_explorer(explorer_for({r.name: r.model for r in results}, seed), sub)
+
+    timed("write_explorer", None, explorer)
     return {"seconds": {k: round(v, 4) for k, v in times.items()}, "per_model_seconds": per_model}
 
 

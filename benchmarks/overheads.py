@@ -165,8 +165,8 @@ def _fused_proj_forward(self, x):
     batch, n_pos, _ = x.shape
     q, k, v = F.linear(x, weight, bias).view(batch, n_pos, 3, n_heads, d_head).unbind(dim=2)
     q, k, v = self.hook_q(q), self.hook_k(k), self.hook_v(v)
-    q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
-    k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
+    q = self._rotate_and_shear(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
+    k = self._rotate_and_shear(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
     z = F.scaled_dot_product_attention(
         q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_causal=True
     ).transpose(1, 2)

@@ -5,45 +5,25 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import os
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager, nullcontext
+from collections.abc import Sequence
 from pathlib import Path
 
-from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
-from momentum_interp.io import (
-    MiB,
-    OutputPathError,
-    WriteError,
-    check_writable,
-    kind_of,
-    regular_target,
+from momentum_interp.arguments import (
+    ROOM,
+    checkpoint_name,
+    command_text,
+    history_run,
+    input_file,
+    one_writer_with_room,
+    output_dir,
+    output_file,
+    toml_name,
 )
-from momentum_interp.model.locate import CheckpointError, resolve
-from momentum_interp.paths import REPO_ROOT
-
-# Defaults of `corpus build`: data.code_corpus's *_PATH names, repeated so that --help and bad
-# arguments answer without importing it (tests/test_data_code_corpus.py checks they are equal).
-CORPUS_CONFIG = str(REPO_ROOT / "configs" / "corpus" / "pypi_code.toml")
-CORPUS_OUT = str(REPO_ROOT / "data" / "code_corpus.jsonl.xz")
-CORPUS_DOWNLOADS = str(REPO_ROOT / "data" / "corpus_downloads")
-CORPUS_TOKENIZER = str(REPO_ROOT / "assets" / "code_corpus" / "tokenizer.json")
-CORPUS_MANIFEST = str(REPO_ROOT / "assets" / "code_corpus" / "manifest.json")
-
-# Free space a command needs before it starts, so a full disk fails in seconds rather than after
-# the work: its HTML pages inline Plotly (~5 MB each). `train` also checks, once its model is
-# built, room for that model's checkpoints.
-ROOM = {
-    "score": 1 * MiB,
-    "explore": 16 * MiB,
-    "report": 32 * MiB,
-    "demo": 64 * MiB,
-    "train": 1 * MiB,
-    "sweep": 16 * MiB,
-}
-
+from momentum_interp.corpus_command import add_corpus_parser
+from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
+from momentum_interp.io import WriteError, check_writable
 
 DEBUG_HELP = "on an error, show the traceback instead of one line"
 
@@ -66,73 +46,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
 
 
-def output_dir(value: str) -> Path:
-    """A directory we will write into: not an existing file, and creatable/writable."""
-    path = Path(value)
-    try:
-        if path.exists() and not path.is_dir():
-            raise OutputPathError(
-                f"{path} is {kind_of(path.stat().st_mode)}; give a directory path"
-            )
-        check_writable(path)
-    except OutputPathError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    return path
-
-
-def output_file(value: str) -> Path:
-    """A file we will write: a regular file or none (a symlink's target counts; a device, FIFO,
-    socket or directory is refused), its folder creatable/writable."""
-    path = Path(value)
-    try:
-        check_writable(regular_target(path).parent)
-    except OutputPathError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    return path
-
-
-@contextmanager
-def _one_writer(out: Path, command: str) -> Iterator[None]:
-    """Check that `out` has room for `command`, then hold its one-writer lock while the command
-    runs. Taken before torch is imported, so a second writer is refused in a fraction of a second;
-    under torchrun only rank 0 takes it (the ranks write one run together)."""
-    from momentum_interp.lock import one_writer
-
-    check_writable(out, ROOM[command])
-    with one_writer(out) if os.environ.get("RANK", "0") == "0" else nullcontext():
-        yield
-
-
-def _toml_name(path: Path, default: str) -> str:
-    """The top-level `name` of a TOML config (`default` if it has none or cannot be read: its
-    loader then says why), read without the loader's heavy imports."""
-    import tomllib
-
-    try:
-        return str(tomllib.loads(path.read_text()).get("name", default))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError):
-        return default
-
-
-def input_file(value: str) -> Path:
-    """A file we will read: it must exist and be a file."""
-    path = Path(value)
-    if not path.is_file():
-        what = "is a directory" if path.is_dir() else "does not exist"
-        raise argparse.ArgumentTypeError(f"{path} {what}; give an existing file")
-    return path
-
-
-def checkpoint_name(value: str) -> str:
-    """A checkpoint directory, packed file or bundled name; a typo is answered with the nearest
-    bundled name before torch is imported."""
-    try:
-        resolve(value)
-    except CheckpointError as e:
-        raise argparse.ArgumentTypeError(str(e)) from e
-    return value
-
-
 def _cmd_models(args: argparse.Namespace) -> None:
     from momentum_interp import HookedMomentumTransformer, bundled_names
 
@@ -147,8 +60,8 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
 def _cmd_train(args: argparse.Namespace) -> int | None:
     """Train; a run that diverges (NaN or inf loss or gradient norm) is one line and status 1."""
-    out = Path(args.out) if args.out else Path("runs") / _toml_name(args.config, "run")
-    with _one_writer(out, "train"):
+    out = Path(args.out) if args.out else Path("runs") / toml_name(args.config, "run")
+    with one_writer_with_room(out, "train"):
         from momentum_interp.training.config import load_run_config
         from momentum_interp.training.loop import Distributed, TrainingDiverged, train
 
@@ -169,7 +82,7 @@ def _cmd_train(args: argparse.Namespace) -> int | None:
 
 
 def _cmd_demo(args: argparse.Namespace) -> None:
-    with _one_writer(Path(args.out), "demo"):
+    with one_writer_with_room(Path(args.out), "demo"):
         from momentum_interp.demo import run_demo
 
         paths = run_demo(
@@ -177,15 +90,10 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             n_sequences=args.sequences,
             seed=args.seed,
             results_dir=Path(args.results) if args.results else None,
-            command=_command(args),
+            command=command_text(args),
         )
     for label, path in paths.items():
         print(f"{label}: {path}")
-
-
-def _command(args: argparse.Namespace) -> str:
-    """The command line that produced `args`, recorded in every result file."""
-    return " ".join(["momentum-interp", *args.argv])
 
 
 def _cmd_score(args: argparse.Namespace) -> None:
@@ -194,10 +102,12 @@ def _cmd_score(args: argparse.Namespace) -> None:
             check_writable(out, ROOM["score"])
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.heads import rank_heads_ci
+    from momentum_interp.analysis.scoring import check_score_name
     from momentum_interp.model.checkpoint import check_finite
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.tables import frame_rows, markdown_table
 
+    check_score_name(args.by)  # before the model loads
     model = HookedMomentumTransformer.from_pretrained(args.model, device="cpu")
     check_finite(model, args.model)
     ranking = rank_heads_ci(model, by=args.by, n_sequences=args.sequences, seed=args.seed)
@@ -219,21 +129,9 @@ def _cmd_score(args: argparse.Namespace) -> None:
         from momentum_interp.io import atomic_write_json
 
         path = Path(args.out) / "score.json"
-        numbers = {"provenance": provenance(_command(args), args.seed), **ranking.to_dict()}
+        numbers = {"provenance": provenance(command_text(args), args.seed), **ranking.to_dict()}
         atomic_write_json(path, {**numbers, "scores": table.to_dict(orient="records")})
         print(f"numbers: {path}")
-
-
-def history_run(value: str) -> Path:
-    """A run directory that kept a checkpoint history (`[train] history_checkpoints`)."""
-    path = Path(value)
-    if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a run directory")
-    if not (path / "history" / "index.json").is_file():
-        raise argparse.ArgumentTypeError(
-            f"{path} kept no checkpoint history; train it with [train] history_checkpoints = 50"
-        )
-    return path
 
 
 def _cmd_formation(args: argparse.Namespace) -> None:
@@ -242,7 +140,7 @@ def _cmd_formation(args: argparse.Namespace) -> None:
     from momentum_interp import HookedMomentumTransformer
     from momentum_interp.analysis.formation import formation
     from momentum_interp.io import atomic_write_json
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.training.history import CheckpointHistory
 
     history = CheckpointHistory(args.run)
@@ -260,7 +158,7 @@ def _cmd_formation(args: argparse.Namespace) -> None:
     out = args.out or args.run / "formation"
     path = out / "formation.json"
     atomic_write_json(
-        path, {"provenance": provenance(_command(args), args.seed), **result.to_dict()}
+        path, {"provenance": provenance(command_text(args), args.seed), **result.to_dict()}
     )
     test = result.phase_change
     print(
@@ -280,8 +178,9 @@ def _cmd_formation(args: argparse.Namespace) -> None:
 def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import trace_single_layer_induction
     from momentum_interp.analysis.heads import induction_heads_to_trace
+    from momentum_interp.narrative.zoo import TRACE_RULE, trace_headline
+    from momentum_interp.provenance import provenance
     from momentum_interp.report import load_model
-    from momentum_interp.results import TRACE_RULE, provenance, trace_headline
     from momentum_interp.viz.report import Report
     from momentum_interp.viz.sections import add_section
 
@@ -309,7 +208,7 @@ def _cmd_trace(args: argparse.Namespace) -> None:
     for trace in traces:
         add_section(report, trace)
     numbers = {
-        "provenance": provenance(_command(args), args.seed),
+        "provenance": provenance(command_text(args), args.seed),
         "rule": rule,
         "ranking": None if ranking is None else ranking.to_dict(),
         "headlines": [trace_headline(trace.to_dict()) for trace in traces],
@@ -320,8 +219,8 @@ def _cmd_trace(args: argparse.Namespace) -> None:
 
 def _cmd_spectrum(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import spectral_report
+    from momentum_interp.provenance import provenance
     from momentum_interp.report import example_tokens, load_model
-    from momentum_interp.results import provenance
     from momentum_interp.viz.sections import page_html
 
     model = load_model(args.model)
@@ -331,7 +230,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> None:
         f"{tokens.shape[0]} induction-task sequences of {tokens.shape[1]} tokens, seed {args.seed}"
     )
     print(result.verdict)
-    numbers = {"provenance": provenance(_command(args), args.seed), **result.to_dict()}
+    numbers = {"provenance": provenance(command_text(args), args.seed), **result.to_dict()}
     _write_pair(Path(args.out), "spectrum", page_html(result), numbers)
 
 
@@ -344,7 +243,7 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    with _one_writer(Path(args.out), "report"):
+    with one_writer_with_room(Path(args.out), "report"):
         from momentum_interp.analysis.scaling import bundled_results
         from momentum_interp.report import write_model_report
 
@@ -355,7 +254,7 @@ def _cmd_report(args: argparse.Namespace) -> None:
             n_sequences=args.sequences,
             seed=args.seed,
             scaling=scaling,
-            command=_command(args),
+            command=command_text(args),
         )
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -404,8 +303,8 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
-    out = Path(args.out) if args.out else Path("runs") / "sweeps" / _toml_name(args.spec, "sweep")
-    with _one_writer(out, "sweep"):
+    out = Path(args.out) if args.out else Path("runs") / "sweeps" / toml_name(args.spec, "sweep")
+    with one_writer_with_room(out, "sweep"):
         from momentum_interp.sweeps import SweepError, load_sweep, run_sweep
 
         spec = load_sweep(args.spec)
@@ -431,7 +330,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
     from momentum_interp.analysis.gamma_study import DEEPER_CONTROL, analyse_depth
     from momentum_interp.io import atomic_write_json, atomic_write_text
     from momentum_interp.narrative.gamma_study import summary_markdown
-    from momentum_interp.results import provenance
+    from momentum_interp.provenance import provenance
     from momentum_interp.sweeps import load_sweep, read_results
     from momentum_interp.sweeps.selection import select
 
@@ -451,7 +350,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
         )
     studies = [analyse_depth(rows, n, fresh) for n in depths]
     study = {
-        "provenance": provenance(_command(args), None),
+        "provenance": provenance(command_text(args), None),
         "spec": str(args.spec),
         "selection": select(spec, rows).to_dict(),
         "depths": [s.to_dict() for s in studies],
@@ -465,7 +364,7 @@ def _cmd_study(args: argparse.Namespace) -> None:
 
 
 def _cmd_scaling(args: argparse.Namespace) -> None:
-    from momentum_interp.viz.scaling import write_scaling_report
+    from momentum_interp.narrative.scaling import write_scaling_report
 
     paths = write_scaling_report(
         args.results,
@@ -480,86 +379,6 @@ def _cmd_scaling(args: argparse.Namespace) -> None:
     for label, path in paths.items():
         if label != "statement":
             print(f"{label}: {path}")
-
-
-def _repo_relative(path: Path) -> str:
-    """`path` relative to the checkout when inside it (so the manifest names no machine's paths)."""
-    path = path.resolve()
-    return path.relative_to(REPO_ROOT).as_posix() if path.is_relative_to(REPO_ROOT) else str(path)
-
-
-def _report_corpus_check(args: argparse.Namespace, items: list[tuple]) -> int:
-    """Print what the build matched in the manifest; on a difference, one line saying what and how
-    to update, and status 1."""
-    for name, expected, actual in items:
-        if expected == actual:
-            print(f"matches {args.manifest}: {name} {actual}")
-    differ = [f"{name} {new} (manifest: {old})" for name, old, new in items if old != new]
-    if not differ:
-        return 0
-    print(
-        f"momentum-interp corpus build: differs from {args.manifest}: {'; '.join(differ)}. "
-        f"The corpus file {args.out} is written; if the change is intended (a new config or "
-        "archives), rerun with --update-assets to retrain the tokenizer and rewrite it and the "
-        "manifest, then commit both",
-        file=sys.stderr,
-    )
-    return 1
-
-
-def _write_corpus_manifest(args: argparse.Namespace, build, items: list[tuple] | None) -> None:
-    """Write the manifest of a build that trained the tokenizer; say what changed from `items`'s
-    previous manifest (None: there was none)."""
-    from momentum_interp.io import atomic_write_json
-    from momentum_interp.results import provenance
-
-    manifest = {"provenance": provenance(_command(args), None), **build.to_dict()}
-    manifest["config"] = _repo_relative(args.config)
-    atomic_write_json(args.manifest, manifest)
-    print(f"{build.tokenizer.tokens / 1e6:.1f}M tokens; tokenizer {args.tokenizer}")
-    print(f"manifest: {args.manifest}")
-    if items is not None:
-        changed = [f"{name} {old} -> {new}" for name, old, new in items if old != new]
-        print(f"changed from the previous manifest: {'; '.join(changed) or 'nothing'}")
-
-
-def _cmd_corpus_build(args: argparse.Namespace) -> int:
-    from momentum_interp.data.code_corpus import (
-        DownloadError,
-        build_corpus,
-        fetch_archives,
-        load_corpus_config,
-        load_manifest,
-        manifest_items,
-    )
-
-    config = load_corpus_config(args.config)  # checked before any download
-    previous = None  # the manifest to verify against, or (--update-assets) the one replaced
-    if not args.update_assets:
-        previous = load_manifest(args.manifest)
-        if not args.tokenizer.is_file():
-            raise FileNotFoundError(
-                f"no tokenizer at {args.tokenizer} to verify against {args.manifest}; "
-                "pass --update-assets to train one"
-            )
-    elif args.manifest.is_file():
-        previous = load_manifest(args.manifest)
-    try:
-        fetch_archives(config, args.downloads, progress=not args.quiet)
-    except DownloadError as e:
-        print(f"momentum-interp corpus build: {e}", file=sys.stderr)
-        return 1
-    tokenizer_out = args.tokenizer if args.update_assets else None
-    build = build_corpus(config, args.downloads, args.out, tokenizer_out, progress=not args.quiet)
-    print(
-        f"{build.documents} documents, {build.text_bytes / 1e6:.1f} MB of text; corpus {args.out} "
-        f"({build.corpus_bytes / 2**20:.1f} MiB, sha256 {build.corpus_sha256})"
-    )
-    items = None if previous is None else manifest_items(build, previous, args.tokenizer)
-    if args.update_assets:
-        _write_corpus_manifest(args, build, items)
-        return 0
-    return _report_corpus_check(args, items)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -604,7 +423,9 @@ def build_parser() -> argparse.ArgumentParser:
     score = _model_command(
         sub, "score", "score every head for induction & co.", _cmd_score, SCORE_SEQUENCES
     )
-    score.add_argument("--by", default="induction", help="column to rank heads by")
+    score.add_argument(
+        "--by", default="induction", help="score to rank heads by (analysis.scoring.SCORES)"
+    )
     score.add_argument("--top", type=int, default=10, help="rows to print")
     score.add_argument("--csv", type=output_file, help="also write the full table to this CSV file")
     score.add_argument(
@@ -725,52 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     explore.set_defaults(func=_cmd_explore)
 
-    corpus = sub.add_parser("corpus", help="the code corpus of the GPU language-model comparison")
-    corpus_sub = corpus.add_subparsers(dest="corpus_command", required=True)
-    build = corpus_sub.add_parser(
-        "build",
-        help="download the pinned sdists (once, checked by sha256), write the corpus and verify "
-        "it against the committed manifest",
-    )
-    build.add_argument(
-        "--config",
-        type=input_file,
-        default=CORPUS_CONFIG,
-        help="TOML of pinned packages (default: %(default)s)",
-    )
-    build.add_argument(
-        "--out",
-        type=output_file,
-        default=CORPUS_OUT,
-        help="corpus file (.xz; default: %(default)s)",
-    )
-    build.add_argument(
-        "--downloads",
-        type=output_dir,
-        default=CORPUS_DOWNLOADS,
-        help="archive cache directory (default: %(default)s)",
-    )
-    build.add_argument(
-        "--tokenizer",
-        type=output_file,
-        default=CORPUS_TOKENIZER,
-        help="committed tokenizer JSON, verified (rewritten with --update-assets; default: "
-        "%(default)s)",
-    )
-    build.add_argument(
-        "--manifest",
-        type=output_file,
-        default=CORPUS_MANIFEST,
-        help="committed manifest JSON the build is verified against (rewritten with "
-        "--update-assets; default: %(default)s)",
-    )
-    build.add_argument(
-        "--update-assets",
-        action="store_true",
-        help="retrain the tokenizer and rewrite it and the manifest (else they are only verified)",
-    )
-    build.add_argument("--quiet", action="store_true", help="no progress bars")
-    build.set_defaults(func=_cmd_corpus_build)
+    corpus_sub = add_corpus_parser(sub)
 
     formation_cmd = sub.add_parser(
         "formation", help="induction over training, from a run's checkpoint history"

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import torch
 
+from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import (
     HeadRanking,
-    head_label,
     induction_heads_to_trace,
     rank_heads_ci,
 )
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
-from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
+from momentum_interp.analysis.scaling import bundled_results, fit_scaling
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
@@ -32,24 +32,27 @@ from momentum_interp.evaluation import (
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.report import example_tokens
-from momentum_interp.results import (
+from momentum_interp.naming import head_label
+from momentum_interp.narrative.scaling import fit_record
+from momentum_interp.narrative.sections import add_section
+from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
     TRACE_RULE,
-    ZOO_RECORD,
-    provenance,
     spectral_headline,
     trace_headline,
     zoo_data,
     zoo_rows,
     zoo_table,
 )
+from momentum_interp.provenance import provenance
+from momentum_interp.report import example_tokens
+from momentum_interp.results import ZOO_RECORD
+from momentum_interp.sweeps.tables import load_table
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import estimate_bars, training_curves
 from momentum_interp.viz.report import Report
-from momentum_interp.viz.sections import add_section
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config
 
 EVAL_BATCH = 64
@@ -138,7 +141,7 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
         for layer, head in r.induction.tied:
             patterns.append(cache["pattern", layer][0, head])
             score = r.induction.estimate((layer, head)).value
-            names.append(f"{r.name} L{layer}H{head} ({score:.2f}{tied})")
+            names.append(f"{r.name} {head_label(layer, head)} ({score:.2f}{tied})")
     str_tokens = results[0].model.to_str_tokens(tokens[0])
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
 
@@ -152,7 +155,7 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
         return {}
     ranking = paper.induction if seed == DEFAULT_SEED else induction_heads_to_trace(paper.model)
     analyses: dict[str, object] = {
-        f"trace_{head_label(head)}": trace_single_layer_induction(
+        f"trace_{head_label(*head)}": trace_single_layer_induction(
             paper.model, *head, n_sequences=TRACE_SEQUENCES, seed=seed
         )
         for head in ranking.tied
@@ -294,13 +297,14 @@ def run_demo(
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
             "comparison": paper_comparison(results),
             **{name: analysis.to_dict() for name, analysis in analyses.items()},
+            **({"scaling": fit_record(analyses["scaling"])} if "scaling" in analyses else {}),
             "headline": record,
             "seed": seed,
             "elapsed_s": elapsed,
         },
     )
     ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)  # opens on the paper's model
-    explorer = write_explorer({r.name: r.model for r in ordered}, out_dir, seed)
+    explorer = write_explorer(explorer_for({r.name: r.model for r in ordered}, seed), out_dir)
     paths = {"report": html_path, "numbers": json_path, "explorer": explorer}
     if results_dir is not None:
         paths["record"] = Path(results_dir) / ZOO_RECORD

@@ -1,4 +1,5 @@
-"""Error messages for unknown option names: the nearest valid name, then the full list."""
+"""Names as people read them: the head label `L{layer}H{head}`, and error messages for unknown
+option names (the nearest valid name, then the full list)."""
 
 from __future__ import annotations
 
@@ -17,3 +18,8 @@ def unknown_names(kind: str, unknown: Iterable[str], valid: Iterable[str]) -> st
         hint = f" (did you mean {by_folded[close[0]]!r}?)" if close else ""
         parts.append(f"{name!r}{hint}")
     return f"Unknown {kind} {', '.join(parts)}. Valid: {', '.join(valid)}."
+
+
+def head_label(layer: int, head: int) -> str:
+    """`L{layer}H{head}`: how every table, figure and sentence names an attention head."""
+    return f"L{layer}H{head}"

@@ -8,8 +8,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
-from momentum_interp.analysis.scaling import fit_scaling, load_table
+from momentum_interp.analysis.scaling import fit_scaling
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
@@ -21,7 +22,12 @@ from momentum_interp.evaluation import PATTERN_STREAM, seeded_generator
 from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
-from momentum_interp.results import TRACE_RULE, provenance
+from momentum_interp.naming import head_label
+from momentum_interp.narrative.scaling import fit_record
+from momentum_interp.narrative.sections import add_section
+from momentum_interp.narrative.zoo import TRACE_RULE
+from momentum_interp.provenance import provenance
+from momentum_interp.sweeps.tables import load_table
 from momentum_interp.tables import frame_rows
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
@@ -29,7 +35,6 @@ from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.scores import score_heatmaps
-from momentum_interp.viz.sections import add_section
 
 
 def load_model(name_or_path: str | Path, device: str = "cpu") -> HookedMomentumTransformer:
@@ -58,7 +63,7 @@ def layer_patterns_html(model: HookedMomentumTransformer, layer: int, seed: int)
     """circuitsvis view (offline) of every head of `layer` on one example sequence."""
     tokens = example_tokens(model, seed)
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
-    names = [f"L{layer}H{h}" for h in range(model.cfg.n_heads)]
+    names = [head_label(layer, h) for h in range(model.cfg.n_heads)]
     return attention_patterns_html(
         cache["pattern", layer][0], model.to_str_tokens(tokens[0]), names
     ).local_src
@@ -159,10 +164,10 @@ def write_model_report(
     if scaling is not None:
         fit = fit_scaling(load_table(scaling))
         add_section(report, fit)
-        numbers["scaling"] = {**fit.to_dict(), "source": str(scaling)}
+        numbers["scaling"] = {**fit_record(fit), "source": str(scaling)}
     out_dir = Path(out_dir)
     html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, numbers)
-    explorer = write_explorer({analysis.name: analysis.model}, out_dir, seed)
+    explorer = write_explorer(explorer_for({analysis.name: analysis.model}, seed), out_dir)
     return {"report": html_path, "numbers": json_path, "explorer": explorer}

@@ -18,10 +18,7 @@ from transformer_lens.head_detector import (
 )
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
-from momentum_interp.analysis import scoring
 from momentum_interp.analysis.scoring import (
-    COLUMNS,
-    SCORE_COLUMNS,
     copying_scores,
     in_context_learning_score,
     rank_heads,
@@ -32,6 +29,9 @@ from momentum_interp.analysis.scoring import (
 )
 from momentum_interp.viz.scores import score_heatmaps
 
+# The built-in scores, in column order (the registry must keep them).
+ATTENTION = ("induction", "prefix_matching", "previous_token", "duplicate_token")
+SCORE_COLUMNS = (*ATTENTION, "copying")
 BASE = dict(d_model=32, d_head=8, n_layers=2, n_ctx=32, d_vocab=40, attn_only=True)
 
 
@@ -59,12 +59,12 @@ def reference_scores(model, tokens: torch.Tensor, half_len=None, offset=0) -> di
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens)  # its own forward, full cache
     seqs = tokens.tolist()
-    out = {name: np.full((cfg.n_layers, cfg.n_heads), np.nan) for name in scoring.ATTENTION_SCORES}
+    out = {name: np.full((cfg.n_layers, cfg.n_heads), np.nan) for name in ATTENTION}
     for layer in range(cfg.n_layers):
         patterns = cache[f"blocks.{layer}.attn.hook_pattern"].double().tolist()
         for head in range(cfg.n_heads):
-            total = dict.fromkeys(scoring.ATTENTION_SCORES, 0.0)
-            count = dict.fromkeys(scoring.ATTENTION_SCORES, 0)
+            total = dict.fromkeys(ATTENTION, 0.0)
+            count = dict.fromkeys(ATTENTION, 0)
             for b, seq in enumerate(seqs):
                 for t in range(len(seq)):
                     row = patterns[b][head][t]
@@ -82,7 +82,7 @@ def reference_scores(model, tokens: torch.Tensor, half_len=None, offset=0) -> di
                     if half_len is not None and t >= offset + half_len:
                         total["induction"] += row[t - half_len + 1]
                         count["induction"] += 1
-            for name in scoring.ATTENTION_SCORES:
+            for name in ATTENTION:
                 if count[name]:
                     out[name][layer, head] = total[name] / count[name]
     return out
@@ -109,7 +109,7 @@ def assert_frame_matches(df: pd.DataFrame, ref: dict, atol: float = 1e-5) -> Non
 def test_frame_contract(model):
     df = score_heads(model, n_sequences=6, seed=1)
     cfg = model.cfg
-    assert list(df.columns) == list(COLUMNS)
+    assert list(df.columns) == ["layer", "head", *SCORE_COLUMNS]
     assert len(df) == cfg.n_layers * cfg.n_heads
     assert df["layer"].tolist() == [
         layer for layer in range(cfg.n_layers) for _ in range(cfg.n_heads)
@@ -117,8 +117,8 @@ def test_frame_contract(model):
     assert df["head"].tolist() == list(range(cfg.n_heads)) * cfg.n_layers
     assert df["layer"].dtype == np.int64 and df["head"].dtype == np.int64
     assert all(df[c].dtype == np.float64 for c in SCORE_COLUMNS)
-    assert df[list(scoring.ATTENTION_SCORES)].to_numpy().min() >= 0
-    assert df[list(scoring.ATTENTION_SCORES)].to_numpy().max() <= 1 + 1e-6
+    assert df[list(ATTENTION)].to_numpy().min() >= 0
+    assert df[list(ATTENTION)].to_numpy().max() <= 1 + 1e-6
     assert df["copying"].between(-1 - 1e-9, 1 + 1e-9).all()
     assert math.isfinite(df.attrs["in_context_learning"])
     assert df.attrs["half_len"] == cfg.n_ctx // 2 and df.attrs["n_sequences"] == 6
@@ -372,7 +372,7 @@ def test_heatmaps_and_ranking(model):
     ranked = rank_heads(df, by="duplicate_token", top=3)
     assert len(ranked) == 3
     assert ranked["duplicate_token"].tolist() == sorted(df["duplicate_token"], reverse=True)[:3]
-    with pytest.raises(ValueError, match="Unknown score column"):
+    with pytest.raises(ValueError, match="Unknown score"):
         rank_heads(df, by="nonsense")
 
 
@@ -395,3 +395,43 @@ def test_invalid_arguments(model):
         score_heads(model, n_sequences=0)
     with pytest.raises(ValueError, match="batch_size"):
         score_heads(model, n_sequences=2, batch_size=0)
+
+
+def test_a_new_score_is_one_registry_entry(monkeypatch, capsys):
+    """A toy score reading another hook (`hook_z`: the mean norm of each head's output per
+    position) is one `SCORES` entry, and `score_heads`, `rank_heads_ci` and `momentum-interp score
+    --by` all use it."""
+    from momentum_interp.analysis.heads import rank_heads_ci
+    from momentum_interp.analysis.scoring import SCORES, HeadScore
+    from momentum_interp.cli import main
+
+    hook = "attn.hook_z"  # [batch, pos, head, d_head]
+    toy = HeadScore(
+        "z_norm",
+        hooks=(hook,),
+        rows=lambda b: torch.full((b.tokens.shape[0],), b.tokens.shape[1]),
+        mass=lambda b, acts: acts[hook].double().norm(dim=-1).sum(1),
+    )
+    monkeypatch.setitem(SCORES, toy.name, toy)
+    model = HookedMomentumTransformer.from_pretrained("induction-1l-momentum")
+    df = score_heads(model, n_sequences=4, seed=0)
+    tokens = repeated_random_tokens(model.cfg.d_vocab, model.cfg.n_ctx // 2, 4, seed=0)
+    _, cache = model.run_with_cache(tokens)
+    expected = cache["blocks.0.attn.hook_z"].double().norm(dim=-1).mean((0, 1))  # [head]
+    np.testing.assert_allclose(df["z_norm"].to_numpy(), expected.numpy(), rtol=1e-5)
+    ranking = rank_heads_ci(model, by="z_norm", n_sequences=4, seed=0)
+    assert ranking.heads[0] == (0, int(expected.argmax()))
+    assert ranking.estimates[0].low < ranking.estimates[0].value < ranking.estimates[0].high
+    assert main(["score", "induction-1l-momentum", "--by", "z_norm", "--sequences", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "Heads by z_norm score" in out and f"L0H{int(expected.argmax())}" in out.splitlines()[-2]
+    monkeypatch.delitem(SCORES, toy.name)
+    assert main(["score", "induction-1l-momentum", "--by", "z_norm"]) == 2
+    assert "Unknown score 'z_norm'" in capsys.readouterr().err
+
+
+def test_a_score_is_either_read_from_hooks_or_from_weights():
+    from momentum_interp.analysis.scoring import HeadScore
+
+    with pytest.raises(ValueError, match="either hooks, rows and mass, or weights"):
+        HeadScore("half", hooks=("attn.hook_z",))

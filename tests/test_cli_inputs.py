@@ -63,7 +63,7 @@ def test_bad_paths_exit_2_fast_with_the_path_named(paths, args, named):
 
 
 def test_writable_output_passes_the_check_and_leaves_no_probe(tmp_path):
-    from momentum_interp.cli import output_dir
+    from momentum_interp.arguments import output_dir
 
     assert output_dir(str(tmp_path / "new" / "deeper")) == tmp_path / "new" / "deeper"
     assert list(tmp_path.iterdir()) == []

@@ -19,7 +19,7 @@ import pytest
 from test_cli_inputs import run_cli
 from tokenizers import Tokenizer
 
-from momentum_interp import cli
+from momentum_interp import corpus_command
 from momentum_interp.cli import main
 from momentum_interp.data import EOT, train_bpe_tokenizer
 from momentum_interp.data.code_corpus import (
@@ -349,10 +349,15 @@ def test_load_manifest_names_missing_keys(tmp_path):
 
 
 def test_cli_defaults_are_the_corpus_modules_paths():
-    """cli.py repeats them so that it need not import the corpus module to parse arguments."""
-    in_cli = [cli.CORPUS_CONFIG, cli.CORPUS_OUT, cli.CORPUS_DOWNLOADS, cli.CORPUS_TOKENIZER]
+    """corpus_command.py repeats them so that it need not import the corpus module to parse arguments."""
+    in_cli = [
+        corpus_command.CORPUS_CONFIG,
+        corpus_command.CORPUS_OUT,
+        corpus_command.CORPUS_DOWNLOADS,
+        corpus_command.CORPUS_TOKENIZER,
+    ]
     in_corpus = [CONFIG_PATH, CORPUS_PATH, DOWNLOADS_DIR, TOKENIZER_PATH, MANIFEST_PATH]
-    assert [*in_cli, cli.CORPUS_MANIFEST] == [str(path) for path in in_corpus]
+    assert [*in_cli, corpus_command.CORPUS_MANIFEST] == [str(path) for path in in_corpus]
 
 
 @pytest.mark.parametrize("option", ["--out", "--tokenizer", "--manifest"])

@@ -14,11 +14,11 @@ from benchmarks import (
 )
 from benchmarks.throughput import PRESETS  # noqa: E402
 from momentum_interp import HookedMomentumTransformer  # noqa: E402
-from momentum_interp.evaluation.loss import (  # noqa: E402
+from momentum_interp.model import inputs  # noqa: E402
+from momentum_interp.model.loss import (  # noqa: E402
     next_token_loss,
     unembed_next_token_loss,
 )
-from momentum_interp.model import inputs  # noqa: E402
 
 PRESET = PRESETS["tiny"]
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from momentum_interp import HookedMomentumTransformer
-from momentum_interp.viz.lm import gpu_lm_block
+from momentum_interp.narrative.lm import gpu_lm_block
 
 ROOT = Path(__file__).resolve().parents[1]
 PARTS = sorted(p.stem for p in (ROOT / "benchmarks" / "gpu").glob("*.py") if p.stem != "__init__")

@@ -109,5 +109,5 @@ def test_rank_heads_ci_is_score_heads_with_intervals(make_model):
     ).all()
     assert ranking.to_dict()["n_sequences"] == 12 and ranking.seed == 3
     assert "12 sequences of 32 tokens, seed 3" in ranking.data_statement()
-    with pytest.raises(ValueError, match="Unknown score column"):
+    with pytest.raises(ValueError, match="Unknown score"):
         rank_heads_ci(model, by="nope", n_sequences=2)

@@ -1,6 +1,7 @@
-"""The package's layout, read from its imports with `ast`: arrows run one way (config → model →
-data/training/evaluation → analysis → viz → cli), with no import cycles, and the analysis floors
-never render (no `viz/`, no plotly)."""
+"""The package's layout, read from its imports with `ast`: the layers are declared in order
+(`LAYERS`, ground first) and every import, module-level or deferred into a function, points down
+or across, never up (`TYPE_CHECKING` imports aside); there are no import cycles, and the data
+floors never render (no `viz/`, no plotly). The README's "Layout" section describes `LAYERS`."""
 
 from __future__ import annotations
 
@@ -13,6 +14,35 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = "momentum_interp"
+# The layers, ground first: a module may import from its own layer or the ones before it.
+# Each names the top-level modules or packages of `momentum_interp` it holds ("" is the package's
+# own `__init__`, which re-exports the API and so sits with the applications).
+LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    (
+        "ground",
+        (
+            "io",
+            "paths",
+            "defaults",
+            "naming",
+            "tables",
+            "prose",
+            "provenance",
+            "lock",
+            "toml_config",
+            "version",
+        ),
+    ),
+    ("config and data", ("config", "architecture", "data")),
+    ("TransformerLens compatibility", ("compat",)),
+    ("model", ("model",)),
+    ("evaluation and training", ("evaluation", "training")),
+    ("sweeps and zoo", ("sweeps", "zoo")),
+    ("analysis", ("analysis",)),
+    ("viz", ("viz",)),
+    ("narrative", ("narrative",)),
+    ("applications", ("report", "demo", "results", "arguments", "corpus_command", "cli", "")),
+)
 # Floors that return data: none of them may import viz/ or plotly, anywhere in a module.
 DATA_FLOORS = ("analysis", "evaluation", "training", "data", "model", "sweeps")
 
@@ -146,7 +176,47 @@ def forbidden_imports(root: Path, package: str, floor: str) -> list[str]:
     return found
 
 
+def layer_of(module: str, package: str, layers=LAYERS) -> int | None:
+    """Index in `layers` of a module of `package` (None: it is in no layer)."""
+    top = module.split(".")[1] if "." in module else ""
+    return next((i for i, (_, tops) in enumerate(layers) if top in tops), None)
+
+
+def upward_imports(root: Path, package: str, layers=LAYERS) -> list[str]:
+    """Every import, module-level or deferred, from a module to one in a later layer; a module
+    in no layer is reported too."""
+    found = []
+    for name, targets in sorted(import_graph(root, package, module_level=False).items()):
+        here = layer_of(name, package, layers)
+        if here is None:
+            found.append(f"{name} is in no layer; add it to LAYERS")
+            continue
+        for target in sorted(targets):
+            there = layer_of(target, package, layers)
+            if there is not None and there > here:
+                found.append(
+                    f"{name} ({layers[here][0]}) imports {target} ({layers[there][0]}), a later layer"
+                )
+    return found
+
+
 # ------------------------------------------------------------------------- the package
+
+
+MAX_LINES = 700  # a module longer than this does more than one job: split it
+
+
+def test_no_module_is_longer_than_max_lines():
+    long = {
+        name: n
+        for name, path in module_files(ROOT, PACKAGE).items()
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}
+
+
+def test_imports_follow_the_declared_layers():
+    assert upward_imports(ROOT, PACKAGE) == []
 
 
 def test_no_import_cycles():
@@ -163,14 +233,14 @@ def test_data_floors_do_not_render(floor):
     assert forbidden_imports(ROOT, PACKAGE, floor) == []
 
 
-def test_evaluation_does_not_import_the_model_at_run_time():
-    """The model imports `evaluation.loss`, so evaluation may name the model only for typing."""
+def test_the_model_does_not_import_evaluation():
+    """The model owns its next-token loss (`model.loss`); evaluation builds on the model."""
     modules = module_files(ROOT, PACKAGE)
-    graph = import_graph(ROOT, PACKAGE)
-    evaluation = [name for name in modules if name.startswith(f"{PACKAGE}.evaluation")]
-    assert evaluation
-    for name in evaluation:
-        assert not {t for t in graph[name] if t.startswith(f"{PACKAGE}.model")}, name
+    graph = import_graph(ROOT, PACKAGE, module_level=False)
+    model = [name for name in modules if name.startswith(f"{PACKAGE}.model")]
+    assert model
+    for name in model:
+        assert not {t for t in graph[name] if t.startswith(f"{PACKAGE}.evaluation")}, name
 
 
 def test_score_command_does_not_import_plotly():
@@ -239,3 +309,29 @@ def test_checker_finds_cycles_through_reexports_and_renderer_imports(tmp_path):
     ]
     _write(tmp_path, {"toy/viz/spec.py": "def draw(): ...\n", "toy/analysis/lazy.py": ""})
     assert cycles(import_graph(tmp_path, "toy")) == []
+
+
+def test_an_upward_import_breaks_the_declared_order(tmp_path):
+    """A ground module importing the model (deferred into a function) is reported, as is a module
+    in no layer; a `TYPE_CHECKING` import and a downward one are not."""
+    layers = (("ground", ("io",)), ("model", ("model",)), ("viz", ("viz",)))
+    _write(
+        tmp_path,
+        {
+            "toy/__init__.py": "",
+            "toy/io.py": "def save():\n    from toy.model import Model\n",
+            "toy/model.py": (
+                "from typing import TYPE_CHECKING\nfrom toy import io\n"
+                "if TYPE_CHECKING:\n    from toy.viz import draw\nclass Model: ...\n"
+            ),
+            "toy/viz.py": "from toy.model import Model\ndef draw(): ...\n",
+            "toy/stray.py": "",
+        },
+    )
+    assert upward_imports(tmp_path, "toy", layers) == [
+        "toy is in no layer; add it to LAYERS",
+        "toy.io (ground) imports toy.model (model), a later layer",
+        "toy.stray is in no layer; add it to LAYERS",
+    ]
+    _write(tmp_path, {"toy/io.py": "def save(): ...\n", "toy/stray.py": "import toy.io\n"})
+    assert upward_imports(tmp_path, "toy", (*layers, ("top", ("stray", "")))) == []

@@ -22,7 +22,8 @@ from momentum_interp.defaults import DEFAULT_SEED
 from momentum_interp.demo import EVAL_BATCH, measure_zoo
 from momentum_interp.evaluation.batches import batching, held_out_batches
 from momentum_interp.model.checkpoint import bundled_names
-from momentum_interp.results import PAPER_MODEL, ZOO_DIR, ZOO_RECORD
+from momentum_interp.narrative.zoo import PAPER_MODEL
+from momentum_interp.results import ZOO_DIR, ZOO_RECORD
 from momentum_interp.zoo import ZOO, run_config
 
 RECORD = json.loads((ZOO_DIR / ZOO_RECORD).read_text())

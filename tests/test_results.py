@@ -10,14 +10,12 @@ import pandas as pd
 import pytest
 
 from momentum_interp import results
+from momentum_interp.narrative import readme as narrative_readme
+from momentum_interp.narrative.readme import render, render_readme, replace_blocks
+from momentum_interp.narrative.zoo import PAPER_MODEL
 from momentum_interp.paths import REPO_ROOT
-from momentum_interp.results import (
-    ZOO_DIR,
-    markdown_table,
-    render,
-    render_readme,
-    replace_blocks,
-)
+from momentum_interp.results import ZOO_DIR
+from momentum_interp.tables import markdown_table
 
 
 def test_readme_and_cards_agree_with_committed_results():
@@ -39,7 +37,7 @@ def test_rendering_follows_the_records(tmp_path):
     """A changed number in the record changes the README: nothing in it is typed by hand."""
     path = _copy_results(tmp_path) / results.ZOO_RECORD
     record = json.loads(path.read_text())
-    paper = next(m for m in record["models"] if m["name"] == results.PAPER_MODEL)
+    paper = next(m for m in record["models"] if m["name"] == PAPER_MODEL)
     paper["accuracy"]["value"] = 0.1234
     record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
     path.write_text(json.dumps(record))
@@ -94,8 +92,8 @@ def test_lm_block_follows_the_comparison(tmp_path):
 
 def test_scaling_fit_round_trips_through_its_record():
     """`fit.json` read back gives the statement and summary it was written with."""
-    from momentum_interp.analysis.scaling import ScalingFit, consistency_statement
-    from momentum_interp.viz.scaling import summary_markdown
+    from momentum_interp.analysis.scaling import ScalingFit
+    from momentum_interp.narrative.scaling import consistency_statement, summary_markdown
 
     scaling = REPO_ROOT / "results" / "scaling"
     record = json.loads((scaling / "fit.json").read_text())
@@ -141,8 +139,12 @@ def test_performance_blocks_follow_the_benchmark_records(tmp_path):
     """A moved ratio or throughput in a benchmark record moves the table, the bullets and the
     met/missed verdicts."""
     benchmarks = tmp_path / "benchmarks"
-    shutil.copytree(results.BENCHMARKS, benchmarks)
-    cpu = benchmarks / f"{results.CPU_RUN}.json"
+    shutil.copytree(narrative_readme.BENCHMARKS, benchmarks)
+    blocks = narrative_readme.blocks()
+    located = lambda block, source: narrative_readme.located(  # noqa: E731
+        blocks[block].sources[source].path, narrative_readme.RESULTS, benchmarks
+    )
+    cpu = located("perf-cpu", "record")
     record = json.loads(cpu.read_text())
     longest = max(
         (c for c in record["configs"] if c["preset"] == "tiny" and not c["compile"]),
@@ -150,7 +152,7 @@ def test_performance_blocks_follow_the_benchmark_records(tmp_path):
     )
     longest["ratios"]["fast_over_analysis"]["ratio"] = 7.25
     cpu.write_text(json.dumps(record))
-    gpu = benchmarks / results.GPU_RUN / "throughput_cuda_compiled.json"
+    gpu = located("perf-gpu", "compiled")
     record = json.loads(gpu.read_text())
     record["configs"][0]["ratios"]["gamma1_over_gamma0"]["ratio"] = 0.991
     record["configs"][0]["variants"]["gamma0"]["tokens_per_s"] = 123456.0
@@ -161,7 +163,7 @@ def test_performance_blocks_follow_the_benchmark_records(tmp_path):
         run["imports"]["pandas"]["median"] = 0.71
     demo.write_text(json.dumps(record))
     readme = (REPO_ROOT / "README.md").read_text()
-    changed = render_readme(readme, results.RESULTS, benchmarks)
+    changed = render_readme(readme, narrative_readme.RESULTS, benchmarks)
     flat = " ".join(changed.split())
     assert "| 4096 | 1 | no |" in changed and "| 7.250 |" in changed
     assert "7.2 times slower" in flat

@@ -200,7 +200,8 @@ def test_palette_is_long_enough(n):
 
 
 def test_scaling_figures_use_the_palette_and_the_log_rule():
-    from momentum_interp.analysis.scaling import bundled_results, fit_scaling, load_table
+    from momentum_interp.analysis.scaling import bundled_results, fit_scaling
+    from momentum_interp.sweeps.tables import load_table
     from momentum_interp.viz.scaling import accuracy_vs_gamma, gamma_star_vs_depth
 
     result = fit_scaling(load_table(bundled_results()), n_boot=200)

@@ -37,7 +37,7 @@ def test_criterion_by_depth_draws_each_shear_and_the_control_per_depth():
         for depth, xaxis in zip(fit.depths, ("x", "x2"), strict=True):
             (line,) = [t for t in lines if t.name == shear and t.xaxis == xaxis]
             assert list(line.x) == depth.grid
-            assert np.allclose(line.y, depth.mean_accuracy)
+            assert np.allclose(line.y, depth.criterion_mean)
             stars = [g for g, s in zip(line.x, line.marker.symbol, strict=True) if s == "star"]
             assert stars == [depth.gamma_star]
             # the band runs along the interval's upper ends, then back along the lower ones
@@ -83,7 +83,7 @@ def test_gpu_lm_block_with_a_reference_that_did_not_finish():
     import json
     from pathlib import Path
 
-    from momentum_interp.viz.lm import gpu_lm_block
+    from momentum_interp.narrative.lm import gpu_lm_block
 
     root = Path(__file__).resolve().parents[1]
     manifest = json.loads((root / "assets" / "code_corpus" / "manifest.json").read_text())

@@ -8,8 +8,9 @@ import pytest
 
 from momentum_interp import HookedMomentumTransformer, bundled_names
 from momentum_interp.model.checkpoint import resolve
+from momentum_interp.narrative.cards import lm_comparison_row, text_card_markdown
 from momentum_interp.paths import REPO_ROOT
-from momentum_interp.zoo import TEXT_ZOO, lm_comparison_row, run_config, text_card_markdown
+from momentum_interp.zoo import TEXT_ZOO, run_config
 
 CODE = "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
 

@@ -84,7 +84,7 @@ from momentum_interp.data.code_corpus import (
 )
 from momentum_interp.evaluation import TRAIN_STREAM, seeded_generator
 from momentum_interp.model.checkpoint import pack_checkpoint
-from momentum_interp.results import git_commit
+from momentum_interp.provenance import git_commit
 from momentum_interp.tables import markdown_table
 from momentum_interp.training.config import OptimConfig, RunConfig
 from momentum_interp.training.loop import make_optimizer

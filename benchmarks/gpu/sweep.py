@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out_dir", type=Path)
     parser.add_argument("--smoke", action="store_true", help="tiny version, seconds on CPU")
     args = parser.parse_args(argv)
-    from momentum_interp.viz.scaling import write_scaling_report
+    from momentum_interp.narrative.scaling import write_scaling_report
 
     started = time.monotonic()
     sweep = spec(args.smoke)

@@ -6,7 +6,8 @@ Results are data (dataclasses and DataFrames with `to_dict()`); `momentum_interp
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
 from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import (
-    SCORE_COLUMNS,
+    SCORES,
+    HeadScore,
     copying_scores,
     in_context_learning_score,
     rank_heads,
@@ -48,7 +49,8 @@ __all__ = [
     "HeadRanking",
     "induction_heads_to_trace",
     "rank_heads_ci",
-    "SCORE_COLUMNS",
+    "HeadScore",
+    "SCORES",
     "InductionTrace",
     "SignalSpectra",
     "TLModel",

@@ -263,13 +263,20 @@ def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerM
 
 
 def explorer_data(
-    models: Mapping[str, TLModel], tokens: torch.Tensor | None = None
+    models: Sequence[str] | Mapping[str, TLModel], tokens: torch.Tensor | str | None = None
 ) -> ExplorerData:
-    """Explorer data for several models on the same `tokens: [1, pos]` (default: repeated random
-    tokens of the first model's vocabulary). The models must share one vocabulary."""
+    """Explorer data for several models (bundled names, or `{name: model}`) on the same tokens:
+    `[1, pos]` ids, text or space-separated ids (default: repeated random tokens of the first
+    model's vocabulary). The models must share one vocabulary."""
     if not models:
         raise ValueError("explorer_data needs at least one model.")
+    if not isinstance(models, Mapping):
+        from momentum_interp.model.transformer import HookedMomentumTransformer
+
+        models = {name: HookedMomentumTransformer.from_pretrained(name) for name in models}
     first = next(iter(models.values()))
+    if isinstance(tokens, str):
+        tokens = first.to_tokens(tokens)
     vocab = {(m.cfg.d_vocab, m.tokenizer is None) for m in models.values()}
     if len(vocab) > 1:
         raise ValueError(
@@ -293,3 +300,8 @@ def explorer_data(
         induction_keys=induction_keys(ids),
         models=[explorer_model(m, tokens, name) for name, m in models.items()],
     )
+
+
+def explorer_for(models: Mapping[str, TLModel], seed: int) -> ExplorerData:
+    """Explorer data of a report's models on one repeated random sequence drawn with `seed`."""
+    return explorer_data(models, default_tokens(next(iter(models.values())), seed=seed))

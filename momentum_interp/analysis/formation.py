@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from momentum_interp.analysis.heads import head_label, rank_from_samples
+from momentum_interp.analysis.heads import rank_from_samples
 from momentum_interp.analysis.scoring import (
     head_score_samples,
     in_context_learning_score,
@@ -39,6 +39,7 @@ from momentum_interp.analysis.tracing.terms import (
 from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
 from momentum_interp.evaluation import per_token_loss
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.naming import head_label
 
 ABRUPTNESS = 0.5  # share of the run's total repeated-token loss drop within one step doubling
 MIN_TOTAL_DROP = 0.25  # nats: a run whose repeated-token loss falls less has nothing to test
@@ -178,7 +179,7 @@ def measure_checkpoint(
     top = induction.estimate(head)
     return CheckpointRow(
         step=step,
-        top_head=head_label(head),
+        top_head=head_label(*head),
         induction=top.value,
         induction_low=top.low,
         induction_high=top.high,

@@ -11,19 +11,16 @@ import pandas as pd
 from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.analysis.scoring import (
     HeadScoreSamples,
+    check_score_name,
     head_score_samples,
     repeated_tokens_for,
     scores_table,
 )
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_cis
 from momentum_interp.defaults import CONFIDENCE, DEFAULT_SEED, SCORE_SEQUENCES
+from momentum_interp.naming import head_label
 
 HeadId = tuple[int, int]
-
-
-def head_label(head: HeadId) -> str:
-    """`L{layer}H{head}`."""
-    return f"L{head[0]}H{head[1]}"
 
 
 @dataclass
@@ -54,7 +51,7 @@ class HeadRanking:
 
     def tied_label(self) -> str:
         """`L0H3` when one head leads, else `tied: L0H0, L0H3` (best point estimate first)."""
-        names = ", ".join(head_label(h) for h in self.tied)
+        names = ", ".join(head_label(*h) for h in self.tied)
         return names if len(self.tied) == 1 else f"tied: {names}"
 
     def table(self) -> pd.DataFrame:
@@ -109,9 +106,8 @@ def rank_from_samples(
     confidence: float = CONFIDENCE,
 ) -> HeadRanking:
     """Rank the heads of a score table by column `by`, with intervals from its per-sequence sums
-    (the copying score is a property of the weights: its interval is the point)."""
-    if by not in scores.columns or by in ("layer", "head"):
-        raise ValueError(f"Unknown score column {by!r}; choose one of {list(scores.columns[2:])}.")
+    (a weight score, such as copying, is a property of the weights: its interval is the point)."""
+    check_score_name(by)
     heads = [
         (int(layer), int(head)) for layer, head in zip(scores["layer"], scores["head"], strict=True)
     ]

@@ -28,12 +28,11 @@ ignored (γ is then not a grid value). A momentum row with `shear = "none"` coun
 γ* ≤ 0 (a smear, or no shear, is best) cannot enter the log fit; `shape_fits` then says what
 fits the depths with an effect instead: a constant, and a line `γ* = c + d N` with an interval
 on its slope.
-Rendering (tables, Markdown, figures, the HTML page) lives in `viz.scaling`.
+Figures and pages live in `viz.scaling`; the sentences in `narrative.scaling`.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import warnings
 from dataclasses import asdict, dataclass, field, fields, replace
@@ -212,17 +211,17 @@ class DepthResult:
     n_layers: int
     gamma_star: float
     interval: tuple[float, float]
-    accuracy_at_gamma_star: float  # the criterion's mean at γ* (accuracy or its curve's AUC)
-    accuracy_at_gamma0: float | None
-    smeared_key_accuracy: float | None
+    criterion_at_gamma_star: float  # the criterion's mean at γ* (accuracy or its curve's AUC)
+    criterion_at_gamma0: float | None
+    smeared_key_criterion: float | None
     n_seeds: int
     n_tied: int  # γ values within the tie tolerance of the top mean (decided by loss when > 1)
     at_grid_edge: bool  # γ* is the smallest or largest γ of the grid: the optimum may lie beyond
     paper_gamma_star: float
     grid: list[float]
-    mean_accuracy: list[float]  # the criterion's mean over seeds per γ
-    std_accuracy: list[float]
-    mean_tiebreak: list[float]  # mean loss per γ (decides ties at the ceiling)
+    criterion_mean: list[float]  # the criterion's mean over seeds per γ
+    criterion_std: list[float]
+    tiebreak_mean: list[float]  # mean loss per γ (decides ties at the ceiling)
     window: tuple[float, float] | None  # smallest and largest γ within the tie tolerance
     mean_interval: list[tuple[float, float]] = field(default_factory=list)  # t interval per γ
     runner_up: float | None = None  # the next-best non-zero γ
@@ -310,7 +309,7 @@ class ScalingFit:
             return "undecided"
         if any(not d.has_interval for d in self.depths):
             return "undecided"
-        fit_holds = _inside(PAPER_A, fit.a_interval) and _inside(PAPER_B, fit.b_interval)
+        fit_holds = inside(PAPER_A, fit.a_interval) and inside(PAPER_B, fit.b_interval)
         depths_exclude = any(d.paper_verdict == "outside" for d in self.depths)
         if fit_holds and not depths_exclude:
             return "consistent"
@@ -322,7 +321,6 @@ class ScalingFit:
         out = asdict(replace(self, boot_ab=None, table=None))  # asdict would deep-copy them
         out.pop("boot_ab")
         out.pop("table")
-        out["consistency"] = consistency_statement(self)
         return json_safe(out)
 
     @classmethod
@@ -393,17 +391,17 @@ def _gamma_star_by_depth(
                 n_layers=int(depth),
                 gamma_star=float(grid[best]),
                 interval=interval,
-                accuracy_at_gamma_star=float(mean_acc[best]),
-                accuracy_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
-                smeared_key_accuracy=float(control.mean()) if len(control) else None,
+                criterion_at_gamma_star=float(mean_acc[best]),
+                criterion_at_gamma0=float(mean_acc[grid == 0][0]) if np.any(grid == 0) else None,
+                smeared_key_criterion=float(control.mean()) if len(control) else None,
                 n_seeds=int(a.shape[0]),
                 n_tied=len(tied),
                 at_grid_edge=bool(best in (0, len(grid) - 1) and len(grid) > 1),
                 paper_gamma_star=paper,
                 grid=grid.tolist(),
-                mean_accuracy=mean_acc.tolist(),
-                std_accuracy=std.tolist(),
-                mean_tiebreak=mean_loss.tolist(),
+                criterion_mean=mean_acc.tolist(),
+                criterion_std=std.tolist(),
+                tiebreak_mean=mean_loss.tolist(),
                 window=(float(tied.min()), float(tied.max())),
                 mean_interval=intervals,
                 runner_up=None if runner is None else float(grid[runner]),
@@ -510,7 +508,7 @@ def finite_interval(interval: Any) -> bool:
     return interval is not None and all(v is not None and math.isfinite(v) for v in interval)
 
 
-def _inside(value: float, interval: Any) -> bool:
+def inside(value: float, interval: Any) -> bool:
     return interval is not None and interval[0] <= value <= interval[1]
 
 
@@ -518,166 +516,7 @@ def format_interval(interval: Any) -> str:
     return f"[{interval[0]:.3g}, {interval[1]:.3g}]"
 
 
-def at_depths(depths: list[int]) -> str:
-    """`N = 2, 3, 4`: depths as the prose writes them."""
-    return "N = " + ", ".join(map(str, depths))
-
-
-def _them(depths: list[int]) -> str:
-    return "it" if len(depths) == 1 else "them"
-
-
-def caveats(result: ScalingFit, pct: str) -> list[str]:
-    """Sentences on what the criterion could not separate, and on a line through the depths."""
-    parts = []
-    unseparated = [d.n_layers for d in result.depths if d.separated is False]
-    if unseparated:
-        parts.append(
-            f"At {at_depths(unseparated)} the criterion cannot separate γ* from the next-best "
-            f"non-zero γ (their {pct} intervals over seeds overlap)."
-        )
-    if (line := result.shapes.get("line")) is not None:
-        flat = line["d_interval"][0] <= 0 <= line["d_interval"][1]
-        left_out = [d.n_layers for d in result.depths if d.beats_no_shear is False]
-        parts.append(
-            "A line through "
-            + (
-                f"{result.shapes['n_points']} depths (leaving out {at_depths(left_out)}, where "
-                "γ = 0 is not measurably worse)"
-                if left_out
-                else "every depth"
-            )
-            + f" gives γ* = {line['c']:.3g} "
-            f"{'−' if line['d'] < 0 else '+'} {abs(line['d']):.3g} N "
-            f"(slope {pct} interval {format_interval(line['d_interval'])}"
-            + ("; no trend in N is resolved)." if flat else ").")
-        )
-    return parts
-
-
-def consistency_statement(result: ScalingFit) -> str:
-    """A plain sentence or three: do the paper's 4.17 and −0.74 lie inside our intervals? (The
-    verdict is the last sentence.)"""
-    pct = f"{100 * result.level:g} %"
-    parts = []
-    if result.excluded:
-        parts.append(
-            f"At {at_depths(result.excluded)} γ* ≤ 0 (no shear, or a smear, was best): the "
-            f"log-space fit leaves {_them(result.excluded)} out."
-        )
-    if result.no_effect:
-        parts.append(
-            f"At {at_depths(result.no_effect)} the {pct} intervals of γ* > 0 and of γ = 0 "
-            "overlap (no shear is not measurably worse), so there is no best γ to fit: the fit "
-            f"leaves {_them(result.no_effect)} out too."
-        )
-    edge = [d.n_layers for d in result.depths if d.at_grid_edge]
-    if edge:
-        parts.append(f"At {at_depths(edge)} γ* is at an end of the grid (it may lie beyond).")
-    fit = result.fit
-    if fit is None:
-        parts += caveats(result, pct)
-        parts.append(
-            "Fewer than 2 depths have a γ* > 0 that beats γ = 0, so no power law can be fitted: "
-            f"the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded by "
-            "this sweep."
-        )
-        return " ".join(parts)
-    one_seed = [d.n_layers for d in result.depths if not d.has_interval]
-    if one_seed:
-        parts += caveats(result, pct)
-        parts.append(
-            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths rests on one "
-            f"seed at {at_depths(one_seed)}, where no interval over seeds exists, "
-            f"so the paper's law γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor "
-            "excluded yet."
-        )
-        return " ".join(parts)
-    if not all(finite_interval(i) for i in (fit.a_interval, fit.b_interval)):
-        parts += caveats(result, pct)
-        parts.append(
-            f"The fit γ* = {fit.a:.3g} N^{fit.b:.2f} through {fit.n_points} depths has no "
-            "interval (too few depths or seeds), so the paper's law "
-            f"γ* = {PAPER_A} N^{PAPER_B} can be neither confirmed nor excluded yet."
-        )
-        return " ".join(parts)
-    a_in, b_in = _inside(PAPER_A, fit.a_interval), _inside(PAPER_B, fit.b_interval)
-    boot = result.bootstrap
-    parts.append(
-        f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
-        f"intervals from the fit {fit.method} a ∈ {format_interval(fit.a_interval)}, "
-        f"b ∈ {format_interval(fit.b_interval)}"
-        + (
-            f" (seed bootstrap: a ∈ {format_interval(boot['a_interval'])}, b ∈ {format_interval(boot['b_interval'])})."
-            if "a_interval" in boot
-            else "."
-        )
-    )
-    parts.append(
-        f"The paper's a = {PAPER_A} lies {'inside' if a_in else 'outside'} our covariance "
-        f"interval and its b = {PAPER_B} lies {'inside' if b_in else 'outside'} it"
-        + (
-            f"; against the seed-bootstrap intervals: a {'inside' if _inside(PAPER_A, boot['a_interval']) else 'outside'}, "
-            f"b {'inside' if _inside(PAPER_B, boot['b_interval']) else 'outside'}."
-            if "a_interval" in boot
-            else "."
-        )
-    )
-    parts += caveats(result, pct)
-    verdict = result.law_verdict
-    if verdict == "consistent":
-        parts.append("Our measurement is consistent with the paper's law.")
-    elif verdict == "inconsistent":
-        which = " and ".join(n for n, inside in (("a", a_in), ("b", b_in)) if not inside)
-        outside = [d.n_layers for d in result.depths if d.paper_verdict == "outside"]
-        parts.append(
-            f"Our measurement is inconsistent with the paper's law: its {which} lies outside our "
-            f"interval, and at {at_depths(outside)} the paper's γ*(N) scores measurably below γ*."
-        )
-    else:
-        tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
-        parts.append(
-            f"No verdict: at {at_depths(tied)} the paper's γ*(N) is not measurably worse than "
-            "our γ* (the grid γ beside it are not distinguishable from γ*, or untested), so the "
-            "fit through the per-depth argmaxes decides nothing; this sweep neither confirms nor "
-            "excludes the paper's law."
-        )
-    return " ".join(parts)
-
-
 def bundled_results() -> Path | None:
     """The committed γ*(N) sweep's table (`results/scaling/results.csv`), if this checkout has it."""
     path = REPO_ROOT / "results" / "scaling" / "results.csv"
     return path if path.is_file() else None
-
-
-def load_table(path: str | Path) -> pd.DataFrame:
-    """A sweep's results table from `results.csv` or `results.jsonl`."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Results table {path} does not exist.")
-    if path.suffix == ".jsonl":
-        from momentum_interp.sweeps.runner import read_results, results_frame
-
-        return results_frame(read_results(path))
-    return pd.read_csv(path)
-
-
-def provenance(df: pd.DataFrame, results_dir: str | Path | None = None) -> dict[str, Any]:
-    """Runs, summed per-run training time, machines and devices; the sweep's own wall time when
-    its `sweep_sessions.jsonl` lies beside the table."""
-    out: dict[str, Any] = {"n_runs": len(df)}
-    if "wall_time_s" in df:
-        out["sum_run_wall_time_s"] = float(df["wall_time_s"].sum())
-    for column in ("hostname", "device"):
-        if column in df:
-            out[f"{column}s"] = sorted({str(x) for x in df[column].dropna()})
-    if results_dir is not None:
-        from momentum_interp.sweeps.runner import SESSIONS_FILE
-
-        sessions_path = Path(results_dir) / SESSIONS_FILE
-        if sessions_path.is_file():
-            sessions = [json.loads(x) for x in sessions_path.read_text().splitlines() if x.strip()]
-            out["sessions"] = sessions
-            out["sweep_wall_time_s"] = float(sum(s.get("elapsed_s", 0.0) for s in sessions))
-    return out

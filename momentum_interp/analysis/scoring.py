@@ -1,10 +1,11 @@
 """Head scores: induction, prefix matching, previous token, duplicate token, copying; plus the
 model-level in-context-learning score.
 
-All attention scores of one batch come from a single forward pass that caches only the
-`blocks.{l}.attn.hook_pattern` activations; every score is a masked sum over that pattern,
-accumulated in float64 batch by batch (no Python loop over positions, no stored detection
-patterns). The functions need only the TransformerLens model surface (`protocol.TLModel`): `cfg`
+Each score is one `HeadScore` entry of the registry `SCORES`: the hooks it reads, its qualifying
+query rows and its mass (or a function of the weights). All attention scores of one batch come
+from a single forward pass that caches only the hooks they name (`blocks.{l}.attn.hook_pattern`
+for the built-in ones); every score is a masked sum, accumulated in float64 batch by batch (no
+Python loop over positions, no stored detection patterns). The functions need only the TransformerLens model surface (`protocol.TLModel`): `cfg`
 (`n_layers`, `n_heads`, `d_vocab`, `n_ctx`), `run_with_cache(tokens, names_filter=...)`
 returning `(logits, cache)`, `W_E`, `W_U`, `W_V` and `W_O`, so they work on
 `HookedMomentumTransformer` and on TransformerLens's `TransformerBridge`.
@@ -32,7 +33,7 @@ single-sequence "mul" score equals ours times `qualifying rows / all rows`.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,10 +45,7 @@ from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.data import RepeatedTokensTask, TaskBatch
 from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
 from momentum_interp.evaluation import per_token_loss
-
-ATTENTION_SCORES = ("induction", "prefix_matching", "previous_token", "duplicate_token")
-SCORE_COLUMNS = (*ATTENTION_SCORES, "copying")
-COLUMNS = ("layer", "head", *SCORE_COLUMNS)
+from momentum_interp.naming import head_label, unknown_names
 
 # Default window of the in-context-learning score, as fractions of the sequence length T over
 # the index j of the *predicted* token: early = the tokens around 10 % of the context, late =
@@ -247,8 +245,121 @@ def copying_scores(model) -> torch.Tensor:
     return eigenvalues.real.sum(-1) / eigenvalues.abs().sum(-1)
 
 
-def _pattern_names(n_layers: int) -> list[str]:
-    return [f"blocks.{layer}.attn.hook_pattern" for layer in range(n_layers)]
+@dataclass(frozen=True)
+class ScoreBatch:
+    """What a score sees of one batch: its tokens `[batch, pos]`, their token-match masks
+    `[batch, q_pos, k_pos]` (`token_match_masks`) and the repeat structure, if any."""
+
+    tokens: torch.Tensor
+    duplicate: torch.Tensor
+    prefix: torch.Tensor
+    half_len: int | None  # length of one copy (None: no repeat structure)
+    repeat_start: int | None  # first query row of the repeat
+
+
+@dataclass(frozen=True)
+class HeadScore:
+    """One head score of the registry `SCORES`. An attention score names the per-layer `hooks`
+    it reads (`blocks.{layer}.<hook>`), its qualifying query `rows` per sequence (`[batch]`) and
+    its `mass`, the per-head sum over those rows (`[batch, head]`) from one layer's activations
+    (`{hook: tensor}`); its value is mass / rows pooled over sequences. A weight score has a
+    `weights` function of the model instead (`[layer, head]`). `signed` scores lie in [−1, 1]."""
+
+    name: str
+    hooks: tuple[str, ...] = ()
+    rows: Callable[[ScoreBatch], torch.Tensor] | None = None
+    mass: Callable[[ScoreBatch, Mapping[str, torch.Tensor]], torch.Tensor] | None = None
+    weights: Callable[[TLModel], torch.Tensor] | None = None
+    signed: bool = False
+
+    def __post_init__(self):
+        attention = self.hooks and self.rows is not None and self.mass is not None
+        if bool(attention) == (self.weights is not None):
+            raise ValueError(
+                f"score {self.name!r} needs either hooks, rows and mass, or weights (not both)."
+            )
+
+
+PATTERN = "attn.hook_pattern"
+
+
+def _rows_of_every_sequence(count: Callable[[ScoreBatch], int]) -> Callable:
+    return lambda b: torch.full((b.tokens.shape[0],), count(b))
+
+
+def _masked_mass(mask: str) -> Callable:
+    """Attention mass on the keys of a token-match mask, per head."""
+
+    def mass(b: ScoreBatch, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+        pattern = acts[PATTERN]  # [batch, head, q_pos, k_pos]
+        return torch.einsum("bhts,bts->bh", pattern, getattr(b, mask).to(pattern.dtype))
+
+    return mass
+
+
+def _previous_mass(b: ScoreBatch, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    return acts[PATTERN].diagonal(offset=-1, dim1=-2, dim2=-1).double().sum(-1)  # rows 1..T-1
+
+
+def _induction_mass(b: ScoreBatch, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    pattern = acts[PATTERN]
+    if b.repeat_start is None:
+        return torch.zeros(pattern.shape[:2], dtype=torch.float64, device=pattern.device)
+    # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
+    stripe = pattern.diagonal(offset=-(b.half_len - 1), dim1=-2, dim2=-1)
+    return stripe[..., b.repeat_start - (b.half_len - 1) :].double().sum(-1)
+
+
+# The head scores, in column order (see the module doc for their definitions).
+SCORES: dict[str, HeadScore] = {
+    score.name: score
+    for score in (
+        HeadScore(
+            "induction",
+            (PATTERN,),
+            _rows_of_every_sequence(
+                lambda b: 0 if b.repeat_start is None else b.tokens.shape[1] - b.repeat_start
+            ),
+            _induction_mass,
+        ),
+        HeadScore(
+            "prefix_matching",
+            (PATTERN,),
+            lambda b: b.prefix.any(-1).sum(-1),
+            _masked_mass("prefix"),
+        ),
+        HeadScore(
+            "previous_token",
+            (PATTERN,),
+            _rows_of_every_sequence(lambda b: b.tokens.shape[1] - 1),
+            _previous_mass,
+        ),
+        HeadScore(
+            "duplicate_token",
+            (PATTERN,),
+            lambda b: b.duplicate.any(-1).sum(-1),
+            _masked_mass("duplicate"),
+        ),
+        HeadScore("copying", weights=copying_scores, signed=True),
+    )
+}
+
+
+def attention_scores() -> list[HeadScore]:
+    """The registry's scores read from activations, in column order."""
+    return [score for score in SCORES.values() if score.weights is None]
+
+
+def score_columns() -> tuple[str, ...]:
+    """The score columns of a score table: every registered score, in order."""
+    return tuple(SCORES)
+
+
+def check_score_name(name: str) -> str:
+    """`name` if it is a registered score, else a ValueError naming the nearest ones."""
+    if name not in SCORES:
+        raise ValueError(unknown_names("score", [name], SCORES))
+    return name
 
 
 @dataclass
@@ -296,43 +407,27 @@ def head_score_samples(
     if batch_size is None:
         batch_size = _auto_batch_size(model, n_pos, n_seq)
 
-    names = _pattern_names(n_layers)
-    wanted = set(names)
-    numerators = {name: [] for name in ATTENTION_SCORES}
-    rows = {name: [] for name in ATTENTION_SCORES}
+    scores = attention_scores()
+    hooks = sorted({hook for score in scores for hook in score.hooks})
+    wanted = {f"blocks.{layer}.{hook}" for layer in range(n_layers) for hook in hooks}
+    numerators = {score.name: [] for score in scores}
+    rows = {score.name: [] for score in scores}
     device = _model_device(model)  # sums stay on it: one copy to the host at the end, not per batch
     loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64, device=device)
     repeat_start = None if half_len is None else offset + half_len
 
     for batch in _batches(tokens, batch_size, progress, "scoring heads"):
         batch = batch.to(device)
-        n_batch = batch.shape[0]
         logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
-        duplicate, prefix = token_match_masks(batch)
-        rows["duplicate_token"].append(duplicate.any(-1).sum(-1))
-        rows["prefix_matching"].append(prefix.any(-1).sum(-1))
-        rows["previous_token"].append(torch.full((n_batch,), n_pos - 1))
-        n_repeat = 0 if repeat_start is None else n_pos - repeat_start
-        rows["induction"].append(torch.full((n_batch,), n_repeat))
-        sums = {name: [] for name in ATTENTION_SCORES}  # per layer: [batch, head]
-        for name in names:
-            pattern = cache[name]  # [batch, head, q_pos, k_pos]
-            if pattern.dtype in (torch.float16, torch.bfloat16):
-                pattern = pattern.float()
-            for score, mask in (("duplicate_token", duplicate), ("prefix_matching", prefix)):
-                mass = torch.einsum("bhts,bts->bh", pattern, mask.to(pattern.dtype))
-                sums[score].append(mass.double())
-            previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # rows t = 1..T-1
-            sums["previous_token"].append(previous.double().sum(-1))
-            if repeat_start is None:
-                sums["induction"].append(torch.zeros_like(previous[..., 0], dtype=torch.float64))
-            else:
-                # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
-                stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)
-                stripe = stripe[..., repeat_start - (half_len - 1) :]
-                sums["induction"].append(stripe.double().sum(-1))
-        for score in ATTENTION_SCORES:
-            numerators[score].append(torch.stack(sums[score], dim=1))  # [batch, layer, head]
+        view = ScoreBatch(batch, *token_match_masks(batch), half_len, repeat_start)
+        sums = {score.name: [] for score in scores}  # per layer: [batch, head]
+        for layer in range(n_layers):
+            acts = {hook: _at_least_float32(cache[f"blocks.{layer}.{hook}"]) for hook in hooks}
+            for score in scores:
+                sums[score.name].append(score.mass(view, acts).double())
+        for score in scores:
+            rows[score.name].append(score.rows(view))
+            numerators[score.name].append(torch.stack(sums[score.name], dim=1))  # [b, layer, head]
         loss_sum += per_token_loss(logits, batch).double().sum(0)
         del cache, logits
 
@@ -350,12 +445,19 @@ def head_score_samples(
     )
 
 
+def _at_least_float32(activation: torch.Tensor) -> torch.Tensor:
+    """Half-precision activations in float32, so sums over positions keep their digits."""
+    if activation.dtype in (torch.float16, torch.bfloat16):
+        return activation.float()
+    return activation
+
+
 def _check_finite_patterns(numerators: dict[str, np.ndarray], dtype) -> None:
     """Refuse scores of NaN or inf attention patterns, naming the heads (`numerators`: each
     score's per-sequence sums `[seq, layer, head]`, non-finite wherever a pattern entry is)."""
     bad = ~np.stack([np.isfinite(sums).all(0) for sums in numerators.values()]).all(0)
     if bad.any():
-        heads = ", ".join(f"L{layer}H{head}" for layer, head in zip(*np.nonzero(bad), strict=True))
+        heads = ", ".join(head_label(*h) for h in zip(*np.nonzero(bad), strict=True))
         raise ValueError(
             f"The attention patterns of {heads} are not finite (NaN or inf): the activations "
             f"overflow {str(dtype).removeprefix('torch.')} (e.g. a huge gamma or diverged "
@@ -372,22 +474,24 @@ def scores_table(
     """The pooled per-head score table (see `score_heads`) from per-sequence sums."""
     n_layers, n_heads = model.cfg.n_layers, model.cfg.n_heads
     scores = {}
-    for name in ATTENTION_SCORES:
-        total_rows = int(samples.rows[name].sum())
-        scores[name] = (
-            samples.numerators[name].sum(0) / total_rows
+    for score in SCORES.values():
+        if score.weights is not None:
+            scores[score.name] = score.weights(model).cpu().numpy()
+            continue
+        total_rows = int(samples.rows[score.name].sum())
+        scores[score.name] = (
+            samples.numerators[score.name].sum(0) / total_rows
             if total_rows
             else np.full((n_layers, n_heads), math.nan)
         )
-    scores["copying"] = copying_scores(model).cpu().numpy()
     layer_idx, head_idx = np.meshgrid(np.arange(n_layers), np.arange(n_heads), indexing="ij")
     df = pd.DataFrame(
         {
             "layer": layer_idx.ravel().astype(np.int64),
             "head": head_idx.ravel().astype(np.int64),
-            **{name: scores[name].ravel().astype(np.float64) for name in SCORE_COLUMNS},
+            **{name: scores[name].ravel().astype(np.float64) for name in SCORES},
         },
-        columns=list(COLUMNS),
+        columns=["layer", "head", *SCORES],
     )
     windows = fraction_windows(samples.seq_len, early, late)
     df.attrs["in_context_learning"] = icl_score(samples.loss_sum / samples.n_sequences, *windows)

@@ -15,7 +15,6 @@ import lzma
 import os
 import re
 import tarfile
-import tomllib
 import urllib.request
 import zipfile
 from collections import Counter
@@ -29,6 +28,7 @@ from tqdm import tqdm
 
 from momentum_interp.data.corpus import EOT, train_bpe_tokenizer
 from momentum_interp.paths import REPO_ROOT
+from momentum_interp.toml_config import read_toml
 
 CORPUS_PATH = REPO_ROOT / "data" / "code_corpus.jsonl.xz"  # built, git-ignored
 CONFIG_PATH = REPO_ROOT / "configs" / "corpus" / "pypi_code.toml"
@@ -143,10 +143,7 @@ def _package(entry: dict, where: str) -> CorpusPackage:
 def load_corpus_config(path: str | Path) -> CorpusConfig:
     """Read and check a corpus TOML: [corpus], [tokenizer] and one [[packages]] table each."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path} is not valid TOML: {e}") from e
+    raw = read_toml(path, "Corpus config", "configs/corpus/")
     if unknown := set(raw) - {"corpus", "tokenizer", "packages"}:
         raise ValueError(f"{path}: unknown tables {sorted(unknown)} (corpus, tokenizer, packages)")
     entries = raw.get("packages", [])

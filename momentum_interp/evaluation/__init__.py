@@ -1,7 +1,6 @@
 """Evaluation: the next-token loss, seed streams, held-out batches and pooled metrics."""
 
 from momentum_interp.evaluation.batches import batching, held_out_batches
-from momentum_interp.evaluation.loss import next_token_loss, per_token_loss
 from momentum_interp.evaluation.metrics import evaluate, per_sequence_metrics, pooled
 from momentum_interp.evaluation.seeds import (
     EVAL_STREAM,
@@ -10,6 +9,7 @@ from momentum_interp.evaluation.seeds import (
     TRAIN_STREAM,
     seeded_generator,
 )
+from momentum_interp.model.loss import next_token_loss, per_token_loss
 
 __all__ = [
     "EVAL_STREAM",

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from momentum_interp.evaluation.batches import held_out_batches
-from momentum_interp.evaluation.loss import per_token_loss
+from momentum_interp.model.loss import per_token_loss
 
 if TYPE_CHECKING:
     from momentum_interp.data.batch import Task

@@ -165,8 +165,12 @@ class MomentumAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Raw `q, k, v: [batch, pos, head, d_head]` → output `[batch, pos, d_model]`: rotary and
         shear, attention, `W_O`. The split-input path (`use_split_qkv_input`) enters here."""
-        q = self._filter(q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q")
-        k = self._filter(k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k")
+        q = self._rotate_and_shear(
+            q, self.gamma_q(), self.hook_q_velocity, self.hook_q_sheared, "q"
+        )
+        k = self._rotate_and_shear(
+            k, self.gamma_k(), self.hook_k_velocity, self.hook_k_sheared, "k"
+        )
         if self.rescales():  # after the filter hooks: hook_*_sheared sees x + γ p itself
             q = q * self.scale_q().to(q.dtype)[:, None]
             k = k * self.scale_k().to(k.dtype)[:, None]
@@ -184,7 +188,7 @@ class MomentumAttention(nn.Module):
             return add_bias(result.sum(dim=2), self.b_O)
         return F.linear(z.flatten(2), self.W_O.flatten(0, 1).T, self.b_O)
 
-    def _filter(
+    def _rotate_and_shear(
         self,
         x: torch.Tensor,
         gamma: torch.Tensor,

@@ -20,16 +20,18 @@ from momentum_interp.compat import hook_names
 from momentum_interp.compat.cache import MomentumActivationCache
 from momentum_interp.compat.tokenizer import as_hf_tokenizer
 from momentum_interp.config import MomentumConfig, check_device
-from momentum_interp.evaluation.loss import (
+from momentum_interp.model import checkpoint, hf, processing
+from momentum_interp.model import generate as generation
+from momentum_interp.model.attention import MomentumAttention
+from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
+from momentum_interp.model.loss import (
     next_token_loss,
     per_token_loss,
     unembed_next_token_loss,
 )
-from momentum_interp.model import checkpoint, hf, inputs, processing
-from momentum_interp.model import generate as generation
-from momentum_interp.model.attention import MomentumAttention
-from momentum_interp.model.components import MLP, Embed, PosEmbed, Unembed, make_norm
 from momentum_interp.model.split_input import split_input_attention
+from momentum_interp.model.tokens import TokenMethods
+from momentum_interp.naming import head_label
 
 if TYPE_CHECKING:
     from transformer_lens.model_bridge.composition_scores import CompositionScores
@@ -94,7 +96,7 @@ class TransformerBlock(nn.Module):
         return self.hook_resid_post(resid)
 
 
-class HookedMomentumTransformer(HookedRootModule):
+class HookedMomentumTransformer(TokenMethods, HookedRootModule):
     """A decoder-only transformer whose attention can shear queries and keys along the sequence.
 
     Hook names, weight shapes and methods follow TransformerLens's HookedTransformer, so
@@ -300,109 +302,6 @@ class HookedMomentumTransformer(HookedRootModule):
             names_filter = self._with_aliases(names_filter)
         return super().get_caching_hooks(names_filter, *args, **kwargs)
 
-    # --------------------------------------------------------------- tokens
-
-    def to_tokens(
-        self,
-        input: str | Sequence | torch.Tensor,
-        prepend_bos: bool | None = None,
-        padding_side: str | None = None,
-        move_to_device: bool = True,
-        truncate: bool = True,
-    ) -> torch.Tensor:
-        """Text, space-separated ids, id lists or a tensor → validated `[batch, pos]` (on the
-        model's device unless `move_to_device=False`); texts of different lengths are padded (text
-        models) on `padding_side`. As in TransformerLens, text longer than `n_ctx` (BOS included)
-        is cut to `n_ctx` tokens unless `truncate=False`; ids and tensors are never cut."""
-        if isinstance(input, torch.Tensor):
-            tokens = input
-        else:
-            bos = self.cfg.default_prepend_bos if prepend_bos is None else prepend_bos
-            max_len = self.cfg.n_ctx if truncate else None
-            ids = inputs.encode(input, self.tokenizer, bos, padding_side, max_len)
-            tokens = torch.tensor(ids, dtype=torch.long)
-        n_ctx = self.cfg.n_ctx if truncate or isinstance(input, torch.Tensor) else None
-        tokens = inputs.check_tokens(tokens, self.cfg.d_vocab, n_ctx)
-        return tokens.to(self.cfg.device) if move_to_device else tokens
-
-    def to_string(self, tokens: torch.Tensor | Sequence[int]) -> str | list[str]:
-        """Token ids back to text; a `[batch, pos]` tensor gives one string per sequence."""
-        tokens = torch.as_tensor(tokens)
-        if tokens.ndim == 2:
-            return [inputs.decode(row.tolist(), self.tokenizer) for row in tokens]
-        if tokens.ndim > 2:
-            raise ValueError(f"to_string takes [pos] or [batch, pos], got {tuple(tokens.shape)}.")
-        return inputs.decode(tokens.reshape(-1).tolist(), self.tokenizer)
-
-    def to_str_tokens(
-        self,
-        input: str | Sequence | torch.Tensor,
-        prepend_bos: bool | None = None,
-        padding_side: str | None = None,
-    ) -> list[str] | list[list[str]]:
-        """One string per token of a single sequence; a list of prompts gives one list each (as in
-        TransformerLens). `prepend_bos` applies to text only."""
-        if isinstance(input, list) and input and not isinstance(input[0], int):
-            return [self.to_str_tokens(item, prepend_bos, padding_side) for item in input]
-        if isinstance(input, torch.Tensor):
-            tokens = input.squeeze().reshape(-1)
-        else:
-            tokens = self.to_tokens(input, prepend_bos, padding_side)
-            if tokens.shape[0] != 1:
-                raise ValueError("to_str_tokens takes a single sequence; index the batch first.")
-            tokens = tokens[0]
-        return inputs.str_tokens(tokens.tolist(), self.tokenizer)
-
-    def to_single_token(self, string: str) -> int:
-        """The id of a string that is exactly one token (no BOS)."""
-        tokens = self.to_tokens(string, prepend_bos=False).squeeze()
-        if tokens.numel() != 1:
-            raise ValueError(
-                f"{string!r} is {tokens.numel()} tokens, not one: "
-                f"{self.to_str_tokens(string, prepend_bos=False)}."
-            )
-        return int(tokens.item())
-
-    def to_single_str_token(self, int_token: int) -> str:
-        """The string of one token id."""
-        if not isinstance(int_token, int) or not 0 <= int_token < self.cfg.d_vocab:
-            raise ValueError(f"Expected a token id in [0, {self.cfg.d_vocab}), got {int_token!r}.")
-        return self.to_str_tokens(torch.tensor([int_token]))[0]
-
-    def get_token_position(
-        self,
-        single_token: str | int | torch.Tensor,
-        input: str | torch.Tensor,
-        mode: str = "first",
-        prepend_bos: bool | None = None,
-        padding_side: str | None = None,
-    ) -> int:
-        """Position of `single_token` in `input` (`mode` "first" or "last"), as in TransformerLens."""
-        if mode not in ("first", "last"):
-            raise ValueError(f"mode must be 'first' or 'last', not {mode!r}.")
-        tokens = input if isinstance(input, torch.Tensor) else self.to_tokens(input, prepend_bos)
-        if tokens.ndim == 2:
-            if tokens.shape[0] != 1:
-                raise ValueError(f"Tokens must be [pos] or [1, pos], got {tuple(tokens.shape)}.")
-            tokens = tokens[0]
-        if isinstance(single_token, str):
-            single_token = self.to_single_token(single_token)
-        indices = (tokens == int(single_token)).nonzero().flatten()
-        if len(indices) == 0:
-            raise ValueError(f"Token {int(single_token)} does not occur in the input.")
-        return int(indices[0 if mode == "first" else -1])
-
-    def _tokens_on_device(
-        self,
-        input: torch.Tensor | str | Sequence,
-        prepend_bos: bool | None = None,
-        padding_side: str | None = None,
-    ) -> torch.Tensor:
-        if isinstance(input, torch.Tensor):
-            tokens = inputs.check_tokens(input, self.cfg.d_vocab, self.cfg.n_ctx)
-            return tokens.to(self.W_E.device)
-        return self.to_tokens(input, prepend_bos, padding_side)
-
     # ------------------------------------------------------------- momentum
 
     @property
@@ -514,7 +413,9 @@ class HookedMomentumTransformer(HookedRootModule):
         layer = torch.arange(self.cfg.n_layers, device=scores.device)
         mask = layer[:, None, None, None] < layer[None, None, :, None]
         scores = torch.where(mask, scores, torch.zeros_like(scores))
-        labels = [f"L{i}H{h}" for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)]
+        labels = [
+            head_label(i, h) for i in range(self.cfg.n_layers) for h in range(self.cfg.n_heads)
+        ]
         # imported here: transformer_lens.model_bridge costs ~2 s to import, and only this uses it
         from transformer_lens.model_bridge.composition_scores import CompositionScores
 

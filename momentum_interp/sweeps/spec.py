@@ -42,12 +42,12 @@ import hashlib
 import inspect
 import itertools
 import json
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from momentum_interp.config import MomentumConfig
+from momentum_interp.toml_config import load_toml
 from momentum_interp.training.config import OptimConfig, RunConfig
 
 TABLES = ("model", "task", "train")
@@ -419,14 +419,5 @@ def _validate(config: dict[str, Any], overrides: dict[str, Any]) -> None:
 
 def load_sweep(path: str | Path) -> SweepSpec:
     """Read a TOML sweep spec; errors name the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Sweep spec {path} does not exist; see configs/sweeps/.")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path} is not valid TOML: {e}") from e
-    try:
-        return SweepSpec.from_dict(data, source=str(path))
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
+    build = lambda data: SweepSpec.from_dict(data, source=str(path))  # noqa: E731
+    return load_toml(path, "Sweep spec", "configs/sweeps/", build)

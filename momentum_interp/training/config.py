@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ from typing import Any
 from momentum_interp.config import MomentumConfig, is_finite_real
 from momentum_interp.data.registry import check_task
 from momentum_interp.naming import unknown_names
+from momentum_interp.toml_config import load_toml
 
 TOP_LEVEL = ("model", "task", "train", "name")
 
@@ -135,14 +135,4 @@ class RunConfig:
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read a TOML run config, with errors that name the file and the problem."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"Run config {path} does not exist; see configs/ for examples.")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ValueError(f"{path} is not valid TOML: {e}") from e
-    try:
-        return RunConfig.from_dict(data)
-    except (ValueError, TypeError) as e:
-        raise ValueError(f"{path}: {e}") from e
+    return load_toml(path, "Run config", "configs/ for examples", RunConfig.from_dict)

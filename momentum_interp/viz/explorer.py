@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_interp.analysis.explorer import ExplorerData, default_tokens, explorer_data
+from momentum_interp.analysis.explorer import ExplorerData, explorer_data
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
 from momentum_interp.viz.report import Report
@@ -87,11 +87,10 @@ class Explorer:
 EXPLORER_PAGE = "explorer/index.html"  # where a report's explorer is written, beside the report
 
 
-def write_explorer(models: Mapping[str, object], out_dir: str | Path, seed: int) -> Path:
-    """The explorer for `models` on one repeated random sequence (`seed`), written beside a
-    report in `out_dir` (at `EXPLORER_PAGE`, which `link_explorer` links to)."""
-    tokens = default_tokens(next(iter(models.values())), seed=seed)
-    return Explorer(explorer_data(models, tokens)).save(Path(out_dir) / EXPLORER_PAGE)
+def write_explorer(data: ExplorerData, out_dir: str | Path) -> Path:
+    """The explorer of `data` written beside a report in `out_dir` (at `EXPLORER_PAGE`, which
+    `link_explorer` links to)."""
+    return Explorer(data).save(Path(out_dir) / EXPLORER_PAGE)
 
 
 def link_explorer(report: Report, names: Sequence[str], seed: int) -> Report:
@@ -111,13 +110,8 @@ def explore(
     tokens: torch.Tensor | str | None = None,
 ) -> Explorer:
     """The explorer for bundled model names (or a `{name: model}` mapping) on one sequence:
-    `tokens` as `[1, pos]` ids, text or space-separated ids (default: repeated random tokens)."""
-    if not isinstance(models, Mapping):
-        from momentum_interp import HookedMomentumTransformer
-
-        models = {name: HookedMomentumTransformer.from_pretrained(name) for name in models}
-    if isinstance(tokens, str):
-        tokens = next(iter(models.values())).to_tokens(tokens)
+    `tokens` as `[1, pos]` ids, text or space-separated ids (default: repeated random tokens);
+    `analysis.explorer.explorer_data` loads the models and computes the page's numbers."""
     return Explorer(explorer_data(models, tokens))
 
 

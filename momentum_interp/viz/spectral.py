@@ -16,6 +16,7 @@ from plotly.subplots import make_subplots
 
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
+from momentum_interp.naming import head_label
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.style import PALETTE, legend_below, log_axis
 
@@ -65,7 +66,7 @@ def bode_plot(table_or_model, n_points: int = 200) -> go.Figure:
     table = table.assign(gamma_key=table["gamma"].round(9))
     for i, (gamma, group) in enumerate(table.groupby("gamma_key", sort=True)):
         members = group.drop_duplicates(["layer", "head", "signal"])
-        names = [f"L{r.layer}H{r.head}{r.signal}" for r in members.itertuples()]
+        names = [head_label(r.layer, r.head) + r.signal for r in members.itertuples()]
         more = f" (+{len(names) - _MAX_NAMES} more)" if len(names) > _MAX_NAMES else ""
         curve = members.iloc[:1][["layer", "head", "signal"]].merge(group)
         curve = curve.sort_values("omega")
@@ -260,7 +261,7 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     of the high·low segment is the cross share; an ✕ marks the chance level from the band
     energies.
     """
-    labels = [_wrap(f"{r.label} · L{r.layer}H{r.head}") for r in df.itertuples()]
+    labels = [_wrap(f"{r.label} · {head_label(r.layer, r.head)}") for r in df.itertuples()]
     y = [label for label, _ in labels]
     colours = {
         "low_high": "#d62728",

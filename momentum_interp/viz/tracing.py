@@ -11,6 +11,7 @@ import plotly.graph_objects as go
 
 from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.naming import head_label
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import legend_below, token_axis
@@ -186,7 +187,7 @@ def _query_key_heatmap(
 
 def trace_figures(trace: InductionTrace) -> dict[str, go.Figure]:
     """Term shares, ablation accuracy, both QK circuits and the per-term example score maps."""
-    d, where = trace.decomposition, f"L{trace.layer}H{trace.head}"
+    d, where = trace.decomposition, head_label(trace.layer, trace.head)
     figs = {
         "term_shares": term_share_figure(
             d.term_margins, d.term_shares, d.total_margin, d.dominant_term

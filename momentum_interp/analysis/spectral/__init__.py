@@ -23,7 +23,7 @@ from momentum_interp.analysis.spectral.orthogonality import (
     orthogonality_verdict,
     score_band_terms,
 )
-from momentum_interp.analysis.spectral.report import SpectralResult, spectral_report
+from momentum_interp.analysis.spectral.result import SpectralResult, spectral_report
 from momentum_interp.analysis.spectral.spectra import (
     BANDS,
     SIGNALS,

@@ -27,6 +27,7 @@ from momentum_interp.evaluation import (
     pooled,
 )
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.naming import head_label
 
 ABLATION_COLUMNS = ("ablation", "accuracy", "loss", "delta_accuracy", "delta_loss")
 
@@ -171,7 +172,7 @@ def induction_ablations(
     rows.append(
         _metrics_row(
             "velocity_zero_head",
-            f"hook_q/k_velocity zeroed for L{layer}H{head} only",
+            f"hook_q/k_velocity zeroed for {head_label(layer, head)} only",
             measure(model, velocity_zero_hooks(model, layer, head)),
         )
     )
@@ -179,7 +180,7 @@ def induction_ablations(
         rows.append(
             _metrics_row(
                 f"remove_{name}",
-                f"{name} term subtracted from L{layer}H{head}'s scores",
+                f"{name} term subtracted from {head_label(layer, head)}'s scores",
                 measure(model, term_removal_hooks(model, layer, head, [name])),
             )
         )
@@ -187,7 +188,7 @@ def induction_ablations(
     rows.append(
         _metrics_row(
             "mean_ablate_ov",
-            f"L{layer}H{head}'s hook_z replaced by its mean (separate batches)",
+            f"{head_label(layer, head)}'s hook_z replaced by its mean (separate batches)",
             measure(model, mean_ablation_hooks(model, layer, head, mean_z)),
         )
     )

@@ -30,6 +30,7 @@ from momentum_interp.defaults import DEFAULT_SEED, TRACE_SEQUENCES
 from momentum_interp.evaluation import batching, held_out_batches
 from momentum_interp.model.inputs import str_tokens
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.naming import head_label
 
 
 @dataclass
@@ -90,13 +91,13 @@ class InductionTrace:
 
     @property
     def title(self) -> str:
-        return f"Single-layer induction trace: L{self.layer}H{self.head}"
+        return f"Single-layer induction trace: {head_label(self.layer, self.head)}"
 
     def summary(self) -> str:
         """A plain-text summary of the margins, ablations and QK circuit."""
         d = self.decomposition
         lines = [
-            f"Induction trace of L{self.layer}H{self.head} ({self.model_kind}; "
+            f"Induction trace of {head_label(self.layer, self.head)} ({self.model_kind}; "
             f"γq = {self.gamma_q:.4g}, γk = {self.gamma_k:.4g})",
             f"{d.n_queries} induction queries in {d.n_sequences} sequences; mean attention "
             f"on the induction key s* = {d.induction_attention:.3f}",

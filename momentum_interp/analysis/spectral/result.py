@@ -1,4 +1,4 @@
-"""The spectral report of one model: Bode data, per-layer spectra and band orthogonality, as
+"""The spectral analysis of one model: Bode data, per-layer spectra and band orthogonality, as
 data (`SpectralResult.to_dict()`); `momentum_interp.viz.spectral` renders it."""
 
 from __future__ import annotations
