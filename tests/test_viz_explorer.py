@@ -48,6 +48,31 @@ def test_explorer_shows_inline_in_a_notebook():
     assert inline.startswith("<iframe srcdoc=") and "&lt;script" in inline
 
 
+def test_the_inline_frame_sizes_to_its_content(tmp_path, browser):
+    """In a notebook's output the explorer's frame is as tall as its page, also after a later
+    query makes the per-key table longer: nothing is cut off inside the frame."""
+    shown = explore({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    cell = tmp_path / "cell.html"
+    cell.write_text(f"<!DOCTYPE html><html><body>{shown._repr_html_()}</body></html>")
+    browser.get(cell.as_uri())
+    frame = browser.find_element("tag name", "iframe")
+
+    def fits() -> bool:
+        outer = frame.size["height"]
+        browser.switch_to.frame(frame)
+        inner = browser.execute_script("return document.documentElement.scrollHeight;")
+        browser.switch_to.default_content()
+        return inner <= outer
+
+    assert fits()
+    browser.switch_to.frame(frame)
+    browser.find_element(
+        "css selector", f'#strip span[data-query="{len(TOKENS.split()) - 1}"]'
+    ).click()
+    browser.switch_to.default_content()
+    assert fits()
+
+
 def _pattern(name: str, gamma: float | None, layer: int = 0, head: int = 0) -> torch.Tensor:
     model = HookedMomentumTransformer.from_pretrained(name)
     if gamma is not None:

@@ -81,8 +81,18 @@ class Explorer:
     def _repr_html_(self) -> str:
         return (
             f'<iframe srcdoc="{html.escape(self.to_html(), quote=True)}" '
-            'style="width:100%;height:1050px;border:0"></iframe>'
+            f'style="width:100%;height:1050px;border:0" onload="{FIT_FRAME}"></iframe>'
         )
+
+
+# The inline frame follows its page's height (a longer query row makes a longer table): the
+# srcdoc frame shares the notebook's origin, so the notebook side can watch the page's body.
+FIT_FRAME = (
+    "const frame = this, body = frame.contentDocument.body; "
+    "const fit = () => { frame.style.height = "
+    "Math.ceil(body.getBoundingClientRect().bottom) + 24 + 'px'; }; "
+    "new ResizeObserver(fit).observe(body); fit();"
+)
 
 
 EXPLORER_PAGE = "explorer/index.html"  # where a report's explorer is written, beside the report
