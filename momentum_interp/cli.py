@@ -51,10 +51,11 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
     for name in bundled_names():
         cfg = HookedMomentumTransformer.from_pretrained(name, device="cpu").cfg
+        # γ means something only where a shear is on: a model with shear=none has no γ.
+        gamma = "" if cfg.shear == "none" else f" gamma={cfg.gamma} learnable={cfg.gamma_learnable}"
         print(
             f"{name:32s} layers={cfg.n_layers} heads={cfg.n_heads} d_model={cfg.d_model} "
-            f"shear={cfg.shear} gamma={cfg.gamma} learnable={cfg.gamma_learnable} "
-            f"smeared_key={cfg.smeared_key}"
+            f"shear={cfg.shear}{gamma} smeared_key={cfg.smeared_key}"
         )
 
 
