@@ -127,8 +127,9 @@ def measure_zoo(
 
 
 def best_head_patterns(results: list[ZooResult], seed: int) -> str:
-    """One circuitsvis view: each model's top induction head(s) (every tied one) on the same
-    repeated sequence."""
+    """One circuitsvis view: each model's top induction head(s) (every tied one, by
+    `induction_heads_to_trace`'s rule, as the explorer and every trace choose) on the same
+    repeated sequence; it opens on the paper model's head, the controls after it."""
     d_vocab = min(r.model.cfg.d_vocab for r in results)
     half_len = min(r.model.cfg.n_ctx for r in results) // 2
     tokens = (
@@ -137,14 +138,15 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
         .tokens
     )
     patterns, names = [], []
-    for r in results:
-        layers = sorted({layer for layer, _ in r.induction.tied})
+    for r in sorted(results, key=lambda r: r.name != PAPER_MODEL):
+        ranking = r.induction if seed == DEFAULT_SEED else induction_heads_to_trace(r.model)
+        layers = sorted({layer for layer, _ in ranking.tied})
         names_filter = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
         _, cache = r.model.run_with_cache(tokens, names_filter=names_filter)
-        tied = " tied" if len(r.induction.tied) > 1 else ""
-        for layer, head in r.induction.tied:
+        tied = " tied" if len(ranking.tied) > 1 else ""
+        for layer, head in ranking.tied:
             patterns.append(cache["pattern", layer][0, head])
-            score = r.induction.estimate((layer, head)).value
+            score = ranking.estimate((layer, head)).value
             names.append(f"{r.name} {head_label(layer, head)} ({score:.2f}{tied})")
     str_tokens = results[0].model.to_str_tokens(tokens[0])
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
