@@ -112,3 +112,26 @@ def test_report_renders_offline_in_headless_chromium(demo_out, tmp_path):
     )
     remote = remote_requests(dom)
     assert remote == [], f"the page requested {remote[:5]}"
+
+
+def test_report_tables_fit_their_column(demo_out, tmp_path):
+    """In Chromium at a desktop width every table of the report (the ablation and LM tables
+    included) lies inside the page's column: no cell's box runs past it, nothing hides behind a
+    sideways scroll."""
+    from browser import chromedriver
+
+    with chromedriver(tmp_path / "profile") as driver:
+        driver.set_window_size(1400, 1000)
+        driver.get((demo_out / "report.html").as_uri())
+        outside = driver.execute_script(
+            """
+            const column = document.body.getBoundingClientRect();
+            return Array.from(document.querySelectorAll("table.mi-table th, table.mi-table td"))
+              .filter((cell) => cell.getBoundingClientRect().right > column.right + 1)
+              .map((cell) => cell.closest("table").querySelector("th").textContent + ": " +
+                   cell.textContent);
+            """
+        )
+        n_tables = driver.execute_script("return document.querySelectorAll('table').length;")
+    assert n_tables >= 5
+    assert outside == [], f"{len(outside)} cells run past the column: {outside[:5]}"
