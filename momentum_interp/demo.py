@@ -289,8 +289,7 @@ def run_demo(
     `results_dir`, also the headline record `zoo.json` the README is rendered from."""
     started = time.perf_counter()
     results = measure_zoo(n_sequences=n_sequences, seed=seed, progress=progress)
-    phases = tqdm(total=3, unit="phase", disable=not progress)
-    phases.set_description("tracing the paper model")
+    phases = tqdm(total=3, desc="tracing the paper model", unit="phase", disable=not progress)
     analyses = momentum_analyses(results, seed)
     record = zoo_record(results, analyses, n_sequences, seed, command)
     elapsed = time.perf_counter() - started
