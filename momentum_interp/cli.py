@@ -51,10 +51,11 @@ def _cmd_models(args: argparse.Namespace) -> None:
 
     for name in bundled_names():
         cfg = HookedMomentumTransformer.from_pretrained(name, device="cpu").cfg
+        # γ means something only where a shear is on: a model with shear=none has no γ.
+        gamma = "" if cfg.shear == "none" else f" gamma={cfg.gamma} learnable={cfg.gamma_learnable}"
         print(
             f"{name:32s} layers={cfg.n_layers} heads={cfg.n_heads} d_model={cfg.d_model} "
-            f"shear={cfg.shear} gamma={cfg.gamma} learnable={cfg.gamma_learnable} "
-            f"smeared_key={cfg.smeared_key}"
+            f"shear={cfg.shear}{gamma} smeared_key={cfg.smeared_key}"
         )
 
 
@@ -81,7 +82,20 @@ def _cmd_train(args: argparse.Namespace) -> int | None:
     return None
 
 
+def _announce(args: argparse.Namespace, doing: str) -> None:
+    """What a long command is doing, printed before its heavy imports (torch and TransformerLens
+    take seconds to load) so a person sees it started; stderr stays for errors (one line) and
+    progress bars; silent under --quiet."""
+    if not getattr(args, "quiet", False):
+        print(f"momentum-interp {args.command}: {doing}; loading torch first", flush=True)
+
+
 def _cmd_demo(args: argparse.Namespace) -> None:
+    _announce(
+        args,
+        f"measuring the bundled zoo ({args.sequences} sequences per model, seed {args.seed}) "
+        f"into {args.out}",
+    )
     with one_writer_with_room(Path(args.out), "demo"):
         from momentum_interp.demo import run_demo
 
@@ -91,6 +105,7 @@ def _cmd_demo(args: argparse.Namespace) -> None:
             seed=args.seed,
             results_dir=Path(args.results) if args.results else None,
             command=command_text(args),
+            progress=not args.quiet,
         )
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -176,6 +191,7 @@ def _cmd_formation(args: argparse.Namespace) -> None:
 
 
 def _cmd_trace(args: argparse.Namespace) -> None:
+    _announce(args, f"tracing the top induction head(s) of {args.model} into {args.out}")
     from momentum_interp.analysis import trace_single_layer_induction
     from momentum_interp.analysis.heads import induction_heads_to_trace
     from momentum_interp.narrative.zoo import TRACE_RULE, trace_headline
@@ -243,6 +259,7 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
+    _announce(args, f"writing the full report of {args.model} into {args.out}")
     with one_writer_with_room(Path(args.out), "report"):
         from momentum_interp.analysis.scaling import bundled_results
         from momentum_interp.report import write_model_report
@@ -304,6 +321,7 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / toml_name(args.spec, "sweep")
+    _announce(args, f"running the sweep {args.spec} into {out}")
     with one_writer_with_room(out, "sweep"):
         from momentum_interp.sweeps import SweepError, load_sweep, run_sweep
 
@@ -402,6 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=output_dir,
         help="also write the headline record zoo.json here (results/zoo: the README's source)",
     )
+    demo.add_argument("--quiet", action="store_true", help="no progress lines")
     demo.set_defaults(func=_cmd_demo)
 
     train = sub.add_parser(
@@ -439,6 +458,7 @@ def build_parser() -> argparse.ArgumentParser:
         TRACE_SEQUENCES,
         "momentum_trace",
     )
+    trace.add_argument("--quiet", action="store_true", help="no progress lines")
     every_tied = "every head tied for the top induction score on `score`'s defaults"
     trace.add_argument("--layer", type=int, help=f"layer (default: {every_tied})")
     trace.add_argument("--head", type=int, help=f"head (default: {every_tied})")
@@ -465,6 +485,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the committed results/scaling/results.csv, when present)",
     )
     report.add_argument("--no-scaling", action="store_true", help="leave out the γ*(N) section")
+    report.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sweep = sub.add_parser("sweep", help="run a TOML sweep spec ([grid], [[variants]]) resumably")
     sweep.add_argument("spec", type=input_file, help="TOML sweep spec (see configs/sweeps/)")

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from tqdm.auto import tqdm
 
 from momentum_interp.analysis.explorer import explorer_for
 from momentum_interp.analysis.heads import (
@@ -103,12 +104,15 @@ def zoo_names() -> list[str]:
 
 
 def measure_zoo(
-    n_sequences: int = EVAL_SEQUENCES, seed: int = DEFAULT_SEED, device: str = "cpu"
+    n_sequences: int = EVAL_SEQUENCES,
+    seed: int = DEFAULT_SEED,
+    device: str = "cpu",
+    progress: bool = False,
 ) -> list[ZooResult]:
     """Evaluate every zoo model on the same fresh induction batches and rank all its heads by
     induction score on `score`'s repeated tokens (same seed, `SCORE_SEQUENCES` sequences)."""
     results = []
-    for name in zoo_names():
+    for name in tqdm(zoo_names(), desc="measuring the zoo", unit="model", disable=not progress):
         model = HookedMomentumTransformer.from_pretrained(name, device=device)
         task = make_task(**run_config(name)["task"])
         n_batches, batch_size = batching(n_sequences, EVAL_BATCH)
@@ -123,8 +127,9 @@ def measure_zoo(
 
 
 def best_head_patterns(results: list[ZooResult], seed: int) -> str:
-    """One circuitsvis view: each model's top induction head(s) (every tied one) on the same
-    repeated sequence."""
+    """One circuitsvis view: each model's top induction head(s) (every tied one, by
+    `induction_heads_to_trace`'s rule, as the explorer and every trace choose) on the same
+    repeated sequence; it opens on the paper model's head, the controls after it."""
     d_vocab = min(r.model.cfg.d_vocab for r in results)
     half_len = min(r.model.cfg.n_ctx for r in results) // 2
     tokens = (
@@ -133,14 +138,15 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
         .tokens
     )
     patterns, names = [], []
-    for r in results:
-        layers = sorted({layer for layer, _ in r.induction.tied})
+    for r in sorted(results, key=lambda r: r.name != PAPER_MODEL):
+        ranking = r.induction if seed == DEFAULT_SEED else induction_heads_to_trace(r.model)
+        layers = sorted({layer for layer, _ in ranking.tied})
         names_filter = [f"blocks.{layer}.attn.hook_pattern" for layer in layers]
         _, cache = r.model.run_with_cache(tokens, names_filter=names_filter)
-        tied = " tied" if len(r.induction.tied) > 1 else ""
-        for layer, head in r.induction.tied:
+        tied = " tied" if len(ranking.tied) > 1 else ""
+        for layer, head in ranking.tied:
             patterns.append(cache["pattern", layer][0, head])
-            score = r.induction.estimate((layer, head)).value
+            score = ranking.estimate((layer, head)).value
             names.append(f"{r.name} {head_label(layer, head)} ({score:.2f}{tied})")
     str_tokens = results[0].model.to_str_tokens(tokens[0])
     return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
@@ -276,17 +282,20 @@ def run_demo(
     seed: int = DEFAULT_SEED,
     results_dir: Path | None = None,
     command: str = "momentum-interp demo",
+    progress: bool = False,
 ) -> dict[str, Path]:
     """Measure the zoo and write `report.html`, `results.json` and the circuit explorer
     (`explorer/index.html`) to `out_dir`; with
     `results_dir`, also the headline record `zoo.json` the README is rendered from."""
     started = time.perf_counter()
-    results = measure_zoo(n_sequences=n_sequences, seed=seed)
+    results = measure_zoo(n_sequences=n_sequences, seed=seed, progress=progress)
+    phases = tqdm(total=3, desc="tracing the paper model", unit="phase", disable=not progress)
     analyses = momentum_analyses(results, seed)
     record = zoo_record(results, analyses, n_sequences, seed, command)
-    print(zoo_table(record))
     elapsed = time.perf_counter() - started
     out_dir = Path(out_dir)
+    phases.update()
+    phases.set_description("writing the report")
     html_path = build_report(results, record, analyses, seed, elapsed).save(out_dir / "report.html")
     json_path = out_dir / "results.json"
     atomic_write_json(
@@ -303,8 +312,13 @@ def run_demo(
             "elapsed_s": elapsed,
         },
     )
+    phases.update()
+    phases.set_description("writing the explorer")
     ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)  # opens on the paper's model
     explorer = write_explorer(explorer_for({r.name: r.model for r in ordered}, seed), out_dir)
+    phases.update()
+    phases.close()
+    print(zoo_table(record))
     paths = {"report": html_path, "numbers": json_path, "explorer": explorer}
     if results_dir is not None:
         paths["record"] = Path(results_dir) / ZOO_RECORD

@@ -86,6 +86,14 @@ def test_spectrum_and_report(checkpoint, tmp_path):
     assert f'"name": "{report["name"]}"' in explorer and "<script src=" not in explorer
 
 
+def test_models_shows_gamma_only_where_a_shear_is_on(capsys):
+    assert main(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "shear=qk gamma=1.0 " in lines["induction-1l-momentum"]
+    for name in ("induction-1l-baseline", "induction-1l-smeared-key"):
+        assert "shear=none" in lines[name] and "gamma" not in lines[name]
+
+
 def test_missing_model_is_a_clear_error(capsys):
     assert main(["score", "no-such-model"]) == 2
     assert "No checkpoint directory" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from browser import dump_dom, remote_requests
 from momentum_interp.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
+PAPER = "induction-1l-momentum"
 REMOTE_SCRIPT = re.compile(r"<script[^>]*\bsrc\s*=\s*[\"']?(https?:)?//", re.IGNORECASE)
 REMOTE_SOURCE = re.compile(r"<(script|link)[^>]*\b(src|href)\s*=\s*[\"']?(https?:)?//", re.I)
 REMOTE_IMPORT = re.compile(r"import[^;]*from\s*[\"']https?://", re.IGNORECASE)
@@ -50,6 +51,19 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
     lm = numbers["language_models"]
     assert [r["run"] for r in lm["runs"]] == comparison["run"].tolist()
     assert {c["config"] for c in lm["configs"]} == set(comparison["config"])
+
+
+def test_the_circuitsvis_view_opens_on_the_paper_models_top_head(demo_out):
+    """The report's circuitsvis view opens (its first head) on the paper model's top induction
+    head, chosen by the rule every trace and the explorer use, not on a negative control."""
+    from momentum_interp import HookedMomentumTransformer
+    from momentum_interp.analysis.heads import induction_heads_to_trace
+    from momentum_interp.naming import head_label
+
+    html = (demo_out / "report.html").read_text()
+    first = re.search(r'<ul class="mi-head-key"[^>]*><li><b>#1</b> ([^<]+)</li>', html).group(1)
+    top = induction_heads_to_trace(HookedMomentumTransformer.from_pretrained(PAPER)).tied[0]
+    assert first.startswith(f"{PAPER} {head_label(*top)} ")
 
 
 def test_demo_html_is_self_contained(demo_out):
@@ -98,3 +112,26 @@ def test_report_renders_offline_in_headless_chromium(demo_out, tmp_path):
     )
     remote = remote_requests(dom)
     assert remote == [], f"the page requested {remote[:5]}"
+
+
+def test_report_tables_fit_their_column(demo_out, tmp_path):
+    """In Chromium at a desktop width every table of the report (the ablation and LM tables
+    included) lies inside the page's column: no cell's box runs past it, nothing hides behind a
+    sideways scroll."""
+    from browser import chromedriver
+
+    with chromedriver(tmp_path / "profile") as driver:
+        driver.set_window_size(1400, 1000)
+        driver.get((demo_out / "report.html").as_uri())
+        outside = driver.execute_script(
+            """
+            const column = document.body.getBoundingClientRect();
+            return Array.from(document.querySelectorAll("table.mi-table th, table.mi-table td"))
+              .filter((cell) => cell.getBoundingClientRect().right > column.right + 1)
+              .map((cell) => cell.closest("table").querySelector("th").textContent + ": " +
+                   cell.textContent);
+            """
+        )
+        n_tables = driver.execute_script("return document.querySelectorAll('table').length;")
+    assert n_tables >= 5
+    assert outside == [], f"{len(outside)} cells run past the column: {outside[:5]}"

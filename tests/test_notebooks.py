@@ -99,6 +99,7 @@ VALUES = {
         "tied": "[list(h) for h in tied]",
         "zoo_best": "{n: r.estimate(r.top).value for n, r in rankings.items()}",
         "zoo_tied": "{n: [list(h) for h in r.tied] for n, r in rankings.items()}",
+        "zoo_accuracy": "zoo_table['held-out induction acc'].to_dict()",
     },
     "02_single_layer_induction": {
         "dominant_term": "trace.decomposition.dominant_term",
@@ -316,6 +317,26 @@ def _check_quickstart(v: dict) -> None:
         assert zoo[model["name"]] == pytest.approx(ranking["heads"][0]["value"], abs=1e-4)
     paper = next(x for x in record["models"] if x["name"] == "induction-1l-momentum")
     assert v["tied"] == [list(h) for h in paper["induction_ranking"]["tied"]]
+    # The README says notebook 01 reports its table's numbers: the accuracy column too.
+    for model in record["models"]:
+        shown = v["zoo_accuracy"][model["name"]]
+        assert shown == pytest.approx(model["accuracy"]["value"], abs=5e-4), model["name"]
+
+
+def test_quickstart_prose_quotes_the_defaults():
+    """Numbers of sequences that notebook 01's prose quotes are the code's defaults, and the
+    README's sentence that notebook 01 reports the table's heads and numbers is still there
+    (`_check_quickstart` holds the notebook to it once executed)."""
+    from momentum_interp.defaults import EVAL_SEQUENCES, SCORE_SEQUENCES
+
+    nb = nbformat.read(ROOT / "notebooks" / "01_quickstart.ipynb", as_version=4)
+    prose = " ".join(c.source for c in nb.cells if c.cell_type == "markdown")
+    named = dict(re.findall(r"`(SCORE_SEQUENCES|EVAL_SEQUENCES)` = (\d+)", prose))
+    assert named == {"SCORE_SEQUENCES": str(SCORE_SEQUENCES), "EVAL_SEQUENCES": str(EVAL_SEQUENCES)}
+    quoted = {int(n) for n in re.findall(r"(\d+)\s+(?:fresh\s+)?sequences", prose)}
+    assert quoted <= {SCORE_SEQUENCES, EVAL_SEQUENCES}, quoted
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    assert "notebook 01 report these heads and numbers" in readme
 
 
 def _check_single_layer(v: dict) -> None:

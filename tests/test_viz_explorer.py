@@ -48,6 +48,31 @@ def test_explorer_shows_inline_in_a_notebook():
     assert inline.startswith("<iframe srcdoc=") and "&lt;script" in inline
 
 
+def test_the_inline_frame_sizes_to_its_content(tmp_path, browser):
+    """In a notebook's output the explorer's frame is as tall as its page, also after a later
+    query makes the per-key table longer: nothing is cut off inside the frame."""
+    shown = explore({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    cell = tmp_path / "cell.html"
+    cell.write_text(f"<!DOCTYPE html><html><body>{shown._repr_html_()}</body></html>")
+    browser.get(cell.as_uri())
+    frame = browser.find_element("tag name", "iframe")
+
+    def fits() -> bool:
+        outer = frame.size["height"]
+        browser.switch_to.frame(frame)
+        inner = browser.execute_script("return document.documentElement.scrollHeight;")
+        browser.switch_to.default_content()
+        return inner <= outer
+
+    assert fits()
+    browser.switch_to.frame(frame)
+    browser.find_element(
+        "css selector", f'#strip span[data-query="{len(TOKENS.split()) - 1}"]'
+    ).click()
+    browser.switch_to.default_content()
+    assert fits()
+
+
 def _pattern(name: str, gamma: float | None, layer: int = 0, head: int = 0) -> torch.Tensor:
     model = HookedMomentumTransformer.from_pretrained(name)
     if gamma is not None:
@@ -146,3 +171,43 @@ def test_the_page_recomputes_a_gain_normalised_model_at_any_gamma(tmp_path, brow
     _, cache = model.run_with_cache(tokens, names_filter="blocks.0.attn.hook_pattern")
     expected = cache["pattern", 0][0, head].double()[query, : query + 1]
     torch.testing.assert_close(_shown_row(browser), expected, atol=1e-4, rtol=0)
+
+
+def test_the_demo_explorer_opens_where_the_evidence_is(tmp_path, browser):
+    """The demo's explorer (the zoo, paper model first) opens on each model's top induction head
+    by `score`'s ranking, at the query whose attention on s* is largest; on the paper model that
+    attention is its row's maximum; the page states the head's mean over all induction queries
+    and its median query is one click away."""
+    from momentum_interp.analysis.explorer import explorer_for
+    from momentum_interp.analysis.heads import induction_heads_to_trace
+    from momentum_interp.demo import zoo_names
+    from momentum_interp.narrative.zoo import PAPER_MODEL
+    from momentum_interp.viz.explorer import write_explorer
+
+    names = sorted(zoo_names(), key=lambda name: name != PAPER_MODEL)
+    models = {name: HookedMomentumTransformer.from_pretrained(name) for name in names}
+    data = explorer_for(models, seed=0)
+    browser.get(write_explorer(data, tmp_path).as_uri())
+    from selenium.webdriver.support.ui import Select
+
+    for index, (name, model) in enumerate(models.items()):
+        Select(browser.find_element("id", "model")).select_by_index(index)
+        assert _head(browser) == induction_heads_to_trace(model).top
+        keys = data.induction_keys
+        title = browser.find_element("id", "row-title").text
+        query = int(re.match(r"Query (\d+)", title).group(1))
+        row = _shown_row(browser)
+        # Every induction query's attention on s*, as the page computes its rows.
+        shown = browser.execute_script(
+            "return D.induction_keys.map((s, t) => (s >= 0 ? row(t).attn[s] : null));"
+        )
+        on_star = {t: v for t, v in enumerate(shown) if v is not None}
+        assert on_star[query] == max(on_star.values())
+        if name == PAPER_MODEL:
+            assert int(row.argmax()) == keys[query]
+        text = browser.find_element("id", "opening-text").text
+        mean = sum(on_star.values()) / len(on_star)
+        assert f"{mean:.3f}" in text and f"{len(on_star)} queries" in text
+        browser.find_element("id", "typical").click()
+        typical = int(re.match(r"Query (\d+)", browser.find_element("id", "row-title").text)[1])
+        assert sorted(on_star.values())[(len(on_star) - 1) // 2] == on_star[typical]

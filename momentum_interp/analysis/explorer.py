@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from einops import einsum
 
+from momentum_interp.analysis.heads import induction_heads_to_trace
 from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import repeated_random_tokens
 from momentum_interp.analysis.what_if import signal_names
@@ -149,15 +150,58 @@ def what_if(model: TLModel, name: str) -> str:
 
 
 @dataclass
+class Opening:
+    """Where the page opens for one model: the top induction head by `score`'s ranking
+    (`heads.induction_heads_to_trace`, the rule every trace uses) at the query whose induction
+    key s* it attends to most; with that head's mean attention on s* over all induction queries
+    and its median query, so the opening view can be checked against a typical one. Without
+    induction queries (no token repeats) it opens on the last query and `mean` is None."""
+
+    layer: int
+    head: int
+    query: int
+    attention: float | None  # the head's attention on s* at `query`
+    mean: float | None  # mean attention on s* over every query with an induction key
+    median_query: int | None  # the query whose attention on s* is the median
+    n_queries: int  # queries with an induction key
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def opening_view(
+    dots: torch.Tensor, gamma_q: float, gamma_k: float, shear_norm: bool, keys: Sequence[int]
+) -> tuple[int, float | None, float | None, int | None, int]:
+    """`(query, attention, mean, median query, n_queries)` of one head from its
+    `dots: [4, pos, pos]` at its own shear, `keys` the induction key per query (−1 if none)."""
+    pattern = causal_softmax(scores_from_dots(dots, gamma_q, gamma_k, shear_norm))
+    queries = [t for t, s in enumerate(keys) if s >= 0]
+    if not queries:
+        return len(keys) - 1, None, None, None, 0
+    on_star = pattern[queries, [keys[t] for t in queries]]  # [n_queries]
+    order = on_star.argsort().tolist()
+    best = order[-1]
+    return (
+        queries[best],
+        float(on_star[best]),
+        float(on_star.mean()),
+        queries[order[(len(order) - 1) // 2]],
+        len(queries),
+    )
+
+
+@dataclass
 class ExplorerModel:
     """One model's data: `dots: [layer, head, 4, pos, pos]`, slider start `gamma: [layer, head]`,
-    and whether its shear is gain-normalised (the page then divides by the RMS gain at any γ)."""
+    whether its shear is gain-normalised (the page then divides by the RMS gain at any γ), and
+    the view the page opens on."""
 
     name: str
     shear: str
     gamma: np.ndarray
     dots: np.ndarray
     note: str
+    opening: Opening
     shear_norm: bool = False
 
     def to_dict(self) -> dict:
@@ -167,6 +211,7 @@ class ExplorerModel:
             "gamma": self.gamma.tolist(),
             "dots": self.dots.tolist(),
             "note": self.note,
+            "opening": self.opening.to_dict(),
             "shear_norm": self.shear_norm,
         }
 
@@ -251,13 +296,22 @@ def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerM
         dots = torch.stack([score_dots(model, cache, layer) for layer in range(cfg.n_layers)])
     shear_norm = bool(getattr(cfg, "shear_norm", False) and not getattr(cfg, "smeared_key", False))
     _check_rebuilds_scores(model, cache, dots, shear_norm)
-    gamma = _own_gammas(model)[1]  # [layer, head]: equals γq where queries are sheared
+    gamma_q, gamma = _own_gammas(model)  # [layer, head]; γk equals γq where queries are sheared
+    layer, head = induction_heads_to_trace(model).top
+    view = opening_view(
+        dots[layer, head].cpu(),
+        float(gamma_q[layer, head]),
+        float(gamma[layer, head]),
+        shear_norm,
+        induction_keys(tokens[0].tolist()),
+    )
     return ExplorerModel(
         name=name,
         shear=slider_shear(model),
         gamma=gamma.float().cpu().numpy(),
         dots=dots.float().cpu().numpy(),
         note=what_if(model, name),
+        opening=Opening(layer, head, *view),
         shear_norm=shear_norm,
     )
 

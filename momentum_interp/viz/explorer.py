@@ -45,6 +45,7 @@ def _payload(data: ExplorerData) -> str:
                 "n_heads": n_heads,
                 "gamma": np.asarray(m.gamma, dtype=float).tolist(),
                 "shear_norm": m.shear_norm,
+                "opening": m.opening.to_dict(),
                 "dots": base64.b64encode(np.ascontiguousarray(m.dots, dtype="<f4")).decode(),
             }
         )
@@ -80,8 +81,18 @@ class Explorer:
     def _repr_html_(self) -> str:
         return (
             f'<iframe srcdoc="{html.escape(self.to_html(), quote=True)}" '
-            'style="width:100%;height:1050px;border:0"></iframe>'
+            f'style="width:100%;height:1050px;border:0" onload="{FIT_FRAME}"></iframe>'
         )
+
+
+# The inline frame follows its page's height (a longer query row makes a longer table): the
+# srcdoc frame shares the notebook's origin, so the notebook side can watch the page's body.
+FIT_FRAME = (
+    "const frame = this, body = frame.contentDocument.body; "
+    "const fit = () => { frame.style.height = "
+    "Math.ceil(body.getBoundingClientRect().bottom) + 24 + 'px'; }; "
+    "new ResizeObserver(fit).observe(body); fit();"
+)
 
 
 EXPLORER_PAGE = "explorer/index.html"  # where a report's explorer is written, beside the report
@@ -126,6 +137,7 @@ h1 { font-size: 20px; margin: 0 0 8px; }
 .heads button.on { background: #2E91E5; border-color: #2E91E5; color: #fff; }
 #gamma { width: 260px; }
 #gamma-value { width: 70px; }
+#opening { background: #f4f8fc; border-left: 3px solid #2E91E5; padding: 4px 8px; }
 .note { color: #444; max-width: 1150px; margin: 4px 0 10px; white-space: normal; }
 #strip { font-family: ui-monospace, monospace; line-height: 2; max-width: 1150px; }
 #strip span { padding: 1px 3px; margin: 0 1px; border-radius: 3px; cursor: pointer;
@@ -158,8 +170,10 @@ svg text { font-size: 11px; }
 <div class="note">score(t, s) = (1+γq)(1+γk) q_t·k_s − (1+γq)γk q_t·k_s−1 − γq(1+γk) q_t−1·k_s
   + γqγk q_t−1·k_s−1, over √d_head; attention = softmax over keys s ≤ t. Click a token to
   pick the query (hover previews it); the red underline marks its induction key s*, the token
-  after the previous occurrence of the query's token. Each model opens on the head that attends
-  most to the induction keys.</div>
+  after the previous occurrence of the query's token.</div>
+<div class="note" id="opening"><span id="opening-text"></span>
+  <button id="typical">show the typical (median) query</button>
+  <button id="strongest">back to the opening query</button></div>
 <div id="strip"></div>
 <div class="panels">
   <div class="panel"><h2>Attention pattern (rows: queries)</h2><svg id="pattern"></svg></div>
@@ -178,8 +192,7 @@ function decode(b64) {
   return new Float32Array(bytes.buffer);
 }
 D.models.forEach((m) => { m.values = decode(m.dots); });
-const lastQuery = D.induction_keys.reduce((best, s, t) => (s >= 0 ? t : best), T - 1);
-const state = { model: 0, layer: 0, head: 0, gamma: 0, query: lastQuery, hover: null };
+const state = { model: 0, layer: 0, head: 0, gamma: 0, query: T - 1, hover: null };
 const $ = (id) => document.getElementById(id);
 const model = () => D.models[state.model];
 const query = () => (state.hover === null ? state.query : state.hover);
@@ -314,28 +327,34 @@ function drawControls() {
 function draw() { drawControls(); drawStrip(); drawPattern(); drawRow(); }
 function drawQuery() { drawStrip(); drawPattern(); drawRow(); }
 
-// The head whose queries attend most to their induction keys, at its own γ.
-function inductionHead() {
-  const m = model();
-  let best = [0, 0, -1];
-  for (let l = 0; l < m.n_layers; l++) for (let h = 0; h < m.n_heads; h++) {
-    Object.assign(state, { layer: l, head: h, gamma: m.gamma[l][h] });
-    let sum = 0;
-    D.induction_keys.forEach((s, t) => { if (s >= 0) sum += row(t).attn[s]; });
-    if (sum > best[2]) best = [l, h, sum];
-  }
-  return best;
+// The opening view was chosen in analysis (analysis/explorer.py opening_view): the page only
+// states it, with the head's mean attention on s* and its median query beside it.
+function describeOpening() {
+  const o = model().opening, head = `L${o.layer}H${o.head}`;
+  $("opening-text").textContent = o.mean === null
+    ? `Opens on ${head}, the top induction head by score's ranking (the rule every trace uses); ` +
+      "this sequence has no repeated token, so no query has an induction key."
+    : `Opens on ${head}, the top induction head by score's ranking (the rule every trace uses), ` +
+      `at query ${o.query}, where it attends most to its induction key s* (${fmt(o.attention)}). ` +
+      `Its mean attention on s* over all ${o.n_queries} queries with an induction key is ` +
+      `${fmt(o.mean)}; the typical (median) query is ${o.median_query}.`;
+  $("typical").hidden = $("strongest").hidden = o.mean === null;
+}
+function openingQuery(which) {
+  const o = model().opening;
+  Object.assign(state, { layer: o.layer, head: o.head, query: which, hover: null });
+  resetGamma();
 }
 
 function selectModel(index) {
   state.model = index;
   const m = model();
-  [state.layer, state.head] = inductionHead();
   const buttons = [];
   for (let l = 0; l < m.n_layers; l++) for (let h = 0; h < m.n_heads; h++)
     buttons.push(`<button data-layer="${l}" data-head="${h}">L${l}H${h}</button>`);
   $("heads").innerHTML = buttons.join("");
-  resetGamma();
+  describeOpening();
+  openingQuery(m.opening.query);
 }
 function resetGamma() { state.gamma = model().gamma[state.layer][state.head]; draw(); }
 function setGamma(value) { if (Number.isFinite(value)) { state.gamma = value; draw(); } }
@@ -349,6 +368,8 @@ $("heads").addEventListener("click", (e) => {
 $("gamma").addEventListener("input", (e) => setGamma(parseFloat(e.target.value)));
 $("gamma-value").addEventListener("change", (e) => setGamma(parseFloat(e.target.value)));
 $("reset").addEventListener("click", resetGamma);
+$("typical").addEventListener("click", () => openingQuery(model().opening.median_query));
+$("strongest").addEventListener("click", () => openingQuery(model().opening.query));
 $("strip").addEventListener("click", (e) => {
   const s = e.target.closest("span");
   if (s) { state.query = +s.dataset.query; state.hover = null; drawQuery(); }

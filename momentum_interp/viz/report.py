@@ -12,7 +12,7 @@ from plotly.offline import get_plotlyjs
 
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz.security import CSP_META
-from momentum_interp.viz.style import MISSING, WRAP_CSS, table_html
+from momentum_interp.viz.style import MISSING, WRAP_CSS, header_html, table_html
 
 STYLE = (
     """
@@ -26,6 +26,8 @@ code { background: #f4f4f4; padding: 0 .2em; }
 pre { background: #f8f8f8; padding: .6em 1em; }
 .table-scroll { overflow-x: auto; max-width: 100%; }
 table.mi-table td.text { white-space: nowrap; } table.mi-table td.long { white-space: normal; }
+table.mi-table tr > :first-child { position: sticky; left: 0; background: #fff; }
+table.mi-table th:first-child { background: #f4f4f4; }
 """
     + WRAP_CSS
 )
@@ -42,8 +44,9 @@ def _is_number(cell: object) -> bool:
     return True
 
 
-# A text cell longer than this is prose (a description) and wraps; a shorter one is a name
-# (`lm-momentum-S-seed0`) and stays on one line; a table wider than the column scrolls.
+# A text cell longer than this, or one with spaces outside the first column, is prose (a
+# description) and wraps; a name (`lm-momentum-S-seed0`) stays on one line; headers break after
+# underscores; a table still wider than the column scrolls under a sticky first column.
 LONG_TEXT = 40
 
 
@@ -90,11 +93,12 @@ class Report:
 
         def cell(i: int, value: object) -> str:
             text = MISSING if _is_missing(value) else str(value)
-            kind = f"{kinds[i]} long" if len(text) > LONG_TEXT else kinds[i]
+            prose = len(text) > LONG_TEXT or (i > 0 and kinds[i] == "text" and " " in text)
+            kind = f"{kinds[i]} long" if prose else kinds[i]
             return f'<td class="{kind}">{html.escape(text)}</td>'
 
         head = "".join(
-            f'<th class="{kinds[i]}">{html.escape(str(h))}</th>' for i, h in enumerate(header)
+            f'<th class="{kinds[i]}">{header_html(h)}</th>' for i, h in enumerate(header)
         )
         body = "".join(
             "<tr>" + "".join(cell(i, v) for i, v in enumerate(row)) + "</tr>" for row in rows

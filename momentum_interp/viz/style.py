@@ -114,6 +114,12 @@ def log_axis(low: float, high: float) -> dict:
     }
 
 
+def header_html(name: object) -> str:
+    """A column name, escaped, that may break after its underscores (`delta_<wbr>accuracy`): a
+    table of snake_case headers then fits its column instead of running past it."""
+    return html.escape(str(name)).replace("_", "_<wbr>")
+
+
 def table_html(frame: pd.DataFrame, digits: int = 3) -> str:
     """A DataFrame as an HTML table: text columns left, numeric right, "—" for NaN/None."""
     numeric = {c: pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns}
@@ -129,7 +135,7 @@ def table_html(frame: pd.DataFrame, digits: int = 3) -> str:
         return f'<td class="{kind}">{html.escape(text)}</td>'
 
     head = "".join(
-        f'<th class="{"num" if numeric[c] else "text"}">{html.escape(str(c))}</th>'
+        f'<th class="{"num" if numeric[c] else "text"}">{header_html(c)}</th>'
         for c in frame.columns
     )
     rows = "".join(
