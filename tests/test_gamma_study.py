@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import interpolate, optimize, stats
+from test_sweeps import BASE as SWEEP_BASE
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.analysis.gamma_study import (
@@ -173,28 +174,10 @@ def test_seed_count_sizing_by_hand():
 
 # ----------------------------------------------------------------- the protocol
 
-BASE = """
-name = "tiny_protocol"
-[model]
-d_model = 16
-d_head = 8
-n_heads = 2
-n_layers = 1
-attn_only = true
-positional_embedding_type = "rotary"
-[task]
-name = "associative_recall"
-d_vocab = 16
-n_pairs = 3
-n_queries = 2
-[train]
-steps = 6
-batch_size = 8
-warmup_steps = 1
-eval_every = 3
-eval_batches = 1
-checkpoint_every = 50
-device = "cpu"
+# test_sweeps' tiny recall run, evaluated twice (an AUC needs two points), plus a protocol
+BASE = (
+    SWEEP_BASE.format(steps=6).replace("eval_every = 6", "eval_every = 3")
+    + """
 [grid]
 "model.gamma" = [0.0, 1.0]
 [[variants]]
@@ -210,6 +193,7 @@ values = [1e-3, 1e-2]
 selection_seeds = [100]
 fresh_seeds = [0, 1]
 """
+)
 
 
 def _spec(text: str = BASE) -> SweepSpec:
