@@ -369,3 +369,18 @@ def test_study_command_writes_the_decisions(tmp_path, capsys):
     assert depth["paper_verdict"] in ("inside", "above", "below", "undecided")
     summary = (out / "summary.md").read_text()
     assert "| q/k raw | 0.5 |" in summary and "smeared key" in summary
+    from momentum_interp.narrative.gamma_study import readme_block
+
+    block = readme_block(study)
+    assert "paper's γ*(1) = 4.17" in block and "| q/k raw |" in block
+
+
+def test_each_family_gets_its_own_verdict_and_the_papers_shear_decides():
+    rows = _study_rows(range(5), best=0.5, noise=0.002)
+    flat = _study_rows(range(5), effect=0.0, noise=0.01)
+    for row in flat:
+        row["variant"] = "qk_norm"
+    study = analyse_depth(rows + flat, 1, list(range(5)), n_resamples=100)
+    verdicts = {f.family: (f.paper_verdict, f.paper_reason) for f in study.families}
+    assert verdicts == {"qk_raw": ("above", None), "qk_norm": ("undecided", "no_effect")}
+    assert (study.paper_verdict, study.paper_reason) == verdicts["qk_raw"]

@@ -175,6 +175,8 @@ class FamilyResult:
     gamma_star_flag: str | None
     not_distinguishable: list[float]
     shear_has_effect: bool | None
+    paper_verdict: str = "undecided"  # the paper's γ*(N) against this family (`paper_verdict`)
+    paper_reason: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -190,6 +192,8 @@ class FamilyResult:
             "gamma_star_flag": self.gamma_star_flag,
             "not_distinguishable": self.not_distinguishable,
             "shear_has_effect": self.shear_has_effect,
+            "paper_verdict": self.paper_verdict,
+            "paper_reason": self.paper_reason,
         }
 
 
@@ -383,10 +387,12 @@ def analyse_depth(
     finals = [a.final_accuracy_mean for f in families for a in f.arms]
     finals += [c.final_accuracy_mean for c in controls]
     at_floor = bool(finals) and max(finals) < FLOOR_ACCURACY
+    for family in families:  # every family's own verdict; the paper's shear decides the depth
+        family.paper_verdict, family.paper_reason = paper_verdict(family, n_layers, at_floor)
     if paper_family is None:
         verdict, reason = "undecided", "missing"
     else:
-        verdict, reason = paper_verdict(paper_family, n_layers, at_floor)
+        verdict, reason = paper_family.paper_verdict, paper_family.paper_reason
     return DepthStudy(
         n_layers=n_layers,
         fresh_seeds=list(fresh_seeds),

@@ -100,6 +100,14 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
+def _verdict(result: dict[str, Any]) -> str:
+    """`inside` / `above` / `below` the interval, or `undecided` with its reason."""
+    verdict, reason = result["paper_verdict"], result["paper_reason"]
+    if verdict == "undecided":
+        return f"undecided ({VERDICT_REASONS[reason]})"
+    return f"{verdict} the interval"
+
+
 def depth_decisions(depth: dict[str, Any]) -> list[str]:
     """One bullet per decision at this depth: γ* per family, the paper's value, the controls,
     fungibility."""
@@ -120,7 +128,7 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
             f"{family['gamma_star']:.3g}{flag}, 95 % seed-bootstrap interval [{low:.3g}, "
             f"{high:.3g}]; grid best γ = {family['best_gamma']:g}; not distinguishable from it "
             f"(paired t, Holm): γ ∈ {{{', '.join(f'{g:g}' for g in family['not_distinguishable'])}}}; "
-            f"{against_zero}."
+            f"{against_zero}; the paper's γ*({n}): {_verdict(family)}."
         )
     verdict, reason = depth["paper_verdict"], depth["paper_reason"]
     paper = depth["paper_gamma_star"]
@@ -168,3 +176,60 @@ def summary_markdown(study: dict[str, Any]) -> str:
         parts.append(arms_table(depth, study["selection"]))
         parts.append(bullets(depth_decisions(depth)))
     return "\n\n".join(parts) + "\n"
+
+
+def families_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
+    """One row per shear family at one depth: its best grid γ and AUC, the vertex γ* with its
+    interval, the best γ against γ = 0, and the paper's γ*(N) against it."""
+    rows = []
+    for family in depth["families"]:
+        best = next(a for a in family["arms"] if a["gamma"] == family["best_gamma"])
+        low, high = family["gamma_star_interval"]
+        flag = " (grid end)" if family["gamma_star_flag"] == "grid_end" else ""
+        zero = family["best_versus_zero"]
+        rows.append(
+            [
+                FAMILY_NAMES.get(family["family"], family["family"]),
+                f"{family['best_gamma']:g}",
+                _rate(best, grid_end_flags(selection)),
+                _ci(best),
+                f"{family['gamma_star']:.3g}{flag} [{low:.3g}, {high:.3g}]",
+                "—"
+                if zero is None
+                else f"{zero['mean_difference']:+.3f} (p = {zero['p_value']:.2g})",
+                _verdict(family),
+            ]
+        )
+    header = [
+        "shear",
+        "best γ",
+        "its lr",
+        "AUC [95 % t]",
+        "γ* (vertex) [95 % bootstrap]",
+        "best − γ=0",
+        f"paper's γ*({depth['n_layers']}) = {depth['paper_gamma_star']:.3g}",
+    ]
+    return markdown_table(header, rows)
+
+
+def readme_block(study: dict[str, Any]) -> str:
+    """The README's block on the fair study: per depth, the families table and the decisions
+    (the paper's shear decides; the others stand beside it), from `study.json`."""
+    parts = [
+        wrap(
+            "Each arm's learning rate was chosen on selection seed "
+            f"{', '.join(map(str, study['selection']['selection_seeds']))} from six rates "
+            "(1e-4 to 3.162e-2); the numbers below come from fresh seeds only. The bootstrap "
+            "interval of the vertex γ* covers seed noise only, not the γ grid's spacing. Rules "
+            "fixed before "
+            "the first run: `results/fair_gamma_star/README.md`; every arm with its rate, AUC and "
+            "steps to 50 %: `summary.md` beside `study.json` (written by `"
+            + study["provenance"]["command"]
+            + "`)."
+        )
+    ]
+    for depth in study["depths"]:
+        parts.append(f"**N = {depth['n_layers']}**, fresh seeds {depth['fresh_seeds']}:")
+        parts.append(families_table(depth, study["selection"]))
+        parts.append(bullets(depth_decisions(depth)))
+    return "\n\n".join(parts)

@@ -72,7 +72,7 @@ def _lm_comparison(path: Path) -> Any:
 
 def blocks() -> dict[str, Block]:
     """The table of README blocks (imported when rendering: the renderers pull in pandas)."""
-    from momentum_interp.narrative import benchmarks, lm, scaling_blocks, zoo
+    from momentum_interp.narrative import benchmarks, gamma_study, lm, scaling_blocks, zoo
 
     mqar_fit = (
         "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
@@ -135,6 +135,16 @@ def blocks() -> dict[str, Block]:
                 "out": "results/scaling_mqar/depth2_long/",
                 "command": "momentum-interp sweep configs/sweeps/mqar_depth2_long.toml --out "
                 "results/scaling_mqar/depth2_long --workers 2 --batch-runs 7",
+            },
+        ),
+        "fair-gamma": Block(
+            gamma_study.readme_block,
+            {
+                "study": Source(
+                    "results/fair_gamma_star/n1/study.json",
+                    "momentum-interp study configs/studies/fair_gamma_star_n1.toml "
+                    "--results results/fair_gamma_star/n1",
+                )
             },
         ),
         "perf-cpu": Block(
