@@ -384,3 +384,26 @@ def test_each_family_gets_its_own_verdict_and_the_papers_shear_decides():
     verdicts = {f.family: (f.paper_verdict, f.paper_reason) for f in study.families}
     assert verdicts == {"qk_raw": ("above", None), "qk_norm": ("undecided", "no_effect")}
     assert (study.paper_verdict, study.paper_reason) == verdicts["qk_raw"]
+
+
+def test_fungibility_against_a_deeper_model_at_the_floor_is_undecided():
+    from momentum_interp.narrative.gamma_study import depth_decisions
+
+    rows = _study_rows(range(5), best=0.5, noise=0.002)
+    for seed in range(5):  # the 2-layer plain model never learns: final accuracy 0.1
+        rows.append(
+            {
+                "variant": "plain_deeper",
+                "auc_accuracy": 0.08 + 0.001 * seed,
+                "final_accuracy": 0.1,
+                "steps_to_target": None,
+                "config": {
+                    "model": {"n_layers": 2, "gamma": 0.0},
+                    "train": {"seed": seed, "lr": 1e-2},
+                },
+            }
+        )
+    study = analyse_depth(rows, 1, list(range(5)), n_resamples=50)
+    assert study.fungibility.significant and study.deeper_plain_at_floor
+    (line,) = [b for b in depth_decisions(study.to_dict()) if "Fungibility" in b]
+    assert "undecided" in line and "did not learn" in line

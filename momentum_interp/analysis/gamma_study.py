@@ -207,10 +207,20 @@ class DepthStudy:
     controls: list[ArmSummary]
     controls_versus_best: list[PairedComparison]  # control − best paper-family arm, Holm
     fungibility: PairedComparison | None  # N momentum layers − (N + 1) plain layers
+    deeper_plain: ArmSummary | None  # the N + 1-layer plain arm the fungibility test uses
     at_floor: bool
     paper_gamma_star: float
     paper_verdict: str  # "inside", "above", "below" or "undecided"
     paper_reason: str | None  # why undecided: "no_effect", "floor", "grid_end", "missing"
+
+    @property
+    def deeper_plain_at_floor(self) -> bool | None:
+        """The N + 1-layer plain model never got off the floor in this budget (mean final
+        accuracy below `FLOOR_ACCURACY`): then a fungibility difference compares a model with one
+        that did not learn, and is no verdict on fungibility."""
+        if self.deeper_plain is None:
+            return None
+        return self.deeper_plain.final_accuracy_mean < FLOOR_ACCURACY
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -220,6 +230,8 @@ class DepthStudy:
             "controls": [c.to_dict() for c in self.controls],
             "controls_versus_best": [c.to_dict() for c in self.controls_versus_best],
             "fungibility": None if self.fungibility is None else self.fungibility.to_dict(),
+            "deeper_plain": None if self.deeper_plain is None else self.deeper_plain.to_dict(),
+            "deeper_plain_at_floor": self.deeper_plain_at_floor,
             "at_floor": self.at_floor,
             "paper_gamma_star": self.paper_gamma_star,
             "paper_verdict": self.paper_verdict,
@@ -363,7 +375,7 @@ def analyse_depth(
         rows_of = _by_seed([r for r in here if r.get("variant") == label], fresh_seeds)
         if rows_of:
             controls.append(summarise_arm(label, label, None, rows_of))
-    controls_versus_best, fungibility = [], None
+    controls_versus_best, fungibility, plain = [], None, None
     if paper_family is not None:
         best = next(a for a in paper_family.arms if a.gamma == paper_family.best_gamma)
         best_auc = dict(zip(best.seeds, best.auc, strict=True))
@@ -387,6 +399,11 @@ def analyse_depth(
     finals = [a.final_accuracy_mean for f in families for a in f.arms]
     finals += [c.final_accuracy_mean for c in controls]
     at_floor = bool(finals) and max(finals) < FLOOR_ACCURACY
+    # best − γ=0 of every family, Holm-adjusted together (the rules' "adjusted p")
+    with_holm([f.best_versus_zero for f in families if f.best_versus_zero is not None])
+    for family in families:
+        if family.best_versus_zero is not None:
+            family.shear_has_effect = family.best_versus_zero.significant
     for family in families:  # every family's own verdict; the paper's shear decides the depth
         family.paper_verdict, family.paper_reason = paper_verdict(family, n_layers, at_floor)
     if paper_family is None:
@@ -400,6 +417,7 @@ def analyse_depth(
         controls=controls,
         controls_versus_best=controls_versus_best,
         fungibility=fungibility,
+        deeper_plain=plain,
         at_floor=at_floor,
         paper_gamma_star=float(paper_gamma_star(n_layers)),
         paper_verdict=verdict,

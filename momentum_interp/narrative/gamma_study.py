@@ -76,7 +76,8 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
                     mark,
                 ]
             )
-    for control in depth["controls"]:
+    controls = [*depth["controls"], *([depth["deeper_plain"]] if depth["deeper_plain"] else [])]
+    for control in controls:
         rows.append(
             [
                 control["family"].replace("_", " "),
@@ -150,11 +151,19 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
         )
     fung = depth["fungibility"]
     if fung is not None:
-        decided = "decided" if fung["significant"] else "no difference detected"
+        plain = depth["deeper_plain"]
+        if depth["deeper_plain_at_floor"]:
+            decided = (
+                f"undecided: the {n + 1}-layer plain model stays at the floor in this budget "
+                f"(mean final accuracy {plain['final_accuracy_mean']:.3f}), so this compares a "
+                "model with one that did not learn"
+            )
+        else:
+            decided = "decided" if fung["significant"] else "no difference detected"
         items.append(
-            f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain): "
-            f"{fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, {fung['ci_high']:+.3f}], "
-            f"p = {fung['p_value']:.2g} ({decided})."
+            f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
+            f"each at its own rate): {fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, "
+            f"{fung['ci_high']:+.3f}], p = {fung['p_value']:.2g} ({decided})."
         )
     return items
 
