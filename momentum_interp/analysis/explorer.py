@@ -29,7 +29,7 @@ from einops import einsum
 from momentum_interp.analysis.heads import induction_heads_to_trace
 from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import repeated_random_tokens
-from momentum_interp.analysis.what_if import signal_names
+from momentum_interp.analysis.tracing.terms import signal_hook_names
 from momentum_interp.model.inputs import check_tokens, str_tokens
 from momentum_interp.model.shear import previous, rms_gain
 
@@ -87,7 +87,7 @@ def score_dots(model: TLModel, cache, layer: int) -> torch.Tensor:
     """The four dot products of every head of one layer, `[head, 4, q_pos, k_pos]` (sequence 0
     of the cache, float64, divided by the model's `attn_scale` and, for a learned temperature,
     multiplied by it; a gain-normalised shear's γ-dependent factor is in `coefficients`). Under grouped-query attention each head uses its group's keys."""
-    q_name, k_name = signal_names(model, layer)
+    q_name, k_name = signal_hook_names(model, layer)
     q = cache[q_name][0:1].detach().to(torch.float64)  # [1, pos, head, d_head]
     k = cache[k_name][0:1].detach().to(torch.float64)
     if q.ndim != 4:
@@ -287,7 +287,7 @@ def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerM
     names = {
         hook
         for layer in range(cfg.n_layers)
-        for hook in (*signal_names(model, layer), f"blocks.{layer}.attn.hook_attn_scores")
+        for hook in (*signal_hook_names(model, layer), f"blocks.{layer}.attn.hook_attn_scores")
     }
     with torch.no_grad():
         _, cache = model.run_with_cache(

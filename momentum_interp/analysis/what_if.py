@@ -5,7 +5,7 @@ Each selected head's query and key signal becomes `x_t + γ (x_t − x_{t−1})`
 the maths our attention runs): after RoPE on rotary models (`hook_rot_q/k`, the paper's post-RoPE
 placement), on `hook_q/k` directly with learned positions. Everything downstream (scores, pattern,
 later layers, logits) follows, so any analysis run under `model.hooks(fwd_hooks=...)` sees the
-sheared model. `signal_names` is also where the explorer reads the signal a shear acts on.
+sheared model. `tracing.terms.signal_hook_names` is where the explorer reads the signal a shear acts on.
 """
 
 from __future__ import annotations
@@ -17,19 +17,10 @@ import torch
 
 from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.analysis.tracing.inputs import check_head
+from momentum_interp.analysis.tracing.terms import signal_hook_names
 from momentum_interp.model.shear import fused_shear
 
 SHEARS = ("qk", "k")
-
-
-def signal_names(model: TLModel, layer: int) -> tuple[str, str]:
-    """The hooks holding the q and k a shear acts on: the rotated ones with RoPE, unless the model
-    is one of ours with pre-RoPE placement (its raw q and k are sheared, then rotated)."""
-    cfg, prefix = model.cfg, f"blocks.{layer}.attn."
-    placement = getattr(cfg, "shear_placement", "post_rope")
-    if cfg.positional_embedding_type == "rotary" and placement == "post_rope":
-        return prefix + "hook_rot_q", prefix + "hook_rot_k"
-    return prefix + "hook_q", prefix + "hook_k"
 
 
 def what_if_shear_hooks(
@@ -73,6 +64,6 @@ def what_if_shear_hooks(
     layers = range(cfg.n_layers) if layer is None else [layer]
     hooks = []
     for index in layers:
-        q_name, k_name = signal_names(model, index)
+        q_name, k_name = signal_hook_names(model, index)
         hooks += [(k_name, apply)] if shear == "k" else [(q_name, apply), (k_name, apply)]
     return hooks

@@ -25,11 +25,12 @@ def causal_mask(n_pos: int, device) -> torch.Tensor:
 
 
 def signal_hook_names(model, layer: int) -> tuple[str, str]:
-    """Names of the hooks holding the (query, key) signal the shear acts on, or, for pre-RoPE
-    rotary models, the raw signal that is sheared and then rotated."""
-    cfg = model.cfg
-    prefix = f"blocks.{layer}.attn."
-    if cfg.positional_embedding_type == "rotary" and cfg.shear_placement == "post_rope":
+    """Names of the hooks holding the (query, key) signal the shear acts on: the rotated ones
+    with RoPE, unless the model is one of ours with pre-RoPE placement (its raw q and k are
+    sheared, then rotated). Any TransformerLens model: one without momentum counts as post-RoPE."""
+    cfg, prefix = model.cfg, f"blocks.{layer}.attn."
+    placement = getattr(cfg, "shear_placement", "post_rope")
+    if cfg.positional_embedding_type == "rotary" and placement == "post_rope":
         return prefix + "hook_rot_q", prefix + "hook_rot_k"
     return prefix + "hook_q", prefix + "hook_k"
 
