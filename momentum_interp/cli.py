@@ -119,6 +119,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     from momentum_interp.analysis.heads import rank_heads_ci
     from momentum_interp.analysis.scoring import check_score_name
     from momentum_interp.model.checkpoint import check_finite
+    from momentum_interp.narrative.rankings import data_statement
     from momentum_interp.provenance import provenance
     from momentum_interp.tables import frame_rows, markdown_table
 
@@ -131,7 +132,7 @@ def _cmd_score(args: argparse.Namespace) -> None:
     print(
         f"Heads by {args.by} score, 95 % bootstrap interval over sequences; * = tied with the top"
     )
-    print(f"({ranking.data_statement()}):")
+    print(f"({data_statement(ranking.to_dict())}):")
     print(markdown_table(list(shown.columns), frame_rows(shown)))
     print(f"top {args.by} head(s): {ranking.tied_label()}")
     print(f"in-context-learning score: {ranking.scores.attrs['in_context_learning']:+.3f}")
@@ -197,6 +198,7 @@ def _cmd_trace(args: argparse.Namespace) -> None:
     from momentum_interp.narrative.zoo import TRACE_RULE, trace_headline
     from momentum_interp.provenance import provenance
     from momentum_interp.report import load_model
+    from momentum_interp.viz.captions import trace_summary
     from momentum_interp.viz.report import Report
     from momentum_interp.viz.sections import add_section
 
@@ -218,7 +220,7 @@ def _cmd_trace(args: argparse.Namespace) -> None:
         for layer, head in heads
     ]
     print(f"Held-out induction data: seed {args.seed}, {args.sequences} sequences requested.")
-    print("\n\n".join(trace.summary() for trace in traces))
+    print("\n\n".join(trace_summary(trace) for trace in traces))
     report = Report(f"Single-layer induction trace: {args.model}")
     report.paragraph(f"Heads traced: {rule}. Data seed {args.seed}.", note=True)
     for trace in traces:
@@ -237,6 +239,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> None:
     from momentum_interp.analysis import spectral_report
     from momentum_interp.provenance import provenance
     from momentum_interp.report import example_tokens, load_model
+    from momentum_interp.viz.captions import orthogonality_verdict
     from momentum_interp.viz.sections import page_html
 
     model = load_model(args.model)
@@ -245,7 +248,7 @@ def _cmd_spectrum(args: argparse.Namespace) -> None:
     print(
         f"{tokens.shape[0]} induction-task sequences of {tokens.shape[1]} tokens, seed {args.seed}"
     )
-    print(result.verdict)
+    print(orthogonality_verdict(result.separation))
     numbers = {"provenance": provenance(command_text(args), args.seed), **result.to_dict()}
     _write_pair(Path(args.out), "spectrum", page_html(result), numbers)
 

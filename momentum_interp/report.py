@@ -23,6 +23,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
+from momentum_interp.narrative.rankings import data_statement
 from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import TRACE_RULE
@@ -120,7 +121,7 @@ def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
     table = analysis.ranking.table()
     report.heading(f"Head scores: {analysis.name}")
     report.paragraph(
-        f"{analysis.ranking.data_statement()}. Heads by induction score with 95 % bootstrap "
+        f"{data_statement(analysis.ranking.to_dict())}. Heads by induction score with 95 % bootstrap "
         f"intervals over sequences; tied with the top: {analysis.ranking.tied_label()}."
     )
     report.table(list(table.columns), frame_rows(table))

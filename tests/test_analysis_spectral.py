@@ -26,6 +26,7 @@ import torch
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
 from momentum_interp.viz import spectral as viz
+from momentum_interp.viz.captions import orthogonality_verdict
 from momentum_interp.viz.sections import page_html
 
 HEAD_GAMMAS = [1.0, 0.3, -0.2, 2.5]
@@ -324,30 +325,42 @@ def _synthetic(rot_cross, plain_cross, null=0.4):
     return pd.DataFrame(rows)
 
 
+def _verdict(df: pd.DataFrame) -> tuple[str, str]:
+    """The outcome code `orthogonality_summary` finds, and the sentence the page writes of it."""
+    separation = sp.orthogonality_summary(df)
+    return separation.outcome, orthogonality_verdict(separation)
+
+
 def test_verdict_follows_the_numbers(make_model):
-    shows = sp.orthogonality_verdict(_synthetic(0.05, 0.40))
+    outcome, shows = _verdict(_synthetic(0.05, 0.40))
+    assert outcome == "separated"
     assert "separation shows" in shows and "0.05 with RoPE" in shows and "0.40 without" in shows
-    swapped = sp.orthogonality_verdict(_synthetic(0.40, 0.05))
+    outcome, swapped = _verdict(_synthetic(0.40, 0.05))
+    assert outcome == "not_lowered"
     assert (
         "does not show" in swapped and "0.40 with RoPE" in swapped and "does not lower" in swapped
     )
-    partial = sp.orthogonality_verdict(_synthetic(0.30, 0.40))
-    assert "does not show" in partial and "75%" in partial
+    outcome, partial = _verdict(_synthetic(0.30, 0.40))
+    assert outcome == "lowered_too_little" and "does not show" in partial and "75%" in partial
     # below half of chance but not below half of the non-rotary level: not shown
-    near = sp.orthogonality_verdict(_synthetic(0.16, 0.20))
+    outcome, near = _verdict(_synthetic(0.16, 0.20))
+    assert outcome == "lowered_too_little"
     assert "does not show" in near and "80%" in near and "40% of chance" in near
-    only_plain = sp.orthogonality_verdict(_synthetic(0.1, 0.3).query("not rotary"))
-    assert "untested" in only_plain and "0.30" in only_plain
+    outcome, only_plain = _verdict(_synthetic(0.1, 0.3).query("not rotary"))
+    assert outcome == "untested" and "untested" in only_plain and "0.30" in only_plain
+    outcome, only_rotary = _verdict(_synthetic(0.1, 0.3).query("rotary"))
+    assert outcome == "separated_vs_chance" and "separation shows" in only_rotary
+    assert _verdict(_synthetic(0.1, 0.3).iloc[:0])[0] == "no_heads"
 
     tokens = torch.randint(0, 23, (4, 16), generator=torch.Generator().manual_seed(7))
     rot = sp.band_orthogonality(make_model(positional_embedding_type="rotary"), tokens, 0)
     plain = sp.band_orthogonality(make_model(positional_embedding_type="standard"), tokens, 0)
     both = pd.concat([rot, plain], ignore_index=True)
-    verdict = sp.orthogonality_verdict(both)
+    _, verdict = _verdict(both)
     assert f"{rot['cross_share'].mean():.2f} with RoPE" in verdict
     assert f"{plain['cross_share'].mean():.2f} without" in verdict
     flipped = both.assign(rotary=~both["rotary"])
-    assert sp.orthogonality_verdict(flipped) != verdict
+    assert _verdict(flipped)[1] != verdict
 
 
 # ------------------------------------------------------------------------------ report
@@ -360,7 +373,7 @@ def test_spectral_report_bundle(make_model):
     result = sp.spectral_report(model, tokens, controls={"standard twin": control})
     assert set(result.spectra) == {0, 1}
     assert set(result.orthogonality["label"]) == {sp.model_label(model), "standard twin"}
-    assert "with RoPE" in result.verdict and "without" in result.verdict
+    assert result.separation.rotary is not None and result.separation.plain is not None
     figs = viz.spectral_figures(result)
     assert set(figs) == {
         "bode",
@@ -375,13 +388,15 @@ def test_spectral_report_bundle(make_model):
     assert html.startswith("<!DOCTYPE html>") and '<script src="http' not in html
     assert "<script type='text/javascript'>" in html and "Plotly" in html
     data = json.loads(json.dumps(result.to_dict(), allow_nan=False))
-    assert data["verdict"] == result.verdict
+    assert data["separation"]["outcome"] == result.separation.outcome
+    assert data["separation"]["rotary"]["n_heads"] == result.separation.rotary.n_heads
+    assert "with RoPE" in html and "without" in html  # the verdict, on the page
     assert len(data["spectra"]["0"]["omega"]) == 9
     nyq = {(r["layer"], r["head"], r["signal"]): r["nyquist_gain_db"] for r in data["bode"]}
     assert math.isclose(nyq[(0, 3, "q")], 20 * math.log10(1 + 2 * HEAD_GAMMAS[3]), abs_tol=1e-5)
 
     one = sp.spectral_report(_smeared(make_model, logits=[0.0] * 4), tokens, layer=1)
-    assert set(one.spectra) == {1} and "untested" in one.verdict
+    assert set(one.spectra) == {1} and one.separation.outcome == "untested"
     payload = one.to_dict()
     assert any(r["nyquist_gain_db"] is None for r in payload["bode"])  # α = 1/2: −inf → None
     json.dumps(payload, allow_nan=False)

@@ -31,6 +31,7 @@ from momentum_interp.analysis.tracing import (
 from momentum_interp.data import InductionTask, RepeatedTokensTask
 from momentum_interp.evaluation import MEAN_STREAM, evaluate, seeded_generator
 from momentum_interp.model.shear import TERM_NAMES
+from momentum_interp.viz.captions import trace_caveats, trace_summary
 from momentum_interp.viz.sections import page_html
 from momentum_interp.viz.tracing import trace_figures
 
@@ -303,7 +304,8 @@ def test_smeared_gamma_zero_is_identity_smear(make_model):
     torch.testing.assert_close(hooked, identity(tokens), atol=1e-5, rtol=1e-5)
     trace = trace_single_layer_induction(model, 0, 2, n_sequences=8)
     assert trace.gamma_q == 0.0 and trace.gamma_k == pytest.approx(1 / (1 + math.exp(-2.0)) - 1)
-    assert any("smear" in note for note in trace.notes)
+    assert "identity_smear" in trace.caveats and trace.gamma_zero_method == "identity_smear"
+    assert any("zeroing hook_k_velocity" in note for note in trace_caveats(trace))
 
 
 def test_baseline_without_momentum(make_model):
@@ -444,11 +446,14 @@ def test_figures_and_html(small_trace):
     assert '<script src="http' not in page and "<script src='http" not in page
     assert get_plotlyjs()[:500] in page
     assert "current_prev_key" in page and "mean_ablate_ov" in page
+    assert "hook_z replaced by its mean (separate batches)" in page  # the ablation's description
+    assert "γ = 0 in every head (deep copy, set_gamma(0.0))" in page
 
 
 def test_summary_and_json(small_trace):
-    text = small_trace.summary()
+    text = trace_summary(small_trace)
     assert "Dominant term" in text and all(name in text for name in TERM_NAMES)
+    assert text.count("Note: QK circuit") == len(small_trace.caveats)
     data = json.loads(json.dumps(small_trace.to_dict()))
     assert set(data["term_margins"]) == set(TERM_NAMES)
     assert len(data["ablations"]) == 8

@@ -72,7 +72,7 @@ def test_spectrum_and_report(checkpoint, tmp_path):
         main(["spectrum", str(checkpoint), "--sequences", "4", "--out", str(tmp_path / "s")]) == 0
     )
     spectrum = json.loads((tmp_path / "s" / "spectrum.json").read_text())
-    assert "verdict" in spectrum and spectrum["provenance"]["seed"] == 0
+    assert "separation" in spectrum and spectrum["provenance"]["seed"] == 0
     assert main(["report", str(checkpoint), "--sequences", "64", "--out", str(tmp_path / "r")]) == 0
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert len(report["head_scores"]) == 4 and "spectral" in report
@@ -134,4 +134,4 @@ def test_spectrum_of_a_model_whose_vocabulary_cannot_fill_its_context(tmp_path, 
     args = ["spectrum", str(tmp_path / "m"), "--sequences", "2", "--out", str(tmp_path / "s")]
     assert main(args) == 0
     spectrum = json.loads((tmp_path / "s" / "spectrum.json").read_text())
-    assert "verdict" in spectrum and spectrum["provenance"]["seed"] == 0
+    assert "separation" in spectrum and spectrum["provenance"]["seed"] == 0

@@ -16,6 +16,7 @@ from momentum_interp.analysis.scoring import (
     score_heads_on_tokens,
 )
 from momentum_interp.analysis.statistics import pooled_ratio_ci, pooled_ratio_cis
+from momentum_interp.narrative.rankings import data_statement, ranking_data
 
 
 def test_pooled_ratio_cis_match_scipy_bootstrap():
@@ -70,7 +71,7 @@ def test_ties_are_heads_whose_interval_overlaps_the_top():
     rng = np.random.default_rng(5)
     means = np.array([0.50, 0.20, 0.505, 0.30])
     per_seq = means + 0.02 * rng.standard_normal((400, 4))
-    ranking = rank_from_samples(_table(per_seq), _samples(per_seq), "induction", 0, "toy")
+    ranking = rank_from_samples(_table(per_seq), _samples(per_seq), "induction", 0)
     assert ranking.heads[:2] in ([(0, 2), (0, 0)], [(0, 0), (0, 2)])
     assert set(ranking.tied) == {(0, 0), (0, 2)}
     assert ranking.tied_label().startswith("tied: ")
@@ -79,7 +80,7 @@ def test_ties_are_heads_whose_interval_overlaps_the_top():
         assert (head in ranking.tied) == (estimate.high >= top.low)
     # separated heads: one leader, named alone
     per_seq[:, 2] -= 0.2
-    alone = rank_from_samples(_table(per_seq), _samples(per_seq), "induction", 0, "toy")
+    alone = rank_from_samples(_table(per_seq), _samples(per_seq), "induction", 0)
     assert alone.tied == [(0, 0)] and alone.tied_label() == "L0H0"
 
 
@@ -108,6 +109,12 @@ def test_rank_heads_ci_is_score_heads_with_intervals(make_model):
         table["induction"] <= table["high"]
     ).all()
     assert ranking.to_dict()["n_sequences"] == 12 and ranking.seed == 3
-    assert "12 sequences of 32 tokens, seed 3" in ranking.data_statement()
+    assert ranking.to_dict()["half_len"] == 16
+    assert data_statement(ranking.to_dict()) == (
+        "repeated random tokens (16 uniform ids, then the same ids again); 12 sequences of 32 "
+        "tokens, seed 3"
+    )
+    # a record written before rankings kept half_len (results/zoo/zoo.json): no BOS, 2·half_len
+    assert ranking_data({"seq_len": 64}) == ranking_data({"seq_len": 65, "half_len": 32})
     with pytest.raises(ValueError, match="Unknown score"):
         rank_heads_ci(model, by="nope", n_sequences=2)

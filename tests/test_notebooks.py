@@ -518,9 +518,9 @@ def _check_gamma_star_two_sided(v: dict) -> None:
             if ends[star] is None:
                 verdict = "untested"
             elif 0.0 in ends and standing(0.0) is False:
-                verdict = "no effect"
+                verdict = "no_effect"
             elif False in sides:
-                verdict = "inside" if lower and upper else "beyond the grid"
+                verdict = "inside" if lower and upper else "beyond_grid"
             else:
                 verdict = "untested" if None in sides else "outside"
             assert v["paper_verdict"][shear][str(depth)] == verdict, (shear, depth)

@@ -510,7 +510,7 @@ def test_a_depth_at_the_floor_has_no_best_gamma():
     )
     # The paper's γ*(N): 4.17 at N = 1 lies past the grid's end, γ = 4, which scores 0.3 against
     # 0.8; 4.17·2^−0.74 = 2.49 lies between γ = 1 and 4, both at 0.3: measurably below γ* = 0.5.
-    assert [d.paper_verdict for d in result.depths] == ["outside", "outside", "no effect"]
+    assert [d.paper_verdict for d in result.depths] == ["outside", "outside", "no_effect"]
     one_seed = fit_scaling(_floor_table().query("`train.seed` == 0"), metric="auc_accuracy")
     assert {d.paper_verdict for d in one_seed.depths} == {"untested"}
     assert all(d.plausible == [] and d.beats_no_shear is None for d in one_seed.depths)
@@ -548,7 +548,7 @@ def test_the_papers_gamma_is_judged_by_its_grid_neighbours():
     assert verdict({0.5: top, 1.0: near}) == "outside"  # both neighbours measurably below
     assert verdict({0.5: top, 2.828: near}) == "inside"  # one neighbour as good: not excluded
     # N = 1: the paper's 4.17 lies past the grid's end, 4.
-    assert verdict({4.0: top}, depth=1) == "beyond the grid"
+    assert verdict({4.0: top}, depth=1) == "beyond_grid"
     assert verdict({1.0: top}, depth=1) == "outside"
     # γ* measured once while the rest have three seeds: no interval, nothing judged.
     assert verdict({2.0: [0.9], 2.828: near}) == "untested"

@@ -29,6 +29,7 @@ from momentum_interp.analysis import (
 from momentum_interp.analysis.explorer import causal_softmax, explorer_data, scores_from_dots
 from momentum_interp.compat.hook_names import exemption
 from momentum_interp.viz import attention_patterns_html, explore, score_heatmaps
+from momentum_interp.viz.captions import slider_caption
 
 GPT2 = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=64)
 # The bridge in compatibility mode folds and centres the weights; ours are as loaded.
@@ -435,7 +436,8 @@ def test_explorer_and_what_if_shear_on_bridges(models, llama_bridge):
     tokens = torch.tensor([data.tokens])
     torch.testing.assert_close(data.models[0].dots, data.models[2].dots, **TOL)
     for entry, model in zip(data.models[:2], (gpt2, llama_bridge), strict=True):
-        assert entry.shear == "qk" and not entry.gamma.any() and "no momentum" in entry.note
+        assert entry.shear == "qk" and not entry.gamma.any() and entry.slider == "what_if"
+        assert "no momentum" in slider_caption(entry)
         dots = torch.as_tensor(entry.dots).double()
         for layer, gamma in ((0, 0.7), (1, -0.4)):
             hooks = what_if_shear_hooks(model, gamma, layer=layer)

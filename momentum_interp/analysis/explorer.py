@@ -115,38 +115,21 @@ def slider_shear(model: TLModel) -> str:
     return "k" if getattr(cfg, "smeared_key", False) or getattr(cfg, "shear", None) == "k" else "qk"
 
 
-def what_if(model: TLModel, name: str) -> str:
-    """One line saying what the slider's pattern is for this model."""
-    cfg = model.cfg
+# What the slider's pattern is, by model (`slider_kind`; `viz.captions` words it): "what_if" (no
+# momentum attention: the shear `what_if.what_if_shear_hooks` would apply), "smeared_key" (the
+# keys-only shear γ = α − 1 of a learned smear), "no_shear" (trained with shear="none": the
+# what-if shear) or "own_shear" (the model's own γ).
+SLIDER_KINDS = ("what_if", "smeared_key", "no_shear", "own_shear")
+
+
+def slider_kind(model: TLModel) -> str:
+    """Which of `SLIDER_KINDS` the slider shows for this model."""
     if not has_momentum_attention(model):
-        where = "after RoPE" if cfg.positional_embedding_type == "rotary" else "directly"
-        kind = (
-            f"This {type(model).__name__} has no momentum: the slider shows what shearing its q "
-            f"and k by γ ({where}, as analysis.what_if_shear_hooks does at inference) would do "
-            "to this head (γ = 0 is the model itself)."
-        )
-    elif cfg.smeared_key:
-        kind = (
-            "A smeared key α k_t + (1−α) k_t−1 is the keys-only shear γ = α − 1: the slider "
-            "starts at each head's learned α − 1 and moves that key filter."
-        )
-    elif cfg.shear == "none":
-        kind = (
-            "This model was trained without a shear: the slider shows what shearing its q and k "
-            "by γ would do to this head (γ = 0 is the model itself)."
-        )
-    else:
-        sheared = "keys only" if cfg.shear == "k" else "queries and keys"
-        kind = f"The slider sets the shear γ of {sheared}; it starts at the head's own γ."
-    if cfg.n_layers == 1:
-        return (
-            kind
-            + " For this 1-layer model the pattern at γ is the model's own pattern run with that γ."
-        )
-    return kind + (
-        f" For this {cfg.n_layers}-layer model it is the layer's pattern with its inputs frozen "
-        "(earlier layers keep their own γ)."
-    )
+        return "what_if"
+    cfg = model.cfg
+    if cfg.smeared_key:
+        return "smeared_key"
+    return "no_shear" if cfg.shear == "none" else "own_shear"
 
 
 @dataclass
@@ -193,15 +176,19 @@ def opening_view(
 @dataclass
 class ExplorerModel:
     """One model's data: `dots: [layer, head, 4, pos, pos]`, slider start `gamma: [layer, head]`,
-    whether its shear is gain-normalised (the page then divides by the RMS gain at any γ), and
-    the view the page opens on."""
+    whether its shear is gain-normalised (the page then divides by the RMS gain at any γ), the
+    view the page opens on, and what the slider's pattern is (`slider`, one of `SLIDER_KINDS`,
+    with the facts its caption states: the model's class, rotary or not, its depth)."""
 
     name: str
     shear: str
     gamma: np.ndarray
     dots: np.ndarray
-    note: str
     opening: Opening
+    slider: str
+    model_class: str
+    rotary: bool
+    n_layers: int
     shear_norm: bool = False
 
     def to_dict(self) -> dict:
@@ -210,8 +197,11 @@ class ExplorerModel:
             "shear": self.shear,
             "gamma": self.gamma.tolist(),
             "dots": self.dots.tolist(),
-            "note": self.note,
             "opening": self.opening.to_dict(),
+            "slider": self.slider,
+            "model_class": self.model_class,
+            "rotary": self.rotary,
+            "n_layers": self.n_layers,
             "shear_norm": self.shear_norm,
         }
 
@@ -310,8 +300,11 @@ def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerM
         shear=slider_shear(model),
         gamma=gamma.float().cpu().numpy(),
         dots=dots.float().cpu().numpy(),
-        note=what_if(model, name),
         opening=Opening(layer, head, *view),
+        slider=slider_kind(model),
+        model_class=type(model).__name__,
+        rotary=cfg.positional_embedding_type == "rotary",
+        n_layers=cfg.n_layers,
         shear_norm=shear_norm,
     )
 

@@ -161,10 +161,9 @@ def measure_checkpoint(
     tokens = tokens.to(model.W_E.device)
     samples = head_score_samples(model, tokens, half_len=half_len, offset=offset, progress=False)
     table = scores_table(model, samples)
-    data = "repeated random tokens"
-    induction = rank_from_samples(table, samples, "induction", seed, data)
+    induction = rank_from_samples(table, samples, "induction", seed)
     head = induction.top
-    prefix = rank_from_samples(table, samples, "prefix_matching", seed, data).estimate(head)
+    prefix = rank_from_samples(table, samples, "prefix_matching", seed).estimate(head)
     cfg = model.cfg
     attn = model.blocks[head[0]].attn
     shears = cfg.shear != "none" and not cfg.smeared_key

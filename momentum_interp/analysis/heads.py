@@ -39,7 +39,7 @@ class HeadRanking:
     seed: int
     n_sequences: int
     seq_len: int
-    data: str
+    half_len: int | None  # the data: `half_len` uniform random ids, then the same ids again
 
     @property
     def top(self) -> HeadId:
@@ -73,17 +73,9 @@ class HeadRanking:
             )
         return pd.DataFrame(rows)
 
-    def data_statement(self) -> str:
-        """The data these scores come from, for every output that quotes them."""
-        return (
-            f"{self.data}; {self.n_sequences} sequences of {self.seq_len} tokens, seed {self.seed}"
-        )
-
     def to_dict(self) -> dict:
         return {
             "by": self.by,
-            "rule": f"tied: {100 * self.estimates[0].confidence:g} % bootstrap interval over "
-            "sequences overlaps the top head's",
             "tied": [list(h) for h in self.tied],
             "heads": [
                 {"layer": h[0], "head": h[1], **est.to_dict(), "tied_top": h in self.tied}
@@ -92,7 +84,7 @@ class HeadRanking:
             "seed": self.seed,
             "n_sequences": self.n_sequences,
             "seq_len": self.seq_len,
-            "data": self.data,
+            "half_len": self.half_len,
             "in_context_learning": self.scores.attrs.get("in_context_learning"),
         }
 
@@ -102,7 +94,6 @@ def rank_from_samples(
     samples: HeadScoreSamples,
     by: str,
     seed: int,
-    data: str,
     confidence: float = CONFIDENCE,
 ) -> HeadRanking:
     """Rank the heads of a score table by column `by`, with intervals from its per-sequence sums
@@ -129,7 +120,7 @@ def rank_from_samples(
         seed=seed,
         n_sequences=samples.n_sequences,
         seq_len=samples.seq_len,
-        data=data,
+        half_len=samples.half_len,
     )
 
 
@@ -149,8 +140,7 @@ def rank_heads_ci(
     samples = head_score_samples(model, tokens, half_len=half_len, offset=offset, progress=progress)
     scores = scores_table(model, samples)
     scores.attrs["seed"] = seed
-    data = f"repeated random tokens ({half_len} uniform ids, then the same ids again)"
-    return rank_from_samples(scores, samples, by, seed, data, confidence)
+    return rank_from_samples(scores, samples, by, seed, confidence)
 
 
 def induction_heads_to_trace(model) -> HeadRanking:

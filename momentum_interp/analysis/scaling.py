@@ -79,7 +79,7 @@ class PowerLawFit:
     level: float
     n_points: int
     covariance: list[list[float]]  # of (log a, b)
-    method: str = "covariance"
+    method: str = "covariance"  # or "covariance_with_grid": the grid's rounding error added
 
     def predict(self, n_layers: Any) -> np.ndarray:
         return self.a * np.asarray(n_layers, dtype=float) ** self.b
@@ -137,7 +137,7 @@ def fit_power_law(
             _log_line, log_n, log_g, p0=popt, sigma=sigma, absolute_sigma=True
         )
         pcov = pcov + pcov_known
-        method = "covariance (residuals + grid resolution)"
+        method = "covariance_with_grid"
     t = _t_quantile(level, dof)
     se_log_a, se_b = (float(math.sqrt(pcov[i, i])) for i in range(2))
     return PowerLawFit(
@@ -259,12 +259,12 @@ class DepthResult:
     def paper_verdict(self) -> str:
         """The paper's γ*(N) against ours, judged by the grid γ on both sides of it: `"outside"`
         (each scores measurably below γ*), `"inside"` (one is not distinguishable from γ*),
-        `"beyond the grid"` (it lies past the grid's end, which is not distinguishable from γ*),
-        `"no effect"` (γ = 0 does as well as γ*: no best γ to compare) or `"untested"`."""
+        `"beyond_grid"` (it lies past the grid's end, which is not distinguishable from γ*),
+        `"no_effect"` (γ = 0 does as well as γ*: no best γ to compare) or `"untested"`."""
         if not self.has_interval:
             return "untested"
         if self.beats_no_shear is False:
-            return "no effect"
+            return "no_effect"
         paper = self.paper_gamma_star
         lower = [g for g in self.grid if g <= paper]
         upper = [g for g in self.grid if g >= paper]
@@ -272,15 +272,13 @@ class DepthResult:
         neighbours |= {min(upper)} if upper else set()
         standing = [self.below_gamma_star(g) for g in neighbours]
         if False in standing:
-            return "inside" if lower and upper else "beyond the grid"
+            return "inside" if lower and upper else "beyond_grid"
         return "untested" if None in standing else "outside"
 
 
 @dataclass
 class ScalingFit:
     """Per-depth γ* and the power law fitted to them, with the paper's values beside ours."""
-
-    title = "γ*(N): the best momentum against depth (associative recall)"
 
     depths: list[DepthResult]
     fit: PowerLawFit | None

@@ -21,6 +21,10 @@ from momentum_interp.sweeps.tables import load_table, table_provenance
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.scaling import ScalingSection, depth_table
 
+# The fit's interval methods (`PowerLawFit.method`) as the prose names them; an older `fit.json`
+# holds the words themselves.
+METHODS = {"covariance_with_grid": "covariance (residuals + grid resolution)"}
+
 
 def at_depths(depths: list[int]) -> str:
     """`N = 2, 3, 4`: depths as the prose writes them."""
@@ -109,7 +113,7 @@ def consistency_statement(result: ScalingFit) -> str:
     boot = result.bootstrap
     parts.append(
         f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
-        f"intervals from the fit {fit.method} a ∈ {format_interval(fit.a_interval)}, "
+        f"intervals from the fit {METHODS.get(fit.method, fit.method)} a ∈ {format_interval(fit.a_interval)}, "
         f"b ∈ {format_interval(fit.b_interval)}"
         + (
             f" (seed bootstrap: a ∈ {format_interval(boot['a_interval'])}, b ∈ {format_interval(boot['b_interval'])})."

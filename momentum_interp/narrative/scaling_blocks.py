@@ -233,14 +233,14 @@ def _paper_per_depth(result: ScalingFit, level: str, table: pd.DataFrame) -> str
         )
     if "inside" in by_verdict:
         parts.append(f"not excluded at {depths('inside')}")
-    if "beyond the grid" in by_verdict:
+    if "beyond_grid" in by_verdict:
         parts.append(
-            f"undecided at {depths('beyond the grid')} (the paper's γ lies past the grid's "
+            f"undecided at {depths('beyond_grid')} (the paper's γ lies past the grid's "
             "end, which is not distinguishable from γ*)"
         )
-    if "no effect" in by_verdict:
+    if "no_effect" in by_verdict:
         parts.append(
-            f"undecided at {depths('no effect')} (no γ scores measurably above γ = 0 there, "
+            f"undecided at {depths('no_effect')} (no γ scores measurably above γ = 0 there, "
             "so there is no best γ to compare)"
         )
     if "untested" in by_verdict:

@@ -5,6 +5,7 @@ a trace and a spectral analysis."""
 from __future__ import annotations
 
 from momentum_interp.naming import head_label
+from momentum_interp.narrative.rankings import ranking_data
 from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
 
@@ -62,7 +63,7 @@ def spectral_headline(spectral: dict) -> dict:
         ],
         "cross_share": sum(r["cross_share"] for r in ortho) / len(ortho),
         "null_cross_share": sum(r["null_cross_share"] for r in ortho) / len(ortho),
-        "verdict": spectral["verdict"],
+        "separation": spectral["separation"]["outcome"],
     }
 
 
@@ -96,7 +97,7 @@ def zoo_data(record: dict) -> str:
     return (
         f"Accuracy and loss: {d['n_sequences']} fresh `{d['task']['name']}` sequences ({task}), "
         f"seed {record['provenance']['seed']}. Head scores: {ranking['n_sequences']} "
-        f"{ranking['data']} of {ranking['seq_len']} tokens, seed {ranking['seed']}; heads whose "
+        f"{ranking_data(ranking)} of {ranking['seq_len']} tokens, seed {ranking['seed']}; heads whose "
         "95 % bootstrap intervals overlap the top head's are listed as tied. Written by "
         f"`{record['provenance']['command']}` at commit "
         f"`{(record['provenance']['git_commit'] or 'unknown')[:12]}` on "

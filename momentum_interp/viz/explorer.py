@@ -25,6 +25,7 @@ import torch
 from momentum_interp.analysis.explorer import ExplorerData, explorer_data
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
+from momentum_interp.viz.captions import slider_caption
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import CSP_META, script_json
 
@@ -40,7 +41,7 @@ def _payload(data: ExplorerData) -> str:
             {
                 "name": m.name,
                 "shear": m.shear,
-                "note": m.note,
+                "note": slider_caption(m),
                 "n_layers": n_layers,
                 "n_heads": n_heads,
                 "gamma": np.asarray(m.gamma, dtype=float).tolist(),

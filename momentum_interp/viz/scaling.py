@@ -372,7 +372,7 @@ class ScalingSection(ReportSection):
 
     result: ScalingFit
     notes: Sequence[str] = ()  # sentences written above the table (`narrative.scaling`)
-    title = ScalingFit.title
+    title = "γ*(N): the best momentum against depth (associative recall)"
 
     def to_dict(self) -> dict[str, Any]:
         return self.result.to_dict()

@@ -17,6 +17,7 @@ from plotly.subplots import make_subplots
 from momentum_interp.analysis import spectral as sp
 from momentum_interp.model import shear as sh
 from momentum_interp.naming import head_label
+from momentum_interp.viz.captions import SPECTRAL_NOTE, orthogonality_verdict, spectral_title
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.style import PALETTE, legend_below, log_axis
 
@@ -331,7 +332,7 @@ def add_spectral(report: Report, result: sp.SpectralResult, heading: bool = True
     """Append the filters, spectra and band orthogonality of a `SpectralResult` to `report`."""
     figs = spectral_figures(result)
     if heading:
-        report.heading(result.title)
+        report.heading(spectral_title(result))
     report.paragraph(
         "Each head shears q and k along the sequence, x̂_t = x_t + γ(x_t − x_{t−1}): the "
         "two-tap filter H(ω) = 1 + γ(1 − e^{−iω}), gain 1 at DC and |1 + 2γ| at Nyquist. "
@@ -416,7 +417,6 @@ def add_spectral(report: Report, result: sp.SpectralResult, heading: bool = True
             for r in result.orthogonality.itertuples()
         ],
     )
-    report.paragraph(result.verdict, note=True)
-    for note in result.notes:
-        report.paragraph(note)
+    report.paragraph(orthogonality_verdict(result.separation), note=True)
+    report.paragraph(SPECTRAL_NOTE)
     return report

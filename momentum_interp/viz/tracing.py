@@ -12,6 +12,12 @@ import plotly.graph_objects as go
 from momentum_interp.analysis.tracing import InductionTrace
 from momentum_interp.model.shear import TERM_NAMES
 from momentum_interp.naming import head_label
+from momentum_interp.viz.captions import (
+    ablation_description,
+    trace_caveats,
+    trace_summary,
+    trace_title,
+)
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import legend_below, token_axis
@@ -217,9 +223,9 @@ def add_trace(report: Report, trace: InductionTrace, heading: bool = True) -> Re
     figs = trace_figures(trace)
     d = trace.decomposition
     if heading:
-        report.heading(trace.title)
-    report.preformatted(trace.summary())
-    for note in trace.notes:
+        report.heading(trace_title(trace))
+    report.preformatted(trace_summary(trace))
+    for note in trace_caveats(trace):
         report.paragraph(note, note=True)
     report.heading("Which score term carries the induction attention")
     report.paragraph(
@@ -236,9 +242,10 @@ def add_trace(report: Report, trace: InductionTrace, heading: bool = True) -> Re
     report.figure(figs["term_shares"])
     report.heading("Ablations")
     report.table(
-        list(trace.ablations.columns),
+        [*trace.ablations.columns, "description"],
         [
             [f"{v:.4f}" if isinstance(v, float) else v for v in row]
+            + [ablation_description(trace, row[0])]
             for row in trace.ablations.itertuples(index=False)
         ],
     )

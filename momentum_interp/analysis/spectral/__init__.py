@@ -17,10 +17,13 @@ from momentum_interp.analysis.spectral.bode import (
 )
 from momentum_interp.analysis.spectral.orthogonality import (
     BAND_TERMS,
+    OUTCOMES,
     SEPARATION_FACTOR,
+    BandShare,
+    Separation,
     band_orthogonality,
     band_split,
-    orthogonality_verdict,
+    orthogonality_summary,
     score_band_terms,
 )
 from momentum_interp.analysis.spectral.result import SpectralResult, spectral_report
@@ -40,8 +43,11 @@ __all__ = [
     "BANDS",
     "BAND_TERMS",
     "BODE_COLUMNS",
+    "OUTCOMES",
     "SEPARATION_FACTOR",
     "SIGNALS",
+    "BandShare",
+    "Separation",
     "SignalSpectra",
     "SpectralResult",
     "band_orthogonality",
@@ -54,7 +60,7 @@ __all__ = [
     "model_label",
     "nyquist_gain_db",
     "omega_grid",
-    "orthogonality_verdict",
+    "orthogonality_summary",
     "parseval_weights",
     "power_spectrum",
     "score_band_terms",

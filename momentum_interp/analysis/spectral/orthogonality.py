@@ -6,6 +6,8 @@ cross-band terms carry (docs/maths.md, "Band orthogonality")."""
 from __future__ import annotations
 
 import math
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,7 +24,7 @@ from momentum_interp.architecture import model_label
 
 BAND_TERMS = ("low_low", "low_high", "high_low", "high_high")
 # The separation counts as shown when the cross-band share with RoPE is at most this fraction of
-# both the non-rotary share and its own chance level (see `orthogonality_verdict`).
+# both the non-rotary share and its own chance level (see `orthogonality_summary`).
 SEPARATION_FACTOR = 0.5
 
 
@@ -139,59 +141,80 @@ def band_orthogonality(
     )
 
 
-def orthogonality_verdict(df: pd.DataFrame) -> str:
-    """What the band-orthogonality table measured, against what the paper predicts.
+@dataclass
+class BandShare:
+    """Mean cross-band share of score energy over a group of heads, with its chance level (the
+    share expected from the bands' energies alone)."""
 
-    Averages `cross_share` (and its chance level `null_cross_share`) over the rows of rotary and
-    of non-rotary models. The predicted separation counts as shown when the rotary share is at
-    most `SEPARATION_FACTOR` times both the non-rotary share and its chance level.
-    """
+    cross_share: float
+    null_cross_share: float
+    n_heads: int
+
+
+# What `orthogonality_summary` can find, by code (`viz.captions` words them). With rotary and
+# non-rotary heads: "separated" (the rotary share is at most `factor` times both the non-rotary
+# share and its chance level), "not_lowered" (RoPE does not lower the share) or
+# "lowered_too_little"; with rotary heads only, against chance: "separated_vs_chance" or
+# "not_separated_vs_chance"; with non-rotary heads only: "untested"; no heads: "no_heads".
+OUTCOMES = (
+    "separated",
+    "not_lowered",
+    "lowered_too_little",
+    "separated_vs_chance",
+    "not_separated_vs_chance",
+    "untested",
+    "no_heads",
+)
+
+
+@dataclass
+class Separation:
+    """What the band-orthogonality table measured, against what the paper predicts: the mean
+    shares of rotary and non-rotary heads (None where there are none), the outcome (`OUTCOMES`)
+    and the largest |cos| between a signal's low and high parts."""
+
+    outcome: str
+    cutoff: float | None = None
+    rotary: BandShare | None = None
+    plain: BandShare | None = None
+    max_abs_cos: float | None = None
+    factor: float = SEPARATION_FACTOR
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def orthogonality_summary(df: pd.DataFrame) -> Separation:
+    """The separation a band-orthogonality table shows: `cross_share` (and its chance level
+    `null_cross_share`) averaged over the rows of rotary and of non-rotary models. The predicted
+    separation counts as shown when the rotary share is at most `SEPARATION_FACTOR` times both
+    the non-rotary share and its chance level."""
     if df.empty:
-        return "No heads measured: nothing to compare with the orthogonality theorem."
-    cutoff = df["cutoff"].iloc[0]
+        return Separation("no_heads")
     groups = {flag: df[df["rotary"] == flag] for flag in (True, False)}
-    mean = {f: g["cross_share"].mean() for f, g in groups.items() if len(g)}
-    null = {f: g["null_cross_share"].mean() for f, g in groups.items() if len(g)}
-    count = {f: f"{len(g)} head{'s' if len(g) != 1 else ''}" for f, g in groups.items() if len(g)}
+    shares = {
+        flag: BandShare(float(g["cross_share"].mean()), float(g["null_cross_share"].mean()), len(g))
+        for flag, g in groups.items()
+        if len(g)
+    }
+    rotary, plain = shares.get(True), shares.get(False)
     factor = SEPARATION_FACTOR
-    bands = f"bands split at ω = {cutoff / math.pi:.3g}π"
-    if True in mean and False in mean:
-        r, n, r0, n0 = mean[True], mean[False], null[True], null[False]
-        text = (
-            f"Cross-band share of score energy {r:.2f} with RoPE ({count[True]}) vs {n:.2f} "
-            f"without ({count[False]}); chance level from the bands' energies {r0:.2f} vs "
-            f"{n0:.2f} ({bands}). "
-        )
+    if rotary is not None and plain is not None:
+        r, n, r0 = rotary.cross_share, plain.cross_share, rotary.null_cross_share
         if r <= factor * n and r <= factor * r0:
-            text += (
-                f"The predicted separation shows: with RoPE the cross terms carry {r / n:.0%} of "
-                f"the non-rotary level and {r / r0:.0%} of chance."
-            )
-        elif r >= n:
-            text += "The predicted separation does not show: RoPE does not lower the cross terms."
+            outcome = "separated"
         else:
-            text += (
-                f"The predicted separation does not show: RoPE lowers the cross terms only to "
-                f"{r / n:.0%} of the non-rotary level ({r / r0:.0%} of chance); separation would "
-                f"need at most {factor:.0%} of both."
-            )
-    elif True in mean:
-        r, r0 = mean[True], null[True]
-        verdict = "shows" if r <= factor * r0 else "does not show"
-        text = (
-            f"Cross-band share of score energy {r:.2f} with RoPE ({count[True]}) vs chance level "
-            f"{r0:.2f} ({bands}); no non-rotary model measured for comparison. Against chance "
-            f"the predicted separation {verdict} (threshold {factor:.0%} of chance)."
-        )
+            outcome = "not_lowered" if r >= n else "lowered_too_little"
+    elif rotary is not None:
+        separated = rotary.cross_share <= factor * rotary.null_cross_share
+        outcome = "separated_vs_chance" if separated else "not_separated_vs_chance"
     else:
-        n, n0 = mean[False], null[False]
-        text = (
-            f"No rotary model measured, so the theorem's prediction (separation with RoPE) is "
-            f"untested; without RoPE the cross-band share of score energy is {n:.2f} "
-            f"({count[False]}; chance level {n0:.2f}, {bands})."
-        )
-    max_cos = float(np.nanmax(np.abs(df[["cos_q", "cos_k"]].to_numpy())))
-    return text + (
-        f" Low and high components are orthogonal over whole sequences (|cos| ≤ {max_cos:.1e}), "
-        "but Parseval forces that for any signal, so it is no evidence either way."
+        outcome = "untested"
+    return Separation(
+        outcome=outcome,
+        cutoff=float(df["cutoff"].iloc[0]),
+        rotary=rotary,
+        plain=plain,
+        max_abs_cos=float(np.nanmax(np.abs(df[["cos_q", "cos_k"]].to_numpy()))),
+        factor=factor,
     )

@@ -5,15 +5,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
 from momentum_interp.analysis.spectral.bode import bode_summary, bode_table
 from momentum_interp.analysis.spectral.orthogonality import (
+    Separation,
     band_orthogonality,
-    orthogonality_verdict,
+    orthogonality_summary,
 )
 from momentum_interp.analysis.spectral.spectra import (
     BANDS,
@@ -32,13 +33,8 @@ class SpectralResult:
     bode: pd.DataFrame
     spectra: dict[int, SignalSpectra]
     orthogonality: pd.DataFrame
-    verdict: str
+    separation: Separation  # what `orthogonality` shows against the paper's prediction
     cutoff: float = math.pi / 2
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        return f"Spectral forensics: {self.label}"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able numbers (non-finite values as None)."""
@@ -49,8 +45,7 @@ class SpectralResult:
             "bode": json_records(bode_summary(self.bode)),
             "spectra": {str(layer): s.to_dict() for layer, s in self.spectra.items()},
             "orthogonality": json_records(self.orthogonality),
-            "verdict": self.verdict,
-            "notes": list(self.notes),
+            "separation": self.separation.to_dict(),
         }
 
 
@@ -82,14 +77,6 @@ def spectral_report(
         bode=bode_table(model, n_points),
         spectra={lyr: signal_spectra(model, tokens, lyr, window) for lyr in layers},
         orthogonality=ortho,
-        verdict=orthogonality_verdict(ortho),
+        separation=orthogonality_summary(ortho),
         cutoff=cutoff,
-        notes=[
-            "The first position has no predecessor (p_0 = 0, so it is not sheared) and a finite "
-            "record leaks power between bins, so the measured ratio only approximates |H(ω)|²; "
-            "the Hann window gives the unsheared first sample zero weight. For white input at "
-            "T = 128 with 128 (sequence, channel) records every bin is within 5 % of |H|²; the "
-            "error shrinks as 1/(T√N). For real activations, whose strong DC leaks into high "
-            "bins, compare the band gains (measured vs predicted) rather than single bins."
-        ],
     )

@@ -27,7 +27,6 @@ from momentum_interp.evaluation import (
     pooled,
 )
 from momentum_interp.model.shear import TERM_NAMES
-from momentum_interp.naming import head_label
 
 ABLATION_COLUMNS = ("ablation", "accuracy", "loss", "delta_accuracy", "delta_loss")
 
@@ -114,7 +113,17 @@ def head_z_mean(
     return (total / count).to(model.W_E.dtype)
 
 
-def _metrics_row(name: str, description: str, per_seq: dict[str, np.ndarray]) -> dict[str, Any]:
+def gamma_zero_method(cfg) -> str:
+    """How the `gamma_zero` ablation switches momentum off in a model of config `cfg`:
+    `"set_gamma"` (a deep copy with `set_gamma(0.0)`), `"identity_smear"` (a smeared key's
+    `hook_k_velocity` zeroed in every head: its α = γ + 1 reaches 1 only at +∞) or `"none"`
+    (shear="none": nothing to switch off, the row equals clean)."""
+    if cfg.smeared_key:
+        return "identity_smear"
+    return "none" if cfg.shear == "none" else "set_gamma"
+
+
+def _metrics_row(name: str, per_seq: dict[str, np.ndarray]) -> dict[str, Any]:
     metrics = pooled(per_seq)
     ci = pooled_ratio_ci(per_seq["correct"], np.maximum(per_seq["n_positions"], 0))
     return {
@@ -123,7 +132,6 @@ def _metrics_row(name: str, description: str, per_seq: dict[str, np.ndarray]) ->
         "loss": metrics["loss"],
         "accuracy_low": ci.low,
         "accuracy_high": ci.high,
-        "description": description,
     }
 
 
@@ -145,7 +153,7 @@ def induction_ablations(
     head's q and k velocity hooks zeroed); ``remove_<term>`` for each term; ``mean_ablate_ov``
     (this head's `hook_z` replaced by its mean over batch and positions on separate batches).
     Columns: ablation, accuracy, loss, delta_accuracy, delta_loss (vs clean), then a 95 %
-    bootstrap interval of the accuracy over sequences and a description.
+    bootstrap interval of the accuracy over sequences.
     """
     check_momentum_head(model, layer, head)
     task = default_induction_task(model.cfg) if task is None else task
@@ -155,43 +163,23 @@ def induction_ablations(
         with target.hooks(fwd_hooks=list(hooks)):
             return per_sequence_metrics(target, task, n_batches, batch_size, seed)
 
-    rows = [_metrics_row("clean", "unablated model", measure(model))]
-    if model.cfg.smeared_key:
-        zero_gamma = measure(model, velocity_zero_hooks(model))
-        description = "smear set to identity in every head (hook_k_velocity zeroed)"
-    elif model.cfg.shear == "none":  # nothing to switch off (and set_gamma refuses)
-        zero_gamma = measure(model, velocity_zero_hooks(model))
-        description = "no momentum to switch off (shear='none'): equals clean"
-    else:
+    rows = [_metrics_row("clean", measure(model))]
+    if gamma_zero_method(model.cfg) == "set_gamma":
         no_momentum = copy.deepcopy(model)
         no_momentum.set_gamma(0.0)
-        zero_gamma = measure(no_momentum)
+        rows.append(_metrics_row("gamma_zero", measure(no_momentum)))
         del no_momentum
-        description = "γ = 0 in every head (deep copy, set_gamma(0.0))"
-    rows.append(_metrics_row("gamma_zero", description, zero_gamma))
+    else:  # the smear made the identity, or nothing to switch off (and set_gamma refuses)
+        rows.append(_metrics_row("gamma_zero", measure(model, velocity_zero_hooks(model))))
     rows.append(
-        _metrics_row(
-            "velocity_zero_head",
-            f"hook_q/k_velocity zeroed for {head_label(layer, head)} only",
-            measure(model, velocity_zero_hooks(model, layer, head)),
-        )
+        _metrics_row("velocity_zero_head", measure(model, velocity_zero_hooks(model, layer, head)))
     )
     for name in TERM_NAMES:
-        rows.append(
-            _metrics_row(
-                f"remove_{name}",
-                f"{name} term subtracted from {head_label(layer, head)}'s scores",
-                measure(model, term_removal_hooks(model, layer, head, [name])),
-            )
-        )
+        hooks = term_removal_hooks(model, layer, head, [name])
+        rows.append(_metrics_row(f"remove_{name}", measure(model, hooks)))
     mean_z = head_z_mean(model, task, layer, head, n_sequences, seed)
-    rows.append(
-        _metrics_row(
-            "mean_ablate_ov",
-            f"{head_label(layer, head)}'s hook_z replaced by its mean (separate batches)",
-            measure(model, mean_ablation_hooks(model, layer, head, mean_z)),
-        )
-    )
+    hooks = mean_ablation_hooks(model, layer, head, mean_z)
+    rows.append(_metrics_row("mean_ablate_ov", measure(model, hooks)))
     frame = pd.DataFrame(rows)
     frame["delta_accuracy"] = frame["accuracy"] - frame.loc[0, "accuracy"]
     frame["delta_loss"] = frame["loss"] - frame.loc[0, "loss"]

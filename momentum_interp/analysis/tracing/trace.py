@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from momentum_interp.analysis.tracing.ablations import induction_ablations
+from momentum_interp.analysis.tracing.ablations import gamma_zero_method, induction_ablations
 from momentum_interp.analysis.tracing.inputs import check_momentum_head, default_induction_task
 from momentum_interp.analysis.tracing.qk_circuit import QK_MAX_TOKENS, QKCircuit
 from momentum_interp.analysis.tracing.terms import (
@@ -30,7 +30,18 @@ from momentum_interp.defaults import DEFAULT_SEED, TRACE_SEQUENCES
 from momentum_interp.evaluation import batching, held_out_batches
 from momentum_interp.model.inputs import str_tokens
 from momentum_interp.model.shear import TERM_NAMES
-from momentum_interp.naming import head_label
+
+# What a trace's numbers leave out, by code (`viz.captions` words them): the QK circuit reads the
+# token embedding through ln1 (with learned positions, ignoring them); at a layer > 0 it ignores
+# what earlier layers write; with rotary it ignores the relative rotation; a smeared key's
+# `gamma_zero` ablation zeroes `hook_k_velocity` rather than calling `set_gamma(0)`.
+CAVEATS = (
+    "qk_embedding",
+    "qk_embedding_no_positions",
+    "qk_earlier_layers",
+    "qk_rotary_offset",
+    "identity_smear",
+)
 
 
 @dataclass
@@ -83,48 +94,12 @@ class InductionTrace:
     gamma_k: float
     model_kind: str
     decomposition: TermDecomposition
-    ablations: pd.DataFrame  # `ABLATION_COLUMNS` + interval and description, one row per ablation
+    ablations: pd.DataFrame  # `ABLATION_COLUMNS` + interval, one row per ablation
     qk: QKCircuit  # current_prev_key: the induction lookup
     qk_current: QKCircuit  # current_current: the contrast
     example: ExampleScores
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def title(self) -> str:
-        return f"Single-layer induction trace: {head_label(self.layer, self.head)}"
-
-    def summary(self) -> str:
-        """A plain-text summary of the margins, ablations and QK circuit."""
-        d = self.decomposition
-        lines = [
-            f"Induction trace of {head_label(self.layer, self.head)} ({self.model_kind}; "
-            f"γq = {self.gamma_q:.4g}, γk = {self.gamma_k:.4g})",
-            f"{d.n_queries} induction queries in {d.n_sequences} sequences; mean attention "
-            f"on the induction key s* = {d.induction_attention:.3f}",
-            f"Mean score margin of s* over the other causal keys: {d.total_margin:.4g}",
-        ]
-        for name in TERM_NAMES:
-            lines.append(
-                f"  {name:<20} margin {d.term_margins[name]:>+10.4g}   "
-                f"share {d.term_shares[name]:>+8.3f}"
-            )
-        lines.append(f"Dominant term: {d.dominant_term}")
-        lines.append("Ablations (induction accuracy / loss, delta vs clean):")
-        for row in self.ablations.itertuples():
-            lines.append(
-                f"  {row.ablation:<26} acc {row.accuracy:.3f} ({row.delta_accuracy:+.3f})   "
-                f"loss {row.loss:.3f} ({row.delta_loss:+.3f})"
-            )
-        lines.append(
-            f"QK circuit (current_prev_key): diagonal is the row max in "
-            f"{self.qk.diagonal_top1:.1%} of rows, mean diagonal z-score {self.qk.diagonal_z:.2f}"
-        )
-        lines.append(
-            f"QK circuit (current_current, contrast): top-1 {self.qk_current.diagonal_top1:.1%}, "
-            f"mean diagonal z-score {self.qk_current.diagonal_z:.2f}"
-        )
-        lines.extend(f"Note: {note}" for note in self.notes)
-        return "\n".join(lines)
+    gamma_zero_method: str = "set_gamma"  # how `gamma_zero` switched momentum off (`ablations`)
+    caveats: list[str] = field(default_factory=list)  # codes of `CAVEATS` that apply
 
     def to_dict(self, include_arrays: bool = False) -> dict[str, Any]:
         """JSON-able numbers; `include_arrays` adds the QK matrices and example score maps."""
@@ -145,7 +120,8 @@ class InductionTrace:
             "qk_current_diagonal_z": float(self.qk_current.diagonal_z),
             "example_tokens": [int(t) for t in self.example.tokens],
             "example_pairs": [[int(t), int(s)] for t, s in self.example.pairs],
-            "notes": list(self.notes),
+            "gamma_zero_method": self.gamma_zero_method,
+            "caveats": list(self.caveats),
         }
         if include_arrays:
             out["qk_matrix"] = _listed(self.qk.matrix)
@@ -155,35 +131,20 @@ class InductionTrace:
         return out
 
 
-def _notes(cfg, layer: int) -> list[str]:
-    notes = [
-        "QK circuit: the residual stream at the layer is approximated by the token embedding "
-        "passed through the layer's ln1"
-        + (
-            " (learned positional embeddings ignored)"
-            if cfg.positional_embedding_type == "standard"
-            else ""
-        )
-        + "."
+def caveats(cfg, layer: int) -> list[str]:
+    """The `CAVEATS` that apply to a trace of `layer` in a model of config `cfg`."""
+    found = [
+        "qk_embedding_no_positions"
+        if cfg.positional_embedding_type == "standard"
+        else "qk_embedding"
     ]
     if layer > 0:
-        notes.append(
-            f"QK circuit: layer {layer} > 0, so everything earlier layers write to the residual "
-            "stream is ignored; the score decomposition and ablations are exact."
-        )
+        found.append("qk_earlier_layers")
     if cfg.positional_embedding_type == "rotary":
-        notes.append(
-            "QK circuit: rotary's relative rotation is ignored (offset 0); at an induction key "
-            "the relative offset between the query and the key's previous slot is the copy "
-            "period, which varies from sequence to sequence."
-        )
+        found.append("qk_rotary_offset")
     if cfg.smeared_key:
-        notes.append(
-            "gamma_zero ablation: a smeared key's γ = α − 1 comes from its learned logit and "
-            "reaches α = 1 only at +∞, so the smear is set to the identity by zeroing "
-            "hook_k_velocity in every head instead of set_gamma(0)."
-        )
-    return notes
+        found.append("identity_smear")
+    return found
 
 
 @torch.no_grad()
@@ -293,5 +254,6 @@ def trace_single_layer_induction(
             scores=masked(ex_scores[row]),
             pairs=example_pairs,
         ),
-        notes=_notes(cfg, layer),
+        gamma_zero_method=gamma_zero_method(cfg),
+        caveats=caveats(cfg, layer),
     )
