@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from einops import einsum
+from jaxtyping import Float, Int
 
 from momentum_interp.analysis.heads import induction_heads_to_trace
 from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
@@ -44,11 +45,10 @@ DOTS = ("q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1")
 def coefficients(gamma_q, gamma_k, shear_norm: bool = False) -> tuple:
     """The coefficient of each of `DOTS` in the score at shears `(γq, γk)` (floats or tensors);
     a gain-normalised shear divides them by `rms_gain(γq) · rms_gain(γk)`."""
-    scale = 1.0
+    scale: float | torch.Tensor = 1.0
     if shear_norm:
-        scale = 1.0 / (rms_gain(torch.as_tensor(gamma_q)) * rms_gain(torch.as_tensor(gamma_k)))
-        if scale.ndim == 0:
-            scale = float(scale)
+        gain = rms_gain(torch.as_tensor(gamma_q)) * rms_gain(torch.as_tensor(gamma_k))
+        scale = float(1.0 / gain) if gain.ndim == 0 else 1.0 / gain
     return (
         scale * (1 + gamma_q) * (1 + gamma_k),
         -scale * (1 + gamma_q) * gamma_k,
@@ -58,8 +58,8 @@ def coefficients(gamma_q, gamma_k, shear_norm: bool = False) -> tuple:
 
 
 def scores_from_dots(
-    dots: torch.Tensor, gamma_q, gamma_k, shear_norm: bool = False
-) -> torch.Tensor:
+    dots: Float[torch.Tensor, "*head 4 q_pos k_pos"], gamma_q, gamma_k, shear_norm: bool = False
+) -> Float[torch.Tensor, "*head q_pos k_pos"]:
     """Scores `[..., q_pos, k_pos]` from `dots: [..., 4, q_pos, k_pos]` at shears that are
     scalars or broadcast against the scores (e.g. `[layer, head, 1, 1]`), unmasked; the same sum
     the page computes in JavaScript."""
@@ -68,7 +68,9 @@ def scores_from_dots(
     return sum(c * dots[..., i, :, :] for i, c in enumerate(coeffs))
 
 
-def causal_softmax(scores: torch.Tensor) -> torch.Tensor:
+def causal_softmax(
+    scores: Float[torch.Tensor, "*batch q_pos k_pos"],
+) -> Float[torch.Tensor, "*batch q_pos k_pos"]:
     """Attention pattern from scores `[..., pos, pos]`: keys after the query masked out."""
     n_pos = scores.shape[-1]
     causal = torch.ones(n_pos, n_pos, dtype=torch.bool, device=scores.device).tril()
@@ -83,7 +85,7 @@ def attn_scale(cfg) -> float:
     return scale if scale > 0 else math.sqrt(cfg.d_head)
 
 
-def score_dots(model: TLModel, cache, layer: int) -> torch.Tensor:
+def score_dots(model: TLModel, cache, layer: int) -> Float[torch.Tensor, "head 4 q_pos k_pos"]:
     """The four dot products of every head of one layer, `[head, 4, q_pos, k_pos]` (sequence 0
     of the cache, float64, divided by the model's `attn_scale` and, for a learned temperature,
     multiplied by it; a gain-normalised shear's γ-dependent factor is in `coefficients`). Under grouped-query attention each head uses its group's keys."""
@@ -97,14 +99,14 @@ def score_dots(model: TLModel, cache, layer: int) -> torch.Tensor:
         )
     k = k.repeat_interleave(q.shape[2] // k.shape[2], dim=2)
     q_prev, k_prev = previous(q), previous(k)
-    momentum = has_momentum_attention(model)
+    cfg = model.cfg if has_momentum_attention(model) else None  # a momentum model's config
     attn = model.blocks[layer].attn
-    if momentum and attn.rotary is not None and model.cfg.shear_placement == "pre_rope":
+    if cfg is not None and attn.rotary is not None and cfg.shear_placement == "pre_rope":
         # R_t(x_t + γ(x_t − x_{t−1})): each slot rotated at its own position.
         q, q_prev, k, k_prev = (attn.rotary(x) for x in (q, q_prev, k, k_prev))
     pairs = ((q, k), (q, k_prev), (q_prev, k), (q_prev, k_prev))
     dots = torch.stack([einsum(a[0], b[0], "q h d, k h d -> h q k") for a, b in pairs], dim=1)
-    if momentum and model.cfg.learned_temperature:  # γ-free: folded into the dots
+    if cfg is not None and cfg.learned_temperature:  # γ-free: folded into the dots
         dots = dots * attn.log_temperature.detach().exp().double()[:, None, None, None]
     return dots / attn_scale(model.cfg)
 
@@ -126,7 +128,7 @@ def slider_kind(model: TLModel) -> str:
     """Which of `SLIDER_KINDS` the slider shows for this model."""
     if not has_momentum_attention(model):
         return "what_if"
-    cfg = model.cfg
+    cfg = model.cfg  # a MomentumConfig: the check above narrows the model
     if cfg.smeared_key:
         return "smeared_key"
     return "no_shear" if cfg.shear == "none" else "own_shear"
@@ -153,7 +155,11 @@ class Opening:
 
 
 def opening_view(
-    dots: torch.Tensor, gamma_q: float, gamma_k: float, shear_norm: bool, keys: Sequence[int]
+    dots: Float[torch.Tensor, "4 pos pos"],
+    gamma_q: float,
+    gamma_k: float,
+    shear_norm: bool,
+    keys: Sequence[int],
 ) -> tuple[int, float | None, float | None, int | None, int]:
     """`(query, attention, mean, median query, n_queries)` of one head from its
     `dots: [4, pos, pos]` at its own shear, `keys` the induction key per query (−1 if none)."""
@@ -182,8 +188,8 @@ class ExplorerModel:
 
     name: str
     shear: str
-    gamma: np.ndarray
-    dots: np.ndarray
+    gamma: Float[np.ndarray, "layer head"]
+    dots: Float[np.ndarray, "layer head 4 pos pos"]
     opening: Opening
     slider: str
     model_class: str
@@ -235,7 +241,7 @@ def induction_keys(tokens: Sequence[int]) -> list[int]:
     return keys
 
 
-def default_tokens(model: TLModel, seed: int = 0) -> torch.Tensor:
+def default_tokens(model: TLModel, seed: int = 0) -> Int[torch.Tensor, "1 pos"]:
     """`[1, pos]` repeated random tokens (half the context or 16 tokens, then their repeat)."""
     half = max(2, min(16, model.cfg.n_ctx // 2, model.cfg.d_vocab))
     return repeated_random_tokens(model.cfg.d_vocab, half, 1, seed=seed)
@@ -271,7 +277,7 @@ def _check_rebuilds_scores(model: TLModel, cache, dots: torch.Tensor, shear_norm
         )
 
 
-def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerModel:
+def explorer_model(model: TLModel, tokens: Int[torch.Tensor, "1 pos"], name: str) -> ExplorerModel:
     """One model's four dot products for every head on `tokens: [1, pos]`."""
     cfg = model.cfg
     names = {
@@ -310,7 +316,8 @@ def explorer_model(model: TLModel, tokens: torch.Tensor, name: str) -> ExplorerM
 
 
 def explorer_data(
-    models: Sequence[str] | Mapping[str, TLModel], tokens: torch.Tensor | str | None = None
+    models: Sequence[str] | Mapping[str, TLModel],
+    tokens: Int[torch.Tensor, "1 pos"] | str | None = None,
 ) -> ExplorerData:
     """Explorer data for several models (bundled names, or `{name: model}`) on the same tokens:
     `[1, pos]` ids, text or space-separated ids (default: repeated random tokens of the first
@@ -322,30 +329,29 @@ def explorer_data(
 
         models = {name: HookedMomentumTransformer.from_pretrained(name) for name in models}
     first = next(iter(models.values()))
-    if isinstance(tokens, str):
-        tokens = first.to_tokens(tokens)
+    sequence = first.to_tokens(tokens) if isinstance(tokens, str) else tokens
     vocab = {(m.cfg.d_vocab, m.tokenizer is None) for m in models.values()}
     if len(vocab) > 1:
         raise ValueError(
             f"the models must share one vocabulary to be compared on the same tokens; got "
             f"{ {name: m.cfg.d_vocab for name, m in models.items()} }."
         )
-    tokens = default_tokens(first) if tokens is None else tokens
-    if tokens.ndim != 2 or tokens.shape[0] != 1:
-        raise ValueError(f"tokens must be one sequence, [1, pos]; got {tuple(tokens.shape)}.")
-    if tokens.shape[1] > MAX_POS:
+    sequence = default_tokens(first) if sequence is None else sequence
+    if sequence.ndim != 2 or sequence.shape[0] != 1:
+        raise ValueError(f"tokens must be one sequence, [1, pos]; got {tuple(sequence.shape)}.")
+    if sequence.shape[1] > MAX_POS:
         raise ValueError(
             f"the explorer shows at most {MAX_POS} tokens (it holds every head's pos × pos "
-            f"terms); got {tokens.shape[1]}."
+            f"terms); got {sequence.shape[1]}."
         )
     for model in models.values():
-        tokens = check_tokens(tokens, model.cfg.d_vocab, model.cfg.n_ctx).cpu()
-    ids = tokens[0].tolist()
+        sequence = check_tokens(sequence, model.cfg.d_vocab, model.cfg.n_ctx).cpu()
+    ids = sequence[0].tolist()
     return ExplorerData(
         tokens=ids,
         str_tokens=str_tokens(ids, first.tokenizer),
         induction_keys=induction_keys(ids),
-        models=[explorer_model(m, tokens, name) for name, m in models.items()],
+        models=[explorer_model(m, sequence, name) for name, m in models.items()],
     )
 
 

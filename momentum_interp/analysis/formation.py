@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from numpy.typing import ArrayLike
 
 from momentum_interp.analysis.heads import rank_from_samples
 from momentum_interp.analysis.scoring import (
@@ -112,7 +113,7 @@ class FormationResult:
         }
 
 
-def phase_change(steps: Sequence[int], loss: Sequence[float]) -> PhaseChange:
+def phase_change(steps: ArrayLike, loss: ArrayLike) -> PhaseChange:
     """The largest fall of `loss` within a factor-2 window of steps, against its total fall."""
     steps, loss = np.asarray(steps, dtype=float), np.asarray(loss, dtype=float)
     total = float(loss[0] - loss.min()) if len(loss) else 0.0

@@ -265,9 +265,9 @@ def summarise_arm(
         ci = (float(ci[0]), float(ci[1]))
     else:
         ci = (mean, mean)
-    steps = [rows[s].get("steps_to_target") for s in seeds]
+    reached = [rows[s].get("steps_to_target") for s in seeds]
     steps = [
-        float(v) if isinstance(v, int | float) and math.isfinite(v) else math.inf for v in steps
+        float(v) if isinstance(v, int | float) and math.isfinite(v) else math.inf for v in reached
     ]
     finals = [rows[s].get("final_accuracy") or 0.0 for s in seeds]
     return ArmSummary(
@@ -337,7 +337,7 @@ def paper_verdict(result: FamilyResult, n_layers: int, at_floor: bool) -> tuple[
     if not result.shear_has_effect:
         return "undecided", "no_effect"
     low, high = result.gamma_star_interval
-    gammas = [a.gamma for a in result.arms]
+    gammas = [a.gamma for a in result.arms if a.gamma is not None]  # a family's arms all have one
     if result.gamma_star_flag == "grid_end":
         at_top = result.best_gamma == max(gammas)
         if (at_top and paper >= result.best_gamma) or (not at_top and paper <= result.best_gamma):
@@ -360,15 +360,15 @@ def analyse_depth(
     lives in another table; by default it is looked for in `rows`."""
     here = [r for r in rows if r["config"]["model"]["n_layers"] == n_layers]
     families = []
-    for family in GAMMA_FAMILIES:
+    for name in GAMMA_FAMILIES:
         listed: dict[float, list[dict[str, Any]]] = {}
         for row in here:
-            if row.get("variant") == family:
+            if row.get("variant") == name:
                 listed.setdefault(float(row["config"]["model"]["gamma"]), []).append(row)
         by_gamma = {g: _by_seed(rs, fresh_seeds) for g, rs in listed.items()}
         by_gamma = {g: rs for g, rs in by_gamma.items() if rs}
         if len(by_gamma) >= 3:
-            families.append(analyse_family(family, by_gamma, n_resamples))
+            families.append(analyse_family(name, by_gamma, n_resamples))
     paper_family = next((f for f in families if f.family == PAPER_FAMILY), None)
     controls = []
     for label in CONTROLS:
@@ -406,6 +406,7 @@ def analyse_depth(
             family.shear_has_effect = family.best_versus_zero.significant
     for family in families:  # every family's own verdict; the paper's shear decides the depth
         family.paper_verdict, family.paper_reason = paper_verdict(family, n_layers, at_floor)
+    reason: str | None
     if paper_family is None:
         verdict, reason = "undecided", "missing"
     else:

@@ -4,12 +4,13 @@ on either; and the test for momentum attention, which only the four-term analyse
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeGuard, runtime_checkable
 
 import torch
 from transformer_lens.model_protocol import TransformerLensModel
 
 from momentum_interp.model.attention import MomentumAttention
+from momentum_interp.model.transformer import HookedMomentumTransformer
 
 
 @runtime_checkable
@@ -39,7 +40,10 @@ class TLModel(TransformerLensModel, Protocol):
     def W_O(self) -> torch.Tensor: ...
 
 
-def has_momentum_attention(model: TLModel) -> bool:
-    """Whether every block's attention is ours (`MomentumAttention`: a per-head γ, the velocity
-    and sheared-signal hooks), as opposed to e.g. a TransformerBridge's."""
-    return all(isinstance(block.attn, MomentumAttention) for block in model.blocks)
+def has_momentum_attention(model: TLModel) -> TypeGuard[HookedMomentumTransformer]:
+    """Whether the model is ours and every block's attention is `MomentumAttention` (a per-head
+    γ, the velocity and sheared-signal hooks), as opposed to e.g. a TransformerBridge's; where it
+    is, the type checker knows the model's momentum fields (`cfg.shear`, `gamma_q`, ...)."""
+    return isinstance(model, HookedMomentumTransformer) and all(
+        isinstance(block.attn, MomentumAttention) for block in model.blocks
+    )

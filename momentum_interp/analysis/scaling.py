@@ -466,7 +466,7 @@ def fit_scaling(
         )
     # Bootstrap over seeds: replicate k takes each depth's k-th resampled γ*, refits on the
     # depths of the main fit whose γ* stays > 0 (at least 2 of them).
-    boot_ab = []
+    replicates: list[tuple[float, float]] = []
     if fit is not None:
         ns = np.array([d.n_layers for d in used], dtype=float)
         gs = np.stack([samples[d.n_layers] for d in used], axis=1)  # [replicate, depth]
@@ -474,8 +474,8 @@ def fit_scaling(
             keep = row > 0
             if keep.sum() >= 2 and len(np.unique(ns[keep])) >= 2:
                 slope, intercept = np.polyfit(np.log(ns[keep]), np.log(row[keep]), 1)
-                boot_ab.append((math.exp(intercept), slope))  # the same least-squares line
-    boot_ab = np.array(boot_ab).reshape(-1, 2)
+                replicates.append((math.exp(intercept), slope))  # the same least-squares line
+    boot_ab = np.array(replicates).reshape(-1, 2)
     bootstrap: dict[str, Any] = {"n_valid": len(boot_ab), "n_boot": n_boot}
     if len(boot_ab):
         bootstrap["a_interval"] = list(

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Bool, Float, Int
 from tqdm import tqdm
 
 from momentum_interp.analysis.protocol import TLModel
@@ -68,7 +69,7 @@ def repeated_random_tokens(
     n_sequences: int,
     seed: int = 0,
     bos_token: int | None = None,
-) -> torch.Tensor:
+) -> Int[torch.Tensor, "batch pos"]:
     """`[n_sequences, offset + 2·half_len]` CPU tokens: uniform random ids, then their repeat.
 
     Drawn in one call from a CPU generator seeded with `seed` (via `RepeatedTokensTask`), so the
@@ -81,7 +82,9 @@ def repeated_random_tokens(
     return task.sample(n_sequences, torch.Generator().manual_seed(seed)).tokens
 
 
-def token_match_masks(tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def token_match_masks(
+    tokens: Int[torch.Tensor, "batch pos"],
+) -> tuple[Bool[torch.Tensor, "batch q_pos k_pos"], Bool[torch.Tensor, "batch q_pos k_pos"]]:
     """`(duplicate, prefix)` boolean masks `[batch, q_pos, k_pos]` from token equality.
 
     `duplicate[b, t, s]`: s < t and `tokens[s] == tokens[t]`.
@@ -144,7 +147,7 @@ def _batches(
 Window = tuple[int, int]  # [start, stop) of per-token loss positions
 
 
-def icl_score(position_loss: torch.Tensor, early: Window, late: Window) -> float:
+def icl_score(position_loss: Float[torch.Tensor, " pos"], early: Window, late: Window) -> float:
     """Mean loss over the `late` positions minus the mean over the `early` ones (Olsson et al.'s
     in-context-learning score; negative when later context helps).
 
@@ -185,7 +188,7 @@ def fraction_windows(
 @torch.no_grad()
 def in_context_learning_score(
     model: TLModel,
-    tokens: torch.Tensor | TaskBatch | None = None,
+    tokens: Int[torch.Tensor, "batch pos"] | TaskBatch | None = None,
     *,
     n_sequences: int = 100,
     seed: int = 0,
@@ -227,7 +230,7 @@ def in_context_learning_score(
 # ---------------------------------------------------------------------- head scores
 
 
-def copying_scores(model) -> torch.Tensor:
+def copying_scores(model: TLModel) -> Float[torch.Tensor, "layer head"]:
     """`[layer, head]` float64: `Σ Re λ / Σ |λ|` over the eigenvalues λ of `W_E W_V W_O W_U`.
 
     The full OV circuit `W_E (W_V W_O) W_U` (`model.OV` as a `FactoredMatrix(W_V, W_O)`) stays
@@ -250,9 +253,9 @@ class ScoreBatch:
     """What a score sees of one batch: its tokens `[batch, pos]`, their token-match masks
     `[batch, q_pos, k_pos]` (`token_match_masks`) and the repeat structure, if any."""
 
-    tokens: torch.Tensor
-    duplicate: torch.Tensor
-    prefix: torch.Tensor
+    tokens: Int[torch.Tensor, "batch pos"]
+    duplicate: Bool[torch.Tensor, "batch q_pos k_pos"]
+    prefix: Bool[torch.Tensor, "batch q_pos k_pos"]
     half_len: int | None  # length of one copy (None: no repeat structure)
     repeat_start: int | None  # first query row of the repeat
 
@@ -303,7 +306,7 @@ def _previous_mass(b: ScoreBatch, acts: Mapping[str, torch.Tensor]) -> torch.Ten
 
 def _induction_mass(b: ScoreBatch, acts: Mapping[str, torch.Tensor]) -> torch.Tensor:
     pattern = acts[PATTERN]
-    if b.repeat_start is None:
+    if b.repeat_start is None or b.half_len is None:
         return torch.zeros(pattern.shape[:2], dtype=torch.float64, device=pattern.device)
     # Diagonal entry i is row t = half_len − 1 + i; keep the repeat rows.
     stripe = pattern.diagonal(offset=-(b.half_len - 1), dim1=-2, dim2=-1)
@@ -367,8 +370,8 @@ class HeadScoreSamples:
     """Per-sequence sums behind every attention score: the pooled score of head (l, h) is
     `numerators[name][:, l, h].sum() / rows[name].sum()`, so sequences can be resampled."""
 
-    numerators: dict[str, np.ndarray]  # score name -> [seq, layer, head] float64
-    rows: dict[str, np.ndarray]  # score name -> [seq] qualifying query rows
+    numerators: dict[str, Float[np.ndarray, "seq layer head"]]  # by score name, float64
+    rows: dict[str, Int[np.ndarray, " seq"]]  # by score name: qualifying query rows
     loss_sum: torch.Tensor  # [pos - 1] float64, next-token loss summed over sequences
     seq_len: int
     half_len: int | None
@@ -381,7 +384,7 @@ class HeadScoreSamples:
 @torch.no_grad()
 def head_score_samples(
     model: TLModel,
-    tokens: torch.Tensor | TaskBatch,
+    tokens: Int[torch.Tensor, "batch pos"] | TaskBatch,
     *,
     half_len: int | None = None,
     offset: int = 0,
@@ -407,11 +410,12 @@ def head_score_samples(
     if batch_size is None:
         batch_size = _auto_batch_size(model, n_pos, n_seq)
 
-    scores = attention_scores()
-    hooks = sorted({hook for score in scores for hook in score.hooks})
+    registry = attention_scores()
+    hooks = sorted({hook for score in registry for hook in score.hooks})
+    scores = {s.name: (s.rows, s.mass) for s in registry if s.rows and s.mass}  # name -> both
     wanted = {f"blocks.{layer}.{hook}" for layer in range(n_layers) for hook in hooks}
-    numerators = {score.name: [] for score in scores}
-    rows = {score.name: [] for score in scores}
+    per_batch: dict[str, list[torch.Tensor]] = {name: [] for name in scores}  # [b, layer, head]
+    rows: dict[str, list[torch.Tensor]] = {name: [] for name in scores}
     device = _model_device(model)  # sums stay on it: one copy to the host at the end, not per batch
     loss_sum = torch.zeros(n_pos - 1, dtype=torch.float64, device=device)
     repeat_start = None if half_len is None else offset + half_len
@@ -420,18 +424,18 @@ def head_score_samples(
         batch = batch.to(device)
         logits, cache = model.run_with_cache(batch, names_filter=lambda name: name in wanted)
         view = ScoreBatch(batch, *token_match_masks(batch), half_len, repeat_start)
-        sums = {score.name: [] for score in scores}  # per layer: [batch, head]
+        sums: dict[str, list[torch.Tensor]] = {name: [] for name in scores}  # per layer: [b, head]
         for layer in range(n_layers):
             acts = {hook: _at_least_float32(cache[f"blocks.{layer}.{hook}"]) for hook in hooks}
-            for score in scores:
-                sums[score.name].append(score.mass(view, acts).double())
-        for score in scores:
-            rows[score.name].append(score.rows(view))
-            numerators[score.name].append(torch.stack(sums[score.name], dim=1))  # [b, layer, head]
+            for name, (_, mass) in scores.items():
+                sums[name].append(mass(view, acts).double())
+        for name, (count_rows, _) in scores.items():
+            rows[name].append(count_rows(view))
+            per_batch[name].append(torch.stack(sums[name], dim=1))  # [b, layer, head]
         loss_sum += per_token_loss(logits, batch).double().sum(0)
         del cache, logits
 
-    numerators = {name: torch.cat(v).cpu().numpy() for name, v in numerators.items()}
+    numerators = {name: torch.cat(v).cpu().numpy() for name, v in per_batch.items()}
     _check_finite_patterns(numerators, model.cfg.dtype)
     return HeadScoreSamples(
         numerators=numerators,
@@ -466,7 +470,7 @@ def _check_finite_patterns(numerators: dict[str, np.ndarray], dtype) -> None:
 
 
 def scores_table(
-    model,
+    model: TLModel,
     samples: HeadScoreSamples,
     early: tuple[float, float] = EARLY_WINDOW,
     late: tuple[float, float] = LATE_WINDOW,
@@ -503,7 +507,7 @@ def scores_table(
 
 def score_heads_on_tokens(
     model: TLModel,
-    tokens: torch.Tensor | TaskBatch,
+    tokens: Int[torch.Tensor, "batch pos"] | TaskBatch,
     *,
     half_len: int | None = None,
     offset: int = 0,
@@ -530,8 +534,8 @@ def score_heads_on_tokens(
 
 
 def repeated_tokens_for(
-    model, n_sequences: int, half_len: int | None, seed: int, bos_token: int | None
-) -> tuple[torch.Tensor, int, int]:
+    model: TLModel, n_sequences: int, half_len: int | None, seed: int, bos_token: int | None
+) -> tuple[Int[torch.Tensor, "batch pos"], int, int]:
     """`(tokens, half_len, offset)`: the repeated random tokens `score_heads` scores `model` on."""
     offset = int(bos_token is not None)
     if half_len is None:

@@ -22,9 +22,13 @@ class TaskBatch:
 class Task(Protocol):
     """Anything that samples deterministic batches of a fixed shape on the generator's device."""
 
-    name: str
     d_vocab: int
     seq_len: int
+
+    @property
+    def name(self) -> str:
+        """The task's registry name (a class constant of each task)."""
+        ...
 
     def sample(self, batch_size: int, generator: torch.Generator) -> TaskBatch:
         """Same generator state -> identical batch; tensors live on `generator.device`."""

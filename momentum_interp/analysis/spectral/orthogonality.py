@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import torch
 from einops import einsum
+from jaxtyping import Float, Int
 
 from momentum_interp.analysis.spectral.spectra import (
     SIGNALS,
@@ -29,8 +30,8 @@ SEPARATION_FACTOR = 0.5
 
 
 def band_split(
-    x: torch.Tensor, cutoff: float = math.pi / 2, dim: int = 1
-) -> tuple[torch.Tensor, torch.Tensor]:
+    x: Float[torch.Tensor, ...], cutoff: float = math.pi / 2, dim: int = 1
+) -> tuple[Float[torch.Tensor, ...], Float[torch.Tensor, ...]]:
     """Split `x` along `dim` into (low, high): rfft, zero the other band, irfft.
 
     Low keeps `0 ≤ ω < cutoff` (DC included), high keeps `cutoff ≤ ω ≤ π`. No window: the two
@@ -48,8 +49,10 @@ def band_split(
 
 
 def score_band_terms(
-    q: torch.Tensor, k: torch.Tensor, cutoff: float = math.pi / 2
-) -> dict[str, torch.Tensor]:
+    q: Float[torch.Tensor, "batch pos head d_head"],
+    k: Float[torch.Tensor, "batch pos head d_head"],
+    cutoff: float = math.pi / 2,
+) -> dict[str, Float[torch.Tensor, "batch head q_pos k_pos"]]:
     """The four band terms whose sum is `⟨q_t, k_s⟩` (unscaled, unmasked).
 
     `q, k: [batch, pos, head, d_head]` (the signals entering the scores). Returns
@@ -77,7 +80,11 @@ def _cosine(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 def band_orthogonality(
-    model, tokens, layer: int, cutoff: float = math.pi / 2, label: str | None = None
+    model,
+    tokens: Int[torch.Tensor, "batch pos"],
+    layer: int,
+    cutoff: float = math.pi / 2,
+    label: str | None = None,
 ) -> pd.DataFrame:
     """Per head: do the low and high bands of the q/k entering the scores separate?
 

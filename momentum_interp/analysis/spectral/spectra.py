@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from jaxtyping import Float
 
 from momentum_interp.model import shear as sh
 
@@ -64,7 +65,7 @@ def json_records(df: pd.DataFrame) -> list[dict[str, Any]]:
     """A DataFrame's rows as JSON-able dicts (numpy scalars unwrapped, non-finite floats None)."""
     out = []
     for row in df.to_dict(orient="records"):
-        clean = {}
+        clean: dict[str, Any] = {}
         for key, value in row.items():
             if isinstance(value, bool | np.bool_):
                 clean[key] = bool(value)
@@ -100,7 +101,9 @@ def _window(n_pos: int, window: str | None) -> torch.Tensor:
     raise ValueError(f"window must be 'hann', 'rect' or None, got {window!r}.")
 
 
-def power_spectrum(x: torch.Tensor, window: str | None = "hann") -> np.ndarray:
+def power_spectrum(
+    x: Float[torch.Tensor, "batch pos head d_head"], window: str | None = "hann"
+) -> Float[np.ndarray, "freq head"]:
     """Power along the sequence per head: `x: [batch, pos, head, d_head]` → `[n_freq, head]`.
 
     `|rfft(w·x)|² / Σw²` over the position axis, averaged over batch and d_head (float64).

@@ -103,12 +103,12 @@ def head_z_mean(
     the `MEAN_STREAM` seed stream (disjoint from the held-out evaluation batches)."""
     name = f"blocks.{layer}.attn.hook_z"
     n_batches, batch_size = batching(n_sequences)
-    total, count = None, 0
+    total, count = torch.zeros((), dtype=torch.float64), 0  # 0 + the first sum is that sum
     batches = held_out_batches(task, n_batches, batch_size, seed, model.W_E.device, MEAN_STREAM)
     for batch in batches:
         _, cache = model.run_with_cache(batch.tokens, names_filter=name, return_type=None)
         z = cache[name][:, :, head].double()
-        total = z.sum(dim=(0, 1)) if total is None else total + z.sum(dim=(0, 1))
+        total = total + z.sum(dim=(0, 1))
         count += z.shape[0] * z.shape[1]
     return (total / count).to(model.W_E.dtype)
 

@@ -15,11 +15,12 @@ from __future__ import annotations
 import math
 
 import torch
+from jaxtyping import Bool, Float, Int
 
 from momentum_interp.model.shear import previous, score_terms
 
 
-def causal_mask(n_pos: int, device) -> torch.Tensor:
+def causal_mask(n_pos: int, device) -> Bool[torch.Tensor, "q_pos k_pos"]:
     """`[q_pos, k_pos]` True on and below the diagonal (keys a query may attend to)."""
     return torch.ones(n_pos, n_pos, dtype=torch.bool, device=device).tril()
 
@@ -55,8 +56,11 @@ def term_coefficients(
 
 
 def terms_from_signals(
-    attn, q: torch.Tensor, k: torch.Tensor, heads: slice = slice(None)
-) -> dict[str, torch.Tensor]:
+    attn,
+    q: Float[torch.Tensor, "batch pos head d_head"],
+    k: Float[torch.Tensor, "batch pos head d_head"],
+    heads: slice = slice(None),
+) -> dict[str, Float[torch.Tensor, "batch head q_pos k_pos"]]:
     """The four score terms, scaled by `1/√d_head`, `[batch, head, q_pos, k_pos]` (unmasked).
 
     `q, k: [batch, pos, head, d_head]` are the signals `signal_hook_names` names, for the heads
@@ -90,7 +94,9 @@ def terms_from_signals(
     return out
 
 
-def head_score_terms(model, cache, layer: int, head: int | None = None) -> dict[str, torch.Tensor]:
+def head_score_terms(
+    model, cache, layer: int, head: int | None = None
+) -> dict[str, Float[torch.Tensor, "batch *head q_pos k_pos"]]:
     """The four scaled score terms of one head `[batch, q_pos, k_pos]` (or of every head,
     `[batch, head, q_pos, k_pos]`, when `head` is None) from an `ActivationCache` holding the
     layer's `signal_hook_names`, in float64. On causal entries they sum to `hook_attn_scores`."""
@@ -105,8 +111,8 @@ def head_score_terms(model, cache, layer: int, head: int | None = None) -> dict[
 
 
 def induction_keys(
-    tokens: torch.Tensor, loss_mask: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
+    tokens: Int[torch.Tensor, "batch pos"], loss_mask: Bool[torch.Tensor, "batch pos"]
+) -> tuple[Bool[torch.Tensor, "batch pos"], Int[torch.Tensor, "batch pos"]]:
     """`(query_mask, key_index)`, both `[batch, pos]`: the induction queries (loss_mask positions
     whose token occurred earlier) and their target key `s* = s′ + 1`, s′ the most recent earlier
     occurrence (−1 where t is not a query)."""
@@ -120,7 +126,11 @@ def induction_keys(
     return query_mask, key_index
 
 
-def margins(x: torch.Tensor, query_mask: torch.Tensor, key_index: torch.Tensor) -> torch.Tensor:
+def margins(
+    x: Float[torch.Tensor, "batch q_pos k_pos"],
+    query_mask: Bool[torch.Tensor, "batch q_pos"],
+    key_index: Int[torch.Tensor, "batch q_pos"],
+) -> Float[torch.Tensor, " query"]:
     """Per induction query: `x[t, s*]` minus the mean of `x[t, s]` over the other causal keys.
 
     `x: [batch, q_pos, k_pos]` (entries above the diagonal are ignored, so −inf masking is fine);
@@ -136,11 +146,11 @@ def margins(x: torch.Tensor, query_mask: torch.Tensor, key_index: torch.Tensor) 
 
 
 def induction_margins(
-    terms: dict[str, torch.Tensor],
-    scores: torch.Tensor,
-    query_mask: torch.Tensor,
-    key_index: torch.Tensor,
-) -> dict[str, torch.Tensor]:
+    terms: dict[str, Float[torch.Tensor, "batch q_pos k_pos"]],
+    scores: Float[torch.Tensor, "batch q_pos k_pos"],
+    query_mask: Bool[torch.Tensor, "batch q_pos"],
+    key_index: Int[torch.Tensor, "batch q_pos"],
+) -> dict[str, Float[torch.Tensor, " query"]]:
     """Per-query margins of each term and of the full score (`"total"`), flat over queries."""
     out = {name: margins(value, query_mask, key_index) for name, value in terms.items()}
     out["total"] = margins(scores.to(next(iter(terms.values())).dtype), query_mask, key_index)

@@ -81,7 +81,10 @@ class ExampleScores:
 
 
 def _listed(a: np.ndarray) -> list:
-    return np.where(np.isfinite(a), a, None).tolist()
+    """Nested lists of `a`, its non-finite entries None (JSON null)."""
+    out = a.astype(object)
+    out[~np.isfinite(a)] = None
+    return out.tolist()
 
 
 @dataclass
@@ -194,7 +197,7 @@ def trace_single_layer_induction(
         if example is None and query_mask.any():
             row = int(query_mask.any(dim=1).nonzero()[0, 0])
             example = (batch.tokens[row], query_mask[row], key_index[row], terms, scores, row)
-    if n_queries == 0:
+    if n_queries == 0 or example is None:
         raise ValueError(
             "the task's batches contain no induction queries (loss_mask positions whose token "
             "occurred earlier); use an induction task."
