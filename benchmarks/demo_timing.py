@@ -8,9 +8,10 @@ repeats so drifting load hits both. The worker times, with `time.perf_counter`, 
 `momentum_interp.demo.run_demo` is made of, called the way `run_demo` calls them: importing the
 stack (package by package), loading the zoo (`from_pretrained` per model), evaluation
 (`per_sequence_metrics` + `pooled_ratio_ci`), `rank_heads_ci`, `trace_single_layer_induction` (every tied head),
-`spectral_report` (with `report.example_tokens`), building the page (`build_report`: plotly
-figures and the circuitsvis patterns; the circuitsvis part, `best_head_patterns`, is also timed
-alone) and writing the HTML and JSON. The first ("cold") pass is what the CLI pays; a second
+`spectral_report` (with `report.example_tokens`), the page's own measurements (`demo_page`: the
+heads' patterns, also timed alone as `best_head_patterns`, the training curves and the
+explorer's data), drawing the page (`build_report`: plotly figures and the circuitsvis view) and
+writing the HTML, the JSON and the explorer. The first ("cold") pass is what the CLI pays; a second
 ("warm") pass in the same process shows steady-state cost, and `run_demo` end to end (warm)
 cross-checks the sum. Writes `demo_timing_cpu.json` and `.md`.
 """
@@ -36,12 +37,13 @@ PIECES = (
     "rank_heads",
     "trace_single_layer_induction",
     "spectral_report",
+    "demo_page",
     "build_report",
     "write_html",
     "write_json",
     "write_explorer",
 )
-INCLUDED = {"best_head_patterns": "build_report"}  # timed alone as well, part of build_report
+INCLUDED = {"best_head_patterns": "demo_page"}  # timed alone as well, part of demo_page
 
 
 IMPORTS = (
@@ -71,7 +73,6 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
     """One pass over run_demo's pieces, called as run_demo calls them; seconds per piece and per
     model."""
     from momentum_interp import demo
-    from momentum_interp.analysis.explorer import explorer_for
     from momentum_interp.analysis.heads import rank_heads_ci
     from momentum_interp.analysis.spectral import spectral_report
     from momentum_interp.analysis.statistics import pooled_ratio_ci
@@ -146,7 +147,8 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
 
     timed("best_head_patterns", None, demo.best_head_patterns, results, seed)
     record = demo.zoo_record(results, analyses, n_sequences, seed, "demo_timing")
-    report = timed("build_report", None, demo.build_report, results, record, analyses, seed, 0.0)
+    page = timed("demo_page", None, demo.demo_page, results, seed)
+    report = timed("build_report", None, demo.build_report, results, record, analyses, page, 0.0)
     sub = out_dir / ("cold" if cold else "warm")
     timed("write_html", None, report.save, sub / "report.html")
 
@@ -161,10 +163,7 @@ def _pieces(out_dir: Path, cold: bool) -> dict:
 
     timed("write_json", None, write_json)
 
-    def explorer() -> None:
-        write_explorer(explorer_for({r.name: r.model for r in results}, seed), sub)
-
-    timed("write_explorer", None, explorer)
+    timed("write_explorer", None, write_explorer, page.explorer, sub)
     return {"seconds": {k: round(v, 4) for k, v in times.items()}, "per_model_seconds": per_model}
 
 

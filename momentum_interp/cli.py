@@ -282,9 +282,10 @@ def _cmd_report(args: argparse.Namespace) -> None:
 
 def _cmd_explore(args: argparse.Namespace) -> None:
     check_writable(args.out, ROOM["explore"])
+    from momentum_interp.analysis.explorer import explorer_data
     from momentum_interp.model.inputs import parse_token_ids
     from momentum_interp.report import load_model
-    from momentum_interp.viz.explorer import explore
+    from momentum_interp.viz.explorer import Explorer
 
     if args.text is not None and args.tokens is not None:
         raise ValueError("give --text or --tokens, not both.")
@@ -294,7 +295,7 @@ def _cmd_explore(args: argparse.Namespace) -> None:
         import torch
 
         tokens = torch.tensor([parse_token_ids(args.tokens)])
-    path = explore(models, tokens).save(Path(args.out) / "index.html")
+    path = Explorer(explorer_data(models, tokens)).save(Path(args.out) / "index.html")
     print(f"explorer: {path}")
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from momentum_interp.analysis.explorer import explorer_for
+from momentum_interp.analysis.explorer import ExplorerData, explorer_data
 from momentum_interp.analysis.heads import (
     HeadRanking,
     induction_heads_to_trace,
@@ -126,10 +126,19 @@ def measure_zoo(
     return results
 
 
-def best_head_patterns(results: list[ZooResult], seed: int) -> str:
-    """One circuitsvis view: each model's top induction head(s) (every tied one, by
-    `induction_heads_to_trace`'s rule, as the explorer and every trace choose) on the same
-    repeated sequence; it opens on the paper model's head, the controls after it."""
+@dataclass
+class HeadPatterns:
+    """Attention patterns of several heads on one sequence, each with its label."""
+
+    patterns: torch.Tensor  # [head, q_pos, k_pos]
+    str_tokens: list[str]
+    labels: list[str]
+
+
+def best_head_patterns(results: list[ZooResult], seed: int) -> HeadPatterns:
+    """Each model's top induction head(s) (every tied one, by `induction_heads_to_trace`'s rule,
+    as the explorer and every trace choose) on the same repeated sequence: the paper model's
+    head first, the controls after it."""
     d_vocab = min(r.model.cfg.d_vocab for r in results)
     half_len = min(r.model.cfg.n_ctx for r in results) // 2
     tokens = (
@@ -148,8 +157,7 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> str:
             patterns.append(cache["pattern", layer][0, head])
             score = ranking.estimate((layer, head)).value
             names.append(f"{r.name} {head_label(layer, head)} ({score:.2f}{tied})")
-    str_tokens = results[0].model.to_str_tokens(tokens[0])
-    return attention_patterns_html(torch.stack(patterns), str_tokens, names).local_src
+    return HeadPatterns(torch.stack(patterns), results[0].model.to_str_tokens(tokens[0]), names)
 
 
 def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
@@ -209,10 +217,38 @@ def zoo_record(
     return record
 
 
+@dataclass
+class DemoPage:
+    """What the demo page shows beyond the zoo's results and analyses, measured or loaded
+    before it is drawn."""
+
+    patterns: HeadPatterns  # `best_head_patterns`
+    histories: dict[str, dict]  # each model's training metrics
+    explorer: ExplorerData  # the circuit explorer beside the page
+    seed: int
+
+
+def demo_page(results: list[ZooResult], seed: int) -> DemoPage:
+    """The demo page's own measurements: head patterns, training curves, the explorer (paper
+    model first, so the page opens on it)."""
+    ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)
+    return DemoPage(
+        patterns=best_head_patterns(results, seed),
+        histories={r.name: load_metrics(resolve(r.name)) for r in results},
+        explorer=explorer_data({r.name: r.model for r in ordered}, seed=seed),
+        seed=seed,
+    )
+
+
 def build_report(
-    results: list[ZooResult], record: dict, analyses: dict[str, object], seed: int, elapsed: float
+    results: list[ZooResult],
+    record: dict,
+    analyses: dict[str, object],
+    page: DemoPage,
+    elapsed: float,
 ) -> Report:
-    """The demo page: results table, accuracy chart, training curves, attention patterns."""
+    """The demo page: results table, accuracy chart, training curves, attention patterns (all
+    measured before: `measure_zoo`, `momentum_analyses`, `demo_page`; `elapsed` seconds)."""
     report = Report("momentum_interp: single-layer induction zoo")
     report.paragraph(
         "Every model was trained by this project's own configs (configs/zoo/) on the same induction "
@@ -220,7 +256,7 @@ def build_report(
         "only positions whose next token is predictable from an earlier occurrence; intervals "
         "bootstrap over sequences."
     )
-    link_explorer(report, [r.name for r in results], seed)
+    link_explorer(report, page.explorer)
     report.heading("Results with controls side by side")
     report.table(*zoo_rows(record, code=""))
     report.paragraph(zoo_data(record), note=True)
@@ -235,21 +271,24 @@ def build_report(
         )
     )
     report.heading("Training curves")
-    report.figure(training_curves({r.name: load_metrics(resolve(r.name)) for r in results}))
+    report.figure(training_curves(page.histories))
     report.heading("Attention of each model's top induction head(s)")
     report.paragraph(
         "A random sequence followed by its exact repeat; an induction head attends from each "
         "repeated token to the token after its first occurrence (the off-diagonal stripe). "
         "Heads tied for the top induction score are all shown."
     )
-    report.raw(best_head_patterns(results, seed))
+    patterns = page.patterns
+    report.raw(
+        attention_patterns_html(patterns.patterns, patterns.str_tokens, patterns.labels).local_src
+    )
     if "trace" in record:
         report.paragraph(f"Traced heads of {PAPER_MODEL}: {record['trace']['rule']}.", note=True)
     for analysis in analyses.values():
         add_section(report, analysis)
     report.paragraph(
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, torch "
-        f"{torch.__version__}, seed {seed}, in {elapsed:.1f} s."
+        f"{torch.__version__}, seed {page.seed}, in {elapsed:.1f} s."
     )
     return report
 
@@ -292,11 +331,15 @@ def run_demo(
     phases = tqdm(total=3, desc="tracing the paper model", unit="phase", disable=not progress)
     analyses = momentum_analyses(results, seed)
     record = zoo_record(results, analyses, n_sequences, seed, command)
-    elapsed = time.perf_counter() - started
-    out_dir = Path(out_dir)
     phases.update()
-    phases.set_description("writing the report")
-    html_path = build_report(results, record, analyses, seed, elapsed).save(out_dir / "report.html")
+    phases.set_description("measuring the page's patterns and explorer")
+    page = demo_page(results, seed)
+    elapsed = time.perf_counter() - started
+    phases.update()
+    phases.set_description("writing the report and the explorer")
+    out_dir = Path(out_dir)
+    report = build_report(results, record, analyses, page, elapsed)
+    html_path = report.save(out_dir / "report.html")
     json_path = out_dir / "results.json"
     atomic_write_json(
         json_path,
@@ -312,10 +355,7 @@ def run_demo(
             "elapsed_s": elapsed,
         },
     )
-    phases.update()
-    phases.set_description("writing the explorer")
-    ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)  # opens on the paper's model
-    explorer = write_explorer(explorer_for({r.name: r.model for r in ordered}, seed), out_dir)
+    explorer = write_explorer(page.explorer, out_dir)
     phases.update()
     phases.close()
     print(zoo_table(record))

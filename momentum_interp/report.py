@@ -8,9 +8,9 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from momentum_interp.analysis.explorer import explorer_for
+from momentum_interp.analysis.explorer import ExplorerData, explorer_data
 from momentum_interp.analysis.heads import HeadRanking, induction_heads_to_trace, rank_heads_ci
-from momentum_interp.analysis.scaling import fit_scaling
+from momentum_interp.analysis.scaling import ScalingFit, fit_scaling
 from momentum_interp.analysis.spectral import SpectralResult, spectral_report
 from momentum_interp.analysis.tracing import (
     InductionTrace,
@@ -60,14 +60,20 @@ def example_tokens(model: HookedMomentumTransformer, seed: int, batch: int = 1) 
     )
 
 
-def layer_patterns_html(model: HookedMomentumTransformer, layer: int, seed: int) -> str:
-    """circuitsvis view (offline) of every head of `layer` on one example sequence."""
+@dataclass
+class LayerPatterns:
+    """Every head's attention in one layer on one example sequence (`example_tokens`)."""
+
+    layer: int
+    pattern: torch.Tensor  # [head, q_pos, k_pos]
+    str_tokens: list[str]
+
+
+def layer_patterns(model: HookedMomentumTransformer, layer: int, seed: int) -> LayerPatterns:
+    """The attention of every head of `layer` on one example sequence drawn with `seed`."""
     tokens = example_tokens(model, seed)
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")
-    names = [head_label(layer, h) for h in range(model.cfg.n_heads)]
-    return attention_patterns_html(
-        cache["pattern", layer][0], model.to_str_tokens(tokens[0]), names
-    ).local_src
+    return LayerPatterns(layer, cache["pattern", layer][0], model.to_str_tokens(tokens[0]))
 
 
 @dataclass
@@ -80,6 +86,8 @@ class ModelAnalysis:
     traces: list[InductionTrace]  # every head tied for the top induction score
     spectral: SpectralResult
     seed: int
+    patterns: list[LayerPatterns]  # every layer holding a traced head
+    explorer: ExplorerData  # the circuit explorer on one repeated random sequence (`seed`)
 
     @property
     def scores(self) -> pd.DataFrame:
@@ -112,11 +120,15 @@ def analyse(
         for layer, head in chosen.tied
     ]
     spectral = spectral_report(model, example_tokens(model, seed, batch=32))
-    return ModelAnalysis(str(name_or_path), model, ranking, traces, spectral, seed)
+    patterns = [layer_patterns(model, layer, seed) for layer in sorted({t.layer for t in traces})]
+    explorer = explorer_data({str(name_or_path): model}, seed=seed)
+    return ModelAnalysis(
+        str(name_or_path), model, ranking, traces, spectral, seed, patterns, explorer
+    )
 
 
-def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
-    """Head-score table, heatmaps and the attention of the trace's layer."""
+def add_scores(report: Report, analysis: ModelAnalysis) -> Report:
+    """Head-score table, heatmaps and the attention of the traced heads' layers."""
     scores = analysis.scores
     table = analysis.ranking.table()
     report.heading(f"Head scores: {analysis.name}")
@@ -130,9 +142,29 @@ def add_scores(report: Report, analysis: ModelAnalysis, seed: int) -> Report:
         report.paragraph(f"In-context-learning score (late minus early loss): {icl:+.3f} nats.")
     for fig in score_heatmaps(scores).values():
         report.figure(fig)
-    for layer in sorted({trace.layer for trace in analysis.traces}):
-        report.heading(f"Attention patterns of layer {layer}")
-        report.raw(layer_patterns_html(analysis.model, layer, seed))
+    for p in analysis.patterns:
+        report.heading(f"Attention patterns of layer {p.layer}")
+        names = [head_label(p.layer, h) for h in range(p.pattern.shape[0])]
+        report.raw(attention_patterns_html(p.pattern, p.str_tokens, names).local_src)
+    return report
+
+
+def model_report(
+    analysis: ModelAnalysis, history: dict | None, fit: ScalingFit | None = None
+) -> Report:
+    """The page of a measured model: its explorer's link, head scores, traces, spectra, its
+    training curves (`history`, if any) and the γ*(N) section of `fit` (if any)."""
+    report = Report(f"momentum_interp report: {analysis.name}")
+    link_explorer(report, analysis.explorer)
+    add_scores(report, analysis)
+    for trace in analysis.traces:
+        add_section(report, trace)
+    add_section(report, analysis.spectral)
+    if history is not None:
+        report.heading("Training curves")
+        report.figure(training_curves({analysis.name: history}))
+    if fit is not None:
+        add_section(report, fit)
     return report
 
 
@@ -148,27 +180,17 @@ def write_model_report(
     (`explorer/index.html`) in `out_dir`; `scaling`
     (a sweep's results table) adds the γ*(N) section fitted to it."""
     analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
-    numbers = {"provenance": provenance(command, seed), **analysis.to_dict()}
-    report = Report(f"momentum_interp report: {analysis.name}")
-    link_explorer(report, [analysis.name], seed)
-    add_scores(report, analysis, seed)
-    for trace in analysis.traces:
-        add_section(report, trace)
-    add_section(report, analysis.spectral)
     try:
         history = load_metrics(resolve(name_or_path))
     except FileNotFoundError:
         history = None
-    if history is not None:
-        report.heading("Training curves")
-        report.figure(training_curves({analysis.name: history}))
-    if scaling is not None:
-        fit = fit_scaling(load_table(scaling))
-        add_section(report, fit)
+    fit = None if scaling is None else fit_scaling(load_table(scaling))
+    numbers = {"provenance": provenance(command, seed), **analysis.to_dict()}
+    if fit is not None:
         numbers["scaling"] = {**fit_record(fit), "source": str(scaling)}
     out_dir = Path(out_dir)
-    html_path = report.save(out_dir / "report.html")
+    html_path = model_report(analysis, history, fit).save(out_dir / "report.html")
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, numbers)
-    explorer = write_explorer(explorer_for({analysis.name: analysis.model}, seed), out_dir)
+    explorer = write_explorer(analysis.explorer, out_dir)
     return {"report": html_path, "numbers": json_path, "explorer": explorer}

@@ -142,7 +142,7 @@ def test_bode_table_keys_only_and_smeared(make_model):
 
 
 def test_bode_plot_dedupes_and_marks_nyquist(make_model):
-    uniform = viz.bode_plot(make_model(gamma=1.0))
+    uniform = viz.bode_plot(sp.bode_table(make_model(gamma=1.0)))
     assert isinstance(uniform, go.Figure)
     assert len(uniform.data) == 3  # one γ: gain, phase, Nyquist marker
     assert uniform.layout.xaxis.type == "log" and uniform.layout.xaxis2.type == "log"
@@ -155,7 +155,7 @@ def test_bode_plot_dedupes_and_marks_nyquist(make_model):
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert all(math.isclose(m.x[0], math.pi) for m in markers)
     # a zero of H is drawn at the floor instead of vanishing
-    half = viz.bode_plot(make_model(shear="none", smeared_key=True, smear_init=0.5))
+    half = viz.bode_plot(sp.bode_table(make_model(shear="none", smeared_key=True, smear_init=0.5)))
     floors = [float(t.y[0]) for t in half.data if t.mode == "markers+text"]
     assert viz.DB_FLOOR in floors
 

@@ -135,3 +135,30 @@ def test_report_tables_fit_their_column(demo_out, tmp_path):
         n_tables = driver.execute_script("return document.querySelectorAll('table').length;")
     assert n_tables >= 5
     assert outside == [], f"{len(outside)} cells run past the column: {outside[:5]}"
+
+
+def test_the_page_is_drawn_from_measurements_alone():
+    """`build_report` only draws: handed the committed record and measurements (no model: every
+    `ZooResult.model` is None), it writes the page, linking the explorer with the seed that drew
+    its tokens; so the demo measures everything before it renders."""
+    import torch
+
+    from momentum_interp.analysis.explorer import ExplorerData
+    from momentum_interp.analysis.statistics import Estimate
+    from momentum_interp.demo import DemoPage, HeadPatterns, ZooResult, build_report
+
+    record = json.loads((ROOT / "results" / "zoo" / "zoo.json").read_text())
+    results = [
+        ZooResult(m["name"], m["role"], None, Estimate(**m["accuracy"]), m["loss"], 512, None)
+        for m in record["models"]
+    ]
+    tokens = ["a", "b", "a", "b"]
+    page = DemoPage(
+        patterns=HeadPatterns(torch.full((1, 4, 4), 0.25).tril(), tokens, ["head"]),
+        histories={r.name: {"eval": [{"step": 0, "accuracy": 0.5}]} for r in results},
+        explorer=ExplorerData([1, 2, 1, 2], tokens, [-1, -1, 1, 2], [], seed=7),
+        seed=7,
+    )
+    html = build_report(results, record, {}, page, elapsed=1.0).to_html()
+    assert "on one repeated random sequence (seed 7)" in html
+    assert all(m["name"] in html for m in record["models"])

@@ -20,10 +20,11 @@ from tokenizers import Tokenizer
 from tokenizers.models import WordLevel
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
+from momentum_interp.analysis.explorer import explorer_data
 from momentum_interp.cli import main
 from momentum_interp.compat.tokenizer import BOS_TOKEN
 from momentum_interp.viz import notebook
-from momentum_interp.viz.explorer import explore
+from momentum_interp.viz.explorer import Explorer
 from momentum_interp.viz.security import CSP, script_json
 
 TOKENS = [f"{HOSTILE}{i}" for i in range(8)]
@@ -115,7 +116,7 @@ def test_trace_page_shows_markup_as_text(checkpoint, tmp_path, driver):
 
 def test_notebook_inline_explorer_shows_markup_as_text(checkpoint, tmp_path, driver):
     model = HookedMomentumTransformer.from_pretrained(checkpoint)
-    inline = explore({str(checkpoint): model}, PROMPT)._repr_html_()
+    inline = Explorer(explorer_data({str(checkpoint): model}, PROMPT))._repr_html_()
     page = tmp_path / "notebook.html"
     page.write_text(notebook.page("<p>$x^2$</p>" + inline, title=HOSTILE), encoding="utf-8")
     _open_safely(driver, page)

@@ -1,7 +1,8 @@
 """The package's layout, read from its imports with `ast`: the layers are declared in order
 (`LAYERS`, ground first) and every import, module-level or deferred into a function, points down
 or across, never up (`TYPE_CHECKING` imports aside); there are no import cycles, and the data
-floors never render (no `viz/`, no plotly). The README's "Layout" section describes `LAYERS`."""
+floors never render (no `viz/`, no plotly), and `viz/` is handed data, never a seed or a model.
+The README's "Layout" section describes `LAYERS`."""
 
 from __future__ import annotations
 
@@ -243,6 +244,33 @@ def test_the_model_does_not_import_evaluation():
         assert not {t for t in graph[name] if t.startswith(f"{PACKAGE}.evaluation")}, name
 
 
+# What viz/ must not be handed: it draws results, so the seed and the model stay with the code
+# that measures (analysis/, and report/demo, which measure everything before they draw).
+NOT_DATA = {"seed", "model", "models"}
+MODEL_TYPES = ("TLModel", "HookedMomentumTransformer", "TransformerBridge", "nn.Module")
+
+
+def measuring_parameters(root: Path, package: str, floor: str) -> list[str]:
+    """`function(parameter)` for every parameter of a function in `floor` named like a seed or a
+    model, or annotated with a model type."""
+    found = []
+    for name, path in module_files(root, package).items():
+        if not name.startswith(f"{package}.{floor}"):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for arg in [*node.args.posonlyargs, *node.args.args, *node.args.kwonlyargs]:
+                annotation = ast.unparse(arg.annotation) if arg.annotation else ""
+                if arg.arg in NOT_DATA or any(t in annotation for t in MODEL_TYPES):
+                    found.append(f"{name}.{node.name}({arg.arg})")
+    return sorted(found)
+
+
+def test_viz_is_handed_data_not_seeds_or_models():
+    assert measuring_parameters(ROOT, PACKAGE, "viz") == []
+
+
 def test_score_command_does_not_import_plotly():
     script = (
         "import sys\n"
@@ -335,3 +363,22 @@ def test_an_upward_import_breaks_the_declared_order(tmp_path):
     ]
     _write(tmp_path, {"toy/io.py": "def save(): ...\n", "toy/stray.py": "import toy.io\n"})
     assert upward_imports(tmp_path, "toy", (*layers, ("top", ("stray", "")))) == []
+
+
+def test_the_parameter_check_finds_a_seed_and_a_model(tmp_path):
+    _write(
+        tmp_path,
+        {
+            "toy/__init__.py": "",
+            "toy/viz/__init__.py": "",
+            "toy/viz/page.py": (
+                "def link(report, names, seed: int): ...\n"
+                "def bode(table, m: 'TLModel'): ...\n"
+                "def bars(result, labels=()): ...\n"
+            ),
+        },
+    )
+    assert measuring_parameters(tmp_path, "toy", "viz") == [
+        "toy.viz.page.bode(m)",
+        "toy.viz.page.link(seed)",
+    ]

@@ -28,7 +28,7 @@ from momentum_interp.analysis import (
 )
 from momentum_interp.analysis.explorer import causal_softmax, explorer_data, scores_from_dots
 from momentum_interp.compat.hook_names import exemption
-from momentum_interp.viz import attention_patterns_html, explore, score_heatmaps
+from momentum_interp.viz import Explorer, attention_patterns_html, score_heatmaps
 from momentum_interp.viz.captions import slider_caption
 
 GPT2 = GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=100, n_positions=64)
@@ -446,7 +446,8 @@ def test_explorer_and_what_if_shear_on_bridges(models, llama_bridge):
             pattern = cache[f"blocks.{layer}.attn.hook_pattern"][0].double()
             rebuilt = causal_softmax(scores_from_dots(dots[layer], gamma, gamma))
             torch.testing.assert_close(rebuilt, pattern, atol=1e-5, rtol=0)
-    page = explore({"gpt2": gpt2, "llama": llama_bridge}, "the cat sat on the mat").to_html()
+    data = explorer_data({"gpt2": gpt2, "llama": llama_bridge}, "the cat sat on the mat")
+    page = Explorer(data).to_html()
     assert "This TransformerBridge has no momentum" in page
     assert [name for name, _ in what_if_shear_hooks(llama_bridge, 1.0, layer=1, shear="k")] == [
         "blocks.1.attn.hook_rot_k"

@@ -11,8 +11,9 @@ import torch
 from browser import chromedriver
 
 from momentum_interp import HookedMomentumTransformer
+from momentum_interp.analysis.explorer import explorer_data
 from momentum_interp.cli import main
-from momentum_interp.viz.explorer import explore
+from momentum_interp.viz.explorer import Explorer
 
 MODELS = ["induction-1l-momentum", "induction-1l-baseline", "induction-1l-smeared-key"]
 # Ten random tokens, then their repeat: queries 10… have induction keys.
@@ -43,7 +44,9 @@ def test_explore_rejects_bad_input_with_status_2(tmp_path, capsys):
 
 
 def test_explorer_shows_inline_in_a_notebook():
-    shown = explore({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    shown = Explorer(
+        explorer_data({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    )
     inline = shown._repr_html_()
     assert inline.startswith("<iframe srcdoc=") and "&lt;script" in inline
 
@@ -51,7 +54,9 @@ def test_explorer_shows_inline_in_a_notebook():
 def test_the_inline_frame_sizes_to_its_content(tmp_path, browser):
     """In a notebook's output the explorer's frame is as tall as its page, also after a later
     query makes the per-key table longer: nothing is cut off inside the frame."""
-    shown = explore({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    shown = Explorer(
+        explorer_data({"m": HookedMomentumTransformer.from_pretrained(MODELS[0])}, TOKENS)
+    )
     cell = tmp_path / "cell.html"
     cell.write_text(f"<!DOCTYPE html><html><body>{shown._repr_html_()}</body></html>")
     browser.get(cell.as_uri())
@@ -178,7 +183,6 @@ def test_the_demo_explorer_opens_where_the_evidence_is(tmp_path, browser):
     by `score`'s ranking, at the query whose attention on s* is largest; on the paper model that
     attention is its row's maximum; the page states the head's mean over all induction queries
     and its median query is one click away."""
-    from momentum_interp.analysis.explorer import explorer_for
     from momentum_interp.analysis.heads import induction_heads_to_trace
     from momentum_interp.demo import zoo_names
     from momentum_interp.narrative.zoo import PAPER_MODEL
@@ -186,7 +190,7 @@ def test_the_demo_explorer_opens_where_the_evidence_is(tmp_path, browser):
 
     names = sorted(zoo_names(), key=lambda name: name != PAPER_MODEL)
     models = {name: HookedMomentumTransformer.from_pretrained(name) for name in names}
-    data = explorer_for(models, seed=0)
+    data = explorer_data(models, seed=0)
     browser.get(write_explorer(data, tmp_path).as_uri())
     from selenium.webdriver.support.ui import Select
 

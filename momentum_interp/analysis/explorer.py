@@ -31,6 +31,7 @@ from momentum_interp.analysis.heads import induction_heads_to_trace
 from momentum_interp.analysis.protocol import TLModel, has_momentum_attention
 from momentum_interp.analysis.scoring import repeated_random_tokens
 from momentum_interp.analysis.tracing.terms import signal_hook_names
+from momentum_interp.defaults import DEFAULT_SEED
 from momentum_interp.model.inputs import check_tokens, str_tokens
 from momentum_interp.model.shear import previous, rms_gain
 
@@ -214,15 +215,18 @@ class ExplorerModel:
 
 @dataclass
 class ExplorerData:
-    """Everything the explorer page shows, for one token sequence and several models."""
+    """Everything the explorer page shows, for one token sequence and several models; `seed`
+    drew the sequence (repeated random tokens), None when it was given."""
 
     tokens: list[int]
     str_tokens: list[str]
     induction_keys: list[int]  # s* per query position, −1 where the token has not occurred yet
     models: list[ExplorerModel]
+    seed: int | None = None
 
     def to_dict(self) -> dict:
         return {
+            "seed": self.seed,
             "tokens": self.tokens,
             "str_tokens": self.str_tokens,
             "induction_keys": self.induction_keys,
@@ -241,7 +245,7 @@ def induction_keys(tokens: Sequence[int]) -> list[int]:
     return keys
 
 
-def default_tokens(model: TLModel, seed: int = 0) -> Int[torch.Tensor, "1 pos"]:
+def default_tokens(model: TLModel, seed: int = DEFAULT_SEED) -> Int[torch.Tensor, "1 pos"]:
     """`[1, pos]` repeated random tokens (half the context or 16 tokens, then their repeat)."""
     half = max(2, min(16, model.cfg.n_ctx // 2, model.cfg.d_vocab))
     return repeated_random_tokens(model.cfg.d_vocab, half, 1, seed=seed)
@@ -318,10 +322,11 @@ def explorer_model(model: TLModel, tokens: Int[torch.Tensor, "1 pos"], name: str
 def explorer_data(
     models: Sequence[str] | Mapping[str, TLModel],
     tokens: Int[torch.Tensor, "1 pos"] | str | None = None,
+    seed: int = DEFAULT_SEED,
 ) -> ExplorerData:
     """Explorer data for several models (bundled names, or `{name: model}`) on the same tokens:
     `[1, pos]` ids, text or space-separated ids (default: repeated random tokens of the first
-    model's vocabulary). The models must share one vocabulary."""
+    model's vocabulary, drawn with `seed`). The models must share one vocabulary."""
     if not models:
         raise ValueError("explorer_data needs at least one model.")
     if not isinstance(models, Mapping):
@@ -336,7 +341,8 @@ def explorer_data(
             f"the models must share one vocabulary to be compared on the same tokens; got "
             f"{ {name: m.cfg.d_vocab for name, m in models.items()} }."
         )
-    sequence = default_tokens(first) if sequence is None else sequence
+    drawn = sequence is None
+    sequence = default_tokens(first, seed) if sequence is None else sequence
     if sequence.ndim != 2 or sequence.shape[0] != 1:
         raise ValueError(f"tokens must be one sequence, [1, pos]; got {tuple(sequence.shape)}.")
     if sequence.shape[1] > MAX_POS:
@@ -352,9 +358,5 @@ def explorer_data(
         str_tokens=str_tokens(ids, first.tokenizer),
         induction_keys=induction_keys(ids),
         models=[explorer_model(m, sequence, name) for name, m in models.items()],
+        seed=seed if drawn else None,
     )
-
-
-def explorer_for(models: Mapping[str, TLModel], seed: int) -> ExplorerData:
-    """Explorer data of a report's models on one repeated random sequence drawn with `seed`."""
-    return explorer_data(models, default_tokens(next(iter(models.values())), seed=seed))

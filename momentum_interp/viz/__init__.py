@@ -6,6 +6,7 @@ offline. In a notebook, call `viz.notebook.setup()` once first, so plotly figure
 
     >>> from momentum_interp import HookedMomentumTransformer, viz
     >>> from momentum_interp.analysis import score_heads, trace_single_layer_induction
+    >>> from momentum_interp.analysis.explorer import explorer_data
     >>> model = HookedMomentumTransformer.from_pretrained("induction-1l-momentum")
     >>> viz.notebook.setup()                                  # once per notebook
     >>> _, cache = model.run_with_cache("1 2 3 4 1 2 3 4")
@@ -13,13 +14,14 @@ offline. In a notebook, call `viz.notebook.setup()` once first, so plotly figure
     ...                             [f"L0H{h}" for h in range(4)])   # circuitsvis, interactive
     >>> trace = trace_single_layer_induction(model, layer=0, head=3, n_sequences=64)
     >>> viz.trace_figures(trace)                              # the trace's figures, by name
-    >>> viz.explore(["induction-1l-momentum", "induction-1l-baseline"])  # the circuit explorer
+    >>> viz.Explorer(explorer_data(["induction-1l-momentum", "induction-1l-baseline"]))  # explorer
 
 Pictures and where they come from:
 
 - `attention_patterns_html`: several heads' attention patterns (circuitsvis, offline), as an
   `OfflineHTML` that notebooks and pages show.
-- `explore` / `Explorer`: one head and one sequence, a live γ slider, the four score terms.
+- `Explorer`: one head and one sequence, a live γ slider, the four score terms
+  (`Explorer(analysis.explorer.explorer_data(models, tokens))`).
 - `term_share_figure`, `ablation_figure`, `qk_circuit_figure`, `term_score_figure`: the
   single-layer induction trace (`trace_figures(trace)` draws them all).
 - `bode_plot`, `spectra_figure`, `ratio_figure`, `orthogonality_figure`: spectral forensics
@@ -44,7 +46,6 @@ import importlib
 _EXPORTS = {
     "attention_patterns_html": "attention",
     "OfflineHTML": "attention",
-    "explore": "explorer",
     "Explorer": "explorer",
     "score_heatmaps": "scores",
     "trace_figures": "tracing",

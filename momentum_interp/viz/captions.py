@@ -163,35 +163,35 @@ def orthogonality_verdict(separation: Separation) -> str:
 # --------------------------------------------------------------------------- explorer
 
 
-def slider_caption(model: ExplorerModel) -> str:
-    """One line saying what the explorer's slider pattern is for this model
+def slider_caption(entry: ExplorerModel) -> str:
+    """One line saying what the explorer's slider pattern is for one model's entry
     (`explorer.SLIDER_KINDS`)."""
-    if model.slider == "what_if":
-        where = "after RoPE" if model.rotary else "directly"
+    if entry.slider == "what_if":
+        where = "after RoPE" if entry.rotary else "directly"
         kind = (
-            f"This {model.model_class} has no momentum: the slider shows what shearing its q "
+            f"This {entry.model_class} has no momentum: the slider shows what shearing its q "
             f"and k by γ ({where}, as analysis.what_if_shear_hooks does at inference) would do "
             "to this head (γ = 0 is the model itself)."
         )
-    elif model.slider == "smeared_key":
+    elif entry.slider == "smeared_key":
         kind = (
             "A smeared key α k_t + (1−α) k_t−1 is the keys-only shear γ = α − 1: the slider "
             "starts at each head's learned α − 1 and moves that key filter."
         )
-    elif model.slider == "no_shear":
+    elif entry.slider == "no_shear":
         kind = (
             "This model was trained without a shear: the slider shows what shearing its q and k "
             "by γ would do to this head (γ = 0 is the model itself)."
         )
     else:
-        sheared = "keys only" if model.shear == "k" else "queries and keys"
+        sheared = "keys only" if entry.shear == "k" else "queries and keys"
         kind = f"The slider sets the shear γ of {sheared}; it starts at the head's own γ."
-    if model.n_layers == 1:
+    if entry.n_layers == 1:
         return (
             kind
             + " For this 1-layer model the pattern at γ is the model's own pattern run with that γ."
         )
     return kind + (
-        f" For this {model.n_layers}-layer model it is the layer's pattern with its inputs frozen "
+        f" For this {entry.n_layers}-layer model it is the layer's pattern with its inputs frozen "
         "(earlier layers keep their own γ)."
     )

@@ -7,8 +7,9 @@ page recomputes scores and softmax in the browser from the four dot products tha
 JavaScript and inline SVG: nothing is fetched.
 
 Example:
-    >>> from momentum_interp.viz import explore
-    >>> page = explore(["induction-1l-momentum", "induction-1l-baseline"])
+    >>> from momentum_interp.analysis.explorer import explorer_data
+    >>> from momentum_interp.viz import Explorer
+    >>> page = Explorer(explorer_data(["induction-1l-momentum", "induction-1l-baseline"]))
     >>> page.save("explorer/index.html")   # or leave `page` as a notebook cell's value
 """
 
@@ -16,13 +17,11 @@ from __future__ import annotations
 
 import base64
 import html
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 
-from momentum_interp.analysis.explorer import ExplorerData, explorer_data
+from momentum_interp.analysis.explorer import ExplorerData
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
 from momentum_interp.viz.captions import slider_caption
@@ -105,26 +104,20 @@ def write_explorer(data: ExplorerData, out_dir: str | Path) -> Path:
     return Explorer(data).save(Path(out_dir) / EXPLORER_PAGE)
 
 
-def link_explorer(report: Report, names: Sequence[str], seed: int) -> Report:
-    """The report's paragraph saying what the explorer beside it is, with the link."""
+def link_explorer(report: Report, data: ExplorerData) -> Report:
+    """The report's paragraph saying what the explorer of `data` beside it is, with the link."""
+    names = ", ".join(m.name for m in data.models)
+    sequence = (
+        "one sequence" if data.seed is None else f"one repeated random sequence (seed {data.seed})"
+    )
     return report.link(
         "Circuit explorer: ",
         EXPLORER_PAGE,
         "open the interactive page",
-        f" for {', '.join(names)} on one repeated random sequence (seed {seed}). Pick a head and "
-        "a query token to see its attention row and the four terms of its score, and move the γ "
-        "slider to recompute them in the browser. It is a separate self-contained file.",
+        f" for {names} on {sequence}. Pick a head and a query token to see its attention row and "
+        "the four terms of its score, and move the γ slider to recompute them in the browser. It "
+        "is a separate self-contained file.",
     )
-
-
-def explore(
-    models: Sequence[str] | Mapping[str, object],
-    tokens: torch.Tensor | str | None = None,
-) -> Explorer:
-    """The explorer for bundled model names (or a `{name: model}` mapping) on one sequence:
-    `tokens` as `[1, pos]` ids, text or space-separated ids (default: repeated random tokens);
-    `analysis.explorer.explorer_data` loads the models and computes the page's numbers."""
-    return Explorer(explorer_data(models, tokens))
 
 
 PAGE = r"""<!DOCTYPE html>

@@ -45,18 +45,12 @@ def _log_ticks(fig: go.Figure, rows: int) -> None:
         fig.update_xaxes(type="log", tickvals=ticks, ticktext=text, row=row, col=1)
 
 
-def bode_plot(table_or_model, n_points: int = 200) -> go.Figure:
-    """Gain (dB, top) and phase (rad, bottom) against log ω, one trace per distinct γ.
-
-    Takes a `bode_table` DataFrame or a model (whose table is computed). Heads and signals with
-    the same γ share a trace (named after all of them); a marker at ω = π shows the Nyquist gain
-    `20·log10|1 + 2γ|`. A zero of H (γ = −1/2 at π) is drawn at `DB_FLOOR` dB.
+def bode_plot(table: pd.DataFrame) -> go.Figure:
+    """Gain (dB, top) and phase (rad, bottom) against log ω, one trace per distinct γ, from a
+    `spectral.bode_table`. Heads and signals with the same γ share a trace (named after all of
+    them); a marker at ω = π shows the Nyquist gain `20·log10|1 + 2γ|`. A zero of H (γ = −1/2 at
+    π) is drawn at `DB_FLOOR` dB.
     """
-    table = (
-        table_or_model
-        if isinstance(table_or_model, pd.DataFrame)
-        else sp.bode_table(table_or_model, n_points)
-    )
     fig = make_subplots(
         rows=2,
         cols=1,
