@@ -1,11 +1,14 @@
 """The γ*(N) fit in words: the consistency statement and its caveats, the fit's one-line summary,
 `summary.md`, and `write_scaling_report`, which fits a sweep's table and writes `fit.json`,
-`summary.md` and the page."""
+`summary.md` and the page; and what the README's γ*(N) blocks (`scaling_blocks`) share: depths
+in words (`at_depths`, `by_depth`), a table's one value (`only_value`), the learning `FLOOR`."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from momentum_interp.analysis.scaling import (
     PAPER_A,
@@ -29,6 +32,35 @@ METHODS = {"covariance_with_grid": "covariance (residuals + grid resolution)"}
 def at_depths(depths: list[int]) -> str:
     """`N = 2, 3, 4`: depths as the prose writes them."""
     return "N = " + ", ".join(map(str, depths))
+
+
+def by_depth(values: dict[int, float]) -> str:
+    """`4 at N = 1, 2 at N = 2, 1 from N = 3 on`: runs of equal values over the depths."""
+    depths, groups = sorted(values), []
+    for n in depths:
+        if groups and values[groups[-1][-1]] == values[n]:
+            groups[-1].append(n)
+        else:
+            groups.append([n])
+    parts = []
+    for group in groups:
+        v = f"{values[group[0]]:g}"
+        if len(group) == 1:
+            parts.append(f"{v} at N = {group[0]}")
+        elif group[-1] == depths[-1]:
+            parts.append(f"{v} from N = {group[0]} on")
+        else:
+            parts.append(f"{v} at N = {group[0]}–{group[-1]}")
+    return ", ".join(parts)
+
+
+def only_value(table: pd.DataFrame, column: str) -> Any:
+    """The one value `column` takes in every row of a sweep's table."""
+    (value,) = set(table[column])
+    return value
+
+
+FLOOR = 0.5  # below this best final accuracy a depth counts as not (yet) learning the task
 
 
 def _pronoun(depths: list[int]) -> str:
