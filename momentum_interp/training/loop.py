@@ -168,6 +168,8 @@ def _train(
             print(f"Resuming {run.name} from {latest.name} (step {step}).")
 
     snapshots = CheckpointHistory(run_dir.root)
+    if ddp.is_main:
+        snapshots.discard_after(step)
     snapshot_steps = set(history_schedule(opt.steps, opt.history_checkpoints))
     trainee = DistributedDataParallel(model) if ddp.world_size > 1 else model
     if opt.compile:

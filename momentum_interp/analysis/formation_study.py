@@ -1,0 +1,153 @@
+"""Formation compared across configurations: each run's phase-change test summarised by arm.
+
+The input is one formation table per run (`analysis.formation`), labelled by the sweep variant
+and training seed; the output is numbers only: per arm, how many seeds show a phase change, the
+windows, the step where half the repeated-token loss fall is done, the leading score term, and
+the arm's role (the zoo's controls are recognised from their configs, not their names), so the
+narrative layer can say whether the momentum head forms by a phase change, when against the
+2-layer baseline, and which term leads, no more strongly than the seeds allow.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+ROLES = ("baseline_1l", "baseline_deeper", "smeared_key", "momentum")
+
+
+def arm_role(model_config: Mapping[str, Any]) -> str:
+    """Which of the zoo's roles a model config plays (module doc)."""
+    if model_config.get("smeared_key"):
+        return "smeared_key"
+    if model_config.get("shear", "none") != "none":
+        return "momentum"
+    return "baseline_1l" if model_config.get("n_layers", 1) == 1 else "baseline_deeper"
+
+
+@dataclass
+class RunFormation:
+    """One run's phase-change summary."""
+
+    variant: str
+    seed: int
+    run_id: str
+    head: str
+    detected: bool
+    abruptness: float | None
+    total_drop: float
+    window: list[int] | None
+    half_step: int | None
+    leading_term: str | None
+    final_induction: float
+    final_loss_repeat: float
+
+    @classmethod
+    def from_table(cls, variant: str, seed: int, run_id: str, table: Mapping[str, Any]):
+        test, last = table["phase_change"], table["rows"][-1]
+        return cls(
+            variant=variant,
+            seed=seed,
+            run_id=run_id,
+            head=table["head"],
+            detected=bool(test["detected"]),
+            abruptness=test["abruptness"],
+            total_drop=float(test["total_drop"]),
+            window=test["window"],
+            half_step=test["half_step"],
+            leading_term=table["leading_term"],
+            final_induction=float(last["induction"]),
+            final_loss_repeat=float(last["loss_repeat"]),
+        )
+
+
+@dataclass
+class ArmFormation:
+    """One configuration's runs over training seeds."""
+
+    variant: str
+    role: str
+    runs: list[RunFormation]
+
+    @property
+    def n_detected(self) -> int:
+        return sum(r.detected for r in self.runs)
+
+    @property
+    def half_steps(self) -> list[int]:
+        return [r.half_step for r in self.runs if r.half_step is not None]
+
+    @property
+    def leading_terms(self) -> dict[str, int]:
+        return dict(Counter(r.leading_term for r in self.runs if r.leading_term is not None))
+
+    def to_dict(self) -> dict[str, Any]:
+        steps = self.half_steps
+        return {
+            "variant": self.variant,
+            "role": self.role,
+            "n_seeds": len(self.runs),
+            "n_detected": self.n_detected,
+            "half_step_median": float(np.median(steps)) if steps else None,
+            "half_step_range": [min(steps), max(steps)] if steps else None,
+            "leading_terms": self.leading_terms,
+            "runs": [asdict(r) for r in self.runs],
+        }
+
+
+@dataclass
+class FormationStudy:
+    """Every arm, and the comparisons the README states."""
+
+    arms: list[ArmFormation]
+
+    def arm(self, role: str) -> list[ArmFormation]:
+        return [a for a in self.arms if a.role == role]
+
+    def baseline_clean(self) -> bool | None:
+        """Whether no 1-layer baseline run passed the phase-change test (the test's control)."""
+        runs = [r for a in self.arm("baseline_1l") for r in a.runs]
+        return None if not runs else not any(r.detected for r in runs)
+
+    def earlier_than_deeper(self, variant: str) -> tuple[int, int] | None:
+        """Seeds where `variant` passed half its fall before the deeper baseline of the same
+        seed, and seeds compared (both halves found); None without a deeper baseline."""
+        deeper = {r.seed: r.half_step for a in self.arm("baseline_deeper") for r in a.runs}
+        if not deeper:
+            return None
+        arm = next(a for a in self.arms if a.variant == variant)
+        pairs = [
+            (r.half_step, deeper[r.seed])
+            for r in arm.runs
+            if r.half_step is not None and deeper.get(r.seed) is not None
+        ]
+        return sum(mine < theirs for mine, theirs in pairs), len(pairs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "arms": [a.to_dict() for a in self.arms],
+            "baseline_clean": self.baseline_clean(),
+            "earlier_than_deeper": {
+                a.variant: self.earlier_than_deeper(a.variant)
+                for a in self.arms
+                if a.role != "baseline_deeper"
+            },
+        }
+
+
+def formation_study(
+    runs: Sequence[tuple[str, Mapping[str, Any], int, str, Mapping[str, Any]]],
+) -> FormationStudy:
+    """Group `(variant, model_config, seed, run_id, formation_table)` by variant, in the order
+    variants first appear, runs by seed."""
+    arms: dict[str, ArmFormation] = {}
+    for variant, model_config, seed, run_id, table in runs:
+        arm = arms.setdefault(variant, ArmFormation(variant, arm_role(model_config), []))
+        arm.runs.append(RunFormation.from_table(variant, seed, run_id, table))
+    for arm in arms.values():
+        arm.runs.sort(key=lambda r: r.seed)
+    return FormationStudy(list(arms.values()))
