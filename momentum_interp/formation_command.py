@@ -116,7 +116,11 @@ def _formation_sweep(args: argparse.Namespace) -> None:
     """One table per run (kept when it exists for the same run, sequences and seed, so an
     interrupted study resumes), then `summary.json` comparing the arms."""
     runs = _sweep_runs(args)
-    from momentum_interp.analysis.formation_study import formation_study
+    from momentum_interp.analysis.formation_study import (
+        SUMMARY_FILE,
+        formation_study,
+        run_table_name,
+    )
     from momentum_interp.io import atomic_write_json
     from momentum_interp.provenance import provenance
 
@@ -124,7 +128,7 @@ def _formation_sweep(args: argparse.Namespace) -> None:
     tables = []
     for number, (row, run_dir) in enumerate(runs, start=1):
         name = f"{row['variant']}-seed{row['train.seed']}"
-        path = out / f"{name}.json"
+        path = out / run_table_name(row["variant"], row["train.seed"])
         table = json.loads(path.read_text()) if path.is_file() else None
         same = table is not None and (table["run"], table["n_sequences"], table["seed"]) == (
             row["run_id"],
@@ -133,7 +137,12 @@ def _formation_sweep(args: argparse.Namespace) -> None:
         )
         if not same:
             result = _measure(run_dir, row["run_id"], args)
-            table = {"provenance": provenance(command_text(args), args.seed), **result.to_dict()}
+            table = {
+                "provenance": provenance(command_text(args), args.seed),
+                "variant": row["variant"],
+                "train_seed": row["train.seed"],
+                **result.to_dict(),
+            }
             atomic_write_json(path, table)
         if not args.quiet:
             test = table["phase_change"]
@@ -147,7 +156,7 @@ def _formation_sweep(args: argparse.Namespace) -> None:
             (row["variant"], row["config"]["model"], row["train.seed"], row["run_id"], table)
         )
     study = formation_study(tables)
-    summary = out / "summary.json"
+    summary = out / SUMMARY_FILE
     atomic_write_json(
         summary, {"provenance": provenance(command_text(args), args.seed), **study.to_dict()}
     )

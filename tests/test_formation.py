@@ -173,7 +173,12 @@ def _table(head, detected, half_step, leading=None):
             "total_drop": 2.0,
             "window": [100, 200] if detected else None,
             "half_step": half_step,
+            "threshold": 0.5,
+            "min_total_drop": 0.25,
+            "window_factor": 2.0,
         },
+        "n_sequences": 64,
+        "seed": 0,
         "rows": [{"induction": 0.5, "loss_repeat": 1.0}],
     }
 
@@ -199,6 +204,8 @@ def test_formation_study_by_hand():
     assert study.earlier_than_deeper("mom") == (1, 2)  # 200 < 400, but 500 > 300
     assert study.earlier_than_deeper("base") == (0, 1)  # seed 1 never got half way
     out = study.to_dict()
+    assert out["rule"] == {"threshold": 0.5, "min_total_drop": 0.25, "window_factor": 2.0}
+    assert (out["n_sequences"], out["seed"]) == (64, 0)
     mom = out["arms"][2]
     assert mom["n_detected"] == 1 and mom["half_step_median"] == 350.0
     assert mom["half_step_range"] == [200, 500]

@@ -10,14 +10,23 @@ narrative layer can say whether the momentum head forms by a phase change, when 
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 ROLES = ("baseline_1l", "baseline_deeper", "smeared_key", "momentum")
+SUMMARY_FILE = "summary.json"
+RULE_FIELDS = ("threshold", "min_total_drop", "window_factor")
+
+
+def run_table_name(variant: str, seed: int) -> str:
+    """The file name of one run's formation table in a study's folder."""
+    return f"{variant}-seed{seed}.json"
 
 
 def arm_role(model_config: Mapping[str, Any]) -> str:
@@ -104,6 +113,7 @@ class FormationStudy:
     """Every arm, and the comparisons the README states."""
 
     arms: list[ArmFormation]
+    measured_on: dict[str, Any] = field(default_factory=dict)  # the rule, sequences and seed
 
     def arm(self, role: str) -> list[ArmFormation]:
         return [a for a in self.arms if a.role == role]
@@ -129,6 +139,7 @@ class FormationStudy:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            **self.measured_on,
             "arms": [a.to_dict() for a in self.arms],
             "baseline_clean": self.baseline_clean(),
             "earlier_than_deeper": {
@@ -150,4 +161,36 @@ def formation_study(
         arm.runs.append(RunFormation.from_table(variant, seed, run_id, table))
     for arm in arms.values():
         arm.runs.sort(key=lambda r: r.seed)
-    return FormationStudy(list(arms.values()))
+    first = runs[0][4] if runs else {}
+    measured_on = (
+        {
+            "rule": {name: first["phase_change"][name] for name in RULE_FIELDS},
+            "n_sequences": first["n_sequences"],
+            "seed": first["seed"],
+        }
+        if first
+        else {}
+    )
+    return FormationStudy(list(arms.values()), measured_on)
+
+
+def load_formation(directory: str | Path) -> tuple[dict[str, Any], list[tuple[str, list[dict]]]]:
+    """A study folder's `summary.json` and, per arm in its order, the runs' tables by seed."""
+    directory = Path(directory)
+    path = directory / SUMMARY_FILE
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"{path} not found: run `momentum-interp formation SWEEP_OUT --runs-dir RUNS` first."
+        )
+    summary = json.loads(path.read_text())
+    arms = [
+        (
+            arm["variant"],
+            [
+                json.loads((directory / run_table_name(arm["variant"], r["seed"])).read_text())
+                for r in arm["runs"]
+            ],
+        )
+        for arm in summary["arms"]
+    ]
+    return summary, arms
