@@ -201,8 +201,8 @@ def test_formation_study_by_hand():
     assert [a.role for a in study.arms] == ["baseline_1l", "baseline_deeper", "momentum"]
     assert [r.seed for r in study.arms[0].runs] == [0, 1]
     assert study.baseline_clean() is True
-    assert study.earlier_than_deeper("mom") == (1, 2)  # 200 < 400, but 500 > 300
-    assert study.earlier_than_deeper("base") == (0, 1)  # seed 1 never got half way
+    assert study.against_deeper("mom") == {"earlier": 1, "same": 0, "later": 1}  # 200<400, 500>300
+    assert study.against_deeper("base") == {"earlier": 0, "same": 0, "later": 1}  # seed 1: never
     out = study.to_dict()
     assert out["rule"] == {"threshold": 0.5, "min_total_drop": 0.25, "window_factor": 2.0}
     assert (out["n_sequences"], out["seed"]) == (64, 0)

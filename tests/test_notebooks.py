@@ -189,6 +189,15 @@ VALUES = {
         "gpu_present": "gpu is not None",
         "gpu_message": "gpu_message",
     },
+    "08_formation": {
+        "agree": "agree",
+        "detected": "detected",
+        "n_runs": "len(recomputed)",
+        "table_rows": "rows",
+        "tiny_steps": "history.steps()",
+        "tiny_rows": "[r.step for r in tiny.rows]",
+        "tiny_detected": "tiny.phase_change.detected",
+    },
 }
 
 
@@ -632,6 +641,25 @@ def _check_lm_comparison(v: dict) -> None:
         assert v["gpu_message"].startswith("Not yet measured")
 
 
+def _check_formation(v: dict) -> None:
+    from momentum_interp.training.history import history_schedule
+
+    folder = ROOT / "results" / "zoo_history" / "formation"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert v["agree"] is True
+    assert v["n_runs"] == sum(a["n_seeds"] for a in summary["arms"]) >= 18
+    assert v["detected"] == {a["variant"]: a["n_detected"] for a in summary["arms"]}
+    # the displayed table: one row per arm, its phase-change count read from the runs' tables
+    assert [r[0] for r in v["table_rows"]] == [a["variant"] for a in summary["arms"]]
+    for row, arm in zip(v["table_rows"], summary["arms"], strict=True):
+        tables = [
+            json.loads((folder / f"{arm['variant']}-seed{r['seed']}.json").read_text())
+            for r in arm["runs"]
+        ]
+        assert row[1] == f"{sum(t['phase_change']['detected'] for t in tables)}/{len(tables)}"
+    assert v["tiny_steps"] == v["tiny_rows"] == history_schedule(60, 12)
+
+
 CHECKS = {
     "01_quickstart": _check_quickstart,
     "02_single_layer_induction": _check_single_layer,
@@ -640,6 +668,7 @@ CHECKS = {
     "05_exploratory_analysis": _check_exploratory,
     "06_gamma_star_two_sided": _check_gamma_star_two_sided,
     "07_lm_comparison": _check_lm_comparison,
+    "08_formation": _check_formation,
 }
 
 

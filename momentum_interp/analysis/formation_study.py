@@ -123,9 +123,10 @@ class FormationStudy:
         runs = [r for a in self.arm("baseline_1l") for r in a.runs]
         return None if not runs else not any(r.detected for r in runs)
 
-    def earlier_than_deeper(self, variant: str) -> tuple[int, int] | None:
-        """Seeds where `variant` passed half its fall before the deeper baseline of the same
-        seed, and seeds compared (both halves found); None without a deeper baseline."""
+    def against_deeper(self, variant: str) -> dict[str, int] | None:
+        """Paired by training seed, how often `variant` passed half its fall before, at the same
+        kept step as, or after the deeper baseline (seeds where both got half way); None
+        without a deeper baseline."""
         deeper = {r.seed: r.half_step for a in self.arm("baseline_deeper") for r in a.runs}
         if not deeper:
             return None
@@ -135,15 +136,19 @@ class FormationStudy:
             for r in arm.runs
             if r.half_step is not None and deeper.get(r.seed) is not None
         ]
-        return sum(mine < theirs for mine, theirs in pairs), len(pairs)
+        return {
+            "earlier": sum(mine < theirs for mine, theirs in pairs),
+            "same": sum(mine == theirs for mine, theirs in pairs),
+            "later": sum(mine > theirs for mine, theirs in pairs),
+        }
 
     def to_dict(self) -> dict[str, Any]:
         return {
             **self.measured_on,
             "arms": [a.to_dict() for a in self.arms],
             "baseline_clean": self.baseline_clean(),
-            "earlier_than_deeper": {
-                a.variant: self.earlier_than_deeper(a.variant)
+            "against_deeper": {
+                a.variant: self.against_deeper(a.variant)
                 for a in self.arms
                 if a.role != "baseline_deeper"
             },

@@ -118,11 +118,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
             f"`{arm['variant']}` ({ROLE_PROSE[arm['role']]}) forms {shape}: {_count(k, n)} seeds "
             f"pass; half its repeated-token loss fall is done by step {_half(arm)}"
         )
-        earlier = summary["earlier_than_deeper"].get(arm["variant"])
-        if deeper is not None and arm is not deeper and earlier is not None:
+        paired = summary["against_deeper"].get(arm["variant"])
+        if deeper is not None and arm is not deeper and paired is not None:
             sentence += (
-                f", before the 2-layer baseline (median {_half(deeper)}) in "
-                f"{earlier[0]} of {earlier[1]} paired seeds"
+                f"; against the 2-layer baseline (median {_half(deeper)}), paired by seed: "
+                f"earlier in {paired['earlier']}, at the same kept step in {paired['same']}, "
+                f"later in {paired['later']}"
             )
         if arm["leading_terms"]:
             term, count = max(arm["leading_terms"].items(), key=lambda item: item[1])
@@ -131,7 +132,12 @@ def findings(summary: dict[str, Any]) -> list[str]:
                 f"{count} of {n} seeds"
             )
         out.append(sentence + ".")
-    out.append(f"Each count is over training seeds; {SIGN_TEST_NOTE}.")
+    out.append(
+        f"Each count is over training seeds; {SIGN_TEST_NOTE}. Steps are kept checkpoints, so "
+        "a step is known to the history schedule's spacing, and every arm trained at the zoo's "
+        "one learning rate and warm-up: \"earlier\" holds at that rate, not for each arm's own "
+        "best rate."
+    )
     return out
 
 

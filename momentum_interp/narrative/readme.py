@@ -72,7 +72,14 @@ def _lm_comparison(path: Path) -> Any:
 
 def blocks() -> dict[str, Block]:
     """The table of README blocks (imported when rendering: the renderers pull in pandas)."""
-    from momentum_interp.narrative import benchmarks, gamma_study, lm, scaling_blocks, zoo
+    from momentum_interp.narrative import (
+        benchmarks,
+        formation,
+        gamma_study,
+        lm,
+        scaling_blocks,
+        zoo,
+    )
 
     mqar_fit = (
         "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
@@ -135,6 +142,16 @@ def blocks() -> dict[str, Block]:
                 "out": "results/scaling_mqar/depth2_long/",
                 "command": "momentum-interp sweep configs/sweeps/mqar_depth2_long.toml --out "
                 "results/scaling_mqar/depth2_long --workers 2 --batch-runs 7",
+            },
+        ),
+        "formation": Block(
+            formation.readme_block,
+            {
+                "summary": Source(
+                    "results/zoo_history/formation/summary.json",
+                    "momentum-interp formation results/zoo_history --runs-dir "
+                    "runs/studies/zoo_history",
+                )
             },
         ),
         "fair-gamma": Block(
