@@ -87,8 +87,9 @@ def _count(k: int, n: int) -> str:
     return f"all {n}" if k == n else "none" if k == 0 else f"{k} of {n}"
 
 
-def findings(summary: dict[str, Any]) -> list[str]:
-    """The claims the table supports, each with its seed count (module doc)."""
+def findings(summary: dict[str, Any], code: str = "`") -> list[str]:
+    """The claims the table supports, each with its seed count (module doc); `code` quotes
+    configuration names."""
     out = []
     clean = summary["baseline_clean"]
     if clean is not None:
@@ -115,7 +116,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
             else "by a phase change in some seeds only (undecided)"
         )
         sentence = (
-            f"`{arm['variant']}` ({ROLE_PROSE[arm['role']]}) forms {shape}: {_count(k, n)} seeds "
+            f"{code}{arm['variant']}{code} ({ROLE_PROSE[arm['role']]}) forms {shape}: {_count(k, n)} seeds "
             f"pass; half its repeated-token loss fall is done by step {_half(arm)}"
         )
         paired = summary["against_deeper"].get(arm["variant"])
@@ -135,7 +136,7 @@ def findings(summary: dict[str, Any]) -> list[str]:
     out.append(
         f"Each count is over training seeds; {SIGN_TEST_NOTE}. Steps are kept checkpoints, so "
         "a step is known to the history schedule's spacing, and every arm trained at the zoo's "
-        "one learning rate and warm-up: \"earlier\" holds at that rate, not for each arm's own "
+        'one learning rate and warm-up: "earlier" holds at that rate, not for each arm\'s own '
         "best rate."
     )
     return out
@@ -175,11 +176,16 @@ def add_formation_section(
     report.heading("Induction over training")
     report.paragraph(rule_text(summary))
     report.table(*formation_rows(summary, code=""))
-    for sentence in findings(summary):
+    for sentence in findings(summary, code=""):
         report.paragraph(sentence, note=True)
     report.figure(formation_curves(arms))
     if any(tables[0]["rows"][0]["term_margins"] for _, tables in arms):
         report.figure(term_margins(arms))
+    report.paragraph(
+        "Each run's followed head on one sequence of random tokens and its repeat, at a few "
+        "checkpoints (training seed 0): induction is the stripe from each repeated token to the "
+        "token after its first occurrence."
+    )
     for label, tables in arms:
         report.figure(pattern_multiples(tables[0], f"{label}, seed {tables[0]['train_seed']}"))
     return report

@@ -9,6 +9,7 @@ training. `pattern_multiples`: the tracked head's attention pattern at a few che
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -42,6 +43,11 @@ def _shade(colour: str, seed_index: int) -> str:
     return "#" + "".join(f"{round(c + (255 - c) * mix):02x}" for c in (r, g, b))
 
 
+def _column_title(label: str, width: int = 14) -> str:
+    """A long configuration name broken at its hyphens, so narrow columns' titles do not meet."""
+    return "<br>".join(textwrap.wrap(label, width, break_on_hyphens=True))
+
+
 def _steps(tables: Sequence[Table]) -> tuple[int, int]:
     steps = [row["step"] for table in tables for row in table["rows"]]
     return min(steps), max(steps)
@@ -58,7 +64,7 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         cols=len(arms),
         shared_xaxes=True,
         shared_yaxes="rows",
-        column_titles=[label for label, _ in arms],
+        column_titles=[_column_title(label) for label, _ in arms],
         vertical_spacing=0.04,
         horizontal_spacing=0.015,
     )
@@ -67,7 +73,7 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         for index, table in enumerate(tables):
             steps = [row["step"] for row in table["rows"]]
             shade = _shade(colour, index)
-            name = f"{label} seed {table['train_seed']}"
+            name = f"{label} seed {table['train_seed']}"  # hover; the legend names the arm
             for row_index, (field, _) in enumerate(CURVES, start=1):
                 fig.add_trace(
                     go.Scatter(
@@ -75,9 +81,9 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
                         y=[row[field] for row in table["rows"]],
                         mode="lines",
                         line={"color": shade, "width": 1.6},
-                        name=name,
-                        legendgroup=name,
-                        showlegend=row_index == 1,
+                        name=label,
+                        legendgroup=label,
+                        showlegend=row_index == 1 and index == 0,
                         hovertemplate=f"{name}<br>step %{{x}}<br>%{{y:.3f}}<extra></extra>",
                     ),
                     row=row_index,
@@ -102,12 +108,13 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
     for col in range(1, len(arms) + 1):
         fig.update_xaxes(title_text="step", row=len(CURVES), col=col)
     fig.update_layout(
-        title="Induction over training (shaded: each run's phase-change window)",
-        height=200 * len(CURVES) + 160,
-        width=max(700, 260 * len(arms)),
+        title="Induction over training: a line per training seed (lighter: later seeds), each "
+        "run's phase-change window shaded",
+        height=200 * len(CURVES) + 200,
         template="plotly_white",
         **legend_below(),
     )
+    fig.update_layout(margin={"t": 130})  # room for two-line column titles under the title
     return fig
 
 
@@ -123,7 +130,7 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         rows=1,
         cols=len(arms),
         shared_yaxes=True,
-        column_titles=[label for label, _ in arms],
+        column_titles=[_column_title(label, 24) for label, _ in arms],
         horizontal_spacing=0.03,
     )
     low, high = _steps([t for _, tables in arms for t in tables])
@@ -150,7 +157,6 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
     fig.update_layout(
         title="Which score term carries the tracked head's induction margin, over training",
         height=460,
-        width=max(700, 340 * len(arms)),
         template="plotly_white",
         **legend_below(),
     )
@@ -163,8 +169,8 @@ def pattern_multiples(table: Table, title: str) -> go.Figure:
     steps = sorted(int(step) for step in table["patterns"])
     window = table["phase_change"]["window"] if table["phase_change"]["detected"] else None
     names = [
-        f"step {s}" + (" (window start)" if window and s == window[0] else "")
-        + (" (window end)" if window and s == window[1] else "")
+        f"step {s}" + ("<br>window start" if window and s == window[0] else "")
+        + ("<br>window end" if window and s == window[1] else "")
         for s in steps
     ]  # fmt: skip
     fig = make_subplots(rows=1, cols=len(steps), subplot_titles=names, horizontal_spacing=0.02)
@@ -186,11 +192,8 @@ def pattern_multiples(table: Table, title: str) -> go.Figure:
         fig.update_xaxes(title_text="key", row=1, col=col)
     fig.update_yaxes(title_text="query", row=1, col=1)
     fig.update_layout(
-        title=f"{title}: head {table['head']}'s attention over training (16 random tokens, then "
-        "their repeat; induction is the stripe from each repeated token to the token after its "
-        "first occurrence)",
-        height=330,
-        width=max(700, 230 * len(steps)),
+        title=f"{title}: head {table['head']}'s attention over training",
+        height=360,
         template="plotly_white",
     )
     return fig
