@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from momentum_interp.analysis.explorer import ExplorerData, explorer_data
+from momentum_interp.analysis.explorer import DOTS, ExplorerData, explorer_data
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
 from momentum_interp.viz.report import Report
@@ -55,7 +55,7 @@ def _payload(data: ExplorerData) -> str:
         "axis_labels": style.axis_labels(data.str_tokens),
         "ticks": style.thinned_ticks(len(data.tokens)),
         "induction_keys": data.induction_keys,
-        "term_names": ["q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1"],
+        "term_names": list(DOTS),
         "colours": style.palette(5),
         "models": models,
     }
@@ -167,8 +167,8 @@ svg text { font-size: 11px; }
   <span id="shears"></span>
 </div>
 <div class="note" id="note"></div>
-<div class="note">score(t, s) = (1+γq)(1+γk) q_t·k_s − (1+γq)γk q_t·k_s−1 − γq(1+γk) q_t−1·k_s
-  + γqγk q_t−1·k_s−1, over √d_head; attention = softmax over keys s ≤ t. Click a token to
+<div class="note">score(t, s) = (1+γq)(1+γk) qₜ·kₛ − (1+γq)γk qₜ·kₛ₋₁ − γq(1+γk) qₜ₋₁·kₛ
+  + γqγk qₜ₋₁·kₛ₋₁, over √d_head; attention = softmax over keys s ≤ t. Click a token to
   pick the query (hover previews it); the red underline marks its induction key s*, the token
   after the previous occurrence of the query's token.</div>
 <div class="note" id="opening"><span id="opening-text"></span>
