@@ -16,7 +16,8 @@ from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import plotly_text
 from momentum_interp.viz.style import PALETTE, legend_below, token_axis
 
-TERM_COLORS = dict(zip(TERM_NAMES, PALETTE, strict=False))  # current_prev_key: vermillion
+# The explorer's colours: attention takes the palette's first, the terms the next four.
+TERM_COLORS = dict(zip(TERM_NAMES, PALETTE[1:5], strict=True))
 
 
 def term_share_figure(
