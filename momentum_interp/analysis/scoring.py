@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.data import RepeatedTokensTask, TaskBatch

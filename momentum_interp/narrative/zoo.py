@@ -132,7 +132,7 @@ def induction_bullets(record: dict, variants: dict) -> str:
         "**The mechanism is the one the paper names.** Tracing the paper model's "
         f"induction heads (`momentum-interp trace {PAPER_MODEL}` traces {heads}: "
         f"{record['trace']['rule']}): the `current·previous-key` term "
-        "`−γ(1+γ)⟨q_t, k_{s−1}⟩` carries "
+        "−γ(1+γ)⟨qₜ, kₛ₋₁⟩ carries "
         f"{span([t['current_prev_key_share'] for t in traces], '.0%')} of the score margin "
         "on induction keys; setting γ = 0 at inference drops accuracy from "
         f"{pct(traces[0]['clean_accuracy'])} to "
