@@ -169,3 +169,19 @@ def test_report_figures_read_at_first_sight(demo_out, tmp_path):
         faults.update({f"figure {i}: {k}": v for k, v in found.items() if v})
     assert faults == {}
     assert raw_tex(prose.splitlines()) == []
+
+
+def test_demo_report_shows_formation_from_the_committed_tables(demo_out):
+    """The report's "Induction over training" section: the study's table (one row per arm, its
+    phase-change count) and figures, drawn from results/zoo_history/formation/."""
+    from momentum_interp.analysis.formation_study import load_formation
+    from momentum_interp.zoo import ZOO_FORMATION
+
+    summary, arms = load_formation(ZOO_FORMATION)
+    html = (demo_out / "report.html").read_text()
+    section = html[html.index("Induction over training") :]
+    for arm in summary["arms"]:
+        row = re.search(rf"<td[^>]*>{re.escape(arm['variant'])}</td><td[^>]*>([^<]+)</td>", section)
+        assert row and row.group(1) == f"{arm['n_detected']}/{arm['n_seeds']}", arm["variant"]
+    n_patterns = section.count("attention over training")
+    assert n_patterns == len(arms)  # one small-multiples figure per arm

@@ -16,7 +16,7 @@ from typing import Any
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from momentum_interp.viz.style import legend_below, log_axis, palette
+from momentum_interp.viz.style import legend_below, line_styles, log_axis, shades
 from momentum_interp.viz.tracing import TERM_COLORS
 
 Table = Mapping[str, Any]  # one run's formation.json
@@ -36,13 +36,6 @@ TERM_DASH = {  # one dash per score term, so terms read apart without colour
 WINDOW_OPACITY = 0.12
 
 
-def _shade(colour: str, seed_index: int) -> str:
-    """The arm's colour, mixed with white a little more for each later seed."""
-    mix = min(0.25 * seed_index, 0.6)
-    r, g, b = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
-    return "#" + "".join(f"{round(c + (255 - c) * mix):02x}" for c in (r, g, b))
-
-
 def _column_title(label: str, width: int = 14) -> str:
     """A long configuration name broken at its hyphens, so narrow columns' titles do not meet."""
     return "<br>".join(textwrap.wrap(label, width, break_on_hyphens=True))
@@ -58,7 +51,7 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
     doc); `arms` is `(label, tables by seed)`."""
     if not arms:
         raise ValueError("formation_curves needs at least one arm.")
-    colours = palette(len(arms))
+    styles = line_styles(len(arms))
     fig = make_subplots(
         rows=len(CURVES),
         cols=len(arms),
@@ -69,10 +62,11 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         horizontal_spacing=0.015,
     )
     low, high = _steps([t for _, tables in arms for t in tables])
-    for col, ((label, tables), colour) in enumerate(zip(arms, colours, strict=True), start=1):
+    for col, ((label, tables), style) in enumerate(zip(arms, styles, strict=True), start=1):
+        seed_colours = shades(style["color"], len(tables))
         for index, table in enumerate(tables):
             steps = [row["step"] for row in table["rows"]]
-            shade = _shade(colour, index)
+            shade = seed_colours[index]
             name = f"{label} seed {table['train_seed']}"  # hover; the legend names the arm
             for row_index, (field, _) in enumerate(CURVES, start=1):
                 fig.add_trace(
@@ -80,7 +74,7 @@ def formation_curves(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
                         x=steps,
                         y=[row[field] for row in table["rows"]],
                         mode="lines",
-                        line={"color": shade, "width": 1.6},
+                        line={"color": shade, "dash": style["dash"], "width": 1.6},
                         name=label,
                         legendgroup=label,
                         showlegend=row_index == 1 and index == 0,
@@ -138,12 +132,13 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         for index, table in enumerate(tables):
             steps = [row["step"] for row in table["rows"]]
             for term in terms:
+                seed_colour = shades(colours[term], len(tables))[index]
                 fig.add_trace(
                     go.Scatter(
                         x=steps,
                         y=[row["term_margins"][term] for row in table["rows"]],
                         mode="lines",
-                        line={"color": _shade(colours[term], index), "dash": TERM_DASH[term]},
+                        line={"color": seed_colour, "dash": TERM_DASH[term]},
                         name=term,
                         legendgroup=term,
                         showlegend=col == 1 and index == 0,
