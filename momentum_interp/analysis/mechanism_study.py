@@ -52,9 +52,12 @@ class ArmMechanism:
     confidence: float = CONFIDENCE
 
     def summary(self) -> dict[str, dict[str, Any]]:
-        """Per number measured in every run: the per-seed values, mean and t interval."""
+        """Per number measured in every run: the per-seed values, mean and t interval (the
+        heads themselves are listed by `to_dict`)."""
         numbers = [flat_numbers(measurement) for _, _, measurement in self.runs]
-        keys = [k for k in numbers[0] if all(k in n for n in numbers[1:])]
+        keys = [
+            k for k in numbers[0] if k not in ("layer", "head") and all(k in n for n in numbers)
+        ]
         out = {}
         for key in keys:
             values = [n[key] for n in numbers]
