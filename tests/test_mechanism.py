@@ -229,7 +229,7 @@ def test_readme_mechanism_wording_follows_the_summary(tmp_path):
     path.write_text(json.dumps(summary))
     changed = " ".join(narrative_readme.render_readme(readme, results).split())
     assert "**The mechanism is the one the paper names.**" in changed
-    assert "from every head costs -30.0 [-35.0, -25.0] points" in changed
+    assert "from every head costs 30.0 [25.0, 35.0] points" in changed
 
 
 def test_committed_study_covers_three_training_seeds_per_configuration():

@@ -19,7 +19,6 @@ TERM_LABELS = {
 }
 CONTENT, LOOKUP = "current_current", "current_prev_key"
 SCOPES = ("", "layer_")  # terms removed from the top head, or from every head of its layer
-SEPARATION_FACTOR = 0.5  # as `analysis.spectral.orthogonality`: at most half of chance
 
 
 def _stat(arm: dict[str, Any], key: str) -> dict[str, Any]:
@@ -44,6 +43,11 @@ def _negated(stat: dict[str, Any]) -> dict[str, Any]:
 
 def _points(stat: dict[str, Any]) -> str:
     return _cell(stat, "+.1f", 100.0)
+
+
+def _cost(arm: dict[str, Any], ablation: str) -> str:
+    """The accuracy an ablation takes, in points (the negated change)."""
+    return _cell(_negated(_stat(arm, f"ablations.{ablation}.delta_accuracy")), ".1f", 100.0)
 
 
 def _percent(stat: dict[str, Any], digits: int = 0) -> str:
@@ -92,7 +96,9 @@ def carriers(arm: dict[str, Any], scope: str = "") -> dict[str, Any]:
     cost = {t: _stat(arm, f"ablations.{scope}remove_{t}.delta_accuracy") for t in (CONTENT, LOOKUP)}
     costly = [t for t, s in cost.items() if s["high"] is not None and s["high"] < 0]
     a, b = cost[CONTENT], cost[LOOKUP]
-    more = LOOKUP if b["high"] < a["low"] else CONTENT if a["high"] < b["low"] else None
+    more = None
+    if a["low"] is not None and b["low"] is not None:  # one seed: no interval, no ordering
+        more = LOOKUP if b["high"] < a["low"] else CONTENT if a["high"] < b["low"] else None
     return {"costly": costly, "costs_more": more}
 
 
@@ -118,10 +124,7 @@ def mechanism_bullet(summary: dict[str, Any]) -> str:
     """The README's bullet on the paper model's mechanism, from the seeds study."""
     paper = _controls(summary)["paper"]
     cost = {
-        scope: {
-            name: _points(_stat(paper, f"ablations.{scope}remove_{name}.delta_accuracy"))
-            for name in (CONTENT, LOOKUP, "both")
-        }
+        scope: {name: _cost(paper, f"{scope}remove_{name}") for name in (CONTENT, LOOKUP, "both")}
         for scope in SCOPES
     }
     head = carriers(paper)
@@ -135,7 +138,7 @@ def mechanism_bullet(summary: dict[str, Any]) -> str:
         "seeds), removing the `current·previous-key` term `−γ(1+γ)⟨q_t, k_{s−1}⟩` from every "
         f"head costs {cost['layer_'][LOOKUP]} points of accuracy, removing `current·current` "
         f"{cost['layer_'][CONTENT]}, both {cost['layer_']['both']}, and γ → 0 at inference "
-        f"{_points(_stat(paper, 'ablations.gamma_zero.delta_accuracy'))}; from the top "
+        f"{_cost(paper, 'gamma_zero')}; from the top "
         f"induction head alone they cost {cost[''][LOOKUP]} and {cost[''][CONTENT]}{same}, "
         f"both {cost['']['both']} (means over seeds, 95 % t intervals on 2 degrees of "
         "freedom). How the score margin splits between the terms is fixed by γ (the study "
@@ -154,8 +157,9 @@ def _data_statement(summary: dict[str, Any]) -> str:
         f"ranking rule) on {summary['n_sequences']} held-out induction sequences, seed "
         f"{summary['seed']}. Each cell is the mean over the {'/'.join(map(str, sorted(n_seeds)))} "
         f"seeds with a {100 * summary['confidence']:.0f} % Student-t interval on n − 1 degrees of "
-        "freedom: with 3 seeds t = 4.30, so the intervals are wide; they cover training seeds "
-        "and evaluation noise together. Per-seed values: `results/zoo_history/mechanism/`. "
+        "freedom: with 3 seeds t = 4.30, so the intervals are wide (and, being symmetric, may "
+        "pass 0 or 100 %); they cover training seeds and evaluation noise together. Per-seed "
+        "values: `results/zoo_history/mechanism/`. "
         f"Written by `{p['command']}` at commit `{(p['git_commit'] or 'unknown')[:12]}` on "
         f"{p['date'][:10]} (torch {p['torch']})."
     )
@@ -295,7 +299,9 @@ def _band_finding(paper: dict[str, Any], gamma0: dict[str, Any], learned: dict[s
     def chance(arm: dict[str, Any]) -> str:
         return _cell(_stat(arm, "sequence_bands.null_cross_share"), ".2f")
 
-    verdict = "shows" if _separated(paper, learned) else "does not show"
+    from momentum_interp.analysis.spectral.orthogonality import SEPARATION_FACTOR
+
+    verdict = "shows" if _separated(paper, learned, SEPARATION_FACTOR) else "does not show"
     return (
         "**Orthogonality, reading (i): bands along the sequence, split at ω = π/2.** That the "
         "low and high parts of one signal are orthogonal over a whole sequence is Parseval, "
@@ -309,13 +315,15 @@ def _band_finding(paper: dict[str, Any], gamma0: dict[str, Any], learned: dict[s
     )
 
 
-def _separated(paper: dict[str, Any], learned: dict[str, Any]) -> bool:
+def _separated(paper: dict[str, Any], learned: dict[str, Any], factor: float) -> bool:
     """Reading (i)'s verdict: the paper model's cross share, at the top of its interval, is at
-    most `SEPARATION_FACTOR` of its chance level and of the learned-position control's share."""
-    cross = _stat(paper, "sequence_bands.cross_share")["high"]
+    most `factor` of its chance level and of the learned-position control's share
+    (`orthogonality_verdict`'s threshold, `SEPARATION_FACTOR`)."""
+    stat = _stat(paper, "sequence_bands.cross_share")
+    cross = stat["value"] if stat["high"] is None else stat["high"]
     chance = _stat(paper, "sequence_bands.null_cross_share")["value"]
     control = _stat(learned, "sequence_bands.cross_share")["value"]
-    return cross <= SEPARATION_FACTOR * min(chance, control)
+    return cross <= factor * min(chance, control)
 
 
 def _pairs_finding(
