@@ -111,6 +111,18 @@ def formation_source(value: str) -> Path:
     return path
 
 
+def sweep_results(value: str) -> Path:
+    """A sweep's results directory: its `--out`, holding results.jsonl and sweep_spec.json."""
+    path = Path(value)
+    missing = [n for n in ("results.jsonl", "sweep_spec.json") if not (path / n).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(
+            f"{path} is not a sweep's results directory (no {' or '.join(missing)}); pass the "
+            "directory `momentum-interp sweep` wrote with --out"
+        )
+    return path
+
+
 def announce(args: argparse.Namespace, doing: str) -> None:
     """What a long command is doing, printed before its heavy imports (torch and TransformerLens
     take seconds to load) so a person sees it started; stderr stays for errors (one line) and

@@ -25,6 +25,7 @@ from momentum_interp.corpus_command import add_corpus_parser
 from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
 from momentum_interp.formation_command import add_formation_parser
 from momentum_interp.io import WriteError, check_writable
+from momentum_interp.mechanism_command import add_mechanism_parser
 
 DEBUG_HELP = "on an error, show the traceback instead of one line"
 
@@ -522,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     corpus_sub = add_corpus_parser(sub)
 
     add_formation_parser(sub)
+    add_mechanism_parser(sub)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

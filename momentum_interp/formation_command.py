@@ -4,15 +4,11 @@ history or for every run of a sweep (one table per run, then the comparison acro
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from momentum_interp.arguments import announce, command_text, formation_source, output_dir
-from momentum_interp.defaults import DEFAULT_SEED, SCORE_SEQUENCES
-
-
-class FormationInputError(ValueError):
-    """A sweep whose runs cannot be measured (missing run directories or histories)."""
+from momentum_interp.arguments import announce, command_text, formation_source
+from momentum_interp.defaults import SCORE_SEQUENCES
+from momentum_interp.study_runs import add_study_options, run_tables, sweep_runs, write_summary
 
 
 def add_formation_parser(sub) -> None:
@@ -25,47 +21,14 @@ def add_formation_parser(sub) -> None:
         type=formation_source,
         help="run directory with history/, or a sweep's --out directory (results.jsonl)",
     )
-    cmd.add_argument(
-        "--runs-dir",
-        type=Path,
-        help="the sweep's run directories (its --runs-dir; default PATH/runs)",
-    )
-    cmd.add_argument("--out", type=output_dir, help="where the tables go (default PATH/formation)")
-    cmd.add_argument(
-        "--sequences", type=int, default=SCORE_SEQUENCES, help="repeated-token sequences"
-    )
-    cmd.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    cmd.add_argument("--quiet", action="store_true", help="no progress bars")
+    add_study_options(cmd, "formation", SCORE_SEQUENCES, "repeated-token")
     cmd.set_defaults(func=_cmd_formation)
 
 
 def _sweep_runs(args: argparse.Namespace) -> list[tuple[dict, Path]]:
-    """The sweep's result rows with their run directories, in the spec's variant order, checked
-    before any work: every run directory must hold a checkpoint history."""
-    from momentum_interp.sweeps.runner import read_results
-
-    rows = read_results(args.path / "results.jsonl")
-    spec = json.loads((args.path / "sweep_spec.json").read_text())
-    order = [v["label"] for v in spec.get("variants", [])]
-    rows.sort(
-        key=lambda r: (
-            order.index(r["variant"]) if r["variant"] in order else len(order),
-            r["train.seed"],
-        )
-    )
-    runs_dir = args.runs_dir or args.path / "runs"
-    missing = [
-        r["run_id"]
-        for r in rows
-        if not (runs_dir / r["run_id"] / "history" / "index.json").is_file()
-    ]
-    if not rows or missing:
-        raise FormationInputError(
-            f"{runs_dir} holds no checkpoint history for {len(missing)} of {len(rows)} runs of "
-            f"{args.path} (e.g. {missing[:3]}); pass the sweep's --runs-dir, and train with "
-            "[train] history_checkpoints = 50."
-        )
-    return [(r, runs_dir / r["run_id"]) for r in rows]
+    """The sweep's runs, checked before any work: each must hold a checkpoint history."""
+    fix = ", and train with [train] history_checkpoints = 50"
+    return sweep_runs(args.path, args.runs_dir, "history/index.json", fix)
 
 
 def _measure(run_dir: Path, name: str, args: argparse.Namespace):
@@ -116,51 +79,25 @@ def _formation_sweep(args: argparse.Namespace) -> None:
     """One table per run (kept when it exists for the same run, sequences and seed, so an
     interrupted study resumes), then `summary.json` comparing the arms."""
     runs = _sweep_runs(args)
-    from momentum_interp.analysis.formation_study import (
-        SUMMARY_FILE,
-        formation_study,
-        run_table_name,
-    )
-    from momentum_interp.io import atomic_write_json
-    from momentum_interp.provenance import provenance
+    from momentum_interp.analysis.formation_study import SUMMARY_FILE, formation_study
+
+    def progress(table: dict) -> str:
+        test = table["phase_change"]
+        return (
+            f"head {table['head']}, phase change {'yes' if test['detected'] else 'no'} "
+            f"(abruptness {test['abruptness'] or 0:.2f}, window {test['window']}), half the "
+            f"fall by step {test['half_step']}"
+        )
 
     out = args.out or args.path / "formation"
-    tables = []
-    for number, (row, run_dir) in enumerate(runs, start=1):
-        name = f"{row['variant']}-seed{row['train.seed']}"
-        path = out / run_table_name(row["variant"], row["train.seed"])
-        table = json.loads(path.read_text()) if path.is_file() else None
-        same = table is not None and (table["run"], table["n_sequences"], table["seed"]) == (
-            row["run_id"],
-            args.sequences,
-            args.seed,
-        )
-        if not same:
-            result = _measure(run_dir, row["run_id"], args)
-            table = {
-                "provenance": provenance(command_text(args), args.seed),
-                "variant": row["variant"],
-                "train_seed": row["train.seed"],
-                **result.to_dict(),
-            }
-            atomic_write_json(path, table)
-        if not args.quiet:
-            test = table["phase_change"]
-            print(
-                f"[{number}/{len(runs)}] {name}: head {table['head']}, phase change "
-                f"{'yes' if test['detected'] else 'no'} (abruptness {test['abruptness'] or 0:.2f}, "
-                f"window {test['window']}), half the fall by step {test['half_step']}",
-                flush=True,
-            )
-        tables.append(
-            (row["variant"], row["config"]["model"], row["train.seed"], row["run_id"], table)
-        )
-    study = formation_study(tables)
-    summary = out / SUMMARY_FILE
-    atomic_write_json(
-        summary, {"provenance": provenance(command_text(args), args.seed), **study.to_dict()}
+    tables = run_tables(
+        runs,
+        out,
+        args,
+        lambda row, run_dir: _measure(run_dir, row["run_id"], args).to_dict(),
+        progress,
     )
-    print(f"summary: {summary}")
+    write_summary(out / SUMMARY_FILE, args, formation_study(tables))
 
 
 def _cmd_formation(args: argparse.Namespace) -> None:

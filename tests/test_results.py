@@ -40,12 +40,12 @@ def test_rendering_follows_the_records(tmp_path):
     record = json.loads(path.read_text())
     paper = next(m for m in record["models"] if m["name"] == PAPER_MODEL)
     paper["accuracy"]["value"] = 0.1234
-    record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
+    record["trace"]["heads"][0]["head"] = [0, 2]
     path.write_text(json.dumps(record))
     readme = (REPO_ROOT / "README.md").read_text()
     changed = render_readme(readme, path.parents[1])
     assert changed != readme
-    assert "0.123 [" in changed and "12.3 %" in changed and "1%" in changed
+    assert "0.123 [" in changed and "12.3 %" in changed and "heads (L0H2, L0H3," in changed
     assert render_readme(readme) == readme
 
 

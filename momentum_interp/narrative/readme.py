@@ -77,6 +77,7 @@ def blocks() -> dict[str, Block]:
         formation,
         gamma_study,
         lm,
+        mechanism,
         scaling_blocks,
         zoo,
     )
@@ -88,9 +89,17 @@ def blocks() -> dict[str, Block]:
     throughput = "python -m benchmarks throughput"
     cpu_run, gpu_run = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
     zoo_record = Source("results/zoo/zoo.json", "momentum-interp demo --results results/zoo")
+    seeds_study = Source(
+        "results/zoo_history/mechanism/summary.json",
+        "momentum-interp mechanism results/zoo_history --runs-dir runs/studies/zoo_history",
+    )
     return {
         "zoo": Block(zoo.zoo_block, {"record": zoo_record}),
-        "induction": Block(zoo.induction_bullets, {"record": zoo_record, "variants": VARIANTS}),
+        "induction": Block(
+            zoo.induction_bullets,
+            {"record": zoo_record, "variants": VARIANTS, "mechanism": seeds_study},
+        ),
+        "mechanism-seeds": Block(mechanism.mechanism_block, {"summary": seeds_study}),
         "lm": Block(
             lm.lm_block,
             {"comparison": Source("results/lm", "momentum-interp lm-compare", _lm_comparison)},

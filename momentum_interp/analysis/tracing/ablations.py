@@ -52,6 +52,18 @@ def velocity_zero_hooks(model, layer: int | None = None, head: int | None = None
     ]
 
 
+def momentum_off(model) -> tuple[Any, list]:
+    """`(model, hooks)` that run `model` with momentum off in every head (γ → 0 at inference):
+    a deep copy with `set_gamma(0.0)`; for a smeared key (γ = α − 1 comes from a learned logit
+    and reaches 0 only at +∞) and for shear="none" (nothing to switch off; `set_gamma` refuses)
+    the model itself under `velocity_zero_hooks`, which makes every shear the identity."""
+    if model.cfg.smeared_key or model.cfg.shear == "none":
+        return model, velocity_zero_hooks(model)
+    no_momentum = copy.deepcopy(model)
+    no_momentum.set_gamma(0.0)
+    return no_momentum, []
+
+
 def term_removal_hooks(model, layer: int, head: int, terms: tuple[str, ...] | list[str]) -> list:
     """Forward hooks that subtract the named score terms (scaled by 1/√d_head) from this head's
     `hook_attn_scores` on causal entries, leaving masked entries at −inf. The terms are recomputed
@@ -157,18 +169,12 @@ def induction_ablations(
 
     rows = [_metrics_row("clean", "unablated model", measure(model))]
     if model.cfg.smeared_key:
-        zero_gamma = measure(model, velocity_zero_hooks(model))
         description = "smear set to identity in every head (hook_k_velocity zeroed)"
-    elif model.cfg.shear == "none":  # nothing to switch off (and set_gamma refuses)
-        zero_gamma = measure(model, velocity_zero_hooks(model))
+    elif model.cfg.shear == "none":
         description = "no momentum to switch off (shear='none'): equals clean"
     else:
-        no_momentum = copy.deepcopy(model)
-        no_momentum.set_gamma(0.0)
-        zero_gamma = measure(no_momentum)
-        del no_momentum
         description = "γ = 0 in every head (deep copy, set_gamma(0.0))"
-    rows.append(_metrics_row("gamma_zero", description, zero_gamma))
+    rows.append(_metrics_row("gamma_zero", description, measure(*momentum_off(model))))
     rows.append(
         _metrics_row(
             "velocity_zero_head",
