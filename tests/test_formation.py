@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_history_sweep
 
 from momentum_interp.analysis.formation import ABRUPTNESS, MIN_TOTAL_DROP, phase_change
 from momentum_interp.training.history import history_schedule
@@ -221,17 +222,7 @@ def test_formation_of_a_sweep_writes_one_table_per_run_and_the_comparison(tmp_pa
 
     from momentum_interp.cli import main
 
-    repo = Path(__file__).resolve().parents[1]
-    config = (repo / "configs/tiny/formation.toml").read_text()
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        config.replace("steps = 60", "steps = 24").replace("seed = 0\n", "")
-        + '\n[grid]\n"train.seed" = [0]\n[[variants]]\nlabel = "mom"\n'
-        + '[[variants]]\nlabel = "plain"\n"model.shear" = "none"\n'
-    )
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    sweep = ["sweep", str(spec), "--out", str(out), "--runs-dir", str(runs), "--quiet"]
-    assert main([*sweep, "--workers", "0"]) == 0
+    out, runs = tiny_history_sweep(tmp_path, steps=24, seeds=[0])
     assert main(["formation", str(out), "--sequences", "16"]) == 2  # runs elsewhere: told so
     assert "--runs-dir" in capsys.readouterr().err
     argv = ["formation", str(out), "--runs-dir", str(runs), "--sequences", "16", "--quiet"]

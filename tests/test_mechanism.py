@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_history_sweep
 from scipy import stats
 
 from momentum_interp.analysis.spectral import high_frequency_channels
@@ -166,16 +167,7 @@ def test_mechanism_of_a_sweep_writes_one_table_per_run_and_the_summary(tmp_path,
     per-seed values with their mean and t interval; a wrong path or runs directory is refused."""
     from momentum_interp.cli import main
 
-    config = (REPO_ROOT / "configs/tiny/formation.toml").read_text()
-    spec = tmp_path / "spec.toml"
-    spec.write_text(
-        config.replace("steps = 60", "steps = 12").replace("seed = 0\n", "")
-        + '\n[grid]\n"train.seed" = [0, 1]\n[[variants]]\nlabel = "mom"\n'
-        + '[[variants]]\nlabel = "plain"\n"model.shear" = "none"\n'
-    )
-    out, runs = tmp_path / "out", tmp_path / "runs"
-    sweep = ["sweep", str(spec), "--out", str(out), "--runs-dir", str(runs), "--quiet"]
-    assert main([*sweep, "--workers", "0"]) == 0
+    out, runs = tiny_history_sweep(tmp_path, steps=12, seeds=[0, 1])
     assert main(["mechanism", str(runs), "--sequences", "8"]) == 2  # not a sweep's --out
     assert "results.jsonl" in capsys.readouterr().err
     assert main(["mechanism", str(out), "--sequences", "8"]) == 2  # runs elsewhere: told so
