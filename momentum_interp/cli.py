@@ -298,7 +298,11 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
-    from momentum_interp.analysis.gamma_study import DEEPER_CONTROL, analyse_depth
+    from momentum_interp.analysis.gamma_study import (
+        DEEPER_CONTROL,
+        analyse_depth,
+        check_fresh_rates,
+    )
     from momentum_interp.io import atomic_write_json, atomic_write_text
     from momentum_interp.narrative.gamma_study import summary_markdown
     from momentum_interp.provenance import provenance
@@ -319,11 +323,14 @@ def _cmd_study(args: argparse.Namespace) -> None:
             f"{args.results} holds no fresh-seed results (seeds {fresh}) yet; run the fresh stage: "
             f"momentum-interp sweep {args.spec} --out {args.results} --stage fresh"
         )
+    selection = select(spec, rows)
+    chosen = selection.chosen
+    check_fresh_rates(rows, fresh, lambda config: chosen.get(spec.protocol.arm_key(config)))
     studies = [analyse_depth(rows, n, fresh) for n in depths]
     study = {
         "provenance": provenance(command_text(args), None),
         "spec": str(args.spec),
-        "selection": select(spec, rows).to_dict(),
+        "selection": selection.to_dict(),
         "depths": [s.to_dict() for s in studies],
     }
     atomic_write_json(args.results / "study.json", study)
