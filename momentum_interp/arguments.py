@@ -98,13 +98,34 @@ def command_text(args: argparse.Namespace) -> str:
     return " ".join(["momentum-interp", *args.argv])
 
 
-def history_run(value: str) -> Path:
-    """A run directory that kept a checkpoint history (`[train] history_checkpoints`)."""
+def formation_source(value: str) -> Path:
+    """A run directory that kept a checkpoint history, or a sweep's results directory."""
     path = Path(value)
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a run directory")
-    if not (path / "history" / "index.json").is_file():
+        raise argparse.ArgumentTypeError(f"{path} is not a directory")
+    if not (path / "history" / "index.json").is_file() and not (path / "results.jsonl").is_file():
         raise argparse.ArgumentTypeError(
-            f"{path} kept no checkpoint history; train it with [train] history_checkpoints = 50"
+            f"{path} is neither a run that kept a checkpoint history (train it with [train] "
+            "history_checkpoints = 50) nor a sweep's results directory (results.jsonl)"
         )
     return path
+
+
+def sweep_results(value: str) -> Path:
+    """A sweep's results directory: its `--out`, holding results.jsonl and sweep_spec.json."""
+    path = Path(value)
+    missing = [n for n in ("results.jsonl", "sweep_spec.json") if not (path / n).is_file()]
+    if missing:
+        raise argparse.ArgumentTypeError(
+            f"{path} is not a sweep's results directory (no {' or '.join(missing)}); pass the "
+            "directory `momentum-interp sweep` wrote with --out"
+        )
+    return path
+
+
+def announce(args: argparse.Namespace, doing: str) -> None:
+    """What a long command is doing, printed before its heavy imports (torch and TransformerLens
+    take seconds to load) so a person sees it started; stderr stays for errors (one line) and
+    progress bars; silent under --quiet."""
+    if not getattr(args, "quiet", False):
+        print(f"momentum-interp {args.command}: {doing}; loading torch first", flush=True)

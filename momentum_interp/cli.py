@@ -12,9 +12,9 @@ from pathlib import Path
 
 from momentum_interp.arguments import (
     ROOM,
+    announce,
     checkpoint_name,
     command_text,
-    history_run,
     input_file,
     one_writer_with_room,
     output_dir,
@@ -23,7 +23,9 @@ from momentum_interp.arguments import (
 )
 from momentum_interp.corpus_command import add_corpus_parser
 from momentum_interp.defaults import DEFAULT_SEED, EVAL_SEQUENCES, SCORE_SEQUENCES, TRACE_SEQUENCES
+from momentum_interp.formation_command import add_formation_parser
 from momentum_interp.io import WriteError, check_writable
+from momentum_interp.mechanism_command import add_mechanism_parser
 
 DEBUG_HELP = "on an error, show the traceback instead of one line"
 
@@ -82,16 +84,8 @@ def _cmd_train(args: argparse.Namespace) -> int | None:
     return None
 
 
-def _announce(args: argparse.Namespace, doing: str) -> None:
-    """What a long command is doing, printed before its heavy imports (torch and TransformerLens
-    take seconds to load) so a person sees it started; stderr stays for errors (one line) and
-    progress bars; silent under --quiet."""
-    if not getattr(args, "quiet", False):
-        print(f"momentum-interp {args.command}: {doing}; loading torch first", flush=True)
-
-
 def _cmd_demo(args: argparse.Namespace) -> None:
-    _announce(
+    announce(
         args,
         f"measuring the bundled zoo ({args.sequences} sequences per model, seed {args.seed}) "
         f"into {args.out}",
@@ -150,49 +144,8 @@ def _cmd_score(args: argparse.Namespace) -> None:
         print(f"numbers: {path}")
 
 
-def _cmd_formation(args: argparse.Namespace) -> None:
-    from tqdm.auto import tqdm
-
-    from momentum_interp import HookedMomentumTransformer
-    from momentum_interp.analysis.formation import formation
-    from momentum_interp.io import atomic_write_json
-    from momentum_interp.provenance import provenance
-    from momentum_interp.training.history import CheckpointHistory
-
-    history = CheckpointHistory(args.run)
-    checkpoints = [
-        (step, lambda step=step: HookedMomentumTransformer.from_pretrained(history.path(step)))
-        for step in history.index()["steps"]
-    ]
-    result = formation(
-        args.run.name,
-        checkpoints,
-        args.sequences,
-        args.seed,
-        progress=lambda items: tqdm(items, desc="checkpoints", disable=args.quiet),
-    )
-    out = args.out or args.run / "formation"
-    path = out / "formation.json"
-    atomic_write_json(
-        path, {"provenance": provenance(command_text(args), args.seed), **result.to_dict()}
-    )
-    test = result.phase_change
-    print(
-        f"{len(result.rows)} checkpoints of {args.run}; top head at the end: {result.rows[-1].top_head}"
-    )
-    window = "—" if test.window is None else f"steps {test.window[0]}–{test.window[1]}"
-    share = "—" if test.abruptness is None else f"{test.abruptness:.2f}"
-    print(
-        f"repeated-token loss fell {test.total_drop:.3f} nats; largest fall within a step "
-        f"doubling {test.largest_window_drop:.3f} ({share} of it, {window}); phase change: "
-        f"{'yes' if test.detected else 'no'} (threshold {test.threshold:g} of a fall ≥ "
-        f"{test.min_total_drop:g} nats)"
-    )
-    print(f"table: {path}")
-
-
 def _cmd_trace(args: argparse.Namespace) -> None:
-    _announce(args, f"tracing the top induction head(s) of {args.model} into {args.out}")
+    announce(args, f"tracing the top induction head(s) of {args.model} into {args.out}")
     from momentum_interp.analysis import trace_single_layer_induction
     from momentum_interp.analysis.heads import induction_heads_to_trace
     from momentum_interp.narrative.zoo import TRACE_RULE, trace_headline
@@ -262,7 +215,7 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> None:
-    _announce(args, f"writing the full report of {args.model} into {args.out}")
+    announce(args, f"writing the full report of {args.model} into {args.out}")
     with one_writer_with_room(Path(args.out), "report"):
         from momentum_interp.analysis.scaling import bundled_results
         from momentum_interp.report import write_model_report
@@ -325,7 +278,7 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / toml_name(args.spec, "sweep")
-    _announce(args, f"running the sweep {args.spec} into {out}")
+    announce(args, f"running the sweep {args.spec} into {out}")
     with one_writer_with_room(out, "sweep"):
         from momentum_interp.sweeps import SweepError, load_sweep, run_sweep
 
@@ -349,7 +302,11 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def _cmd_study(args: argparse.Namespace) -> None:
-    from momentum_interp.analysis.gamma_study import DEEPER_CONTROL, analyse_depth
+    from momentum_interp.analysis.gamma_study import (
+        DEEPER_CONTROL,
+        analyse_depth,
+        check_fresh_rates,
+    )
     from momentum_interp.io import atomic_write_json, atomic_write_text
     from momentum_interp.narrative.gamma_study import summary_markdown
     from momentum_interp.provenance import provenance
@@ -370,11 +327,14 @@ def _cmd_study(args: argparse.Namespace) -> None:
             f"{args.results} holds no fresh-seed results (seeds {fresh}) yet; run the fresh stage: "
             f"momentum-interp sweep {args.spec} --out {args.results} --stage fresh"
         )
+    selection = select(spec, rows)
+    chosen = selection.chosen
+    check_fresh_rates(rows, fresh, lambda config: chosen.get(spec.protocol.arm_key(config)))
     studies = [analyse_depth(rows, n, fresh) for n in depths]
     study = {
         "provenance": provenance(command_text(args), None),
         "spec": str(args.spec),
-        "selection": select(spec, rows).to_dict(),
+        "selection": selection.to_dict(),
         "depths": [s.to_dict() for s in studies],
     }
     atomic_write_json(args.results / "study.json", study)
@@ -573,19 +533,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     corpus_sub = add_corpus_parser(sub)
 
-    formation_cmd = sub.add_parser(
-        "formation", help="induction over training, from a run's checkpoint history"
-    )
-    formation_cmd.add_argument("run", type=history_run, help="run directory with history/")
-    formation_cmd.add_argument(
-        "--out", type=output_dir, help="where formation.json goes (default RUN/formation)"
-    )
-    formation_cmd.add_argument(
-        "--sequences", type=int, default=SCORE_SEQUENCES, help="repeated-token sequences"
-    )
-    formation_cmd.add_argument("--seed", type=int, default=DEFAULT_SEED)
-    formation_cmd.add_argument("--quiet", action="store_true", help="no progress bar")
-    formation_cmd.set_defaults(func=_cmd_formation)
+    add_formation_parser(sub)
+    add_mechanism_parser(sub)
 
     models = sub.add_parser("models", help="list the bundled checkpoints")
     models.set_defaults(func=_cmd_models)

@@ -11,6 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from momentum_interp.analysis.explorer import ExplorerData, explorer_data
+from momentum_interp.analysis.formation_study import SUMMARY_FILE, load_formation
 from momentum_interp.analysis.heads import (
     HeadRanking,
     induction_heads_to_trace,
@@ -34,6 +35,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
+from momentum_interp.narrative.formation import add_formation_section
 from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
@@ -45,6 +47,7 @@ from momentum_interp.narrative.zoo import (
     zoo_rows,
     zoo_table,
 )
+from momentum_interp.paths import REPO_ROOT
 from momentum_interp.provenance import provenance
 from momentum_interp.report import example_tokens
 from momentum_interp.results import ZOO_RECORD
@@ -54,7 +57,7 @@ from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import estimate_bars, training_curves
 from momentum_interp.viz.report import Report
-from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, run_config
+from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, ZOO_FORMATION, run_config
 
 EVAL_BATCH = 64
 
@@ -226,17 +229,21 @@ class DemoPage:
     histories: dict[str, dict]  # each model's training metrics
     explorer: ExplorerData  # the circuit explorer beside the page
     seed: int
+    formation: tuple[dict, list] | None = None  # the committed formation study (`load_formation`)
 
 
 def demo_page(results: list[ZooResult], seed: int) -> DemoPage:
     """The demo page's own measurements: head patterns, training curves, the explorer (paper
-    model first, so the page opens on it)."""
+    model first, so the page opens on it), and the committed formation study's tables."""
     ordered = sorted(results, key=lambda r: r.name != PAPER_MODEL)
     return DemoPage(
         patterns=best_head_patterns(results, seed),
         histories={r.name: load_metrics(resolve(r.name)) for r in results},
         explorer=explorer_data({r.name: r.model for r in ordered}, seed=seed),
         seed=seed,
+        formation=load_formation(ZOO_FORMATION)
+        if (ZOO_FORMATION / SUMMARY_FILE).is_file()
+        else None,
     )
 
 
@@ -286,6 +293,13 @@ def build_report(
         report.paragraph(f"Traced heads of {PAPER_MODEL}: {record['trace']['rule']}.", note=True)
     for analysis in analyses.values():
         add_section(report, analysis)
+    if page.formation is not None:
+        add_formation_section(report, *page.formation)
+        report.paragraph(
+            f"The section above is drawn from committed tables ({ZOO_FORMATION.relative_to(REPO_ROOT)}), "
+            "not measured by this run: the retrained runs' checkpoints are not shipped.",
+            note=True,
+        )
     report.paragraph(
         f"Measured on {platform.machine()} with {torch.get_num_threads()} threads, torch "
         f"{torch.__version__}, seed {page.seed}, in {elapsed:.1f} s."

@@ -23,3 +23,9 @@ def unknown_names(kind: str, unknown: Iterable[str], valid: Iterable[str]) -> st
 def head_label(layer: int, head: int) -> str:
     """`L{layer}H{head}`: how every table, figure and sentence names an attention head."""
     return f"L{layer}H{head}"
+
+
+def parse_head_label(label: str) -> tuple[int, int]:
+    """`(layer, head)` from `L{layer}H{head}` (the inverse of `head_label`)."""
+    layer, head = label.removeprefix("L").split("H")
+    return int(layer), int(head)

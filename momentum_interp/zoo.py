@@ -27,6 +27,9 @@ TEXT_ZOO: dict[str, str] = {
     "lm-smeared-key-S": "the same with a smeared key (Olsson et al. control)",
 }
 LM_COMPARISON = REPO_ROOT / "results" / "lm" / "comparison.csv"
+# The zoo's configs retrained with a checkpoint history, 3 seeds (configs/studies/zoo_history.toml),
+# measured by `momentum-interp formation results/zoo_history --runs-dir runs/studies/zoo_history`.
+ZOO_FORMATION = REPO_ROOT / "results" / "zoo_history" / "formation"
 LM_REFERENCE = "lm-baseline-3S"
 
 PAPER_SINGLE_LAYER_PEAK_ACCURACY = 0.834  # figure caption of arXiv 2602.04902

@@ -133,3 +133,23 @@ def gpt2_pair(tmp_path_factory, bpe_tokenizer):
     )
     bridge.enable_compatibility_mode()
     return hf_model, directory, ours, bridge
+
+
+def tiny_history_sweep(tmp_path, steps: int, seeds: list[int]):
+    """`configs/tiny/formation.toml` as a two-arm sweep ("mom": its q/k shear, "plain": none)
+    trained with history: `(out, runs)`, the sweep's --out and --runs-dir."""
+    from pathlib import Path
+
+    from momentum_interp.cli import main
+
+    config = (Path(__file__).resolve().parents[1] / "configs/tiny/formation.toml").read_text()
+    spec = tmp_path / "spec.toml"
+    spec.write_text(
+        config.replace("steps = 60", f"steps = {steps}").replace("seed = 0\n", "")
+        + f'\n[grid]\n"train.seed" = {seeds}\n[[variants]]\nlabel = "mom"\n'
+        + '[[variants]]\nlabel = "plain"\n"model.shear" = "none"\n'
+    )
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = ["sweep", str(spec), "--out", str(out), "--runs-dir", str(runs), "--quiet"]
+    assert main([*argv, "--workers", "0"]) == 0
+    return out, runs

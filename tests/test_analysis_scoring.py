@@ -367,8 +367,17 @@ def test_heatmaps_and_ranking(model):
         assert isinstance(fig, go.Figure) and len(fig.data) == 1
         trace = fig.data[0]
         np.testing.assert_allclose(np.asarray(trace.z), df[column].to_numpy().reshape(2, 4))
-        assert (trace.zmin, trace.zmax) == ((-1.0, 1.0) if column == "copying" else (0.0, 1.0))
+        values = df[column].to_numpy()
+        if column == "copying":  # signed: symmetric about 0, as wide as the data
+            limit = np.abs(values).max()
+            assert (trace.zmin, trace.zmax) == pytest.approx((-limit, limit))
+        else:  # the data's own range, so close scores differ in colour
+            assert (trace.zmin, trace.zmax) == pytest.approx((values.min(), values.max()))
         assert trace.texttemplate
+    fixed = score_heatmaps(df, zrange=(0, 1))
+    assert all((f.data[0].zmin, f.data[0].zmax) == (0, 1) for f in fixed.values())
+    with pytest.raises(ValueError, match="low < high"):
+        score_heatmaps(df, zrange=(1, 0))
     ranked = rank_heads(df, by="duplicate_token", top=3)
     assert len(ranked) == 3
     assert ranked["duplicate_token"].tolist() == sorted(df["duplicate_token"], reverse=True)[:3]

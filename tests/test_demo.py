@@ -137,6 +137,56 @@ def test_report_tables_fit_their_column(demo_out, tmp_path):
     assert outside == [], f"{len(outside)} cells run past the column: {outside[:5]}"
 
 
+def test_report_figures_read_at_first_sight(demo_out, tmp_path):
+    """Every figure of the demo report as Chromium draws it: colour-bar labels apart, every trace
+    with a mark a reader can see, legends that show each trace's mark and run in the order of
+    stacked bars, and no raw TeX (`^{`, `_{`) anywhere in the page's text."""
+    from browser import (
+        chromedriver,
+        figure_layouts,
+        hidden_traces,
+        legend_and_stack,
+        legend_mismatches,
+        overlapping_labels,
+        raw_tex,
+    )
+
+    with chromedriver(tmp_path / "profile") as driver:
+        driver.set_window_size(1400, 1000)
+        layouts = figure_layouts(driver, demo_out / "report.html")
+        prose = driver.execute_script("return document.body.innerText;")
+    assert len(layouts) >= 20
+    faults = {}
+    for i, layout in enumerate(layouts):
+        legend, stacked = legend_and_stack(layout)
+        found = {
+            "colour-bar labels overlap": overlapping_labels(layout["colorbar_ticks"]),
+            "hidden traces": hidden_traces(layout),
+            "legend shows another mark": legend_mismatches(layout),
+            "legend against the stack": [] if legend == stacked else [legend, stacked],
+            "raw TeX": raw_tex(layout["texts"]),
+        }
+        faults.update({f"figure {i}: {k}": v for k, v in found.items() if v})
+    assert faults == {}
+    assert raw_tex(prose.splitlines()) == []
+
+
+def test_demo_report_shows_formation_from_the_committed_tables(demo_out):
+    """The report's "Induction over training" section: the study's table (one row per arm, its
+    phase-change count) and figures, drawn from results/zoo_history/formation/."""
+    from momentum_interp.analysis.formation_study import load_formation
+    from momentum_interp.zoo import ZOO_FORMATION
+
+    summary, arms = load_formation(ZOO_FORMATION)
+    html = (demo_out / "report.html").read_text()
+    section = html[html.index("Induction over training") :]
+    for arm in summary["arms"]:
+        row = re.search(rf"<td[^>]*>{re.escape(arm['variant'])}</td><td[^>]*>([^<]+)</td>", section)
+        assert row and row.group(1) == f"{arm['n_detected']}/{arm['n_seeds']}", arm["variant"]
+    n_patterns = section.count("attention over training")
+    assert n_patterns == len(arms)  # one small-multiples figure per arm
+
+
 def test_the_page_is_drawn_from_measurements_alone():
     """`build_report` only draws: handed the committed record and measurements (no model: every
     `ZooResult.model` is None), it writes the page, linking the explorer with the seed that drew

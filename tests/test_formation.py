@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import tiny_history_sweep
 
 from momentum_interp.analysis.formation import ABRUPTNESS, MIN_TOTAL_DROP, phase_change
 from momentum_interp.training.history import history_schedule
@@ -77,9 +78,13 @@ def test_history_survives_a_kill_and_keeps_each_scheduled_step_once(tmp_path, mo
     with pytest.raises(Killed):
         train(run, out, progress=False)
     assert not (out / "metrics.json").exists()
+    before = list(writes)
+    assert before == [s for s in schedule if s < killed[0]] and before[-1] > 20
+    writes.clear()
     train(run, out, progress=False)  # resumes from step 20, replays 21..40
 
-    assert sorted(writes) == schedule  # each scheduled step written exactly once
+    # the snapshots past the resume point belong to the killed trajectory: replaced, not kept twice
+    assert writes == [s for s in schedule if s > 20]
     kept = history_module.CheckpointHistory(out)
     assert kept.steps() == schedule and kept.index()["steps"] == schedule
     for step in schedule:  # and each equals the uninterrupted run's snapshot
@@ -119,6 +124,9 @@ def test_formation_reproduces_the_committed_tiny_table(tmp_path):
     want = json.loads((repo / "tests/fixtures/formation_tiny.json").read_text())
     assert [r["step"] for r in got["rows"]] == [r["step"] for r in want["rows"]]
     assert got["phase_change"]["detected"] == want["phase_change"]["detected"]
+    assert got["phase_change"]["window"] == want["phase_change"]["window"]
+    for key in ("total_drop", "largest_window_drop"):
+        assert got["phase_change"][key] == pytest.approx(want["phase_change"][key], abs=1e-4)
     for mine, theirs in zip(got["rows"], want["rows"], strict=True):
         assert mine["top_head"] == theirs["top_head"]
         for key, value in theirs.items():
@@ -132,3 +140,109 @@ def test_formation_refuses_a_run_without_history(tmp_path, capsys):
     (tmp_path / "run").mkdir()
     assert main(["formation", str(tmp_path / "run")]) == 2
     assert "history_checkpoints" in capsys.readouterr().err
+
+
+def test_leading_term_is_the_term_that_rose_most_across_the_window():
+    from momentum_interp.analysis.formation import CheckpointRow, leading_term
+
+    def row(step, margins):
+        return CheckpointRow(
+            step, "L0H0", 0, 0, 0, 0, 0, 0, "L0H0", {}, {}, 0, 0, 0, margins, sum(margins.values()),
+            None, None, None, None,
+        )  # fmt: skip
+
+    names = ("current_current", "current_prev_key", "prev_query_current", "prev_prev")
+    rows = [
+        row(1, dict(zip(names, (0.0, 0.0, 0.0, 0.0), strict=True))),
+        row(10, dict(zip(names, (0.1, 0.2, 0.0, 0.0), strict=True))),
+        row(20, dict(zip(names, (0.3, 2.0, 0.0, 0.1), strict=True))),
+        row(40, dict(zip(names, (3.0, 2.1, 0.0, 0.1), strict=True))),  # late rise of another term
+    ]
+    assert leading_term(rows, (10, 20)) == "current_prev_key"  # +1.8 against +0.2
+    assert leading_term(rows, None) == "current_current"  # over the whole run: +3.0
+    rows[0].term_margins = None
+    assert leading_term(rows, None) is None
+
+
+def _table(head, detected, half_step, leading=None):
+    return {
+        "head": head,
+        "leading_term": leading,
+        "phase_change": {
+            "detected": detected,
+            "abruptness": 0.7 if detected else 0.1,
+            "total_drop": 2.0,
+            "window": [100, 200] if detected else None,
+            "half_step": half_step,
+            "threshold": 0.5,
+            "min_total_drop": 0.25,
+            "window_factor": 2.0,
+        },
+        "n_sequences": 64,
+        "seed": 0,
+        "rows": [{"induction": 0.5, "loss_repeat": 1.0}],
+    }
+
+
+def test_formation_study_by_hand():
+    from momentum_interp.analysis.formation_study import formation_study
+
+    plain, deeper = {"n_layers": 1, "shear": "none"}, {"n_layers": 2, "shear": "none"}
+    momentum = {"n_layers": 1, "shear": "qk"}
+    runs = [
+        ("base", plain, 1, "a1", _table("L0H0", False, None)),
+        ("base", plain, 0, "a0", _table("L0H1", False, 900)),
+        ("two", deeper, 0, "b0", _table("L1H0", True, 400)),
+        ("two", deeper, 1, "b1", _table("L1H2", True, 300)),
+        ("mom", momentum, 0, "c0", _table("L0H3", True, 200, "current_prev_key")),
+        ("mom", momentum, 1, "c1", _table("L0H3", False, 500, "current_current")),
+    ]
+    study = formation_study(runs)
+    assert [a.variant for a in study.arms] == ["base", "two", "mom"]
+    assert [a.role for a in study.arms] == ["baseline_1l", "baseline_deeper", "momentum"]
+    assert [r.seed for r in study.arms[0].runs] == [0, 1]
+    assert study.baseline_clean() is True
+    assert study.against_deeper("mom") == {"earlier": 1, "same": 0, "later": 1}  # 200<400, 500>300
+    assert study.against_deeper("base") == {"earlier": 0, "same": 0, "later": 1}  # seed 1: never
+    out = study.to_dict()
+    assert out["rule"] == {"threshold": 0.5, "min_total_drop": 0.25, "window_factor": 2.0}
+    assert (out["n_sequences"], out["seed"]) == (64, 0)
+    mom = out["arms"][2]
+    assert mom["n_detected"] == 1 and mom["half_step_median"] == 350.0
+    assert mom["half_step_range"] == [200, 500]
+    assert mom["leading_terms"] == {"current_prev_key": 1, "current_current": 1}
+    runs[0] = ("base", plain, 1, "a1", _table("L0H0", True, 100))
+    assert formation_study(runs).baseline_clean() is False
+
+
+def test_formation_of_a_sweep_writes_one_table_per_run_and_the_comparison(tmp_path, capsys):
+    """A two-arm sweep trained with history: `formation OUT --runs-dir RUNS` measures each run
+    (the same table as `formation RUN`), resumes from its tables, and compares the arms."""
+    import json
+
+    from momentum_interp.cli import main
+
+    out, runs = tiny_history_sweep(tmp_path, steps=24, seeds=[0])
+    assert main(["formation", str(out), "--sequences", "16"]) == 2  # runs elsewhere: told so
+    assert "--runs-dir" in capsys.readouterr().err
+    argv = ["formation", str(out), "--runs-dir", str(runs), "--sequences", "16", "--quiet"]
+    assert main(argv) == 0
+    tables = {p.name: p for p in (out / "formation").glob("*.json")}
+    assert sorted(tables) == ["mom-seed0.json", "plain-seed0.json", "summary.json"]
+    summary = json.loads(tables["summary.json"].read_text())
+    assert [(a["variant"], a["role"]) for a in summary["arms"]] == [
+        ("mom", "momentum"),
+        ("plain", "baseline_1l"),
+    ]
+    mom = json.loads(tables["mom-seed0.json"].read_text())
+    assert mom["leading_term"] is not None and mom["rows"][-1]["term_margins"] is not None
+    single = tmp_path / "single"
+    run_dir = runs / mom["run"]
+    assert (
+        main(["formation", str(run_dir), "--out", str(single), "--sequences", "16", "--quiet"]) == 0
+    )
+    alone = json.loads((single / "formation.json").read_text())
+    assert alone["rows"] == mom["rows"] and alone["phase_change"] == mom["phase_change"]
+    written = tables["mom-seed0.json"].stat().st_mtime_ns
+    assert main(argv) == 0  # resumed: the run's table is kept, not measured again
+    assert tables["mom-seed0.json"].stat().st_mtime_ns == written

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import math
 import tomllib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.analysis.gamma_study import (
     analyse_depth,
     bootstrap_vertex,
+    check_fresh_rates,
     holm,
     neighbour_difference_sd,
     paired_comparison,
@@ -26,7 +28,7 @@ from momentum_interp.analysis.gamma_study import (
     seeds_needed,
 )
 from momentum_interp.model.shear import TERM_NAMES, rms_gain, score_terms
-from momentum_interp.sweeps import SweepSpec, read_results, run_sweep
+from momentum_interp.sweeps import SweepSpec, load_sweep, read_results, run_sweep
 from momentum_interp.sweeps.selection import select
 
 # ----------------------------------------------------------------- the normalised shear
@@ -281,6 +283,156 @@ def test_fresh_stage_refuses_an_unfinished_selection(tmp_path):
         run_sweep(_spec(), tmp_path / "out", workers=0, progress=False, stage="fresh")
 
 
+# A pruned search: values 1e-3, 1e-2, 1e-1; each arm searches ± one step around its pick in an
+# earlier selection (qk_raw γ=0 picked the bottom, so it searches two values).
+EARLIER_PICKS = {("qk_raw", 0.0): 1e-3, ("qk_raw", 1.0): 1e-2, ("smeared_key", 0.0): 1e-1}
+
+
+def _earlier_selection(tmp_path, picks=EARLIER_PICKS) -> str:
+    arms = [
+        {"variant": v, "config": {"model.gamma": g, "model.n_layers": 1}, "chosen": c}
+        for (v, g), c in picks.items()
+    ]
+    arms.append({"variant": "k_raw", "config": {"model.gamma": 0.0}, "chosen": 1e-2})  # unused
+    path = tmp_path / "earlier.json"
+    path.write_text(json.dumps({"search": "train.lr", "arms": arms}))
+    return str(path)
+
+
+def _pruned(around: str, neighbours: str = "neighbours = 1") -> SweepSpec:
+    return _spec(
+        BASE.replace("values = [1e-3, 1e-2]", "values = [1e-3, 1e-2, 1e-1]").replace(
+            "fresh_seeds = [0, 1]", f"fresh_seeds = [0, 1]\naround = {around!r}\n{neighbours}"
+        )
+    )
+
+
+def test_pruned_search_takes_each_arms_neighbours_of_its_earlier_pick(tmp_path):
+    spec = _pruned(_earlier_selection(tmp_path))
+    runs = spec.expand("select")
+    searched = {}
+    for r in runs:
+        key = (r.variant, r.config["model"]["gamma"])
+        searched.setdefault(key, []).append(r.config["train"]["lr"])
+    assert searched == {
+        ("qk_raw", 0.0): [1e-3, 1e-2],  # the earlier pick was the grid's bottom: one neighbour
+        ("qk_raw", 1.0): [1e-3, 1e-2, 1e-1],
+        ("smeared_key", 0.0): [1e-2, 1e-1],
+    }
+    best = {("qk_raw", 0.0): 1e-2, ("qk_raw", 1.0): 1e-2, ("smeared_key", 0.0): 1e-1}
+
+    def auc(config):
+        key = (
+            "smeared_key" if config["model"].get("smeared_key") else "qk_raw",
+            config["model"]["gamma"],
+        )
+        return 0.6 if config["train"]["lr"] == best[key] else 0.4
+
+    selection = select(spec, _rows(spec, auc))
+    assert selection.complete
+    flags = {
+        (a.variant, a.config["model.gamma"]): (
+            a.values,
+            a.chosen,
+            a.at_grid_end,
+            a.at_study_grid_end,
+        )
+        for a in selection.arms
+    }
+    assert flags == {
+        # the end of its own two values, not of the study grid
+        ("qk_raw", 0.0): ([1e-3, 1e-2], 1e-2, True, False),
+        ("qk_raw", 1.0): ([1e-3, 1e-2, 1e-1], 1e-2, False, False),
+        ("smeared_key", 0.0): ([1e-2, 1e-1], 1e-1, True, True),
+    }
+    fresh = spec.expand_fresh(selection.chosen)
+    assert {(r.variant, r.config["model"]["gamma"], r.config["train"]["lr"]) for r in fresh} == {
+        (v, g, lr) for (v, g), lr in best.items()
+    }
+    assert {r.config["train"]["seed"] for r in fresh} == {0, 1}
+
+
+def test_pruned_search_refuses_what_it_cannot_match(tmp_path):
+    with pytest.raises(ValueError, match="go together"):
+        _pruned(_earlier_selection(tmp_path), neighbours="")
+    with pytest.raises(ValueError, match="cannot read .*nowhere.json .*No such file"):
+        _pruned(str(tmp_path / "nowhere.json"))
+    with pytest.raises(ValueError, match=r"0 arms .* match variant 'qk_raw' at model.gamma = 1.0"):
+        picks = {k: v for k, v in EARLIER_PICKS.items() if k != ("qk_raw", 1.0)}
+        _pruned(_earlier_selection(tmp_path, picks)).expand("select")
+    with pytest.raises(ValueError, match="not in \\[protocol\\] values"):
+        _pruned(_earlier_selection(tmp_path, {**EARLIER_PICKS, ("qk_raw", 1.0): 3e-2})).expand(
+            "select"
+        )
+
+
+def test_n2_study_searches_the_n1_picks_and_their_neighbours():
+    root = Path(__file__).resolve().parents[1]
+    n1 = json.loads((root / "results/fair_gamma_star/n1/selection.json").read_text())
+    n1_picks = {(a["variant"], a["config"]["model.gamma"]): a["chosen"] for a in n1["arms"]}
+    spec = load_sweep(root / "configs/studies/fair_gamma_star_n2.toml")
+    runs = spec.expand("select")
+    assert len(runs) == 18 * 3 * 2  # (2 shears × 8 γ + 2 controls) × 3 rates × 2 seeds
+    grid = spec.protocol.values
+    for r in runs:
+        key = (r.variant, r.config["model"]["gamma"])
+        at = grid.index(n1_picks[key])
+        assert abs(grid.index(r.config["train"]["lr"]) - at) <= 1
+    deeper = {r.config["model"]["n_layers"] for r in runs if r.variant == "plain_deeper"}
+    assert deeper == {3} and n1_picks[("plain_deeper", 0.0)] == 1e-2
+    assert {r.config["train"]["lr"] for r in runs if r.variant == "smeared_key"} == {
+        1e-2,
+        3.162e-2,
+        1e-1,  # above N = 1's grid: the amendment's extra step
+    }
+
+
+def test_an_arm_that_diverged_everywhere_has_no_pick_and_blocks_the_fresh_stage(tmp_path):
+    from momentum_interp.sweeps import SweepError
+
+    spec = _spec()
+
+    def auc(config):
+        return None if config["model"].get("smeared_key") else 0.5
+
+    selection = select(spec, _rows(spec, auc))
+    (unpicked,) = selection.unpicked
+    assert unpicked.variant == "smeared_key" and unpicked.chosen is None
+    assert unpicked.criterion == [None, None] and not unpicked.at_grid_end
+    out = tmp_path / "out"
+    out.mkdir()
+    rows = "".join(json.dumps(row) + "\n" for row in _rows(spec, auc))
+    (out / "results.jsonl").write_text(rows)
+    with pytest.raises(SweepError, match="no finite auc_accuracy .* smeared_key 0.0"):
+        run_sweep(spec, out, workers=0, progress=False, stage="fresh")
+    assert not (out / "runs").exists()  # refused before any training
+
+
+def test_fresh_rows_at_another_rate_than_the_pick_are_refused():
+    rows = _study_rows(range(3))
+    check_fresh_rates(rows, [0, 1, 2], lambda config: 1e-3)
+    rows[7]["config"]["train"]["lr"] = 1e-2  # seed 1
+    with pytest.raises(
+        ValueError, match=r"1 fresh-seed run\(s\) .* seed 1\): lr 0.01, chosen 0.001"
+    ):
+        check_fresh_rates(rows, [0, 1, 2], lambda config: 1e-3)
+    check_fresh_rates(rows, [0, 2], lambda config: 1e-3)  # a selection seed's row: not checked
+
+
+def test_diverged_fresh_runs_are_counted_and_shown():
+    from momentum_interp.narrative.gamma_study import arms_table
+
+    rows = _study_rows(range(5), best=0.5, noise=0.002)
+    diverged = next(r for r in rows if r["config"]["model"]["gamma"] == 2.0)
+    diverged["auc_accuracy"] = None
+    study = analyse_depth(rows, 1, list(range(5)), n_resamples=50)
+    arm = next(a for a in study.families[0].arms if a.gamma == 2.0)
+    assert arm.diverged == 1 and arm.auc.count(0.0) == 1
+    assert all(a.diverged == 0 for a in study.families[0].arms if a.gamma != 2.0)
+    table = arms_table(study.to_dict(), {"arms": []})
+    assert "(1/5 diverged: AUC 0)" in table and table.count("diverged") == 1
+
+
 # ----------------------------------------------------------------- one depth, decided
 
 
@@ -373,6 +525,13 @@ def test_study_command_writes_the_decisions(tmp_path, capsys):
 
     block = readme_block(study)
     assert "paper's γ*(1) = 4.17" in block and "| q/k raw |" in block
+    # a fresh row whose rate is not its arm's pick: the study refuses, one line, status 2
+    rows = read_results(out / "results.jsonl")
+    fresh = next(r for r in rows if r["config"]["train"]["seed"] == 0)
+    fresh["config"]["train"]["lr"] = 0.5
+    (out / "results.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert main(["study", str(spec_path), "--results", str(out)]) == 2
+    assert "trained at another rate than their arm's pick" in capsys.readouterr().err
 
 
 def test_each_family_gets_its_own_verdict_and_the_papers_shear_decides():

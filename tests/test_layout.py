@@ -42,7 +42,21 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("analysis", ("analysis",)),
     ("viz", ("viz",)),
     ("narrative", ("narrative",)),
-    ("applications", ("report", "demo", "results", "arguments", "corpus_command", "cli", "")),
+    (
+        "applications",
+        (
+            "report",
+            "demo",
+            "results",
+            "arguments",
+            "corpus_command",
+            "study_runs",
+            "formation_command",
+            "mechanism_command",
+            "cli",
+            "",
+        ),
+    ),
 )
 # Floors that return data: none of them may import viz/ or plotly, anywhere in a module.
 DATA_FLOORS = ("analysis", "evaluation", "training", "data", "model", "sweeps")

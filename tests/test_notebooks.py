@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from browser import dump_dom, remote_requests
 
@@ -189,6 +190,15 @@ VALUES = {
         "gpu_present": "gpu is not None",
         "gpu_message": "gpu_message",
     },
+    "08_formation": {
+        "agree": "agree",
+        "detected": "detected",
+        "n_runs": "len(recomputed)",
+        "table_rows": "rows",
+        "tiny_steps": "history.steps()",
+        "tiny_rows": "[r.step for r in tiny.rows]",
+        "tiny_detected": "tiny.phase_change.detected",
+    },
 }
 
 
@@ -339,6 +349,94 @@ def test_quickstart_prose_quotes_the_defaults():
     assert "notebook 01 report these heads and numbers" in readme
 
 
+def _sources(stem: str, kind: str) -> str:
+    """The text of every `kind` ("markdown" or "code") cell of a notebook, joined."""
+    nb = nbformat.read(ROOT / "notebooks" / f"{stem}.ipynb", as_version=4)
+    return "\n".join(c.source for c in nb.cells if c.cell_type == kind)
+
+
+def _quoted(stem: str, pattern: str, kind: str = "markdown") -> tuple[str, ...]:
+    """The groups of `pattern`'s one match in a notebook's prose (or code)."""
+    text = " ".join(_sources(stem, kind).split())
+    found = re.findall(pattern, text)
+    assert len(found) == 1, f"{stem}: {pattern!r} matches {found}"
+    return found[0] if isinstance(found[0], tuple) else (found[0],)
+
+
+def test_notebook_prose_quotes_the_code_and_the_committed_results():
+    """Every number notebook prose quotes is the one its code uses or the committed results hold:
+    the paper's law and gap (the constants the analysis uses), the sweeps' depths, grid, seeds
+    and size, the tie rule, and the sizes each notebook's own code draws."""
+    from momentum_interp.analysis.lm import PAPER_GAP
+    from momentum_interp.analysis.scaling import PAPER_A, PAPER_B, TIE_TOL, default_tie_tol
+    from momentum_interp.analysis.spectral import BANDS
+    from momentum_interp.sweeps.spec import SweepSpec
+
+    law = r"γ\* = ([\d.]+) · N\^\(−([\d.]+)\)"
+    for stem in ("04_scaling_law", "06_gamma_star_two_sided"):
+        assert _quoted(stem, law) == (f"{PAPER_A:g}", f"{-PAPER_B:g}")
+    assert _quoted("04_scaling_law", r"a = ([\d.]+) and b = −([\d.]+)") == (
+        f"{PAPER_A:g}",
+        f"{-PAPER_B:g}",
+    )
+    # the first sweep: its depths, γ grid and seeds, and fit_scaling's tie tolerance
+    table = pd.read_csv(ROOT / "results" / "scaling" / "results.csv")
+    (depths,) = _quoted("04_scaling_law", r"depths N ∈ \{([\d, ]+)\}")
+    assert depths == ", ".join(str(n) for n in sorted(table["model.n_layers"].unique()))
+    gammas = sorted(table.loc[~table["model.smeared_key"], "model.gamma"].unique())
+    assert _quoted("04_scaling_law", r"γ ∈ \{(\d+), (\d+)/(\d+), …, (\d+)\}") == (
+        f"{gammas[0]:g}",
+        "1",
+        f"{1 / gammas[1]:g}",
+        f"{gammas[-1]:g}",
+    )
+    (seeds,) = _quoted("04_scaling_law", r"(\d+) seeds, with")
+    assert int(seeds) == table["train.seed"].nunique()
+    (points,) = _quoted("04_scaling_law", r"within ([\d.]+) accuracy points")
+    assert float(points) == 100 * TIE_TOL
+    # the two-sided study: its planned runs, and no tolerance on an AUC
+    spec = json.loads((ROOT / "results" / "scaling_mqar" / "sweep" / "sweep_spec.json").read_text())
+    plan = SweepSpec(base=spec["base"], grid=spec["grid"], variants=spec["variants"]).expand()
+    assert _quoted("06_gamma_star_two_sided", r"The sweep \((\d+) runs\)") == (str(len(plan)),)
+    _quoted("06_gamma_star_two_sided", r"(only an exact tie counts)")
+    assert default_tie_tol("auc_accuracy") == 0
+    # the LM comparison: the paper's gap, the committed seeds, the windows the code scores
+    assert _quoted("07_lm_comparison", r"within \*\*([\d.]+) %\*\*") == (f"{100 * PAPER_GAP:g}",)
+    comparison = pd.read_csv(ROOT / "results" / "lm" / "comparison.csv")
+    (lm_seeds,) = _quoted("07_lm_comparison", r"(\d+) seeds, every run")
+    assert int(lm_seeds) == comparison["seed"].nunique()
+    assert _quoted("07_lm_comparison", r"(\d+) batches of (\d+) windows, seed (\d+)") == _quoted(
+        "07_lm_comparison", r"held_out_batches\(task, (\d+), (\d+), seed=(\d+)\)", "code"
+    )
+    # the sizes and thresholds each notebook's own code uses
+    pairs = [
+        ("02_single_layer_induction", r"previous-token score exceeds ([\d.]+)", r"previous_token > ([\d.]+)"),
+        ("02_single_layer_induction", r"\((\d+) tokens, then the same (\d+)\)", r"repeated_random_tokens\(64, (\d+), 1, seed=7\)"),
+        ("05_exploratory_analysis", r"sees (\d+) distinct random tokens", r"\)\[:(\d+)\] \+ 1"),
+        ("05_exploratory_analysis", r"then the first (\d+) again", r"seq\[:(\d+)\]"),
+    ]  # fmt: skip
+    for stem, prose, code in pairs:
+        quoted, used = _quoted(stem, prose), _quoted(stem, code, "code")
+        assert set(quoted) == set(used), (stem, quoted, used)
+    half_len, n_seq = _quoted(
+        "03_spectral_forensics", r"repeated_random_tokens\(64, (\d+), (\d+), seed=1\)", "code"
+    )
+    assert _quoted(
+        "03_spectral_forensics", r"(\d+) repeated random sequences of (\d+) positions"
+    ) == (n_seq, str(2 * int(half_len)))
+    assert BANDS["mid"][0] == pytest.approx(math.pi / 4)
+    assert BANDS["high"][0] == pytest.approx(3 * math.pi / 4)
+    _quoted("03_spectral_forensics", r"low \(ω < (π/4)\), mid and high \(ω ≥ 3π/4\)")
+
+
+def test_notebook_prose_writes_maths_in_unicode():
+    """Notebook prose renders the same everywhere (GitHub, Jupyter, the offline export): maths in
+    Unicode (xₜ₋₁, q̂ₜ), no TeX for MathJax to typeset, no raw `^{`/`_{` in a code span."""
+    for path in NOTEBOOKS:
+        prose = _sources(path.stem, "markdown")
+        assert not re.findall(r"[\^_]\{|\$|\\[a-zA-Z]+", prose), path.stem
+
+
 def _check_single_layer(v: dict) -> None:
     clean, off = _finite(v, "clean_acc"), _finite(v, "gamma_zero_acc")
     base = _finite(v, "baseline_clean_acc")
@@ -402,6 +500,8 @@ def _check_exploratory(v: dict) -> None:
     assert v["dla_top_head"] == f"L0H{top}"  # the head that writes the answer is the one to patch
     # the clean key velocity at the induction key alone restores most of that head's patch
     assert v["velocity_top_pos"] == v["induction_key_pos"]
+    (said,) = _quoted("05_exploratory_analysis", r"The induction key is position (\d+)")
+    assert v["induction_key_pos"] == int(said)  # as the prose says
     head_patch = v["head_patch"][top]
     assert v["velocity_top_recovery"] - corrupted > 0.5 * (head_patch - corrupted)
     # in the 2-layer baseline the strongest edge runs from layer 0 into a layer-1 head's keys
@@ -632,6 +732,25 @@ def _check_lm_comparison(v: dict) -> None:
         assert v["gpu_message"].startswith("Not yet measured")
 
 
+def _check_formation(v: dict) -> None:
+    from momentum_interp.training.history import history_schedule
+
+    folder = ROOT / "results" / "zoo_history" / "formation"
+    summary = json.loads((folder / "summary.json").read_text())
+    assert v["agree"] is True
+    assert v["n_runs"] == sum(a["n_seeds"] for a in summary["arms"]) >= 18
+    assert v["detected"] == {a["variant"]: a["n_detected"] for a in summary["arms"]}
+    # the displayed table: one row per arm, its phase-change count read from the runs' tables
+    assert [r[0] for r in v["table_rows"]] == [a["variant"] for a in summary["arms"]]
+    for row, arm in zip(v["table_rows"], summary["arms"], strict=True):
+        tables = [
+            json.loads((folder / f"{arm['variant']}-seed{r['seed']}.json").read_text())
+            for r in arm["runs"]
+        ]
+        assert row[1] == f"{sum(t['phase_change']['detected'] for t in tables)}/{len(tables)}"
+    assert v["tiny_steps"] == v["tiny_rows"] == history_schedule(60, 12)
+
+
 CHECKS = {
     "01_quickstart": _check_quickstart,
     "02_single_layer_induction": _check_single_layer,
@@ -640,6 +759,7 @@ CHECKS = {
     "05_exploratory_analysis": _check_exploratory,
     "06_gamma_star_two_sided": _check_gamma_star_two_sided,
     "07_lm_comparison": _check_lm_comparison,
+    "08_formation": _check_formation,
 }
 
 

@@ -4,6 +4,7 @@ exactly what `python -m momentum_interp.results render` makes of `results/`."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pandas as pd
@@ -39,12 +40,12 @@ def test_rendering_follows_the_records(tmp_path):
     record = json.loads(path.read_text())
     paper = next(m for m in record["models"] if m["name"] == PAPER_MODEL)
     paper["accuracy"]["value"] = 0.1234
-    record["trace"]["heads"][0]["current_prev_key_share"] = 0.0111
+    record["trace"]["heads"][0]["head"] = [0, 2]
     path.write_text(json.dumps(record))
     readme = (REPO_ROOT / "README.md").read_text()
     changed = render_readme(readme, path.parents[1])
     assert changed != readme
-    assert "0.123 [" in changed and "12.3 %" in changed and "1%" in changed
+    assert "0.123 [" in changed and "12.3 %" in changed and "heads (L0H2, L0H3," in changed
     assert render_readme(readme) == readme
 
 
@@ -171,3 +172,11 @@ def test_performance_blocks_follow_the_benchmark_records(tmp_path):
     assert "| compiled γ=1 / γ=0 ≥ 0.98 | 0.991: met |" in changed
     assert "pandas 0.7 s" in flat
     assert render_readme(readme) == readme
+
+
+def test_readme_prose_writes_maths_in_unicode():
+    """The README's prose (its rendered blocks included) writes maths in Unicode (qₜ₋₁, e^(−iω)):
+    outside code blocks no raw TeX `^{`/`_{` for a reader to see as braces."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    prose = "".join(readme.split("```")[::2])  # every other piece lies outside a fenced block
+    assert not re.findall(r".{30}[\^_]\{.{10}", prose)

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import colorsys
+import itertools
 import json
 import math
 import re
@@ -115,16 +117,36 @@ def test_orthogonality_labels_beside_the_plot_not_under_it():
     assert fig.layout.legend.y < 0
 
 
-def test_thirteen_loss_curves_get_thirteen_distinct_colours():
+def test_loss_curves_colour_by_arm_and_shade_by_seed():
+    """Thirteen runs of five arms (the LM comparison): one palette colour per arm, in shades by
+    seed, grouped in the legend; without arms, thirteen distinct line styles."""
+    runs = {f"arm{a}-seed{s}": f"arm{a}" for a in range(5) for s in range(3 if a < 3 else 2)}
     histories = {
-        f"run{i}": {"eval": [{"step": s, "loss": 1 / (s + i + 1)} for s in (0, 10)]}
-        for i in range(13)
+        name: {"eval": [{"step": s, "loss": 1 / (s + i + 1)} for s in (0, 10)]}
+        for i, name in enumerate(runs)
     }
-    fig = training_curves(histories, metric="loss")
-    colours = [t.line.color for t in fig.data]
-    assert len(fig.data) == 13 and None not in colours
-    assert len(set(colours)) == 13
-    assert fig.layout.legend.y < 0
+    fig = training_curves(histories, metric="loss", arms=runs)
+    assert len(fig.data) == 13 and fig.layout.legend.y < 0
+    by_arm: dict[str, list] = {}
+    for trace in fig.data:
+        assert trace.legendgroup == runs[trace.name]
+        by_arm.setdefault(trace.legendgroup, []).append(trace.line.color)
+    hues = {}
+    for arm, colours in by_arm.items():
+        assert len(set(colours)) == len(colours)  # each seed its own shade
+        arm_hues = [_hue(c) for c in colours]
+        assert max(arm_hues) - min(arm_hues) < 0.01, (arm, colours)  # ... of one hue
+        hues[arm] = arm_hues[0]
+    apart = [abs(a - b) for a, b in itertools.combinations(hues.values(), 2)]
+    assert min(apart) > 0.03, hues  # arms apart
+    plain = training_curves(histories, metric="loss")
+    styles = {(t.line.color, t.line.dash) for t in plain.data}
+    assert len(styles) == 13
+
+
+def _hue(colour: str) -> float:
+    r, g, b = (int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5))
+    return colorsys.rgb_to_hsv(r, g, b)[0]
 
 
 def _cells(page: str) -> list[tuple[str, str]]:
@@ -194,9 +216,11 @@ def test_head_selector_buttons_fit_on_one_line():
         assert f"<b>{label}</b> {name}" in html
 
 
-@pytest.mark.parametrize("n", [1, 13, 24])
-def test_palette_is_long_enough(n):
-    assert len(set(style.palette(n))) == n
+@pytest.mark.parametrize("n", [1, 13, 24, 48])
+def test_line_styles_stay_distinct(n):
+    styles = style.line_styles(n)
+    assert len({(s["color"], s["dash"]) for s in styles}) == n
+    assert {s["color"] for s in styles} <= set(style.PALETTE)
 
 
 def test_scaling_figures_use_the_palette_and_the_log_rule():
@@ -208,6 +232,11 @@ def test_scaling_figures_use_the_palette_and_the_log_rule():
     fig = gamma_star_vs_depth(result)
     for axis in (fig.layout.xaxis, fig.layout.yaxis):
         assert axis.type == "log" and axis.tickmode == "array"
-        assert all(t.lstrip("0.").startswith(("1", "2", "5")) for t in axis.ticktext), axis.ticktext
+    y_ticks = fig.layout.yaxis.ticktext
+    assert all(t.lstrip("0.").startswith(("1", "2", "5")) for t in y_ticks), y_ticks
+    depths = [d.n_layers for d in result.depths]
+    assert list(fig.layout.xaxis.tickvals) == depths  # every depth a tick, labelled in full
+    assert list(fig.layout.xaxis.ticktext) == [str(n) for n in depths]
     lines = {t.line.color for t in accuracy_vs_gamma(result).data if t.line.color}
     assert len(lines) == len(result.depths)  # one distinct palette colour per depth
+    assert lines <= set(style.PALETTE)

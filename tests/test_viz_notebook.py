@@ -1,7 +1,8 @@
 """Figures survive a notebook's HTML export offline: a notebook made here is executed, exported
 with `jupyter nbconvert --to html` and with `viz.notebook.export_html`, and each page is drawn
 in headless Chromium with the network refused. Every plotly figure draws an SVG, the circuitsvis
-view renders, the maths is typeset, and the offline export requests nothing remote."""
+view renders, the maths is typeset, and the offline export requests nothing remote. Progress bars
+are the notebook's widget, never a text bar on stderr."""
 
 from __future__ import annotations
 
@@ -33,8 +34,16 @@ CELLS = [
         "attention_patterns_html(torch.eye(3)[None], ['1 ', '2 ', '3 '], ['L0H0'])",
     ),
     ("code", "from momentum_interp.sweeps import runner  # imports tqdm.auto"),
+    (
+        "code",
+        "from momentum_interp import HookedMomentumTransformer, MomentumConfig\n"
+        "from momentum_interp.analysis.scoring import score_heads\n"
+        "cfg = MomentumConfig(d_model=16, d_head=4, n_layers=1, n_ctx=16, d_vocab=23)\n"
+        "_ = score_heads(HookedMomentumTransformer(cfg), n_sequences=4, batch_size=1, progress=True)",
+    ),
 ]
 N_FIGURES = 2
+WIDGET = "application/vnd.jupyter.widget-view+json"
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +67,10 @@ def test_notebook_runs_without_tqdm_warning(executed):
         if o.get("output_type") == "stream" and o.get("name") == "stderr"
     ]
     assert not any("TqdmWarning" in text or "IProgress" in text for text in stderr), stderr
+    # progress shows as the notebook's widget (tqdm.auto), never as a text bar on stderr
+    assert not any(re.search(r"\d+%\|", text) for text in stderr), stderr
+    widgets = [o for c in nb.cells for o in c.get("outputs", []) if WIDGET in o.get("data", {})]
+    assert widgets, "score_heads(progress=True) showed no progress widget"
     figures = [
         o for c in nb.cells for o in c.get("outputs", []) if "text/html" in o.get("data", {})
     ]

@@ -40,7 +40,7 @@ MAX_POS = 256
 
 # The four dot products, in the order of `shear.TERM_NAMES` (current_current, current_prev_key,
 # prev_query_current, prev_prev).
-DOTS = ("q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1")
+DOTS = ("qₜ·kₛ", "qₜ·kₛ₋₁", "qₜ₋₁·kₛ", "qₜ₋₁·kₛ₋₁")
 
 
 def coefficients(gamma_q, gamma_k, shear_norm: bool = False) -> tuple:

@@ -9,6 +9,7 @@ chose the rates). Everything returned is numbers and short codes; sentences live
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -154,6 +155,7 @@ class ArmSummary:
     final_accuracy_mean: float
     steps_to_50_median: float  # never-reached runs count as +inf (ranked last)
     never_reached_50: int
+    diverged: int  # runs with no finite AUC (they diverged): counted as AUC 0 in `auc`
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -248,17 +250,49 @@ def _by_seed(rows: list[dict[str, Any]], seeds: list[int]) -> dict[int, dict[str
     return out
 
 
-def _auc(row: dict[str, Any]) -> float:
+def _auc(row: dict[str, Any]) -> float | None:
     value = row.get("auc_accuracy")
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def check_fresh_rates(
+    rows: list[dict[str, Any]], fresh_seeds: list[int], chosen_rate: Callable[[dict], Any]
+) -> None:
+    """Refuse a study whose fresh-seed runs did not train at their arm's chosen rate.
+
+    `chosen_rate(config)`: the rate the select stage chose for the arm of a run's config (the
+    command passes the selection's pick). ValueError listing the runs that disagree."""
+    wrong = []  # (run, variant, γ, seed, lr, chosen rate) of each run off its arm's rate
+    for row in rows:
+        config = row["config"]
+        if config["train"]["seed"] not in fresh_seeds:
+            continue
+        lr, chosen = config["train"]["lr"], chosen_rate(config)
+        if lr != chosen:
+            model, seed = config["model"], config["train"]["seed"]
+            wrong.append((row.get("run_id"), row.get("variant"), model["gamma"], seed, lr, chosen))
+    if wrong:
+        raise ValueError(
+            f"{len(wrong)} fresh-seed run(s) trained at another rate than their arm's pick on the "
+            "selection seeds: "
+            + "; ".join(
+                f"{run} ({variant} γ={gamma:g}, seed {seed}): lr {lr}, chosen {chosen}"
+                for run, variant, gamma, seed, lr, chosen in wrong[:5]
+            )
+            + ". The selection changed after they ran: "
+            "find out why, then study a results directory whose fresh stage ran from the current "
+            "selection (`momentum-interp sweep SPEC --stage fresh`)."
+        )
 
 
 def summarise_arm(
     label: str, family: str, gamma: float | None, rows: dict[int, dict[str, Any]]
 ) -> ArmSummary:
-    """An arm's fresh-seed summary; a diverged run (no finite AUC) counts as AUC 0."""
+    """An arm's fresh-seed summary; a diverged run (no finite AUC) counts as AUC 0, and the
+    count of such runs is kept (`diverged`) so the summary can say so."""
     seeds = sorted(rows)
-    auc = np.array([_auc(rows[s]) for s in seeds])
+    aucs = [_auc(rows[s]) for s in seeds]
+    auc = np.array([0.0 if a is None else a for a in aucs])
     mean = float(auc.mean())
     if len(auc) > 1 and auc.std(ddof=1) > 0:
         ci = stats.t.interval(1 - ALPHA, len(auc) - 1, loc=mean, scale=stats.sem(auc))
@@ -282,6 +316,7 @@ def summarise_arm(
         final_accuracy_mean=float(np.mean(finals)),
         steps_to_50_median=float(np.median(steps)),
         never_reached_50=sum(math.isinf(s) for s in steps),
+        diverged=aucs.count(None),
     )
 
 

@@ -40,7 +40,7 @@ import numpy as np
 import pandas as pd
 import torch
 from jaxtyping import Bool, Float, Int
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from momentum_interp.analysis.protocol import TLModel
 from momentum_interp.data import RepeatedTokensTask, TaskBatch

@@ -6,6 +6,12 @@ import torch
 import torch.nn as nn
 
 
+def rotary_frequencies(rotary_dim: int, base: float) -> torch.Tensor:
+    """`θ_j = base^(−2j / rotary_dim)` (radians per position) of rotary pair j, `[rotary_dim/2]`
+    in float64; in the rotate-half layout pair j is channels (j, j + rotary_dim/2)."""
+    return base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+
+
 class Rotary(nn.Module):
     """Rotates the first `rotary_dim` channels of each head by position-dependent angles."""
 
@@ -14,7 +20,7 @@ class Rotary(nn.Module):
     ):
         super().__init__()
         self.rotary_dim = rotary_dim
-        inv_freq = base ** (-torch.arange(0, rotary_dim, 2, dtype=torch.float64) / rotary_dim)
+        inv_freq = rotary_frequencies(rotary_dim, base)
         angles = torch.outer(torch.arange(n_ctx, dtype=torch.float64), inv_freq)
         angles = torch.cat([angles, angles], dim=-1)  # [n_ctx, rotary_dim]
         dtype = torch.promote_types(dtype, torch.float32)  # float64 models keep float64 tables

@@ -25,7 +25,9 @@ FAMILY_NAMES = {
 
 def _ci(arm: dict[str, Any]) -> str:
     low, high = arm["auc_ci"]
-    return f"{arm['auc_mean']:.3f} [{low:.3f}, {high:.3f}]"
+    text = f"{arm['auc_mean']:.3f} [{low:.3f}, {high:.3f}]"
+    diverged = arm.get("diverged", 0)  # study.json files written before the count: none
+    return f"{text} ({diverged}/{len(arm['seeds'])} diverged: AUC 0)" if diverged else text
 
 
 def _steps(arm: dict[str, Any]) -> str:
@@ -35,21 +37,25 @@ def _steps(arm: dict[str, Any]) -> str:
     return f"{text} ({arm['never_reached_50']}/{n} never)" if arm["never_reached_50"] else text
 
 
-def _rate(arm: dict[str, Any], grid_end: dict[tuple, bool]) -> str:
+def _rate(arm: dict[str, Any], grid_end: dict[tuple, str]) -> str:
     if arm["gamma"] is None:  # a control: one arm per variant, whatever its config's γ
-        at_end = any(end for (variant, _), end in grid_end.items() if variant == arm["family"])
+        flags = [flag for (variant, _), flag in grid_end.items() if variant == arm["family"]]
+        flag = next((f for f in flags if f), "")
     else:
-        at_end = grid_end.get((arm["family"], arm["gamma"]), False)
-    flag = " (grid end)" if at_end else ""
+        flag = grid_end.get((arm["family"], arm["gamma"]), "")
     return f"{arm['lr']:.3g}{flag}"
 
 
-def grid_end_flags(selection: dict[str, Any]) -> dict[tuple, bool]:
-    """`(variant, γ) → whether its chosen rate sat at the searched grid's end`."""
-    return {
-        (arm["variant"], arm["config"].get("model.gamma")): arm["at_grid_end"]
-        for arm in selection["arms"]
-    }
+def grid_end_flags(selection: dict[str, Any]) -> dict[tuple, str]:
+    """`(variant, γ) →` " (grid end)" where its chosen rate sat at the study grid's end,
+    " (searched end)" where only at the end of the rates it searched (a pruned search), else ""."""
+    flags = {}
+    for arm in selection["arms"]:
+        # selection files written before pruned searches: the searched grid is the study's
+        at_study_end = arm.get("at_study_grid_end", arm["at_grid_end"])
+        flag = " (grid end)" if at_study_end else (" (searched end)" if arm["at_grid_end"] else "")
+        flags[(arm["variant"], arm["config"].get("model.gamma"))] = flag
+    return flags
 
 
 def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
@@ -176,8 +182,9 @@ def summary_markdown(study: dict[str, Any]) -> str:
             "Rendered from `study.json` (written by `"
             + study["provenance"]["command"]
             + "`). Decision rules: `results/fair_gamma_star/README.md`. Only fresh seeds enter "
-            "these numbers; the rate of each arm was chosen on the selection seed "
-            f"{study['selection']['selection_seeds']} (search in `selection.json`)."
+            "these numbers; the rate of each arm was chosen on the selection seed(s) "
+            f"{study['selection']['selection_seeds']} (search in `selection.json`). A run that "
+            "diverged on a fresh seed counts as AUC 0; the AUC column says how many did."
         ),
     ]
     for depth in study["depths"]:

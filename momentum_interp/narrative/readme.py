@@ -72,7 +72,15 @@ def _lm_comparison(path: Path) -> Any:
 
 def blocks() -> dict[str, Block]:
     """The table of README blocks (imported when rendering: the renderers pull in pandas)."""
-    from momentum_interp.narrative import benchmarks, gamma_study, lm, scaling_blocks, zoo
+    from momentum_interp.narrative import (
+        benchmarks,
+        formation,
+        gamma_study,
+        lm,
+        mechanism,
+        scaling_blocks,
+        zoo,
+    )
 
     mqar_fit = (
         "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
@@ -81,9 +89,17 @@ def blocks() -> dict[str, Block]:
     throughput = "python -m benchmarks throughput"
     cpu_run, gpu_run = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
     zoo_record = Source("results/zoo/zoo.json", "momentum-interp demo --results results/zoo")
+    seeds_study = Source(
+        "results/zoo_history/mechanism/summary.json",
+        "momentum-interp mechanism results/zoo_history --runs-dir runs/studies/zoo_history",
+    )
     return {
         "zoo": Block(zoo.zoo_block, {"record": zoo_record}),
-        "induction": Block(zoo.induction_bullets, {"record": zoo_record, "variants": VARIANTS}),
+        "induction": Block(
+            zoo.induction_bullets,
+            {"record": zoo_record, "variants": VARIANTS, "mechanism": seeds_study},
+        ),
+        "mechanism-seeds": Block(mechanism.mechanism_block, {"summary": seeds_study}),
         "lm": Block(
             lm.lm_block,
             {"comparison": Source("results/lm", "momentum-interp lm-compare", _lm_comparison)},
@@ -135,6 +151,16 @@ def blocks() -> dict[str, Block]:
                 "out": "results/scaling_mqar/depth2_long/",
                 "command": "momentum-interp sweep configs/sweeps/mqar_depth2_long.toml --out "
                 "results/scaling_mqar/depth2_long --workers 2 --batch-runs 7",
+            },
+        ),
+        "formation": Block(
+            formation.readme_block,
+            {
+                "summary": Source(
+                    "results/zoo_history/formation/summary.json",
+                    "momentum-interp formation results/zoo_history --runs-dir "
+                    "runs/studies/zoo_history",
+                )
             },
         ),
         "fair-gamma": Block(

@@ -185,6 +185,14 @@ def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSp
             "select stage to its end (--stage select) before the fresh stage."
         )
     atomic_write_json(out_dir / SELECTION_FILE, selection.to_dict())
+    if selection.unpicked:
+        listed = "; ".join(f"{a.variant} {a.config.get('model.gamma')}" for a in selection.unpicked)
+        raise SweepError(
+            f"{len(selection.unpicked)} arm(s) have no finite {selection.criterion} at any "
+            f"searched {selection.search} on the selection seeds (every value diverged): "
+            f"{listed}. Widen their search ([protocol] values or neighbours) or remove them from "
+            "the spec, and state it in the study's rules, before the fresh stage."
+        )
     return spec.expand_fresh(selection.chosen)
 
 

@@ -3,7 +3,10 @@
 Rows are a sweep's results (`runner.read_results`); the criterion is higher-is-better, and a run
 whose criterion is missing or not finite (a diverged run) ranks below every finite one. Exact
 ties go to the first value in the protocol's order. An arm whose best value sits at either end
-of the searched values is flagged: its best may lie outside the grid.
+of its searched values is flagged (`at_grid_end`: its best may lie outside them), and so is the
+case where that end is the study grid's own (`at_study_grid_end`: nothing beyond it was tried).
+An arm with no finite criterion at any value (every value diverged on some selection seed) has
+no pick (`chosen` None): the fresh stage refuses to start until the spec says what to do with it.
 """
 
 from __future__ import annotations
@@ -22,10 +25,11 @@ class ArmSelection:
     arm: str  # SearchProtocol.arm_key
     variant: str | None
     config: dict[str, Any]  # the arm's flat config (no searched field, no seed)
-    values: list[Any]
+    values: list[Any]  # the values this arm searched (`SearchProtocol.arm_values`)
     criterion: list[float | None]  # per value, None where no finite result
-    chosen: Any
-    at_grid_end: bool
+    chosen: Any  # None: no value has a finite criterion
+    at_grid_end: bool  # the pick is the first or last of `values`
+    at_study_grid_end: bool  # ... and of the protocol's whole grid: nothing beyond was searched
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,6 +52,11 @@ class Selection:
     @property
     def chosen(self) -> dict[str, Any]:
         return {a.arm: a.chosen for a in self.arms}
+
+    @property
+    def unpicked(self) -> list[ArmSelection]:
+        """Arms with no pick: every searched value has a non-finite criterion."""
+        return [a for a in self.arms if a.chosen is None]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,28 +91,29 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
             scores.append(_finite(row.get(protocol.criterion)))
     arms = []
     for key, arm in grouped.items():
+        values = protocol.arm_values(arm["variant"], arm["config"])
         means = []
-        for value in protocol.values:
+        for value in values:
             scores = arm["scores"].get(repr(value), [])
-            if not scores:
-                means.append(None)
-                continue
             # a diverged seed makes the value's mean non-finite: that value cannot be chosen
-            means.append(None if None in scores else sum(scores) / len(scores))
-        ranked = [(m if m is not None else -math.inf, -i) for i, m in enumerate(means)]
-        best = max(range(len(means)), key=lambda i: ranked[i])
+            means.append(None if not scores or None in scores else sum(scores) / len(scores))
+        finite = [i for i, m in enumerate(means) if m is not None]
+        best = max(finite, key=lambda i: (means[i], -i)) if finite else None
         flat = flatten(arm["config"])
         flat.pop(protocol.search, None)
         flat.pop("train.seed", None)
+        chosen = None if best is None else values[best]
         arms.append(
             ArmSelection(
                 arm=key,
                 variant=arm["variant"],
                 config=flat,
-                values=list(protocol.values),
+                values=values,
                 criterion=means,
-                chosen=protocol.values[best],
-                at_grid_end=best in (0, len(protocol.values) - 1),
+                chosen=chosen,
+                at_grid_end=best in (0, len(values) - 1),
+                at_study_grid_end=best is not None
+                and chosen in (protocol.values[0], protocol.values[-1]),
             )
         )
     return Selection(

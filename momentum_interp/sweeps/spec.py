@@ -27,6 +27,19 @@ An optional `[protocol]` table tunes one field per arm without selection bias:
 An *arm* is a run's config without the searched field and the seed. Selection seeds and fresh
 seeds never overlap, so the numbers reported (fresh seeds) are not the ones that chose the value.
 
+A pruned search (`around` and `neighbours`, together) searches each arm only near the value an
+earlier study's select stage chose for its *reference arm*:
+
+    around = "../../results/fair_gamma_star/n1/selection.json"  # that stage's selection.json
+    neighbours = 1                                                # ± this many steps of `values`
+
+The reference arm is the arm of that file with the same variant label and the same
+`model.gamma` (exactly one must match; e.g. a deeper study's `plain_deeper` arm matches the
+earlier `plain_deeper` arm, whatever their depths). The arm searches the entries of `values`
+within ± `neighbours` positions of the reference's pick, fewer where the pick is near an end of
+`values` (then `selection.select` says the arm's best sits at the study grid's end). A relative
+path is read from the spec file's folder (from the working directory for a spec without a file).
+
 Unquoted keys (`model.gamma = [...]`) are TOML sub-tables and mean the same as quoted dotted keys.
 A variant's overrides win over the grid; a variant that fixes a grid axis collapses that axis for
 its runs (identical configs are run once). Every run's id is a short hash of its canonical full
@@ -202,6 +215,7 @@ class RunSpec:
 
 
 STAGES = ("select", "fresh")
+AROUND_MATCH = "model.gamma"  # with the variant label, what matches an arm to its reference arm
 
 
 @dataclass
@@ -213,10 +227,15 @@ class SearchProtocol:
     selection_seeds: list[int]
     fresh_seeds: list[int]
     criterion: str = "auc_accuracy"
+    around: str | None = None  # an earlier selection.json: search only near each arm's pick there
+    neighbours: int | None = None  # positions of `values` searched either side of that pick
+    # read from `around`: each reference arm's variant, γ and pick (kept in sweep_spec.json)
+    around_picks: list[dict[str, Any]] = field(default_factory=list, init=False)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> SearchProtocol:
-        names = {f.name for f in dataclasses.fields(cls)}
+    def from_dict(cls, data: dict[str, Any], folder: Path = Path()) -> SearchProtocol:
+        """The protocol of a `[protocol]` table; `folder`: where a relative `around` is read."""
+        names = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(data) - names)
         if unknown:
             raise ValueError(f"Unknown [protocol] key(s) {unknown}; expected {sorted(names)}.")
@@ -240,7 +259,71 @@ class SearchProtocol:
                 f"[protocol] seeds {shared} are both selection and fresh seeds; the numbers "
                 "reported must come from seeds that did not choose the value."
             )
+        protocol._read_around(folder)
         return protocol
+
+    def _read_around(self, folder: Path) -> None:
+        """Check `around` / `neighbours` and read the reference picks (before any run)."""
+        if (self.around is None) != (self.neighbours is None):
+            raise ValueError(
+                "[protocol] around and neighbours go together: the earlier selection.json and "
+                "how many steps of values to search either side of its picks."
+            )
+        if self.around is None:
+            return
+        n = self.neighbours
+        if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+            raise ValueError(f"[protocol] neighbours must be an integer >= 0, got {n!r}.")
+        path = folder / self.around
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            picks = [
+                {
+                    "variant": arm["variant"],
+                    "gamma": arm["config"].get(AROUND_MATCH),
+                    "chosen": arm["chosen"],
+                }
+                for arm in data["arms"]
+            ]
+        except OSError as e:
+            raise ValueError(
+                f"[protocol] around: cannot read {path} ({e.strerror}; a relative path is read "
+                "from the spec file's folder)."
+            ) from e
+        except (ValueError, KeyError, TypeError, AttributeError) as e:
+            raise ValueError(
+                f"[protocol] around: {path} is not a selection.json (arms with variant, config "
+                f"and chosen): {e!r}."
+            ) from e
+        if data.get("search") != self.search:
+            raise ValueError(
+                f"[protocol] around: {path} searched {data.get('search')!r}, this spec searches "
+                f"{self.search!r}."
+            )
+        self.around_picks = picks
+
+    def arm_values(self, variant: str | None, config: dict[str, Any]) -> list[Any]:
+        """The values an arm searches: all of `values`, or (with `around`) the ones within
+        ± `neighbours` positions of its reference arm's pick (module doc)."""
+        if self.around is None:
+            return list(self.values)
+        gamma = flatten(canonical_config(config)).get(AROUND_MATCH)
+        matches = [p for p in self.around_picks if p["variant"] == variant and p["gamma"] == gamma]
+        if len(matches) != 1:
+            listed = sorted({f"{p['variant']} γ={p['gamma']}" for p in self.around_picks})
+            raise ValueError(
+                f"[protocol] around: {len(matches)} arms of {self.around} match variant "
+                f"{variant!r} at {AROUND_MATCH} = {gamma} (exactly one must); its arms: {listed}."
+            )
+        chosen = matches[0]["chosen"]
+        if chosen not in self.values:
+            raise ValueError(
+                f"[protocol] around: {self.around} chose {self.search} = {chosen!r} for "
+                f"{variant!r} at {AROUND_MATCH} = {gamma}, which is not in [protocol] values "
+                f"{self.values}; add it there (a pick of None: that arm diverged everywhere)."
+            )
+        at = self.values.index(chosen)
+        return self.values[max(0, at - self.neighbours) : at + self.neighbours + 1]
 
     def arm_key(self, config: dict[str, Any]) -> str:
         """A run's arm: its canonical config without the searched field and the seed."""
@@ -296,7 +379,8 @@ class SweepSpec:
         if protocol is not None:
             if not isinstance(protocol, dict):
                 raise ValueError("protocol must be a table ([protocol]).")
-            protocol = SearchProtocol.from_dict(protocol)
+            folder = Path(source).parent if source is not None else Path()
+            protocol = SearchProtocol.from_dict(protocol, folder)
             clash = {protocol.search, "train.seed"} & set(_flatten_overrides(data.get("grid", {})))
             if clash:
                 raise ValueError(
@@ -329,7 +413,8 @@ class SweepSpec:
         """Every run: grid product × variants, identical configs once, in a deterministic order.
 
         With a `[protocol]`, `stage="select"` adds its searched values × selection seeds to the
-        grid; the fresh stage needs the selection's results (`expand_fresh`)."""
+        grid, each arm keeping its own values (`SearchProtocol.arm_values`); the fresh stage needs
+        the selection's results (`expand_fresh`)."""
         grid = dict(self.grid)
         if self.protocol is not None:
             if stage != "select":
@@ -341,7 +426,15 @@ class SweepSpec:
             grid["train.seed"] = self.protocol.selection_seeds
         elif stage is not None:
             raise ValueError(f"stage={stage!r} needs a [protocol] table in the spec.")
-        return self._expand(grid)
+        runs = self._expand(grid)
+        if self.protocol is None or self.protocol.around is None:
+            return runs
+        search = self.protocol.search
+        return [
+            r
+            for r in runs
+            if flatten(r.config)[search] in self.protocol.arm_values(r.variant, r.config)
+        ]
 
     def expand_fresh(self, chosen: dict[str, Any]) -> list[RunSpec]:
         """The fresh stage: every arm (`SearchProtocol.arm_key`) of the selection at its chosen

@@ -5,8 +5,9 @@ about n steps: half log-spaced from step 1 (dense early, where induction heads u
 half evenly spaced, so a transition anywhere in the run falls between close snapshots. Each
 snapshot is `history/step-NNNNNNN/` (what `from_pretrained` loads), written into a temporary
 folder and renamed into place, so a kill never leaves a half-written one; `history/index.json`
-lists the kept steps. A resumed run replays the steps after its last resume checkpoint and keeps
-a snapshot only where none exists, so every scheduled step is kept exactly once. Disk use is
+lists the kept steps. A resumed run first discards snapshots past its resume point (they belong
+to the interrupted trajectory it is about to replay), then keeps a snapshot only where none
+exists, so every scheduled step is kept exactly once and all come from one trajectory. Disk use is
 bounded by n times the model's weights.
 """
 
@@ -88,6 +89,18 @@ class CheckpointHistory:
             raise
         self.write_index()
         return True
+
+    def discard_after(self, step: int) -> list[int]:
+        """Remove the snapshots of steps after `step` (a restart replays them); returns those
+        steps. Leftover partial folders of an interrupted save go too."""
+        stale = [s for s in self.steps() if s > step]
+        for s in stale:
+            shutil.rmtree(self.root / snapshot_name(s))
+        for partial in self.root.glob(".step-*.partial") if self.root.is_dir() else ():
+            shutil.rmtree(partial)
+        if stale:
+            self.write_index()
+        return stale
 
     def write_index(self) -> None:
         """`index.json`: every kept step and its folder, for readers that do not list folders."""

@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
+from tqdm.auto import tqdm
 
 from momentum_interp.config import check_device
 from momentum_interp.data import make_task
@@ -168,6 +168,8 @@ def _train(
             print(f"Resuming {run.name} from {latest.name} (step {step}).")
 
     snapshots = CheckpointHistory(run_dir.root)
+    if ddp.is_main:
+        snapshots.discard_after(step)
     snapshot_steps = set(history_schedule(opt.steps, opt.history_checkpoints))
     trainee = DistributedDataParallel(model) if ddp.world_size > 1 else model
     if opt.compile:

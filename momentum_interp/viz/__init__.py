@@ -28,9 +28,11 @@ Pictures and where they come from:
   (`spectral_figures(result)` draws them all).
 - `accuracy_vs_gamma`, `gamma_star_vs_depth`: the γ*(N) scaling sweep; `criterion_by_depth`:
   the two-sided sweep's criterion against γ, one panel per depth, both shears and the controls.
-- `loss_by_position`: language models' loss at each position of the context (in-context learning).
+- `loss_by_position`: language models' loss at each position of the context (in-context learning);
+  `loss_curves`: an LM comparison's validation loss during training, a colour per arm.
 - `training_curves`, `estimate_bars`: training histories and estimates with intervals.
-- `score_heatmaps`: one layer × head heatmap per score, `score_heatmaps(score_heads(model))`.
+- `score_heatmaps`: one layer × head heatmap per score, `score_heatmaps(score_heads(model))`
+  (colours span the data; `zrange=(0, 1)` fixes them).
 - `page_html`: any result (trace, spectral, LM comparison) as one self-contained page.
 
 Modules: `style` (the layout rules every figure follows), `notebook` (offline rendering),
@@ -62,6 +64,7 @@ _EXPORTS = {
     "gamma_star_vs_depth": "scaling",
     "criterion_by_depth": "scaling",
     "loss_by_position": "lm",
+    "loss_curves": "lm",
     "training_curves": "figures",
     "estimate_bars": "figures",
     "page_html": "sections",

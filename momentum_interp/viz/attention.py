@@ -12,9 +12,12 @@ from circuitsvis.attention import attention_heads
 from momentum_interp.viz.security import script_safe
 from momentum_interp.viz.style import token_labels
 
-# circuitsvis draws each head's selector button one twelfth of the view wide; a longer name wraps
-# onto several lines and is clipped.
-MAX_SELECTOR_CHARS = 8
+# circuitsvis draws the zoomed pattern as wide as its container and as tall as it is wide: this
+# width keeps a 64-token grid with its head selector and token labels within one screen.
+VIEW_STYLE = "max-width: 720px"
+# circuitsvis draws each head's selector button one twelfth of the view wide (60 px); a longer
+# name runs past its button.
+MAX_SELECTOR_CHARS = 5
 
 
 class OfflineHTML:
@@ -54,7 +57,8 @@ def attention_patterns_html(
         tokens=token_labels(str_tokens),
         attention_head_names=labels,
     )
-    return OfflineHTML(key + close_container(script_safe_props(rendered.local_src)))
+    view = close_container(script_safe_props(rendered.local_src))
+    return OfflineHTML(f'{key}<div class="mi-attention" style="{VIEW_STYLE}">{view}</div>')
 
 
 def selector_labels(head_names: Sequence[str]) -> tuple[list[str], str]:

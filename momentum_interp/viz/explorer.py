@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from momentum_interp.analysis.explorer import ExplorerData
+from momentum_interp.analysis.explorer import DOTS, ExplorerData
 from momentum_interp.io import atomic_write_text
 from momentum_interp.viz import style
 from momentum_interp.viz.captions import slider_caption
@@ -55,7 +55,7 @@ def _payload(data: ExplorerData) -> str:
         "axis_labels": style.axis_labels(data.str_tokens),
         "ticks": style.thinned_ticks(len(data.tokens)),
         "induction_keys": data.induction_keys,
-        "term_names": ["q_t·k_s", "q_t·k_s−1", "q_t−1·k_s", "q_t−1·k_s−1"],
+        "term_names": list(DOTS),
         "colours": style.palette(5),
         "models": models,
     }
@@ -128,10 +128,10 @@ h1 { font-size: 20px; margin: 0 0 8px; }
 .controls { display: flex; flex-wrap: wrap; gap: 14px; align-items: center; margin: 6px 0; }
 .heads { display: flex; flex-wrap: wrap; gap: 2px; }
 .heads button { padding: 2px 7px; border: 1px solid #bbb; background: #f4f4f4; cursor: pointer; }
-.heads button.on { background: #2E91E5; border-color: #2E91E5; color: #fff; }
+.heads button.on { background: #0072B2; border-color: #0072B2; color: #fff; }
 #gamma { width: 260px; }
 #gamma-value { width: 70px; }
-#opening { background: #f4f8fc; border-left: 3px solid #2E91E5; padding: 4px 8px; }
+#opening { background: #f4f8fc; border-left: 3px solid #0072B2; padding: 4px 8px; }
 .note { color: #444; max-width: 1150px; margin: 4px 0 10px; white-space: normal; }
 #strip { font-family: ui-monospace, monospace; line-height: 2; max-width: 1150px; }
 #strip span { padding: 1px 3px; margin: 0 1px; border-radius: 3px; cursor: pointer;
@@ -161,8 +161,8 @@ svg text { font-size: 11px; }
   <span id="shears"></span>
 </div>
 <div class="note" id="note"></div>
-<div class="note">score(t, s) = (1+γq)(1+γk) q_t·k_s − (1+γq)γk q_t·k_s−1 − γq(1+γk) q_t−1·k_s
-  + γqγk q_t−1·k_s−1, over √d_head; attention = softmax over keys s ≤ t. Click a token to
+<div class="note">score(t, s) = (1+γq)(1+γk) qₜ·kₛ − (1+γq)γk qₜ·kₛ₋₁ − γq(1+γk) qₜ₋₁·kₛ
+  + γqγk qₜ₋₁·kₛ₋₁, over √d_head; attention = softmax over keys s ≤ t. Click a token to
   pick the query (hover previews it); the red underline marks its induction key s*, the token
   after the previous occurrence of the query's token.</div>
 <div class="note" id="opening"><span id="opening-text"></span>
@@ -269,7 +269,7 @@ function drawRow() {
     const label = k === 0 ? "attention" : k === names.length - 1 ? "score (sum)" : `${fmt(c[k - 1])} × ${name}`;
     parts.push(svgText(pad - 8, mid + 4, label, 'text-anchor="end"'));
     parts.push(`<line x1="${pad}" x2="${W - 10}" y1="${mid}" y2="${mid}" stroke="#999"/>`);
-    const colour = attention ? "#2E91E5" : k === names.length - 1 ? "#222A2A" : D.colours[k];
+    const colour = attention ? D.colours[0] : k === names.length - 1 ? "#222A2A" : D.colours[k];
     for (let s = 0; s <= t; s++) {
       const h = attention ? band * v[s] : (band / 2) * v[s] / scale;
       parts.push(`<rect x="${pad + s * bw + 0.5}" y="${h >= 0 ? mid - h : mid}" width="${Math.max(1, bw - 1)}" height="${Math.abs(h)}" fill="${colour}"><title>key ${s}: ${v[s].toFixed(4)}</title></rect>`);

@@ -8,24 +8,37 @@ import plotly.graph_objects as go
 
 from momentum_interp.analysis.statistics import Estimate
 from momentum_interp.viz.security import plotly_text
-from momentum_interp.viz.style import legend_below, palette
+from momentum_interp.viz.style import PALETTE, legend_below, line_styles, shades
 
 
-def training_curves(histories: Mapping[str, dict], metric: str = "accuracy") -> go.Figure:
-    """Held-out `metric` against step for each run (from `metrics.json` histories), one colour
-    per run from the fixed palette (`style.palette`), the legend below the plot."""
+def training_curves(
+    histories: Mapping[str, dict],
+    metric: str = "accuracy",
+    arms: Mapping[str, str] | None = None,
+) -> go.Figure:
+    """Held-out `metric` against step for each run (from `metrics.json` histories), the legend
+    below the plot. `arms` (run -> its arm, e.g. the config it is a seed of) colours the runs of
+    one arm alike, in shades by seed, and groups them in the legend; without it every run is
+    its own arm. Arms take the palette's colours in order, then its dashes (`style.line_styles`).
+    """
+    arms = {name: (arms or {}).get(name, name) for name in histories}
+    groups: dict[str, list[str]] = {}
+    for name, arm in arms.items():
+        groups.setdefault(arm, []).append(name)
     fig = go.Figure()
-    for (name, history), colour in zip(histories.items(), palette(len(histories)), strict=True):
-        evals = history.get("eval", [])
-        fig.add_trace(
-            go.Scatter(
-                x=[e["step"] for e in evals],
-                y=[e[metric] for e in evals],
-                mode="lines",
-                name=plotly_text(name),
-                line={"color": colour},
+    for (arm, runs), line in zip(groups.items(), line_styles(len(groups)), strict=True):
+        for name, colour in zip(runs, shades(line["color"], len(runs)), strict=True):
+            evals = histories[name].get("eval", [])
+            fig.add_trace(
+                go.Scatter(
+                    x=[e["step"] for e in evals],
+                    y=[e[metric] for e in evals],
+                    mode="lines",
+                    name=plotly_text(name),
+                    legendgroup=plotly_text(arm),
+                    line={**line, "color": colour},
+                )
             )
-        )
     fig.update_layout(
         title=f"Held-out {metric} during training",
         xaxis_title="step",
@@ -49,6 +62,7 @@ def estimate_bars(
         go.Bar(
             x=[plotly_text(label) for label in labels],
             y=[e.value for e in estimates],
+            marker_color=PALETTE[0],
             error_y={
                 "type": "data",
                 "symmetric": False,

@@ -22,7 +22,7 @@ from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.figures import training_curves
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import plotly_text
-from momentum_interp.viz.style import legend_below, palette
+from momentum_interp.viz.style import legend_below, line_styles
 
 
 def frame_table(frame) -> str:
@@ -45,8 +45,14 @@ def add_lm_comparison(report: Report, comparison: LMComparison, heading: bool = 
     ):
         report.paragraph(caption)
         report.dataframe(frame, digits=4)
-    report.figure(training_curves(comparison.histories, metric="loss"))
+    report.figure(loss_curves(comparison))
     return report
+
+
+def loss_curves(comparison: LMComparison) -> go.Figure:
+    """Every run's validation loss against step: a colour per config (arm), a shade per seed."""
+    arms = dict(zip(comparison.table["run"], comparison.table["config"], strict=True))
+    return training_curves(comparison.histories, metric="loss", arms=arms)
 
 
 def loss_by_position(
@@ -60,14 +66,14 @@ def loss_by_position(
         raise ValueError("loss_by_position needs at least one curve.")
     fig = go.Figure()
     n_pos = max(len(c) for c in curves.values()) + 1
-    for (name, curve), color in zip(curves.items(), palette(len(curves)), strict=True):
+    for (name, curve), line in zip(curves.items(), line_styles(len(curves)), strict=True):
         fig.add_trace(
             go.Scatter(
                 x=list(range(1, len(curve) + 1)),
                 y=list(curve),
                 mode="lines",
                 name=plotly_text(name),
-                line={"color": color},
+                line=line,
             )
         )
     for label, (low, high) in (windows or {}).items():

@@ -16,7 +16,7 @@ from plotly.subplots import make_subplots
 
 from momentum_interp.analysis.scaling import PAPER_A, PAPER_B, ScalingFit, paper_gamma_star
 from momentum_interp.viz.report import Report, ReportSection
-from momentum_interp.viz.style import legend_below, log_axis, palette
+from momentum_interp.viz.style import PALETTE, legend_below, line_styles, log_axis, palette
 
 SMEARED_LABEL = "smeared key"
 CRITERION_LABELS = {"final_accuracy": "acc", "auc_accuracy": "AUC"}  # short column labels
@@ -39,11 +39,12 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
     `df` (the results table) adds each seed's accuracy as faint dots.
     """
     fig = go.Figure()
-    colors = palette(len(result.depths))
+    lines = line_styles(len(result.depths))
     categories = sorted({g for d in result.depths for g in d.grid})
     labels = [_gamma_label(g) for g in categories]
-    for i, depth in enumerate(result.depths):
-        color = colors[i]
+    control_sizes = np.linspace(18, 8, len(result.depths)).tolist() if len(lines) > 1 else [12]
+    for i, (depth, line) in enumerate(zip(result.depths, lines, strict=True)):
+        color = line["color"]
         x = [_gamma_label(g) for g in depth.grid]
         symbols = [
             "square" if g == 0 else "star" if g == depth.gamma_star else "circle"
@@ -57,7 +58,7 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
                 error_y={"type": "data", "array": depth.criterion_std, "thickness": 1},
                 mode="lines+markers",
                 marker={"symbol": symbols, "size": sizes, "color": color},
-                line={"color": color},
+                line=line,
                 name=f"N = {depth.n_layers} (γ* = {depth.gamma_star:g})",
                 legendgroup=str(depth.n_layers),
             )
@@ -68,7 +69,8 @@ def accuracy_vs_gamma(result: ScalingFit, df: pd.DataFrame | None = None) -> go.
                     x=[SMEARED_LABEL],
                     y=[depth.smeared_key_criterion],
                     mode="markers",
-                    marker={"symbol": "x", "size": 12, "color": color},
+                    # open crosses, the deepest smallest: equal controls nest, none hides
+                    marker={"symbol": "x-open", "size": control_sizes[i], "color": color},
                     name=f"N = {depth.n_layers} smeared key",
                     legendgroup=str(depth.n_layers),
                     showlegend=False,
@@ -256,15 +258,13 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
         )
     )
     windows = [d for d in shown if d.window is not None and d.window[1] > d.window[0]]
-    if windows:  # every γ within the tie tolerance of the best accuracy, drawn beside γ*
+    if windows:  # every γ within the tie tolerance of the best accuracy: a bar beside γ*
         fig.add_trace(
             go.Scatter(
-                x=[d.n_layers * 1.04 for d in windows],
-                y=[d.gamma_star for d in windows],
-                error_y=_bars_around_gamma_star(windows, [d.window for d in windows], floor)
-                | {"color": "gray", "thickness": 4, "width": 0},
-                mode="markers",
-                marker={"size": 4, "color": "gray"},
+                x=[x for d in windows for x in (d.n_layers * 1.04, d.n_layers * 1.04, None)],
+                y=[y for d in windows for y in (max(d.window[0], floor), d.window[1], None)],
+                mode="lines",
+                line={"color": "gray", "width": 4},
                 name=f"γ within {100 * result.tie_tol:g} points of the best accuracy",
             )
         )
@@ -299,7 +299,7 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
                     x=np.concatenate([n_line, n_line[::-1]]),
                     y=np.concatenate([hi, lo[::-1]]),
                     fill="toself",
-                    fillcolor="rgba(31, 119, 180, 0.18)",
+                    fillcolor=_rgba(PALETTE[0], 0.18),
                     line={"width": 0},
                     name=f"{100 * fit.level:g} % band (fit covariance)",
                     hoverinfo="skip",
@@ -310,7 +310,7 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
                 x=n_line,
                 y=fit.predict(n_line),
                 mode="lines",
-                line={"color": "rgb(31, 119, 180)"},
+                line={"color": PALETTE[0]},
                 name=f"ours: γ* = {fit.a:.3g} N^{fit.b:.3g}",
             )
         )
@@ -319,14 +319,20 @@ def gamma_star_vs_depth(result: ScalingFit) -> go.Figure:
             x=n_line,
             y=paper_gamma_star(n_line),
             mode="lines",
-            line={"color": "firebrick", "dash": "dash"},
+            line={"color": PALETTE[1], "dash": "dash"},
             name=f"paper: γ* = {PAPER_A} N^{PAPER_B}",
         )
     )
     drawn = [y for trace in fig.data for y in np.ravel(trace.y) if y is not None and y > 0]
     fig.update_layout(
         title="Best shear strength γ* against depth N",
-        xaxis={"title": "depth N (layers)", **log_axis(n_line.min(), n_line.max())},
+        # every depth a tick, labelled in full: the log axis's 1-2-5 steps would skip 3, 4, 6
+        xaxis={
+            "title": "depth N (layers)",
+            **log_axis(n_line.min(), n_line.max()),
+            "tickvals": n_all.tolist(),
+            "ticktext": [f"{n:g}" for n in n_all],
+        },
         yaxis={"title": "γ*", **log_axis(min(drawn), max(drawn))},
         template="plotly_white",
     )

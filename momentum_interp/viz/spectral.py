@@ -19,13 +19,23 @@ from momentum_interp.model import shear as sh
 from momentum_interp.naming import head_label
 from momentum_interp.viz.captions import SPECTRAL_NOTE, orthogonality_verdict, spectral_title
 from momentum_interp.viz.report import Report
-from momentum_interp.viz.style import PALETTE, legend_below, log_axis
+from momentum_interp.viz.style import DASHES, PALETTE, legend_below, line_styles, log_axis
 
 # Where gain_squared vanishes (γ = −1/2 at Nyquist: a smeared key with α = 1/2) the gain in dB is
 # −inf; figures draw it at this floor.
 DB_FLOOR = -60.0
 # Traces in a legend entry's name before "(+n more)".
 _MAX_NAMES = 6
+# Open markers, one per head, drawn largest first: where the heads' measurements coincide the
+# marks nest inside each other instead of hiding each other.
+HEAD_SYMBOLS = ("circle-open", "square-open", "diamond-open", "triangle-up-open", "hexagon-open")
+# Each band term's colour (palette colours): the cross terms warm, the diagonal ones cool.
+TERM_COLOURS = {
+    "low_high": PALETTE[1],
+    "high_low": PALETTE[4],
+    "low_low": PALETTE[0],
+    "high_high": PALETTE[2],
+}
 
 
 def _colour(i: int) -> str:
@@ -59,14 +69,15 @@ def bode_plot(table: pd.DataFrame) -> go.Figure:
         subplot_titles=("gain |H(ω)| (dB)", "phase arg H(ω) (rad)"),
     )
     table = table.assign(gamma_key=table["gamma"].round(9))
-    for i, (gamma, group) in enumerate(table.groupby("gamma_key", sort=True)):
+    groups = list(table.groupby("gamma_key", sort=True))
+    for (gamma, group), line in zip(groups, line_styles(len(groups)), strict=True):
         members = group.drop_duplicates(["layer", "head", "signal"])
         names = [head_label(r.layer, r.head) + r.signal for r in members.itertuples()]
         more = f" (+{len(names) - _MAX_NAMES} more)" if len(names) > _MAX_NAMES else ""
         curve = members.iloc[:1][["layer", "head", "signal"]].merge(group)
         curve = curve.sort_values("omega")
         omega = curve["omega"].to_numpy()
-        colour = _colour(i)
+        colour = line["color"]
         legend = f"γ={gamma:.4g}: {', '.join(names[:_MAX_NAMES])}{more}"
         fig.add_trace(
             go.Scatter(
@@ -75,7 +86,7 @@ def bode_plot(table: pd.DataFrame) -> go.Figure:
                 mode="lines",
                 name=legend,
                 legendgroup=legend,
-                line={"color": colour},
+                line=line,
                 hovertemplate="ω=%{x:.4g}<br>gain=%{y:.3g} dB<extra>" + f"γ={gamma:.4g}</extra>",
             ),
             row=1,
@@ -89,7 +100,7 @@ def bode_plot(table: pd.DataFrame) -> go.Figure:
                 name=legend,
                 legendgroup=legend,
                 showlegend=False,
-                line={"color": colour},
+                line=line,
                 hovertemplate="ω=%{x:.4g}<br>phase=%{y:.3g} rad<extra>" + f"γ={gamma:.4g}</extra>",
             ),
             row=2,
@@ -118,9 +129,10 @@ def bode_plot(table: pd.DataFrame) -> go.Figure:
     fig.update_yaxes(title_text="dB", row=1, col=1)
     fig.update_yaxes(title_text="rad", row=2, col=1)
     fig.update_layout(
-        title="Bode plot of each head's shear filter H(ω) = 1 + γ(1 − e^{−iω}) (◆ Nyquist gain)",
+        title="Bode plot of each head's shear filter H(ω) = 1 + γ(1 − e^(−iω)) (◆ Nyquist gain)",
         template="plotly_white",
-        height=650,
+        height=700,
+        **legend_below(),  # the γ groups' long names take the width under the plot, not beside it
     )
     return fig
 
@@ -187,30 +199,38 @@ def spectra_figure(spectra: sp.SignalSpectra) -> go.Figure:
 
 
 def ratio_figure(spectra: sp.SignalSpectra) -> go.Figure:
-    """Measured sheared/raw power (markers) over the analytic `|H(ω)|²` (lines), in dB."""
+    """Measured sheared/raw power (open markers, one shape per head, nested where the heads
+    agree) over the analytic `|H(ω)|²` (one line per distinct γ), in dB."""
     fig = make_subplots(
         rows=2,
         cols=1,
         shared_xaxes=True,
         vertical_spacing=0.08,
-        subplot_titles=[f"{s}: measured (markers) vs |H(ω)|² (line)" for s in sp.SIGNALS],
+        subplot_titles=[f"{s}: measured (markers) vs |H(ω)|² (lines)" for s in sp.SIGNALS],
     )
     omega = spectra.omega[1:]
     dense = sp.omega_grid(200, low=float(omega[0]) if len(omega) else math.pi * 1e-3)
     ratio = spectra.ratio
+    n_heads = spectra.n_heads
+    sizes = np.linspace(15, 6, n_heads) if n_heads > 1 else [9.0]
     for row, s in enumerate(sp.SIGNALS, start=1):
-        for head in range(spectra.n_heads):
-            colour = _colour(head)
-            gamma = float(spectra.gamma[s][head])
+        gammas = [float(g) for g in spectra.gamma[s]]
+        for head in range(n_heads):
             with np.errstate(divide="ignore", invalid="ignore"):
                 measured = 10 * np.log10(ratio[s][1:, head])
+            colour = _colour(head)
             fig.add_trace(
                 go.Scatter(
                     x=omega,
                     y=_floor_db(measured),
                     mode="markers",
-                    marker={"color": colour, "size": 6},
-                    name=f"H{head} (γ={gamma:.3g})",
+                    marker={
+                        "symbol": HEAD_SYMBOLS[head % len(HEAD_SYMBOLS)],
+                        "size": float(sizes[head]),
+                        "color": colour,
+                        "line": {"color": colour, "width": 1.5},
+                    },
+                    name=f"H{head} (γ={gammas[head]:.3g})",
                     legendgroup=f"H{head}",
                     showlegend=row == 1,
                     hovertemplate=f"{s} H{head} measured<br>ω=%{{x:.3g}}<br>%{{y:.3g}} dB<extra></extra>",
@@ -218,6 +238,9 @@ def ratio_figure(spectra: sp.SignalSpectra) -> go.Figure:
                 row=row,
                 col=1,
             )
+        distinct = sorted({round(g, 9) for g in gammas})
+        for i, gamma in enumerate(distinct):  # grey, a dash per γ: the markers carry colour
+            heads = [f"H{h}" for h, g in enumerate(gammas) if round(g, 9) == gamma]
             with np.errstate(divide="ignore", invalid="ignore"):
                 analytic = sh.gain_db(gamma, dense)
             fig.add_trace(
@@ -225,11 +248,11 @@ def ratio_figure(spectra: sp.SignalSpectra) -> go.Figure:
                     x=dense,
                     y=_floor_db(analytic),
                     mode="lines",
-                    line={"color": colour},
-                    name=f"|H|² H{head}",
-                    legendgroup=f"H{head}",
-                    showlegend=False,
-                    hovertemplate=f"{s} H{head} |H|²<br>ω=%{{x:.3g}}<br>%{{y:.3g}} dB<extra></extra>",
+                    line={"color": "#555", "dash": DASHES[i % len(DASHES)], "width": 1.5},
+                    name=f"|H(ω)|², γ={gamma:.3g} ({', '.join(heads)})",
+                    legendgroup=f"|H|² γ={gamma:.3g}",
+                    showlegend=row == 1,
+                    hovertemplate=f"{s} |H|², γ={gamma:.3g}<br>ω=%{{x:.3g}}<br>%{{y:.3g}} dB<extra></extra>",
                 ),
                 row=row,
                 col=1,
@@ -258,21 +281,15 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     """
     labels = [_wrap(f"{r.label} · {head_label(r.layer, r.head)}") for r in df.itertuples()]
     y = [label for label, _ in labels]
-    colours = {
-        "low_high": "#d62728",
-        "high_low": "#ff7f0e",
-        "low_low": "#1f77b4",
-        "high_high": "#2ca02c",
-    }
     fig = go.Figure()
-    for term in ("low_high", "high_low", "low_low", "high_high"):
+    for term, colour in TERM_COLOURS.items():
         fig.add_trace(
             go.Bar(
                 x=df[f"share_{term}"],
                 y=y,
                 orientation="h",
                 name=term.replace("_", "·"),
-                marker_color=colours[term],
+                marker_color=colour,
             )
         )
     fig.add_trace(
@@ -299,7 +316,7 @@ def orthogonality_figure(df: pd.DataFrame) -> go.Figure:
     # the axis title, however many rows there are.
     plot_px = sum(max(28, 16 * lines + 12) for _, lines in labels) or 28
     below = legend_below()
-    below["legend"]["y"] = -70 / plot_px
+    below["legend"] |= {"y": -70 / plot_px, "traceorder": "normal"}  # the bars' order, left first
     below["margin"] = {"t": 80, "b": 150}
     fig.update_layout(height=plot_px + 230, **below)
     return fig
@@ -328,8 +345,8 @@ def add_spectral(report: Report, result: sp.SpectralResult, heading: bool = True
     if heading:
         report.heading(spectral_title(result))
     report.paragraph(
-        "Each head shears q and k along the sequence, x̂_t = x_t + γ(x_t − x_{t−1}): the "
-        "two-tap filter H(ω) = 1 + γ(1 − e^{−iω}), gain 1 at DC and |1 + 2γ| at Nyquist. "
+        "Each head shears q and k along the sequence, x̂ₜ = xₜ + γ(xₜ − xₜ₋₁): the "
+        "two-tap filter H(ω) = 1 + γ(1 − e^(−iω)), gain 1 at DC and |1 + 2γ| at Nyquist. "
         "Smeared keys are the same filter with γ = α − 1."
     )
     report.heading("Filters (Bode)")
@@ -389,7 +406,7 @@ def add_spectral(report: Report, result: sp.SpectralResult, heading: bool = True
     report.heading("Band orthogonality")
     report.paragraph(
         f"q and k as they enter the scores, split at ω = {result.cutoff / math.pi:.3g}π into low "
-        "and high bands; the causal scores ⟨q_t, k_s⟩ decompose into low·low, low·high, "
+        "and high bands; the causal scores ⟨qₜ, kₛ⟩ decompose into low·low, low·high, "
         "high·low and high·high terms. The paper's orthogonality theorem predicts small "
         "cross terms with RoPE. Chance level: the cross share expected from the bands' "
         "energies alone."

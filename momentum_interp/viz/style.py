@@ -1,9 +1,11 @@
 """Layout rules every figure and table follows, as small functions with one rule each.
 
 Long token axes show at most `MAX_TICKS` labels; legends sit below the plot, clear of colour
-bars; text blocks wrap; line colours come from one fixed palette of `len(PALETTE)` colours; log
-axes label 1-2-5 steps, never crowded minor ticks; tables left-align text and right-align
-numbers, with "—" for a missing value; integer tokens stay apart (`"37 43 12"`).
+bars; text blocks wrap; colours come from one colour-blind-safe palette (Okabe–Ito), lines past its
+end also change dash, runs of one arm share its colour in shades by seed; log axes label 1-2-5
+steps, never crowded minor ticks; a heatmap's colour bar lies under the plot, legible however few
+rows it has; tables left-align text and right-align numbers, with "—" for a missing value; integer
+tokens stay apart (`"37 43 12"`); maths is written in Unicode (`xₜ₋₁`), never TeX.
 """
 
 from __future__ import annotations
@@ -14,18 +16,19 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from plotly.colors import hex_to_rgb
 
 from momentum_interp.viz.security import plotly_text
 
 MAX_TICKS = 20
 
-# Plotly's Dark24: 24 colours distinct on white, fixed order, so line i has the same colour in
-# every figure.
+# Okabe & Ito's colour-blind-safe colours, fixed order (yellow, faint on white, last), so line i
+# has the same colour in every figure.
 PALETTE = (
-    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#222A2A", "#B68100", "#750D86",
-    "#EB663B", "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE",
-    "#862A16", "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038",
+    "#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442",
 )  # fmt: skip
+# Dashes that tell apart lines past the palette's end (line i: colour i mod 8, dash i div 8).
+DASHES = ("solid", "dash", "dot", "dashdot", "longdash", "longdashdot")
 
 # Blocks of preformatted text (a trace's summary, a verdict) wrap inside their column.
 WRAP_CSS = (
@@ -39,10 +42,47 @@ MISSING = "—"
 
 
 def palette(n: int) -> list[str]:
-    """The first `n` colours of `PALETTE`; an error rather than a repeated colour past its end."""
+    """The first `n` colours of `PALETTE`; an error rather than a repeated colour past its end
+    (`line_styles` draws more lines)."""
     if not 0 <= n <= len(PALETTE):
-        raise ValueError(f"{n} lines need more than the palette's {len(PALETTE)} distinct colours.")
+        raise ValueError(
+            f"{n} lines need more than the palette's {len(PALETTE)} distinct colours; "
+            "use style.line_styles, which also varies the dash."
+        )
     return list(PALETTE[:n])
+
+
+def line_styles(n: int) -> list[dict[str, str]]:
+    """Plotly `line` settings for `n` lines, each pair distinct: the palette's colours in order,
+    then again with the next of `DASHES`."""
+    if not 0 <= n <= len(PALETTE) * len(DASHES):
+        raise ValueError(f"{n} lines are more than {len(PALETTE) * len(DASHES)} distinct styles.")
+    return [
+        {"color": PALETTE[i % len(PALETTE)], "dash": DASHES[i // len(PALETTE)]} for i in range(n)
+    ]
+
+
+def shades(colour: str, n: int) -> list[str]:
+    """`n` shades of one `#rrggbb` colour (one per seed of an arm): the colour itself first, then
+    lighter ones, mixed with up to 60 % white."""
+    rgb = np.array(hex_to_rgb(colour), dtype=float)
+    mixes = np.linspace(0.0, 0.6, n) if n > 1 else [0.0]
+    return ["#" + "".join(f"{round(c):02X}" for c in rgb + t * (255 - rgb)) for t in mixes]
+
+
+def colorbar_below(plot_px: float, title: str) -> dict:
+    """Plotly `colorbar` settings: horizontal, under the plot's x-axis title (`plot_px`: the plot
+    area's height in pixels), so its tick labels never crowd, however few rows the plot has."""
+    return {
+        "title": {"text": title, "side": "top"},
+        "orientation": "h",
+        "x": 0.5,
+        "xanchor": "center",
+        "len": 0.6,
+        "thickness": 12,
+        "y": -70 / plot_px,
+        "yanchor": "top",
+    }
 
 
 def thinned_ticks(n: int, max_ticks: int = MAX_TICKS) -> list[int]:

@@ -20,14 +20,10 @@ from momentum_interp.viz.captions import (
 )
 from momentum_interp.viz.report import Report
 from momentum_interp.viz.security import plotly_text
-from momentum_interp.viz.style import legend_below, token_axis
+from momentum_interp.viz.style import PALETTE, legend_below, token_axis
 
-TERM_COLORS = {
-    "current_current": "#4c78a8",
-    "current_prev_key": "#e45756",
-    "prev_query_current": "#72b7b2",
-    "prev_prev": "#b279a2",
-}
+# The explorer's colours: attention takes the palette's first, the terms the next four.
+TERM_COLORS = dict(zip(TERM_NAMES, PALETTE[1:5], strict=True))
 
 
 def term_share_figure(
@@ -71,6 +67,7 @@ def ablation_figure(ablations: pd.DataFrame) -> go.Figure:
         go.Bar(
             x=ablations["ablation"].tolist(),
             y=ablations["accuracy"].tolist(),
+            marker_color=PALETTE[0],
             error_y=error,
             customdata=np.stack([ablations["delta_accuracy"], ablations["loss"]], axis=-1),
             hovertemplate=(

@@ -1,7 +1,10 @@
 """Band orthogonality: the paper's "orthogonality theorem" says that with RoPE the low ("DC",
-semantic) and high ("AC", mechanistic) bands of the sheared queries/keys separate. We split the
-signals that enter the scores into two bands and measure how much of the score energy the
-cross-band terms carry (docs/maths.md, "Band orthogonality")."""
+semantic) and high ("AC", mechanistic) bands of the sheared queries/keys separate. Two readings
+(docs/maths.md, "Band orthogonality"): (i) bands along the sequence axis, split at a cutoff ω;
+we measure how much of the score energy the cross-band terms carry; (ii) bands over the rotary
+frequency pairs within each head's channels (`high_frequency_channels`), which split the score
+into two parts with no cross terms by construction; what is measured there is which part
+carries the induction margin (`analysis.tracing.mechanism`)."""
 
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from momentum_interp.analysis.spectral.spectra import (
     hook_names,
 )
 from momentum_interp.architecture import model_label
+from momentum_interp.model.rotary import rotary_frequencies
 
 BAND_TERMS = ("low_low", "low_high", "high_low", "high_high")
 # The separation counts as shown when the cross-band share with RoPE is at most this fraction of
@@ -46,6 +50,24 @@ def band_split(
     low = torch.fft.irfft(spectrum * low_mask, n=n_pos, dim=dim)
     high = torch.fft.irfft(spectrum * ~low_mask, n=n_pos, dim=dim)
     return low, high
+
+
+def channel_frequencies(cfg) -> torch.Tensor:
+    """Rotation frequency (radians per position) of each of a head's channels, `[d_head]`,
+    float64: channels (j, j + rotary_dim/2) form rotary pair j (`rotary_frequencies`); channels
+    past `rotary_dim` do not rotate (θ = 0). A model with learned positions gets the frequencies
+    its channels would have under RoPE with its `rotary_dim` and base, so a control is split into
+    the same channel groups."""
+    theta = rotary_frequencies(cfg.rotary_dim, cfg.rotary_base)
+    return torch.cat([theta, theta, torch.zeros(cfg.d_head - cfg.rotary_dim, dtype=theta.dtype)])
+
+
+def high_frequency_channels(cfg) -> torch.Tensor:
+    """`[d_head]` bool: the channels rotating faster than the median channel (for d_head =
+    rotary_dim, the faster half of the rotary pairs): the high group of the frequency-pair
+    reading; the rest is the low group. Whole pairs, so the split commutes with the rotation."""
+    theta = channel_frequencies(cfg)
+    return theta > theta.median()
 
 
 def score_band_terms(

@@ -9,6 +9,7 @@ from momentum_interp.analysis.tracing.ablations import (
     head_z_mean,
     induction_ablations,
     mean_ablation_hooks,
+    momentum_off,
     term_removal_hooks,
     velocity_zero_hooks,
 )
@@ -20,12 +21,15 @@ from momentum_interp.analysis.tracing.qk_circuit import (
     qk_circuit,
 )
 from momentum_interp.analysis.tracing.terms import (
+    MARGIN_REFERENCES,
     causal_mask,
+    competitors,
     head_score_terms,
     induction_keys,
     induction_margins,
     margins,
     signal_hook_names,
+    strongest_competitor,
     term_coefficients,
     terms_from_signals,
 )
@@ -38,6 +42,7 @@ from momentum_interp.analysis.tracing.trace import (
 
 __all__ = [
     "ABLATION_COLUMNS",
+    "MARGIN_REFERENCES",
     "QK_MAX_TOKENS",
     "ExampleScores",
     "InductionTrace",
@@ -45,6 +50,7 @@ __all__ = [
     "TermDecomposition",
     "causal_mask",
     "check_head",
+    "competitors",
     "default_induction_task",
     "diagonal_scores",
     "head_score_terms",
@@ -54,8 +60,10 @@ __all__ = [
     "induction_margins",
     "margins",
     "mean_ablation_hooks",
+    "momentum_off",
     "qk_circuit",
     "signal_hook_names",
+    "strongest_competitor",
     "term_coefficients",
     "term_removal_hooks",
     "terms_from_signals",

@@ -51,6 +51,18 @@ def velocity_zero_hooks(model, layer: int | None = None, head: int | None = None
     ]
 
 
+def momentum_off(model) -> tuple[Any, list]:
+    """`(model, hooks)` that run `model` with momentum off in every head (γ → 0 at inference):
+    a deep copy with `set_gamma(0.0)`; for a smeared key (γ = α − 1 comes from a learned logit
+    and reaches 0 only at +∞) and for shear="none" (nothing to switch off; `set_gamma` refuses)
+    the model itself under `velocity_zero_hooks`, which makes every shear the identity."""
+    if gamma_zero_method(model.cfg) != "set_gamma":
+        return model, velocity_zero_hooks(model)
+    no_momentum = copy.deepcopy(model)
+    no_momentum.set_gamma(0.0)
+    return no_momentum, []
+
+
 def term_removal_hooks(model, layer: int, head: int, terms: tuple[str, ...] | list[str]) -> list:
     """Forward hooks that subtract the named score terms (scaled by 1/√d_head) from this head's
     `hook_attn_scores` on causal entries, leaving masked entries at −inf. The terms are recomputed
@@ -164,13 +176,7 @@ def induction_ablations(
             return per_sequence_metrics(target, task, n_batches, batch_size, seed)
 
     rows = [_metrics_row("clean", measure(model))]
-    if gamma_zero_method(model.cfg) == "set_gamma":
-        no_momentum = copy.deepcopy(model)
-        no_momentum.set_gamma(0.0)
-        rows.append(_metrics_row("gamma_zero", measure(no_momentum)))
-        del no_momentum
-    else:  # the smear made the identity, or nothing to switch off (and set_gamma refuses)
-        rows.append(_metrics_row("gamma_zero", measure(model, velocity_zero_hooks(model))))
+    rows.append(_metrics_row("gamma_zero", measure(*momentum_off(model))))
     rows.append(
         _metrics_row("velocity_zero_head", measure(model, velocity_zero_hooks(model, layer, head)))
     )

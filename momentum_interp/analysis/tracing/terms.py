@@ -7,7 +7,8 @@ With pre-RoPE placement the shear acts before the rotation, so the terms are `�
 R_s k_{s−1}⟩` etc. (each slot rotated at its own position); the coefficients are still those of
 `score_terms`. On causal entries the terms sum to `hook_attn_scores` exactly. The margin of a
 term at an induction query t (target key s* = s′ + 1) is `term[t, s*]` minus its mean over the
-other causal keys (docs/maths.md, "Induction margins").
+other causal keys, or minus its value at one competing key: s′ itself (the earlier occurrence of
+the query's own token) or the strongest other key (docs/maths.md, "Induction margins").
 """
 
 from __future__ import annotations
@@ -95,18 +96,29 @@ def terms_from_signals(
 
 
 def head_score_terms(
-    model, cache, layer: int, head: int | None = None
+    model,
+    cache,
+    layer: int,
+    head: int | None = None,
+    channels: Bool[torch.Tensor, " d_head"] | None = None,
 ) -> dict[str, Float[torch.Tensor, "batch *head q_pos k_pos"]]:
     """The four scaled score terms of one head `[batch, q_pos, k_pos]` (or of every head,
     `[batch, head, q_pos, k_pos]`, when `head` is None) from an `ActivationCache` holding the
-    layer's `signal_hook_names`, in float64. On causal entries they sum to `hook_attn_scores`."""
+    layer's `signal_hook_names`, in float64. On causal entries they sum to `hook_attn_scores`.
+
+    `channels: [d_head]` (bool) keeps only those channels of q and k: the terms' part carried by
+    them. Whole rotary pairs commute with the rotation and the shear, so the parts of a split
+    into pairs add up to the terms exactly."""
     attn = model.blocks[layer].attn
     q_name, k_name = signal_hook_names(model, layer)
     heads = slice(None) if head is None else slice(head, head + 1)
     with torch.no_grad():
         q, k = cache[q_name][:, :, heads], cache[k_name][:, :, heads]
         dtype = torch.float64  # one head's [batch, pos, pos] maps: cheap, and exact to compare
-        terms = terms_from_signals(attn, q.to(dtype), k.to(dtype), heads)
+        q, k = q.to(dtype), k.to(dtype)
+        if channels is not None:
+            q, k = q * channels.to(q), k * channels.to(k)
+        terms = terms_from_signals(attn, q, k, heads)
     return terms if head is None else {name: value[:, 0] for name, value in terms.items()}
 
 
@@ -126,20 +138,50 @@ def induction_keys(
     return query_mask, key_index
 
 
+MARGIN_REFERENCES = ("mean_other", "earlier_occurrence", "strongest")
+
+
+def strongest_competitor(
+    scores: Float[torch.Tensor, "batch q_pos k_pos"], key_index: Int[torch.Tensor, "batch q_pos"]
+) -> Int[torch.Tensor, "batch q_pos"]:
+    """`[batch, q_pos]`: the causal key other than s* with the highest score `scores: [batch,
+    q_pos, k_pos]` (the key the head would attend to most if not to s*); 0 where t has no other
+    causal key."""
+    n_pos = scores.shape[-1]
+    keys = torch.arange(n_pos, device=scores.device)
+    other = causal_mask(n_pos, scores.device) & (keys != key_index[..., None])
+    return torch.where(other, scores, -torch.inf).argmax(dim=-1)
+
+
+def competitors(scores: torch.Tensor, key_index: torch.Tensor) -> dict[str, torch.Tensor | None]:
+    """The keys an induction margin is taken against, by `MARGIN_REFERENCES` name: None for the
+    mean of the other causal keys, s′ = s* − 1 (the earlier occurrence of the query's own token)
+    and the strongest competitor; index tensors `[batch, q_pos]`."""
+    return {
+        "mean_other": None,
+        "earlier_occurrence": key_index - 1,
+        "strongest": strongest_competitor(scores, key_index),
+    }
+
+
 def margins(
     x: Float[torch.Tensor, "batch q_pos k_pos"],
     query_mask: Bool[torch.Tensor, "batch q_pos"],
     key_index: Int[torch.Tensor, "batch q_pos"],
+    competitor: Int[torch.Tensor, "batch q_pos"] | None = None,
 ) -> Float[torch.Tensor, " query"]:
-    """Per induction query: `x[t, s*]` minus the mean of `x[t, s]` over the other causal keys.
+    """Per induction query: `x[t, s*]` minus the mean of `x[t, s]` over the other causal keys, or
+    minus `x[t, competitor[t]]` when `competitor: [batch, q_pos]` (key indices) is given.
 
     `x: [batch, q_pos, k_pos]` (entries above the diagonal are ignored, so −inf masking is fine);
     returns a flat tensor over the queries in `query_mask` (row-major order)."""
     n_pos = x.shape[-1]
     causal = causal_mask(n_pos, x.device)
     x = torch.where(causal, x, torch.zeros((), dtype=x.dtype, device=x.device))
-    row_sum = x.sum(dim=-1)  # [batch, q_pos]
     target = x.gather(-1, key_index.clamp(min=0)[..., None])[..., 0]
+    if competitor is not None:
+        return (target - x.gather(-1, competitor.clamp(min=0)[..., None])[..., 0])[query_mask]
+    row_sum = x.sum(dim=-1)  # [batch, q_pos]
     n_other = torch.arange(n_pos, device=x.device, dtype=x.dtype).expand_as(row_sum)  # t keys
     other_mean = (row_sum - target) / n_other.clamp(min=1)
     return (target - other_mean)[query_mask]
@@ -150,8 +192,11 @@ def induction_margins(
     scores: Float[torch.Tensor, "batch q_pos k_pos"],
     query_mask: Bool[torch.Tensor, "batch q_pos"],
     key_index: Int[torch.Tensor, "batch q_pos"],
+    competitor: Int[torch.Tensor, "batch q_pos"] | None = None,
 ) -> dict[str, Float[torch.Tensor, " query"]]:
-    """Per-query margins of each term and of the full score (`"total"`), flat over queries."""
-    out = {name: margins(value, query_mask, key_index) for name, value in terms.items()}
-    out["total"] = margins(scores.to(next(iter(terms.values())).dtype), query_mask, key_index)
+    """Per-query margins of each term and of the full score (`"total"`), flat over queries,
+    against the mean of the other keys or against `competitor` (as `margins`)."""
+    out = {name: margins(value, query_mask, key_index, competitor) for name, value in terms.items()}
+    dtype = next(iter(terms.values())).dtype
+    out["total"] = margins(scores.to(dtype), query_mask, key_index, competitor)
     return out

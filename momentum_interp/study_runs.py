@@ -1,0 +1,123 @@
+"""A sweep's runs for a per-run study (`formation`, `mechanism`): its result rows with their run
+directories in the spec's variant order, checked before any work; and each run's table, kept
+when it was written for the same run, sequences and seed, so an interrupted study resumes."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from momentum_interp.arguments import command_text, output_dir
+from momentum_interp.defaults import DEFAULT_SEED
+
+
+def add_study_options(cmd: argparse.ArgumentParser, name: str, sequences: int, data: str) -> None:
+    """The options every per-run study takes: the sweep's --runs-dir, --out (default
+    PATH/`name`), how many `data` sequences (default `sequences`), --seed and --quiet."""
+    cmd.add_argument(
+        "--runs-dir",
+        type=Path,
+        help="the sweep's run directories (its --runs-dir; default PATH/runs)",
+    )
+    cmd.add_argument("--out", type=output_dir, help=f"where the tables go (default PATH/{name})")
+    cmd.add_argument("--sequences", type=int, default=sequences, help=f"{data} sequences")
+    cmd.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    cmd.add_argument("--quiet", action="store_true", help="no progress output")
+
+
+class StudyInputError(ValueError):
+    """A sweep whose runs cannot be measured (missing run directories or files)."""
+
+
+def sweep_runs(
+    path: Path, runs_dir: Path | None, needs: str, fix: str
+) -> list[tuple[dict[str, Any], Path]]:
+    """The rows of `path/results.jsonl` with their run directories (`runs_dir`, default
+    `path/runs`), variants in the spec's order and runs by seed; every run directory must hold
+    the file `needs` (relative to it), else StudyInputError says how many lack it and `fix`."""
+    from momentum_interp.sweeps.runner import read_results
+
+    rows = read_results(path / "results.jsonl")
+    spec = json.loads((path / "sweep_spec.json").read_text())
+    order = [v["label"] for v in spec.get("variants", [])]
+    rows.sort(
+        key=lambda r: (
+            order.index(r["variant"]) if r["variant"] in order else len(order),
+            r["train.seed"],
+        )
+    )
+    runs_dir = runs_dir or path / "runs"
+    missing = [r["run_id"] for r in rows if not (runs_dir / r["run_id"] / needs).is_file()]
+    if not rows or missing:
+        raise StudyInputError(
+            f"{runs_dir} holds no {needs} for {len(missing)} of {len(rows)} runs of {path} "
+            f"(e.g. {missing[:3]}); pass the sweep's --runs-dir{fix}."
+        )
+    return [(r, runs_dir / r["run_id"]) for r in rows]
+
+
+def run_table(
+    path: Path, row: dict[str, Any], args: argparse.Namespace, measure: Callable[[], dict]
+) -> dict[str, Any]:
+    """The run's table at `path` when it was written for the same run, `args.sequences` and
+    `args.seed`; otherwise `measure()` (a dict holding `run`, `n_sequences` and `seed`), written
+    there with the provenance, the variant and the training seed."""
+    from momentum_interp.io import atomic_write_json
+    from momentum_interp.provenance import provenance
+
+    table = json.loads(path.read_text()) if path.is_file() else None
+    if table is not None and (table["run"], table["n_sequences"], table["seed"]) == (
+        row["run_id"],
+        args.sequences,
+        args.seed,
+    ):
+        return table
+    table = {
+        "provenance": provenance(command_text(args), args.seed),
+        "variant": row["variant"],
+        "train_seed": row["train.seed"],
+        **measure(),
+    }
+    atomic_write_json(path, table)
+    return table
+
+
+def run_tables(
+    runs: list[tuple[dict[str, Any], Path]],
+    out: Path,
+    args: argparse.Namespace,
+    measure: Callable[[dict[str, Any], Path], dict],
+    progress: Callable[[dict[str, Any]], str],
+) -> list[tuple[str, dict[str, Any], int, str, dict[str, Any]]]:
+    """Every run's `run_table` at `out/<variant>-seed<k>.json` (`measure(row, run_dir)` where
+    it is missing or stale), a line per run (`progress(table)`) unless --quiet; returns
+    `(variant, model config, training seed, run id, table)` per run, what a study groups."""
+    from momentum_interp.analysis.formation_study import run_table_name
+
+    tables = []
+    for number, (row, run_dir) in enumerate(runs, start=1):
+        variant, seed = row["variant"], row["train.seed"]
+        table = run_table(
+            out / run_table_name(variant, seed),
+            row,
+            args,
+            lambda row=row, run_dir=run_dir: measure(row, run_dir),
+        )
+        if not args.quiet:
+            print(f"[{number}/{len(runs)}] {variant}-seed{seed}: {progress(table)}", flush=True)
+        tables.append((variant, row["config"]["model"], seed, row["run_id"], table))
+    return tables
+
+
+def write_summary(path: Path, args: argparse.Namespace, study: Any) -> None:
+    """A study's `to_dict()` with the provenance, at `path`, and say where."""
+    from momentum_interp.io import atomic_write_json
+    from momentum_interp.provenance import provenance
+
+    atomic_write_json(
+        path, {"provenance": provenance(command_text(args), args.seed), **study.to_dict()}
+    )
+    print(f"summary: {path}")
