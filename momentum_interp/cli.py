@@ -217,17 +217,17 @@ def _write_pair(out: Path, stem: str, html: str, numbers: dict) -> None:
 def _cmd_report(args: argparse.Namespace) -> None:
     announce(args, f"writing the full report of {args.model} into {args.out}")
     with one_writer_with_room(Path(args.out), "report"):
-        from momentum_interp.analysis.scaling import bundled_results
         from momentum_interp.report import write_model_report
+        from momentum_interp.zoo import bundled_gamma_studies
 
-        scaling = None if args.no_scaling else (args.scaling or bundled_results())
         paths = write_model_report(
             args.model,
             Path(args.out),
             n_sequences=args.sequences,
             seed=args.seed,
-            scaling=scaling,
+            scaling=None if args.no_scaling else args.scaling,
             command=command_text(args),
+            gamma_studies=None if args.no_scaling else bundled_gamma_studies(),
         )
     for label, path in paths.items():
         print(f"{label}: {path}")
@@ -445,10 +445,10 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--scaling",
         type=input_file,
-        help="a γ × depth sweep's results table for the γ*(N) section "
-        "(default: the committed results/scaling/results.csv, when present)",
+        help="a γ × depth sweep's results table to fit a γ*(N) section to (besides the "
+        "committed fair study's section, shown by default)",
     )
-    report.add_argument("--no-scaling", action="store_true", help="leave out the γ*(N) section")
+    report.add_argument("--no-scaling", action="store_true", help="leave out the γ*(N) sections")
     report.add_argument("--quiet", action="store_true", help="no progress lines")
 
     sweep = sub.add_parser("sweep", help="run a TOML sweep spec ([grid], [[variants]]) resumably")

@@ -18,7 +18,6 @@ from momentum_interp.analysis.heads import (
     rank_heads_ci,
 )
 from momentum_interp.analysis.lm import LMComparison, bundled_comparison
-from momentum_interp.analysis.scaling import bundled_results, fit_scaling
 from momentum_interp.analysis.spectral import spectral_report
 from momentum_interp.analysis.statistics import Estimate, pooled_ratio_ci
 from momentum_interp.analysis.tracing import trace_single_layer_induction
@@ -36,7 +35,7 @@ from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
 from momentum_interp.narrative.formation import add_formation_section
-from momentum_interp.narrative.scaling import fit_record
+from momentum_interp.narrative.gamma_study import add_study_section
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
@@ -51,13 +50,18 @@ from momentum_interp.paths import REPO_ROOT
 from momentum_interp.provenance import provenance
 from momentum_interp.report import example_tokens
 from momentum_interp.results import ZOO_RECORD
-from momentum_interp.sweeps.tables import load_table
 from momentum_interp.training.state import load_metrics
 from momentum_interp.viz.attention import attention_patterns_html
 from momentum_interp.viz.explorer import link_explorer, write_explorer
 from momentum_interp.viz.figures import estimate_bars, training_curves
 from momentum_interp.viz.report import Report
-from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY, ZOO, ZOO_FORMATION, run_config
+from momentum_interp.zoo import (
+    PAPER_SINGLE_LAYER_PEAK_ACCURACY,
+    ZOO,
+    ZOO_FORMATION,
+    bundled_gamma_studies,
+    run_config,
+)
 
 EVAL_BATCH = 64
 
@@ -165,8 +169,8 @@ def best_head_patterns(results: list[ZooResult], seed: int) -> HeadPatterns:
 
 def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
     """Circuit traces (every tied top induction head, by `induction_heads_to_trace`'s rule) and
-    spectral forensics of the paper's 1-layer momentum model; the committed γ*(N) sweep's fit and
-    language-model comparison, when this checkout has them."""
+    spectral forensics of the paper's 1-layer momentum model; the committed language-model
+    comparison, when this checkout has it."""
     paper = next((r for r in results if r.name == PAPER_MODEL), None)
     if paper is None:
         return {}
@@ -178,8 +182,6 @@ def momentum_analyses(results: list[ZooResult], seed: int) -> dict[str, object]:
         for head in ranking.tied
     }
     analyses["spectral"] = spectral_report(paper.model, example_tokens(paper.model, seed, batch=32))
-    if (table := bundled_results()) is not None:
-        analyses["scaling"] = fit_scaling(load_table(table))
     if (comparison := bundled_comparison()) is not None:
         analyses["language_models"] = LMComparison.load(comparison)
     return analyses
@@ -230,6 +232,7 @@ class DemoPage:
     explorer: ExplorerData  # the circuit explorer beside the page
     seed: int
     formation: tuple[dict, list] | None = None  # the committed formation study (`load_formation`)
+    gamma_studies: list[dict] | None = None  # the committed fair γ*(N) study, by depth
 
 
 def demo_page(results: list[ZooResult], seed: int) -> DemoPage:
@@ -244,6 +247,7 @@ def demo_page(results: list[ZooResult], seed: int) -> DemoPage:
         formation=load_formation(ZOO_FORMATION)
         if (ZOO_FORMATION / SUMMARY_FILE).is_file()
         else None,
+        gamma_studies=bundled_gamma_studies(),
     )
 
 
@@ -293,6 +297,8 @@ def build_report(
         report.paragraph(f"Traced heads of {PAPER_MODEL}: {record['trace']['rule']}.", note=True)
     for analysis in analyses.values():
         add_section(report, analysis)
+    if page.gamma_studies:
+        add_study_section(report, page.gamma_studies)
     if page.formation is not None:
         add_formation_section(report, *page.formation)
         report.paragraph(
@@ -363,7 +369,7 @@ def run_demo(
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
             "comparison": paper_comparison(results),
             **{name: analysis.to_dict() for name, analysis in analyses.items()},
-            **({"scaling": fit_record(analyses["scaling"])} if "scaling" in analyses else {}),
+            "gamma_studies": [study["provenance"] for study in page.gamma_studies or []],
             "headline": record,
             "seed": seed,
             "elapsed_s": elapsed,

@@ -23,6 +23,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
+from momentum_interp.narrative.gamma_study import add_study_section
 from momentum_interp.narrative.rankings import data_statement
 from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
@@ -150,10 +151,14 @@ def add_scores(report: Report, analysis: ModelAnalysis) -> Report:
 
 
 def model_report(
-    analysis: ModelAnalysis, history: dict | None, fit: ScalingFit | None = None
+    analysis: ModelAnalysis,
+    history: dict | None,
+    fit: ScalingFit | None = None,
+    gamma_studies: list[dict] | None = None,
 ) -> Report:
     """The page of a measured model: its explorer's link, head scores, traces, spectra, its
-    training curves (`history`, if any) and the γ*(N) section of `fit` (if any)."""
+    training curves (`history`, if any), the fair γ*(N) study's section (`gamma_studies`, its
+    `study.json` files, if any) and the γ*(N) section of a sweep's `fit` (if any)."""
     report = Report(f"momentum_interp report: {analysis.name}")
     link_explorer(report, analysis.explorer)
     add_scores(report, analysis)
@@ -163,6 +168,8 @@ def model_report(
     if history is not None:
         report.heading("Training curves")
         report.figure(training_curves({analysis.name: history}))
+    if gamma_studies:
+        add_study_section(report, gamma_studies)
     if fit is not None:
         add_section(report, fit)
     return report
@@ -175,10 +182,11 @@ def write_model_report(
     seed: int = DEFAULT_SEED,
     scaling: str | Path | None = None,
     command: str = "momentum-interp report",
+    gamma_studies: list[dict] | None = None,
 ) -> dict[str, Path]:
     """`report.html` (self-contained), `report.json` and the model's circuit explorer
-    (`explorer/index.html`) in `out_dir`; `scaling`
-    (a sweep's results table) adds the γ*(N) section fitted to it."""
+    (`explorer/index.html`) in `out_dir`; `gamma_studies` (the fair study's `study.json` files)
+    add its γ*(N) section, `scaling` (a sweep's results table) a γ*(N) section fitted to it."""
     analysis = analyse(name_or_path, n_sequences=n_sequences, seed=seed)
     try:
         history = load_metrics(resolve(name_or_path))
@@ -188,8 +196,11 @@ def write_model_report(
     numbers = {"provenance": provenance(command, seed), **analysis.to_dict()}
     if fit is not None:
         numbers["scaling"] = {**fit_record(fit), "source": str(scaling)}
+    if gamma_studies:
+        numbers["gamma_studies"] = [study["provenance"] for study in gamma_studies]
     out_dir = Path(out_dir)
-    html_path = model_report(analysis, history, fit).save(out_dir / "report.html")
+    page = model_report(analysis, history, fit, gamma_studies)
+    html_path = page.save(out_dir / "report.html")
     json_path = out_dir / "report.json"
     atomic_write_json(json_path, numbers)
     explorer = write_explorer(analysis.explorer, out_dir)

@@ -30,6 +30,16 @@ LM_COMPARISON = REPO_ROOT / "results" / "lm" / "comparison.csv"
 # The zoo's configs retrained with a checkpoint history, 3 seeds (configs/studies/zoo_history.toml),
 # measured by `momentum-interp formation results/zoo_history --runs-dir runs/studies/zoo_history`.
 ZOO_FORMATION = REPO_ROOT / "results" / "zoo_history" / "formation"
+# The fair γ*(N) study (configs/studies/fair_gamma_star_n*.toml), one study.json per depth decided
+# by `momentum-interp study`: the γ*(N) section of the demo and model reports.
+FAIR_GAMMA_STUDY = REPO_ROOT / "results" / "fair_gamma_star"
+
+
+def bundled_gamma_studies() -> list[dict]:
+    """Every committed depth of the fair γ*(N) study (its `study.json` files), by depth."""
+    return [json.loads(path.read_text()) for path in sorted(FAIR_GAMMA_STUDY.glob("n*/study.json"))]
+
+
 LM_REFERENCE = "lm-baseline-3S"
 
 PAPER_SINGLE_LAYER_PEAK_ACCURACY = 0.834  # figure caption of arXiv 2602.04902

@@ -15,6 +15,7 @@ from safetensors.torch import save as save_safetensors
 
 from momentum_interp import HookedMomentumTransformer, MomentumConfig
 from momentum_interp.cli import main
+from momentum_interp.paths import REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,12 @@ def test_spectrum_and_report(checkpoint, tmp_path):
     assert [[t["layer"], t["head"]] for t in report["traces"]] == tied  # every tied head traced
     html = (tmp_path / "r" / "report.html").read_text()
     assert "CircuitsVis.render" in html and "Plotly" in html
+    # γ*(N): the committed fair study's section, not a fit to the first (saturated) sweep
+    assert "decided with each arm&#x27;s learning rate" in html and "scaling" not in report
+    assert [s["command"] for s in report["gamma_studies"]] == [
+        json.loads(p.read_text())["provenance"]["command"]
+        for p in sorted((REPO_ROOT / "results" / "fair_gamma_star").glob("n*/study.json"))
+    ]
     # the model's circuit explorer is written beside the report, which links it
     (href,) = re.findall(r'<p>Circuit explorer: <a href="([^"]+)">', html)
     explorer = (tmp_path / "r" / href).read_text()

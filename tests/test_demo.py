@@ -41,11 +41,11 @@ def test_demo_writes_report_and_numbers(demo_out, capsys):
     assert traced == [f"trace_L{layer}H{head}" for layer, head in tied]
     assert numbers["comparison"].startswith("The paper reports 83.4%")
     assert "induction-1l-momentum reaches" in numbers["comparison"]
-    # the γ*(N) section is fitted from the committed sweep table, one entry per swept depth
-    table = pd.read_csv(ROOT / "results" / "scaling" / "results.csv")
-    depths = [d["n_layers"] for d in numbers["scaling"]["depths"]]
-    assert depths == sorted(table["model.n_layers"].unique().tolist())
-    assert numbers["scaling"]["consistency"].startswith("We measure γ*")
+    # the γ*(N) section is the decided fair study's (every committed study.json), not the first
+    # sweep's, which decides nothing
+    studies = sorted((ROOT / "results" / "fair_gamma_star").glob("n*/study.json"))
+    assert studies and "scaling" not in numbers
+    assert numbers["gamma_studies"] == [json.loads(p.read_text())["provenance"] for p in studies]
     # the language-model section is read back from the committed comparison
     comparison = pd.read_csv(ROOT / "results" / "lm" / "comparison.csv")
     lm = numbers["language_models"]
@@ -71,7 +71,10 @@ def test_demo_html_is_self_contained(demo_out):
     assert not REMOTE_SCRIPT.search(html), "a <script src> points at the network"
     assert not REMOTE_IMPORT.search(html), "a module import points at the network"
     assert "Plotly" in html and "CircuitsVis.render" in html
-    assert "Language-model comparison" in html and "the best momentum against depth" in html
+    assert (
+        "Language-model comparison" in html and "decided with each arm&#x27;s learning rate" in html
+    )
+    assert "the best momentum against depth" not in html  # the saturated sweep's section
     for name in ("induction-1l-baseline", "induction-2l-baseline", "induction-1l-momentum"):
         assert name in html
 
@@ -169,6 +172,20 @@ def test_report_figures_read_at_first_sight(demo_out, tmp_path):
         faults.update({f"figure {i}: {k}": v for k, v in found.items() if v})
     assert faults == {}
     assert raw_tex(prose.splitlines()) == []
+
+
+def test_demo_report_shows_the_fair_gamma_study(demo_out):
+    """The γ*(N) section: per committed depth, each shear family's row (its best γ, rate and
+    vertex γ*) as study.json has it, the paper's verdict, and the AUC-against-γ figure."""
+    html = (demo_out / "report.html").read_text()
+    section = html[html.index("decided with each arm&#x27;s") :]
+    for path in sorted((ROOT / "results" / "fair_gamma_star").glob("n*/study.json")):
+        for depth in json.loads(path.read_text())["depths"]:
+            for family in depth["families"]:
+                vertex = f"{family['gamma_star']:.3g}"
+                assert re.search(rf"<td[^>]*>{family['best_gamma']:g}</td>", section)
+                assert vertex in section, (family["family"], vertex)
+            assert f"N = {depth['n_layers']}: AUC of held-out accuracy against" in section
 
 
 def test_demo_report_shows_formation_from_the_committed_tables(demo_out):

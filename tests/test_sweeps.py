@@ -417,8 +417,10 @@ def test_model_report_gains_a_scaling_section_read_from_the_table(tmp_path):
     page = (out / "report.html").read_text()
     assert "the best momentum against depth" in page
     assert html.escape(numbers["consistency"]) in page
+    assert "decided with each arm&#x27;s learning rate" in page  # the fair study's, by default too
     assert main([*args, "--no-scaling"]) == 0
-    assert "scaling" not in json.loads((out / "report.json").read_text())
+    numbers = json.loads((out / "report.json").read_text())
+    assert "scaling" not in numbers and "gamma_studies" not in numbers
 
 
 def _two_sided_table() -> pd.DataFrame:

@@ -8,6 +8,8 @@ from typing import Any
 
 from momentum_interp.prose import bullets, wrap
 from momentum_interp.tables import markdown_table
+from momentum_interp.viz.gamma_study import auc_by_gamma
+from momentum_interp.viz.report import Report
 
 VERDICT_REASONS = {
     "no_effect": "no γ of the paper's shear scores significantly above γ = 0 (paired, Holm)",
@@ -194,7 +196,9 @@ def summary_markdown(study: dict[str, Any]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def families_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
+def families_rows(
+    depth: dict[str, Any], selection: dict[str, Any]
+) -> tuple[list[str], list[list[str]]]:
     """One row per shear family at one depth: its best grid γ and AUC, the vertex γ* with its
     interval, the best γ against γ = 0, and the paper's γ*(N) against it."""
     rows = []
@@ -225,7 +229,36 @@ def families_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
         "best − γ=0",
         f"paper's γ*({depth['n_layers']}) = {depth['paper_gamma_star']:.3g}",
     ]
-    return markdown_table(header, rows)
+    return header, rows
+
+
+def families_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
+    """`families_rows` as a Markdown table."""
+    return markdown_table(*families_rows(depth, selection))
+
+
+def _plain(markdown: str) -> str:
+    """A sentence of this module's Markdown as plain text (no bold or code marks)."""
+    return markdown.replace("**", "").replace("`", "")
+
+
+def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
+    """The report's γ*(N) section: per depth of each committed study, the families table, the
+    decisions and AUC against γ (replacing the first sweep's, which decides nothing)."""
+    report.heading("γ*(N), decided with each arm's learning rate tuned")
+    for study in studies:
+        report.paragraph(
+            "Each arm's learning rate was chosen on selection seed(s) "
+            f"{', '.join(map(str, study['selection']['selection_seeds']))}; the numbers come "
+            "from fresh seeds only; rules fixed before the first run in "
+            f"results/fair_gamma_star/README.md (written by {study['provenance']['command']})."
+        )
+        for depth in study["depths"]:
+            report.table(*families_rows(depth, study["selection"]))
+            for decision in depth_decisions(depth):
+                report.paragraph(_plain(decision), note=True)
+            report.figure(auc_by_gamma(depth, FAMILY_NAMES))
+    return report
 
 
 def readme_block(study: dict[str, Any]) -> str:
