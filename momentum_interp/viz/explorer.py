@@ -137,14 +137,14 @@ h1 { font-size: 20px; margin: 0 0 8px; }
 #strip span { padding: 1px 3px; margin: 0 1px; border-radius: 3px; cursor: pointer;
   border: 1px solid #ddd; white-space: pre; }
 #strip span.query { outline: 2px solid #222; }
-#strip span.star { border-bottom: 3px solid #FB0D0D; }
+#strip span.star { border-bottom: 3px solid #000000; }
 .panels { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; margin-top: 10px; }
 .panel h2 { font-size: 14px; margin: 0 0 4px; }
 svg text { font-size: 11px; }
 #row-table { border-collapse: collapse; font-variant-numeric: tabular-nums; font-size: 12px; }
 #row-table th, #row-table td { padding: 1px 7px; border-bottom: 1px solid #eee; text-align: right; }
 #row-table td.text, #row-table th.text { text-align: left; }
-#row-table tr.star td { background: #fde8e8; }
+#row-table tr.star td { background: #fff4cc; }
 .legend span { display: inline-block; margin-right: 12px; }
 .legend i { display: inline-block; width: 10px; height: 10px; margin-right: 4px; }
 </style></head>
@@ -240,7 +240,7 @@ function drawPattern() {
         fill="rgb(${shade},${Math.round(255 - 110 * v)},255)" data-q="${t}"><title>query ${t}, key ${s}: ${v.toFixed(4)}</title></rect>`);
     }
     const star = D.induction_keys[t];
-    if (star >= 0) parts.push(`<circle cx="${pad + (star + 0.5) * cell}" cy="${pad + (t + 0.5) * cell}" r="${Math.max(1.5, cell / 4)}" fill="#FB0D0D" pointer-events="none"/>`);
+    if (star >= 0) parts.push(`<circle cx="${pad + (star + 0.5) * cell}" cy="${pad + (t + 0.5) * cell}" r="${Math.max(1.5, cell / 4)}" fill="#000000" pointer-events="none"/>`);
   }
   const t = query();
   parts.push(`<rect x="${pad}" y="${pad + t * cell}" width="${size}" height="${cell}" fill="none" stroke="#222" stroke-width="1.5" pointer-events="none"/>`);
@@ -261,8 +261,8 @@ function drawRow() {
   const values = [r.attn, ...r.terms, r.scores];
   const scale = Math.max(1e-9, ...[...r.terms, r.scores].flatMap((v) => Array.from(v, Math.abs)));
   const c = coefficients(), parts = [];
-  if (star >= 0) parts.push(`<rect x="${pad + star * bw}" y="0" width="${bw}" height="${names.length * (band + gap)}" fill="#fde8e8"/>`,
-    svgText(pad + (star + 0.5) * bw, 10, "s*", 'text-anchor="middle" fill="#FB0D0D" font-weight="bold"'));
+  if (star >= 0) parts.push(`<rect x="${pad + star * bw}" y="0" width="${bw}" height="${names.length * (band + gap)}" fill="#fff4cc"/>`,
+    svgText(pad + (star + 0.5) * bw, 10, "s*", 'text-anchor="middle" fill="#000000" font-weight="bold"'));
   names.forEach((name, k) => {
     const y0 = 14 + k * (band + gap), v = values[k];
     const attention = k === 0, mid = attention ? y0 + band : y0 + band / 2;
