@@ -163,7 +163,7 @@ svg text { font-size: 11px; }
 <div class="note" id="note"></div>
 <div class="note">score(t, s) = (1+γq)(1+γk) qₜ·kₛ − (1+γq)γk qₜ·kₛ₋₁ − γq(1+γk) qₜ₋₁·kₛ
   + γqγk qₜ₋₁·kₛ₋₁, over √d_head; attention = softmax over keys s ≤ t. Click a token to
-  pick the query (hover previews it); the red underline marks its induction key s*, the token
+  pick the query (hover previews it); the black underline marks its induction key s*, the token
   after the previous occurrence of the query's token.</div>
 <div class="note" id="opening"><span id="opening-text"></span>
   <button id="typical">show the typical (median) query</button>
