@@ -119,6 +119,7 @@ def blocks() -> dict[str, Block]:
                 "fit": Source("results/scaling/fit.json", "momentum-interp scaling RESULTS_CSV"),
                 "table": Source("results/scaling/results.csv", sweep),
             },
+            {"config": "configs/sweeps/gamma_star.toml", "out": "results/scaling/"},
         ),
         "mqar-pilot": Block(
             scaling_blocks.mqar_pilot_block,

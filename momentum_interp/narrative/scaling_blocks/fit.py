@@ -14,9 +14,12 @@ from momentum_interp.tables import markdown_table
 from momentum_interp.viz.scaling import depth_table
 
 
-def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataFrame) -> str:
+def readme_block(
+    result: ScalingFit, provenance: dict[str, Any], table: pd.DataFrame, config: str, out: str
+) -> str:
     """The README's γ*(N) section: the sweep, the per-depth table and its bullets, from the
-    committed `fit.json` (`result`, its `provenance`) and the sweep's `results.csv` (`table`)."""
+    committed `fit.json` (`result`, its `provenance`) and the sweep's `results.csv` (`table`);
+    `config` and `out` are the sweep's spec and results folder, as the prose names them."""
     depths = result.depths
     grid = depths[0].grid
     ratios = {round(b / a, 6) for a, b in zip(grid[1:], grid[2:], strict=False)}
@@ -26,13 +29,13 @@ def readme_block(result: ScalingFit, provenance: dict[str, Any], table: pd.DataF
     (session,) = provenance["sessions"]
     smeared = all(d.smeared_key_criterion is not None for d in depths)
     sweep = (
-        f"We swept multi-query associative recall (`configs/sweeps/gamma_star.toml`): depths "
+        f"We swept multi-query associative recall (`{config}`): depths "
         f"N ∈ {{{', '.join(str(d.n_layers) for d in depths)}}}, γ ∈ "
         f"{{{', '.join(f'{g:g}' for g in grid)}}}, {seeds} seeds"
         + (", and the smeared-key control at every depth" if smeared else "")
         + f". That is {provenance['n_runs']} runs, {provenance['sweep_wall_time_s'] / 60:.0f} min "
         f"wall on {session['cpu_count']} CPU cores ({session['started'][:10]}). The table and "
-        "fit are in `results/scaling/` (`summary.md`, `fit.json`; "
+        f"fit are in `{out}` (`summary.md`, `fit.json`; "
         "`notebooks/04_scaling_law.ipynb` draws the figures); "
         f"criterion: {result.metric.replace('_', ' ')}, γ values within "
         f"{100 * result.tie_tol:g} points of the best count as tied (the last column); "
@@ -81,6 +84,6 @@ def _law_verdict_sentence(result: ScalingFit) -> str:
     )
 
 
-def scaling_block(fit: dict, table: pd.DataFrame) -> str:
+def scaling_block(fit: dict, table: pd.DataFrame, config: str, out: str) -> str:
     """`readme_block` of a committed `fit.json` (with its provenance) and its results table."""
-    return readme_block(ScalingFit.from_dict(fit), fit["provenance"], table)
+    return readme_block(ScalingFit.from_dict(fit), fit["provenance"], table, config, out)
