@@ -212,8 +212,8 @@ def sweep_block(
         "non-zero γ; γ values whose intervals overlap γ*'s are *not distinguishable* from it "
         "(intervals are wide with few seeds). Rendered from "
         "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
-        "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`; the figures are "
-        "in `results/scaling_mqar/sweep/scaling.html`."
+        "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`; "
+        "`notebooks/06_gamma_star_two_sided.ipynb` draws the figures."
     )
     sides = [
         f"smoothing (γ < 0) ranks first at {at_depths(smoothing)}" if smoothing else "",
