@@ -29,3 +29,8 @@ def parse_head_label(label: str) -> tuple[int, int]:
     """`(layer, head)` from `L{layer}H{head}` (the inverse of `head_label`)."""
     layer, head = label.removeprefix("L").split("H")
     return int(layer), int(head)
+
+
+def study_table_name(variant: str, seed: int) -> str:
+    """The file name of one run's table in a per-run study's folder (`formation`, `mechanism`)."""
+    return f"{variant}-seed{seed}.json"

@@ -49,6 +49,16 @@ def sweep_runs(
             r["train.seed"],
         )
     )
+    seen: dict[tuple[str, int], str] = {}
+    for r in rows:
+        other = seen.setdefault((r["variant"], r["train.seed"]), r["run_id"])
+        if other != r["run_id"]:
+            raise StudyInputError(
+                f"{path} has several runs of variant {r['variant']!r} at training seed "
+                f"{r['train.seed']} ({other}, {r['run_id']}): a per-run study compares variants "
+                "over seeds, so give each grid point its own [[variants]] label (a [grid] may "
+                "vary train.seed only)."
+            )
     runs_dir = runs_dir or path / "runs"
     missing = [r["run_id"] for r in rows if not (runs_dir / r["run_id"] / needs).is_file()]
     if not rows or missing:
@@ -95,13 +105,13 @@ def run_tables(
     """Every run's `run_table` at `out/<variant>-seed<k>.json` (`measure(row, run_dir)` where
     it is missing or stale), a line per run (`progress(table)`) unless --quiet; returns
     `(variant, model config, training seed, run id, table)` per run, what a study groups."""
-    from momentum_interp.analysis.formation_study import run_table_name
+    from momentum_interp.naming import study_table_name
 
     tables = []
     for number, (row, run_dir) in enumerate(runs, start=1):
         variant, seed = row["variant"], row["train.seed"]
         table = run_table(
-            out / run_table_name(variant, seed),
+            out / study_table_name(variant, seed),
             row,
             args,
             lambda row=row, run_dir=run_dir: measure(row, run_dir),

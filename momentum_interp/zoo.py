@@ -64,3 +64,13 @@ def variant_record(name: str, run_dir: Path, config: str) -> dict:
         "final_eval": final_eval(run_dir),
         "source": str(run_dir),
     }
+
+
+def arm_role(model_config: dict) -> str:
+    """Which of the zoo's roles a model config plays, read from the config (not its name):
+    `smeared_key`, `momentum` (any shear), `baseline_1l` or `baseline_deeper`."""
+    if model_config.get("smeared_key"):
+        return "smeared_key"
+    if model_config.get("shear", "none") != "none":
+        return "momentum"
+    return "baseline_1l" if model_config.get("n_layers", 1) == 1 else "baseline_deeper"

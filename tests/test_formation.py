@@ -180,7 +180,7 @@ def _table(head, detected, half_step, leading=None):
         },
         "n_sequences": 64,
         "seed": 0,
-        "rows": [{"induction": 0.5, "loss_repeat": 1.0}],
+        "rows": [{"step": 2000, "induction": 0.5, "loss_repeat": 1.0}],
     }
 
 
@@ -202,8 +202,9 @@ def test_formation_study_by_hand():
     assert [a.role for a in study.arms] == ["baseline_1l", "baseline_deeper", "momentum"]
     assert [r.seed for r in study.arms[0].runs] == [0, 1]
     assert study.baseline_clean() is True
-    assert study.against_deeper("mom") == {"earlier": 1, "same": 0, "later": 1}  # 200<400, 500>300
-    assert study.against_deeper("base") == {"earlier": 0, "same": 0, "later": 1}  # seed 1: never
+    # only seeds where both runs passed the test are paired: mom seed 1 (no pass) is left out
+    assert study.against_deeper("mom") == {"earlier": 1, "same": 0, "later": 0}  # 200 < 400
+    assert study.against_deeper("base") == {"earlier": 0, "same": 0, "later": 0}
     out = study.to_dict()
     assert out["rule"] == {"threshold": 0.5, "min_total_drop": 0.25, "window_factor": 2.0}
     assert (out["n_sequences"], out["seed"]) == (64, 0)

@@ -4,7 +4,7 @@ Every checkpoint is measured on one fixed set of repeated random tokens (`score_
 `SCORE_SEQUENCES` sequences, seed `DEFAULT_SEED`). The head followed through training is the
 final checkpoint's top induction head (the "tracked" head): its induction and prefix-matching
 scores with bootstrap intervals over sequences, and, for a shearing model, its mean induction
-margin split into the four score terms (and γ where it is learned). Beside it each row has every
+margin split into the four score terms (two for a smeared key; and γ where it is learned). Beside it each row has every
 head's point scores, the checkpoint's own top head, the in-context-learning score, the loss on
 the repeated half against the first occurrences, and the other mechanisms' parts: the heads' α
 for a smeared key; for a deeper plain model the best layer-0 previous-token score and its
@@ -17,8 +17,11 @@ of that total fall. The 1-layer baseline, which cannot do induction, should show
 gap to the first occurrences: those are masked out of the training loss, so their loss drifts
 up by several nats as a model learns to copy, and would dominate the gap.)
 
-The leading term of a shearing model is the score term whose margin rose most across the phase
-window (across the whole run where no phase change was found).
+The margins are over the mean of the other causal keys (`tracing.terms.margins`), in score
+units (before the softmax). The leading term of a shearing model is the score term whose margin
+rose most across the phase window (across the whole run where no phase change was found); a
+smeared key's score splits into two of the terms (`docs/maths.md`, section 3), the baselines'
+into none.
 """
 
 from __future__ import annotations
@@ -75,7 +78,7 @@ class CheckpointRow:
     loss_first: float  # mean loss predicting first occurrences (unpredictable tokens)
     loss_repeat: float  # mean loss predicting the repeated half (predictable by induction)
     term_margins: dict[str, float] | None  # the tracked head's mean margin, by score term
-    margin: float | None  # its full mean induction margin (the terms' sum, in logits)
+    margin: float | None  # its full mean induction margin (the terms' sum, in score units)
     gamma: float | None  # the tracked head's γ where it is learned
     smear_alpha: list[float] | None  # every head's α for a smeared-key model, [layer][head] flat
     previous_token_layer0: float | None  # best layer-0 previous-token score (deeper models)
@@ -209,6 +212,7 @@ def measure_checkpoint(
     labels = [head_label(*pair) for pair in zip(table["layer"], table["head"], strict=True)]
     cfg = model.cfg
     shears = cfg.shear != "none" and not cfg.smeared_key
+    has_terms = shears or cfg.smeared_key  # a smeared key splits into two of the four terms
     previous, composition = None, None
     if cfg.n_layers > 1 and not shears and not cfg.smeared_key:
         layer0 = table[table["layer"] == 0]
@@ -217,7 +221,7 @@ def measure_checkpoint(
         k_scores = model.all_composition_scores("K")
         composition = float(k_scores[0, int(best["head"]), head[0], head[1]])
     first, repeat = _losses(model, tokens, half_len, offset)
-    margins = _term_margins(model, tokens, half_len, offset, head) if shears else None
+    margins = _term_margins(model, tokens, half_len, offset, head) if has_terms else None
     tracked = induction.estimate(head)
     return CheckpointRow(
         step=step,

@@ -19,23 +19,11 @@ from typing import Any
 
 import numpy as np
 
-ROLES = ("baseline_1l", "baseline_deeper", "smeared_key", "momentum")
+from momentum_interp.naming import study_table_name
+from momentum_interp.zoo import arm_role
+
 SUMMARY_FILE = "summary.json"
 RULE_FIELDS = ("threshold", "min_total_drop", "window_factor")
-
-
-def run_table_name(variant: str, seed: int) -> str:
-    """The file name of one run's formation table in a study's folder."""
-    return f"{variant}-seed{seed}.json"
-
-
-def arm_role(model_config: Mapping[str, Any]) -> str:
-    """Which of the zoo's roles a model config plays (module doc)."""
-    if model_config.get("smeared_key"):
-        return "smeared_key"
-    if model_config.get("shear", "none") != "none":
-        return "momentum"
-    return "baseline_1l" if model_config.get("n_layers", 1) == 1 else "baseline_deeper"
 
 
 @dataclass
@@ -53,11 +41,13 @@ class RunFormation:
     half_step: int | None
     leading_term: str | None
     final_induction: float
-    final_loss_repeat: float
+    lowest_loss_repeat: float  # the scoring set is off the training distribution: its loss can
+    lowest_loss_step: int  # rise again late in training, so the lowest point, not the last
 
     @classmethod
     def from_table(cls, variant: str, seed: int, run_id: str, table: Mapping[str, Any]):
         test, last = table["phase_change"], table["rows"][-1]
+        lowest = min(table["rows"], key=lambda row: row["loss_repeat"])
         return cls(
             variant=variant,
             seed=seed,
@@ -70,7 +60,8 @@ class RunFormation:
             half_step=test["half_step"],
             leading_term=table["leading_term"],
             final_induction=float(last["induction"]),
-            final_loss_repeat=float(last["loss_repeat"]),
+            lowest_loss_repeat=float(lowest["loss_repeat"]),
+            lowest_loss_step=int(lowest["step"]),
         )
 
 
@@ -124,17 +115,19 @@ class FormationStudy:
         return None if not runs else not any(r.detected for r in runs)
 
     def against_deeper(self, variant: str) -> dict[str, int] | None:
-        """Paired by training seed, how often `variant` passed half its fall before, at the same
-        kept step as, or after the deeper baseline (seeds where both got half way); None
-        without a deeper baseline."""
-        deeper = {r.seed: r.half_step for a in self.arm("baseline_deeper") for r in a.runs}
-        if not deeper:
+        """Paired by training seed, among seeds where both `variant`'s run and the deeper
+        baseline's passed the phase-change test: how often `variant` passed half its fall
+        before, at the same kept step as, or after the deeper baseline; None without one."""
+        deeper = {
+            r.seed: r.half_step for a in self.arm("baseline_deeper") for r in a.runs if r.detected
+        }
+        if not self.arm("baseline_deeper"):
             return None
         arm = next(a for a in self.arms if a.variant == variant)
         pairs = [
-            (mine, theirs)
+            (r.half_step, deeper[r.seed])
             for r in arm.runs
-            if (mine := r.half_step) is not None and (theirs := deeper.get(r.seed)) is not None
+            if r.detected and r.half_step is not None and deeper.get(r.seed) is not None
         ]
         return {
             "earlier": sum(mine < theirs for mine, theirs in pairs),
@@ -166,16 +159,20 @@ def formation_study(
         arm.runs.append(RunFormation.from_table(variant, seed, run_id, table))
     for arm in arms.values():
         arm.runs.sort(key=lambda r: r.seed)
-    first = runs[0][4] if runs else {}
-    measured_on = (
+    settings = [
         {
-            "rule": {name: first["phase_change"][name] for name in RULE_FIELDS},
-            "n_sequences": first["n_sequences"],
-            "seed": first["seed"],
+            "rule": {name: table["phase_change"][name] for name in RULE_FIELDS},
+            "n_sequences": table["n_sequences"],
+            "seed": table["seed"],
         }
-        if first
-        else {}
-    )
+        for *_, table in runs
+    ]
+    if any(other != settings[0] for other in settings[1:]):
+        raise ValueError(
+            "The runs' formation tables were measured under different rules, sequence counts "
+            "or seeds; measure them again with one command (delete the stale tables)."
+        )
+    measured_on = settings[0] if settings else {}
     return FormationStudy(list(arms.values()), measured_on)
 
 
@@ -192,7 +189,7 @@ def load_formation(directory: str | Path) -> tuple[dict[str, Any], list[tuple[st
         (
             arm["variant"],
             [
-                json.loads((directory / run_table_name(arm["variant"], r["seed"])).read_text())
+                json.loads((directory / study_table_name(arm["variant"], r["seed"])).read_text())
                 for r in arm["runs"]
             ],
         )

@@ -13,9 +13,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from momentum_interp.analysis.formation_study import arm_role
 from momentum_interp.analysis.statistics import t_interval
 from momentum_interp.defaults import CONFIDENCE
+from momentum_interp.zoo import arm_role
 
 SUMMARY_FILE = "summary.json"
 MODEL_FACTS = (

@@ -7,16 +7,17 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from momentum_interp.narrative.mechanism import TERM_LABELS
 from momentum_interp.prose import bullets, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.formation import formation_curves, pattern_multiples, term_margins
 from momentum_interp.viz.report import Report
 
-TERM_PROSE = {
-    "current_current": "current·current ⟨qₜ, kₛ⟩",
-    "current_prev_key": "current·previous-key ⟨qₜ, kₛ₋₁⟩",
-    "prev_query_current": "previous-query·current ⟨qₜ₋₁, kₛ⟩",
-    "prev_prev": "previous·previous ⟨qₜ₋₁, kₛ₋₁⟩",
+TERM_MATHS = {
+    "current_current": "⟨qₜ, kₛ⟩",
+    "current_prev_key": "⟨qₜ, kₛ₋₁⟩",
+    "prev_query_current": "⟨qₜ₋₁, kₛ⟩",
+    "prev_prev": "⟨qₜ₋₁, kₛ₋₁⟩",
 }
 ROLE_PROSE = {
     "baseline_1l": "1-layer baseline",
@@ -44,7 +45,15 @@ def _half(arm: dict[str, Any]) -> str:
 
 def _terms(arm: dict[str, Any]) -> str:
     counts = arm["leading_terms"]
-    return ", ".join(f"{term} ({n}/{arm['n_seeds']})" for term, n in counts.items()) or "—"
+    shown = [f"{TERM_LABELS[term]} ({n}/{arm['n_seeds']})" for term, n in counts.items()]
+    return ", ".join(shown) or "—"
+
+
+def _lowest(arm: dict[str, Any]) -> str:
+    runs = arm["runs"]
+    steps = sorted(r["lowest_loss_step"] for r in runs)
+    where = f"step {steps[0]}" if steps[0] == steps[-1] else f"steps {steps[0]}–{steps[-1]}"
+    return f"{_mean([r['lowest_loss_repeat'] for r in runs]):.3f} ({where})"
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -62,7 +71,7 @@ def formation_rows(summary: dict[str, Any], code: str = "`") -> tuple[list[str],
             _half(arm),
             _terms(arm),
             f"{_mean([r['final_induction'] for r in arm['runs']]):.3f}",
-            f"{_mean([r['final_loss_repeat'] for r in arm['runs']]):.3f}",
+            _lowest(arm),
         ]
         for arm in summary["arms"]
     ]
@@ -73,14 +82,14 @@ def formation_rows(summary: dict[str, Any], code: str = "`") -> tuple[list[str],
         "half the fall by step: median [range]",
         "leading term (seeds)",
         "final induction score",
-        "final repeated-token loss",
+        "lowest repeated-token loss (at steps)",
     ]
     return header, rows
 
 
 def formation_table(summary: dict[str, Any]) -> str:
     """`formation_rows` as a Markdown table."""
-    return markdown_table(*formation_rows(summary), align="lllllrr")
+    return markdown_table(*formation_rows(summary), align="lllllrl")
 
 
 def _count(k: int, n: int) -> str:
@@ -129,10 +138,19 @@ def findings(summary: dict[str, Any], code: str = "`") -> list[str]:
         if arm["leading_terms"]:
             term, count = max(arm["leading_terms"].items(), key=lambda item: item[1])
             sentence += (
-                f"; the term whose margin rose most across the window is {TERM_PROSE[term]} in "
-                f"{count} of {n} seeds"
+                f"; the term whose margin rose most across the window is {TERM_LABELS[term]} "
+                f"{TERM_MATHS[term]} in {count} of {n} seeds"
             )
         out.append(sentence + ".")
+    baseline = next((a for a in summary["arms"] if a["role"] == "baseline_1l"), None)
+    if baseline is not None and baseline["half_step_median"] is not None:
+        fall = _mean([r["total_drop"] for r in baseline["runs"]])
+        out.append(
+            f"The timing's control: the 1-layer baseline's smaller fall ({fall:.2f} nats, no "
+            f"induction) is also half done by step {_half(baseline)}, so the half-way step "
+            "follows the shared learning-rate schedule as much as the mechanism; the paired "
+            "counts compare only runs that pass the test."
+        )
     out.append(
         f"Each count is over training seeds; {SIGN_TEST_NOTE}. Steps are kept checkpoints, so "
         "a step is known to the history schedule's spacing, and every arm trained at the zoo's "
@@ -150,18 +168,25 @@ def rule_text(summary: dict[str, Any]) -> str:
         f"{test['min_total_drop']:g} nats and the largest fall within one doubling of the step "
         f"(s to {test['window_factor']:g}s) is at least {test['threshold']:.0%} of its total fall "
         "(fixed before the zoo was measured). The head followed is each run's final top "
-        "induction head; the leading term is the score term whose margin rose most across the "
-        f"phase window. Every checkpoint is scored on {summary['n_sequences']} repeated random "
-        f"sequences (seed {summary['seed']})."
+        "induction head; the leading term is the score term whose margin on the induction key "
+        "over the mean of the other keys rose most across the phase window (a smeared key's "
+        "score has two of the four terms, the baselines' none). Every checkpoint "
+        f"is scored on {summary['n_sequences']} repeated random sequences (seed "
+        f"{summary['seed']}), which are not the training distribution (copied segments of "
+        "distinct tokens): late in training the loss on them can rise again, so the table "
+        "gives its lowest point."
     )
 
 
 def readme_block(summary: dict[str, Any]) -> str:
     """The README's block: the rule, the zoo's formation table and its findings."""
-    command = summary["provenance"]["command"]
+    made = summary["provenance"]
     return "\n\n".join(
         [
-            wrap(rule_text(summary) + f" Written by `{command}`."),
+            wrap(
+                rule_text(summary) + f" Written by `{made['command']}` at commit "
+                f"`{made['git_commit'][:12]}` on {made['date'][:10]} (torch {made['torch']})."
+            ),
             formation_table(summary),
             bullets(findings(summary)),
         ]

@@ -141,8 +141,9 @@ def mechanism_bullet(summary: dict[str, Any]) -> str:
         f"{_cost(paper, 'gamma_zero')}; from the top "
         f"induction head alone they cost {cost[''][LOOKUP]} and {cost[''][CONTENT]}{same}, "
         f"both {cost['']['both']} (means over seeds, 95 % t intervals on 2 degrees of "
-        "freedom). How the score margin splits between the terms is fixed by γ (the study "
-        "below), so these removals, not the shares, say which terms matter."
+        "freedom). How the margin over s′ (the key holding the query's own token) splits "
+        "between the terms is fixed by γ (the study below), so these removals, not the shares, "
+        "say which terms matter."
     )
 
 

@@ -119,7 +119,6 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
     if not arms:
         raise ValueError("term_margins needs an arm of a shearing model (rows with term_margins).")
     terms = list(TERM_DASH)
-    colours = TERM_COLORS
     fig = make_subplots(
         rows=1,
         cols=len(arms),
@@ -132,7 +131,7 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
         for index, table in enumerate(tables):
             steps = [row["step"] for row in table["rows"]]
             for term in terms:
-                seed_colour = shades(colours[term], len(tables))[index]
+                seed_colour = shades(TERM_COLORS[term], len(tables))[index]
                 fig.add_trace(
                     go.Scatter(
                         x=steps,
@@ -148,7 +147,9 @@ def term_margins(arms: Sequence[tuple[str, Sequence[Table]]]) -> go.Figure:
                     col=col,
                 )
         fig.update_xaxes(title_text="step", **log_axis(low, high), row=1, col=col)
-    fig.update_yaxes(title_text="mean margin on the induction key (logits)", row=1, col=1)
+    fig.update_yaxes(
+        title_text="margin on s* over the other keys' mean (score units)", row=1, col=1
+    )
     fig.update_layout(
         title="Which score term carries the tracked head's induction margin, over training",
         height=460,
