@@ -3,12 +3,12 @@
 Every checkpoint is measured on one fixed set of repeated random tokens (`score_heads`' set:
 `SCORE_SEQUENCES` sequences, seed `DEFAULT_SEED`). The head followed through training is the
 final checkpoint's top induction head (the "tracked" head): its induction and prefix-matching
-scores with bootstrap intervals over sequences, and, for a shearing model, its mean induction
-margin split into the four score terms (two for a smeared key; and γ where it is learned). Beside it each row has every
-head's point scores, the checkpoint's own top head, the in-context-learning score, the loss on
-the repeated half against the first occurrences, and the other mechanisms' parts: the heads' α
-for a smeared key; for a deeper plain model the best layer-0 previous-token score and its
-K-composition with the tracked head.
+scores with bootstrap intervals over sequences, and its mean induction margin split into the
+score terms (four for a shearing model, two for a smeared key; and γ where it is learned).
+Beside it each row has every head's point scores, the checkpoint's own top head, the
+in-context-learning score, the loss on the repeated half against the first occurrences, and the
+other mechanisms' parts: the heads' α for a smeared key; for a deeper plain model the best
+layer-0 previous-token score and its K-composition with the tracked head.
 
 Phase change (fixed before any zoo run was measured): the repeated-token loss L(step) must fall
 by at least `MIN_TOTAL_DROP` nats over the run, and the largest fall within a factor-2 window of
