@@ -98,27 +98,47 @@ def command_text(args: argparse.Namespace) -> str:
     return " ".join(["momentum-interp", *args.argv])
 
 
-def formation_source(value: str) -> Path:
-    """A run directory that kept a checkpoint history, or a sweep's results directory."""
-    path = Path(value)
+def positive_int(value: str) -> int:
+    """A count of at least 1 (sequences to measure), so 0 fails before torch is imported."""
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number; give one ≥ 1") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is too few; give a count ≥ 1")
+    return number
+
+
+def _directory(path: Path, wanted: str) -> None:
+    """Refuse a path that is not a directory, saying whether it is missing or something else."""
     if not path.is_dir():
-        raise argparse.ArgumentTypeError(f"{path} is not a directory")
-    if not (path / "history" / "index.json").is_file() and not (path / "results.jsonl").is_file():
-        raise argparse.ArgumentTypeError(
-            f"{path} is neither a run that kept a checkpoint history (train it with [train] "
-            "history_checkpoints = 50) nor a sweep's results directory (results.jsonl)"
-        )
-    return path
+        what = "does not exist" if not path.exists() else f"is {kind_of(path.stat().st_mode)}"
+        raise argparse.ArgumentTypeError(f"{path} {what}; give {wanted}")
 
 
 def sweep_results(value: str) -> Path:
     """A sweep's results directory: its `--out`, holding results.jsonl and sweep_spec.json."""
-    path = Path(value)
+    path, fix = Path(value), "the directory `momentum-interp sweep` wrote with --out"
+    _directory(path, fix)
     missing = [n for n in ("results.jsonl", "sweep_spec.json") if not (path / n).is_file()]
     if missing:
         raise argparse.ArgumentTypeError(
-            f"{path} is not a sweep's results directory (no {' or '.join(missing)}); pass the "
-            "directory `momentum-interp sweep` wrote with --out"
+            f"{path} is not a sweep's results directory (no {' or '.join(missing)}); give {fix}"
+        )
+    return path
+
+
+def formation_source(value: str) -> Path:
+    """A run directory that kept a checkpoint history, or a sweep's results directory (checked
+    as `sweep_results` is, once it holds results.jsonl)."""
+    path = Path(value)
+    _directory(path, "a run directory with history/ or a sweep's --out directory")
+    if (path / "results.jsonl").is_file():
+        return sweep_results(value)
+    if not (path / "history" / "index.json").is_file():
+        raise argparse.ArgumentTypeError(
+            f"{path} is neither a run that kept a checkpoint history (train it with [train] "
+            "history_checkpoints = 50) nor a sweep's results directory (results.jsonl)"
         )
     return path
 

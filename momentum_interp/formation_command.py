@@ -10,11 +10,26 @@ from momentum_interp.arguments import announce, command_text, formation_source
 from momentum_interp.defaults import SCORE_SEQUENCES
 from momentum_interp.study_runs import add_study_options, run_tables, sweep_runs, write_summary
 
+DESCRIPTION = """\
+Induction over training. For a run trained with [train] history_checkpoints = 50:
+every kept checkpoint's followed head (scores with intervals, ICL score,
+repeated-token loss, score-term margins) and the phase-change test, written to
+PATH/formation/formation.json. For a sweep's --out directory: one such table per
+run (kept when rerun, so an interrupted study resumes) and summary.json
+comparing the arms, in PATH/formation/.
+
+example:
+  momentum-interp formation results/zoo_history --runs-dir runs/studies/zoo_history
+"""
+
 
 def add_formation_parser(sub) -> None:
+    """The `formation` command: one run's checkpoint history, or every run of a sweep."""
     cmd = sub.add_parser(
         "formation",
         help="induction over training, from a run's checkpoint history (or a sweep's runs)",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument(
         "path",
@@ -49,7 +64,15 @@ def _measure(run_dir: Path, name: str, args: argparse.Namespace):
         checkpoints,
         args.sequences,
         args.seed,
-        progress=lambda items: tqdm(items, desc=name, leave=False, disable=args.quiet),
+        # the bar counts every checkpoint: those `formation` measured before the loop start it
+        progress=lambda items: tqdm(
+            items,
+            desc=name,
+            total=len(checkpoints),
+            initial=len(checkpoints) - len(items),
+            leave=False,
+            disable=args.quiet,
+        ),
     )
 
 
@@ -102,5 +125,10 @@ def _formation_sweep(args: argparse.Namespace) -> None:
 
 def _cmd_formation(args: argparse.Namespace) -> None:
     sweep = (args.path / "results.jsonl").is_file()
+    if args.runs_dir is not None and not sweep:
+        raise ValueError(
+            f"--runs-dir applies to a sweep's --out directory; {args.path} is one run: drop "
+            "--runs-dir."
+        )
     announce(args, f"measuring every kept checkpoint of {args.path}")
     (_formation_sweep if sweep else _formation_run)(args)

@@ -17,11 +17,26 @@ from momentum_interp.study_runs import (
     write_summary,
 )
 
+DESCRIPTION = """\
+Which score terms carry induction, over training seeds. For each run of a sweep
+trained on the induction task, its final model's top induction head: the score
+terms' margins against s′ and the strongest other key, term removals, γ → 0 and
+both band-orthogonality readings, one table per run in PATH/mechanism/ (kept
+when rerun, so an interrupted study resumes); then summary.json, each
+configuration over its training seeds with t intervals.
+
+example:
+  momentum-interp mechanism results/zoo_history --runs-dir runs/studies/zoo_history
+"""
+
 
 def add_mechanism_parser(sub) -> None:
+    """The `mechanism` command: every run of an induction sweep, then each arm over its seeds."""
     cmd = sub.add_parser(
         "mechanism",
         help="which score terms carry induction, and band orthogonality, over a sweep's seeds",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     cmd.add_argument("path", type=sweep_results, help="a sweep's --out directory (results.jsonl)")
     add_study_options(cmd, "mechanism", TRACE_SEQUENCES, "held-out induction")
@@ -38,8 +53,6 @@ def _runs(args: argparse.Namespace) -> list[tuple[dict, Path]]:
             f"{args.path} was trained on {other}; the mechanism study measures induction heads, "
             'so it needs a sweep of [task] name = "induction".'
         )
-    if args.sequences < 1:
-        raise StudyInputError(f"--sequences must be at least 1, got {args.sequences}.")
     return runs
 
 

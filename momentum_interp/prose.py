@@ -34,3 +34,18 @@ def span(values: Sequence[float], fmt: str) -> str:
     """`low to high` of `values` formatted with `fmt`, or one number when both agree."""
     lo, hi = (format(v, fmt) for v in (min(values), max(values)))
     return lo if lo == hi else f"{lo} to {hi}"
+
+
+NUMBER_WORDS = ("no", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+
+
+def count(n: int) -> str:
+    """A count in a sentence: in words below ten (`6` → `six`), in digits from ten on."""
+    return NUMBER_WORDS[n] if 0 <= n < len(NUMBER_WORDS) else str(n)
+
+
+def sci(x: float) -> str:
+    """A value in short scientific notation, as the README writes rates: `0.0001` → `1e-4`,
+    `0.03162` → `3.162e-2`."""
+    mantissa, exponent = f"{x:.12e}".split("e")
+    return f"{mantissa.rstrip('0').rstrip('.')}e{int(exponent)}"

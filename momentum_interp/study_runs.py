@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from momentum_interp.arguments import command_text, output_dir
+from momentum_interp.arguments import command_text, output_dir, positive_int
 from momentum_interp.defaults import DEFAULT_SEED
 
 
@@ -20,11 +20,22 @@ def add_study_options(cmd: argparse.ArgumentParser, name: str, sequences: int, d
     cmd.add_argument(
         "--runs-dir",
         type=Path,
-        help="the sweep's run directories (its --runs-dir; default PATH/runs)",
+        help="a sweep only: where its run directories are (the sweep's --runs-dir; default "
+        "PATH/runs)",
     )
     cmd.add_argument("--out", type=output_dir, help=f"where the tables go (default PATH/{name})")
-    cmd.add_argument("--sequences", type=int, default=sequences, help=f"{data} sequences")
-    cmd.add_argument("--seed", type=int, default=DEFAULT_SEED)
+    cmd.add_argument(
+        "--sequences",
+        type=positive_int,
+        default=sequences,
+        help=f"{data} sequences (default {sequences})",
+    )
+    cmd.add_argument(
+        "--seed",
+        type=int,
+        default=DEFAULT_SEED,
+        help=f"seed of the {data} sequences (default {DEFAULT_SEED})",
+    )
     cmd.add_argument("--quiet", action="store_true", help="no progress output")
 
 

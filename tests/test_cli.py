@@ -101,6 +101,20 @@ def test_models_shows_gamma_only_where_a_shear_is_on(capsys):
         assert "shear=none" in lines[name] and "gamma" not in lines[name]
 
 
+def test_every_command_has_a_row_in_the_readme_command_table():
+    """The README's command table lists every subcommand `momentum-interp --help` offers."""
+    import argparse
+
+    from momentum_interp.cli import build_parser
+
+    (commands,) = [
+        a.choices for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ]
+    readme = (REPO_ROOT / "README.md").read_text()
+    rows = set(re.findall(r"^\| `momentum-interp ([a-z-]+)", readme, flags=re.MULTILINE))
+    assert sorted(set(commands) - rows) == []
+
+
 def test_missing_model_is_a_clear_error(capsys):
     assert main(["score", "no-such-model"]) == 2
     assert "No checkpoint directory" in capsys.readouterr().err

@@ -69,6 +69,40 @@ def test_writable_output_passes_the_check_and_leaves_no_probe(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.fixture
+def study_inputs(tmp_path):
+    """A run directory with a history index, a full sweep --out directory and one without its
+    spec: what `formation` and `mechanism` take."""
+    (tmp_path / "run" / "history").mkdir(parents=True)
+    (tmp_path / "run" / "history" / "index.json").write_text('{"steps": [], "paths": []}')
+    for name in ("sweep", "no_spec"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.jsonl").write_text("")
+    (tmp_path / "sweep" / "sweep_spec.json").write_text("{}")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["formation", "{tmp}/missing"], "{tmp}/missing does not exist"),
+        (["mechanism", "{tmp}/missing"], "{tmp}/missing does not exist"),
+        (["formation", "{tmp}/no_spec"], "not a sweep's results directory (no sweep_spec.json)"),
+        (["formation", "{tmp}/run", "--sequences", "0"], "argument --sequences: 0 is too few"),
+        (["mechanism", "{tmp}/sweep", "--sequences", "0"], "argument --sequences: 0 is too few"),
+        (["formation", "{tmp}/run", "--runs-dir", "{tmp}"], "--runs-dir applies to a sweep"),
+    ],
+)
+def test_per_run_study_inputs_exit_2_fast_with_the_fix(study_inputs, args, named):
+    """`formation` and `mechanism` refuse a missing path, a sweep folder without its spec, no
+    sequences and a --runs-dir for a single run: one line, status 2, before torch loads."""
+    done, seconds = run_cli(*(arg.format(tmp=study_inputs) for arg in args))
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and named.format(tmp=study_inputs) in lines[0], done.stderr
+    assert seconds < 5.0
+
+
 @pytest.mark.parametrize(
     ("table", "typo", "suggestion"),
     [

@@ -566,3 +566,28 @@ def test_fungibility_against_a_deeper_model_at_the_floor_is_undecided():
     assert study.fungibility.significant and study.deeper_plain_at_floor
     (line,) = [b for b in depth_decisions(study.to_dict()) if "Fungibility" in b]
     assert "undecided" in line and "did not learn" in line
+
+
+def test_rate_search_is_said_from_the_selection_one_seed_or_two_full_or_pruned():
+    """The study's sentence on the rate search follows `selection.json`: N = 1's one seed and
+    six rates, and N = 2's two seeds and pruned search (its spec's select stage, per arm)."""
+    from momentum_interp.narrative.gamma_study import rate_search
+
+    root = Path(__file__).resolve().parents[1]
+    n1 = json.loads((root / "results/fair_gamma_star/n1/selection.json").read_text())
+    assert rate_search(n1) == "selection seed 100 from six rates (1e-4 to 3.162e-2)"
+    spec = load_sweep(root / "configs/studies/fair_gamma_star_n2.toml")
+    values: dict[tuple, set] = {}
+    for r in spec.expand("select"):
+        values.setdefault((r.variant, r.config["model"]["gamma"]), set()).add(
+            r.config["train"]["lr"]
+        )
+    n2 = {
+        "selection_seeds": spec.protocol.selection_seeds,
+        "arms": [{"values": sorted(v)} for v in values.values()],
+    }
+    assert rate_search(n2) == (
+        "selection seeds 100, 101 from four rates (3.162e-3 to 1e-1), three of them per arm"
+    )
+    n2["arms"][0]["values"] = n2["arms"][0]["values"][:2]  # a pick at the grid's end: two
+    assert rate_search(n2).endswith("two to three of them per arm")

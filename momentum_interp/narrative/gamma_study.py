@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from momentum_interp.prose import bullets, wrap
+from momentum_interp.prose import bullets, count, sci, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.gamma_study import auc_by_gamma
 from momentum_interp.viz.report import Report
@@ -242,15 +242,32 @@ def _plain(markdown: str) -> str:
     return markdown.replace("**", "").replace("`", "")
 
 
+def rate_search(selection: dict[str, Any]) -> str:
+    """Where each arm's rate came from, from `selection.json`: the selection seed(s) and the
+    rates searched (their count and range over every arm; how many per arm where a pruned
+    search gave each arm only some)."""
+    seeds, arms = selection["selection_seeds"], selection["arms"]
+    rates = sorted({rate for arm in arms for rate in arm["values"]})
+    fewest, most = (f(len(arm["values"]) for arm in arms) for f in (min, max))
+    each = (
+        ""
+        if fewest == most == len(rates)
+        else f", {count(fewest)}{'' if fewest == most else f' to {count(most)}'} of them per arm"
+    )
+    return (
+        f"selection seed{'s' if len(seeds) > 1 else ''} {', '.join(map(str, seeds))} from "
+        f"{count(len(rates))} rates ({sci(rates[0])} to {sci(rates[-1])}){each}"
+    )
+
+
 def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
     """The report's γ*(N) section: per depth of each committed study, the families table, the
     decisions and AUC against γ (replacing the first sweep's, which decides nothing)."""
     report.heading("γ*(N), decided with each arm's learning rate tuned")
     for study in studies:
         report.paragraph(
-            "Each arm's learning rate was chosen on selection seed(s) "
-            f"{', '.join(map(str, study['selection']['selection_seeds']))}; the numbers come "
-            "from fresh seeds only; rules fixed before the first run in "
+            f"Each arm's learning rate was chosen on {rate_search(study['selection'])}; the "
+            "numbers come from fresh seeds only; rules fixed before the first run in "
             f"results/fair_gamma_star/README.md (written by {study['provenance']['command']})."
         )
         for depth in study["depths"]:
@@ -266,9 +283,8 @@ def readme_block(study: dict[str, Any]) -> str:
     (the paper's shear decides; the others stand beside it), from `study.json`."""
     parts = [
         wrap(
-            "Each arm's learning rate was chosen on selection seed "
-            f"{', '.join(map(str, study['selection']['selection_seeds']))} from six rates "
-            "(1e-4 to 3.162e-2); the numbers below come from fresh seeds only. The bootstrap "
+            f"Each arm's learning rate was chosen on {rate_search(study['selection'])}; "
+            "the numbers below come from fresh seeds only. The bootstrap "
             "interval of the vertex γ* covers seed noise only, not the γ grid's spacing. Rules "
             "fixed before "
             "the first run: `results/fair_gamma_star/README.md`; every arm with its rate, AUC and "

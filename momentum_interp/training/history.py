@@ -42,6 +42,7 @@ def history_schedule(total_steps: int, n_checkpoints: int) -> list[int]:
 
 
 def snapshot_name(step: int) -> str:
+    """The folder name of `step`'s snapshot, zero-padded so folders sort by step."""
     return f"step-{step:07d}"
 
 
@@ -62,6 +63,8 @@ class CheckpointHistory:
         )
 
     def path(self, step: int) -> Path:
+        """The snapshot folder of `step` (what `from_pretrained` loads); FileNotFoundError
+        names the kept steps when there is none."""
         path = self.root / snapshot_name(step)
         if not path.is_dir():
             kept = self.steps()
@@ -111,6 +114,8 @@ class CheckpointHistory:
         )
 
     def index(self) -> dict:
+        """`index.json` (`steps`, `paths`); FileNotFoundError says how to train a run that keeps
+        a history when there is none."""
         path = self.root / INDEX_FILE
         if not path.is_file():
             raise FileNotFoundError(
