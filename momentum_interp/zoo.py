@@ -7,7 +7,9 @@ models of the LM comparison (Python standard library text, with their BPE tokeni
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from momentum_interp.model.checkpoint import resolve
 from momentum_interp.paths import REPO_ROOT
@@ -66,7 +68,7 @@ def variant_record(name: str, run_dir: Path, config: str) -> dict:
     }
 
 
-def arm_role(model_config: dict) -> str:
+def arm_role(model_config: Mapping[str, Any]) -> str:
     """Which of the zoo's roles a model config plays, read from the config (not its name):
     `smeared_key`, `momentum` (any shear), `baseline_1l` or `baseline_deeper`."""
     if model_config.get("smeared_key"):

@@ -118,16 +118,19 @@ class FormationStudy:
         """Paired by training seed, among seeds where both `variant`'s run and the deeper
         baseline's passed the phase-change test: how often `variant` passed half its fall
         before, at the same kept step as, or after the deeper baseline; None without one."""
-        deeper = {
-            r.seed: r.half_step for a in self.arm("baseline_deeper") for r in a.runs if r.detected
-        }
         if not self.arm("baseline_deeper"):
             return None
+        deeper = {
+            r.seed: r.half_step
+            for a in self.arm("baseline_deeper")
+            for r in a.runs
+            if r.detected and r.half_step is not None
+        }
         arm = next(a for a in self.arms if a.variant == variant)
         pairs = [
             (r.half_step, deeper[r.seed])
             for r in arm.runs
-            if r.detected and r.half_step is not None and deeper.get(r.seed) is not None
+            if r.detected and r.half_step is not None and r.seed in deeper
         ]
         return {
             "earlier": sum(mine < theirs for mine, theirs in pairs),
