@@ -270,7 +270,7 @@ def build_report(
     link_explorer(report, page.explorer)
     report.heading("Results with controls side by side")
     report.table(*zoo_rows(record, code=""))
-    report.paragraph(zoo_data(record), note=True)
+    report.paragraph(zoo_data(record, code=""), note=True)
     report.paragraph(paper_comparison(results), note=True)
     report.figure(
         estimate_bars(

@@ -90,18 +90,20 @@ def zoo_table(record: dict) -> str:
     return markdown_table(*zoo_rows(record))
 
 
-def zoo_data(record: dict) -> str:
-    """One sentence stating the data and seed the zoo table was measured on."""
+def zoo_data(record: dict, code: str = "`") -> str:
+    """One sentence stating the data and seed the zoo table was measured on (`code` quotes the
+    task and the command: a backtick for Markdown, nothing for a report page)."""
     d = record["data"]
     ranking = record["models"][0]["induction_ranking"]
     task = ", ".join(f"{k} {v}" for k, v in d["task"].items() if k != "name")
     return (
-        f"Accuracy and loss: {d['n_sequences']} fresh `{d['task']['name']}` sequences ({task}), "
+        f"Accuracy and loss: {d['n_sequences']} fresh {code}{d['task']['name']}{code} sequences "
+        f"({task}), "
         f"seed {record['provenance']['seed']}. Head scores: {ranking['n_sequences']} "
         f"{ranking_data(ranking)} of {ranking['seq_len']} tokens, seed {ranking['seed']}; heads whose "
         "95 % bootstrap intervals overlap the top head's are listed as tied. Written by "
-        f"`{record['provenance']['command']}` at commit "
-        f"`{(record['provenance']['git_commit'] or 'unknown')[:12]}` on "
+        f"{code}{record['provenance']['command']}{code} at commit "
+        f"{code}{(record['provenance']['git_commit'] or 'unknown')[:12]}{code} on "
         f"{record['provenance']['date'][:10]} (torch {record['provenance']['torch']})."
     )
 
