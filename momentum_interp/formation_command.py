@@ -8,7 +8,7 @@ from pathlib import Path
 
 from momentum_interp.arguments import announce, command_text, formation_source
 from momentum_interp.defaults import SCORE_SEQUENCES
-from momentum_interp.study_runs import add_study_options, run_tables, sweep_runs, write_summary
+from momentum_interp.study_runs import add_study_parser, run_tables, sweep_runs, write_summary
 
 DESCRIPTION = """\
 Induction over training. For a run trained with [train] history_checkpoints = 50:
@@ -25,19 +25,19 @@ example:
 
 def add_formation_parser(sub) -> None:
     """The `formation` command: one run's checkpoint history, or every run of a sweep."""
-    cmd = sub.add_parser(
+    add_study_parser(
+        sub,
         "formation",
-        help="induction over training, from a run's checkpoint history (or a sweep's runs)",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "induction over training, from a run's checkpoint history (or a sweep's runs)",
+        DESCRIPTION,
+        (
+            formation_source,
+            "run directory with history/, or a sweep's --out directory (results.jsonl)",
+        ),
+        SCORE_SEQUENCES,
+        "repeated-token",
+        _cmd_formation,
     )
-    cmd.add_argument(
-        "path",
-        type=formation_source,
-        help="run directory with history/, or a sweep's --out directory (results.jsonl)",
-    )
-    add_study_options(cmd, "formation", SCORE_SEQUENCES, "repeated-token")
-    cmd.set_defaults(func=_cmd_formation)
 
 
 def _sweep_runs(args: argparse.Namespace) -> list[tuple[dict, Path]]:

@@ -11,7 +11,7 @@ from momentum_interp.arguments import announce, sweep_results
 from momentum_interp.defaults import TRACE_SEQUENCES
 from momentum_interp.study_runs import (
     StudyInputError,
-    add_study_options,
+    add_study_parser,
     run_tables,
     sweep_runs,
     write_summary,
@@ -32,15 +32,16 @@ example:
 
 def add_mechanism_parser(sub) -> None:
     """The `mechanism` command: every run of an induction sweep, then each arm over its seeds."""
-    cmd = sub.add_parser(
+    add_study_parser(
+        sub,
         "mechanism",
-        help="which score terms carry induction, and band orthogonality, over a sweep's seeds",
-        description=DESCRIPTION,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "which score terms carry induction, and band orthogonality, over a sweep's seeds",
+        DESCRIPTION,
+        (sweep_results, "a sweep's --out directory (results.jsonl)"),
+        TRACE_SEQUENCES,
+        "held-out induction",
+        _cmd_mechanism,
     )
-    cmd.add_argument("path", type=sweep_results, help="a sweep's --out directory (results.jsonl)")
-    add_study_options(cmd, "mechanism", TRACE_SEQUENCES, "held-out induction")
-    cmd.set_defaults(func=_cmd_mechanism)
 
 
 def _runs(args: argparse.Namespace) -> list[tuple[dict, Path]]:

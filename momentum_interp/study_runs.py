@@ -14,9 +14,26 @@ from momentum_interp.arguments import command_text, output_dir, positive_int
 from momentum_interp.defaults import DEFAULT_SEED
 
 
-def add_study_options(cmd: argparse.ArgumentParser, name: str, sequences: int, data: str) -> None:
-    """The options every per-run study takes: the sweep's --runs-dir, --out (default
-    PATH/`name`), how many `data` sequences (default `sequences`), --seed and --quiet."""
+def add_study_parser(
+    sub,
+    name: str,
+    summary: str,
+    description: str,
+    path: tuple[Callable[[str], Path], str],
+    sequences: int,
+    data: str,
+    func: Callable[[argparse.Namespace], None],
+) -> None:
+    """A per-run study's subcommand `name`: its PATH argument (`path`: type and help), the
+    sweep's --runs-dir, --out (default PATH/`name`), how many `data` sequences (default
+    `sequences`), --seed and --quiet, run by `func`."""
+    cmd = sub.add_parser(
+        name,
+        help=summary,
+        description=description,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cmd.add_argument("path", type=path[0], help=path[1])
     cmd.add_argument(
         "--runs-dir",
         type=Path,
@@ -37,6 +54,7 @@ def add_study_options(cmd: argparse.ArgumentParser, name: str, sequences: int, d
         help=f"seed of the {data} sequences (default {DEFAULT_SEED})",
     )
     cmd.add_argument("--quiet", action="store_true", help="no progress output")
+    cmd.set_defaults(func=func)
 
 
 class StudyInputError(ValueError):
