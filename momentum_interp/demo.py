@@ -40,6 +40,7 @@ from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
     TRACE_RULE,
+    paper_comparison,
     spectral_headline,
     trace_headline,
     zoo_data,
@@ -271,7 +272,7 @@ def build_report(
     report.heading("Results with controls side by side")
     report.table(*zoo_rows(record, code=""))
     report.paragraph(zoo_data(record, code=""), note=True)
-    report.paragraph(paper_comparison(results), note=True)
+    report.paragraph(paper_comparison({r.name: r.accuracy for r in results}), note=True)
     report.figure(
         estimate_bars(
             [r.name for r in results],
@@ -313,28 +314,6 @@ def build_report(
     return report
 
 
-def paper_comparison(results: list[ZooResult]) -> str:
-    """Plain statement of how our 1-layer momentum numbers compare with the paper's 83.4 %."""
-    momentum = sorted(
-        (r for r in results if r.name.startswith("induction-1l-momentum")),
-        key=lambda r: r.name,
-    )
-    if not momentum:
-        return "No 1-layer momentum model is bundled, so the paper's claim is not tested here."
-    paper = PAPER_SINGLE_LAYER_PEAK_ACCURACY
-    sentences = [f"The paper reports {paper:.1%} peak single-layer induction accuracy."]
-    for r in momentum:
-        a = r.accuracy
-        verdict = "above" if a.low > paper else "below" if a.high < paper else "consistent with"
-        sentences.append(
-            f"{r.name} reaches {a.value:.1%} (95% CI {a.low:.1%} to {a.high:.1%}), {verdict} it."
-        )
-    sentences.append(
-        "The paper's task, sizes and budget are unknown, so the numbers are not directly comparable."
-    )
-    return " ".join(sentences)
-
-
 def run_demo(
     out_dir: Path,
     n_sequences: int = EVAL_SEQUENCES,
@@ -367,7 +346,7 @@ def run_demo(
             "provenance": record["provenance"],
             "models": [r.to_dict() for r in results],
             "paper_single_layer_peak_accuracy": PAPER_SINGLE_LAYER_PEAK_ACCURACY,
-            "comparison": paper_comparison(results),
+            "comparison": paper_comparison({r.name: r.accuracy for r in results}),
             **{name: analysis.to_dict() for name, analysis in analyses.items()},
             "gamma_studies": [study["provenance"] for study in page.gamma_studies or []],
             "headline": record,

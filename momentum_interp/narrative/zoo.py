@@ -4,11 +4,15 @@ a trace and a spectral analysis."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from momentum_interp.naming import head_label
 from momentum_interp.narrative.mechanism import mechanism_bullet
 from momentum_interp.narrative.rankings import ranking_data
 from momentum_interp.prose import bullets, pct, span, wrap
 from momentum_interp.tables import markdown_table
+from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY
 
 PAPER_MODEL = "induction-1l-momentum"
 
@@ -150,3 +154,23 @@ def induction_bullets(record: dict, variants: dict, mechanism: dict) -> str:
 def zoo_block(record: dict) -> str:
     """The README's zoo block: what the table was measured on, then the table."""
     return wrap(zoo_data(record)) + "\n\n" + zoo_table(record)
+
+
+def paper_comparison(accuracy: Mapping[str, Any]) -> str:
+    """How our 1-layer momentum models' held-out accuracy (`accuracy`: model name -> its
+    estimate, with `value`, `low`, `high`) compares with the paper's 83.4 % peak."""
+    momentum = sorted(name for name in accuracy if name.startswith("induction-1l-momentum"))
+    if not momentum:
+        return "No 1-layer momentum model is bundled, so the paper's claim is not tested here."
+    paper = PAPER_SINGLE_LAYER_PEAK_ACCURACY
+    sentences = [f"The paper reports {paper:.1%} peak single-layer induction accuracy."]
+    for name in momentum:
+        a = accuracy[name]
+        verdict = "above" if a.low > paper else "below" if a.high < paper else "consistent with"
+        sentences.append(
+            f"{name} reaches {a.value:.1%} (95% CI {a.low:.1%} to {a.high:.1%}), {verdict} it."
+        )
+    sentences.append(
+        "The paper's task, sizes and budget are unknown, so the numbers are not directly comparable."
+    )
+    return " ".join(sentences)
