@@ -19,6 +19,7 @@ from momentum_interp.arguments import (
     one_writer_with_room,
     output_dir,
     output_file,
+    positive_int,
     toml_name,
 )
 from momentum_interp.corpus_command import add_corpus_parser
@@ -266,7 +267,12 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
         type=checkpoint_name,
         help="bundled checkpoint name (see `models`) or checkpoint directory",
     )
-    parser.add_argument("--sequences", type=int, default=sequences, help="number of sequences")
+    parser.add_argument(
+        "--sequences",
+        type=positive_int,
+        default=sequences,
+        help=f"number of sequences ({sequences})",
+    )
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"seed of the analysis data ({DEFAULT_SEED})"
     )
@@ -374,7 +380,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="evaluate and score the bundled zoo; write an HTML report")
     demo.add_argument("--out", type=output_dir, default="momentum_report", help="output directory")
     demo.add_argument(
-        "--sequences", type=int, default=EVAL_SEQUENCES, help="held-out sequences per model"
+        "--sequences",
+        type=positive_int,
+        default=EVAL_SEQUENCES,
+        help="held-out sequences per model",
     )
     demo.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help="seed of the fresh evaluation data"

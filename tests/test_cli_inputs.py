@@ -91,11 +91,17 @@ def study_inputs(tmp_path):
         (["formation", "{tmp}/run", "--sequences", "0"], "argument --sequences: 0 is too few"),
         (["mechanism", "{tmp}/sweep", "--sequences", "0"], "argument --sequences: 0 is too few"),
         (["formation", "{tmp}/run", "--runs-dir", "{tmp}"], "--runs-dir applies to a sweep"),
+        *(
+            ([command, "induction-1l-momentum", "--sequences", "0"], "0 is too few")
+            for command in ("score", "trace", "spectrum", "report")
+        ),
+        (["demo", "--sequences", "0"], "argument --sequences: 0 is too few"),
     ],
 )
 def test_per_run_study_inputs_exit_2_fast_with_the_fix(study_inputs, args, named):
     """`formation` and `mechanism` refuse a missing path, a sweep folder without its spec, no
-    sequences and a --runs-dir for a single run: one line, status 2, before torch loads."""
+    sequences and a --runs-dir for a single run, and every command no sequences: one line,
+    status 2, before torch loads."""
     done, seconds = run_cli(*(arg.format(tmp=study_inputs) for arg in args))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
