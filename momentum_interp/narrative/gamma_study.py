@@ -184,8 +184,8 @@ def summary_markdown(study: dict[str, Any]) -> str:
             "Rendered from `study.json` (written by `"
             + study["provenance"]["command"]
             + "`). Decision rules: `results/fair_gamma_star/README.md`. Only fresh seeds enter "
-            "these numbers; the rate of each arm was chosen on the selection seed(s) "
-            f"{study['selection']['selection_seeds']} (search in `selection.json`). A run that "
+            f"these numbers; the rate of each arm was chosen on {rate_search(study['selection'])} "
+            "(the search in `selection.json`). A run that "
             "diverged on a fresh seed counts as AUC 0; the AUC column says how many did."
         ),
     ]
