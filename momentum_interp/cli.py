@@ -323,7 +323,8 @@ def _cmd_study(args: argparse.Namespace) -> None:
     if spec.protocol is None:
         raise ValueError(f"{args.spec} has no [protocol]: `study` reads a select-then-fresh study.")
     rows = read_results(args.results / "results.jsonl")
-    fresh = spec.protocol.fresh_seeds
+    selection = select(spec, rows)
+    fresh = selection.fresh_seeds
     fresh_rows = [r for r in rows if r["config"]["train"]["seed"] in fresh]
     depths = sorted(
         {r["config"]["model"]["n_layers"] for r in fresh_rows if r.get("variant") != DEEPER_CONTROL}
@@ -333,7 +334,6 @@ def _cmd_study(args: argparse.Namespace) -> None:
             f"{args.results} holds no fresh-seed results (seeds {fresh}) yet; run the fresh stage: "
             f"momentum-interp sweep {args.spec} --out {args.results} --stage fresh"
         )
-    selection = select(spec, rows)
     chosen = selection.chosen
     check_fresh_rates(rows, fresh, lambda config: chosen.get(spec.protocol.arm_key(config)))
     studies = [analyse_depth(rows, n, fresh) for n in depths]

@@ -591,3 +591,46 @@ def test_rate_search_is_said_from_the_selection_one_seed_or_two_full_or_pruned()
     )
     n2["arms"][0]["values"] = n2["arms"][0]["values"][:2]  # a pick at the grid's end: two
     assert rate_search(n2).endswith("two to three of them per arm")
+
+
+def test_paired_sample_size_matches_the_normal_formula_by_hand():
+    from momentum_interp.sweeps.selection import paired_sample_size
+
+    # (1.959964 + 0.841621)² = 7.84888: σ² = δ² needs 8 seeds; σ² = 4 δ² needs ⌈31.40⌉ = 32
+    assert paired_sample_size(0.02**2, 0.02) == 8
+    assert paired_sample_size(4 * 0.02**2, 0.02) == 32
+    assert paired_sample_size(0.0, 0.02) == 1
+
+
+def test_sized_fresh_stage_takes_the_first_n_seeds_from_the_neighbour_spread():
+    text = BASE.replace("selection_seeds = [100]", "selection_seeds = [100, 101]").replace(
+        "fresh_seeds = [0, 1]",
+        "fresh_seeds = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\ndetect_difference = 0.02\n"
+        "min_fresh_seeds = 2",
+    )
+    spec = _spec(text)
+
+    def auc(config, spread):
+        # γ = 1 beats γ = 0 by 0.1 at lr 1e-2 (both arms pick it); the difference is
+        # 0.1 + spread on seed 100 and 0.1 − spread on seed 101: its variance over the two
+        # seeds is (2 spread)² / 2 = 2 spread² (the smeared key has no γ neighbour)
+        lr, gamma, seed = config["train"]["lr"], config["model"]["gamma"], config["train"]["seed"]
+        base = 0.5 if lr == 1e-2 else 0.3
+        if config["model"].get("smeared_key") or gamma == 0.0:
+            return base
+        return base + 0.1 + (spread if seed == 100 else -spread)
+
+    small = select(spec, _rows(spec, lambda c: auc(c, 0.005)))  # σ² = 5e-5: ⌈0.98⌉ = 1 → min 2
+    assert small.sizing["difference_variance"] == pytest.approx(2 * 0.005**2)
+    assert small.sizing["neighbour_pairs"] == 1 and small.sizing["n_needed"] == 1
+    assert small.fresh_seeds == [0, 1]
+    large = select(spec, _rows(spec, lambda c: auc(c, 0.02)))  # σ² = 8e-4: ⌈15.7⌉ = 16 → cap 10
+    assert large.sizing["n_needed"] == 16 and large.fresh_seeds == list(range(10))
+    middle = select(spec, _rows(spec, lambda c: auc(c, 0.01)))  # σ² = 2e-4: ⌈3.92⌉ = 4
+    assert middle.fresh_seeds == [0, 1, 2, 3]
+    fresh = spec.expand_fresh(middle.chosen, middle.fresh_seeds)
+    assert {r.config["train"]["seed"] for r in fresh} == {0, 1, 2, 3} and len(fresh) == 3 * 4
+    with pytest.raises(ValueError, match="detect_difference"):
+        _spec(text.replace("detect_difference = 0.02", "detect_difference = -1"))
+    with pytest.raises(ValueError, match="min_fresh_seeds"):
+        _spec(text.replace("min_fresh_seeds = 2", "min_fresh_seeds = 11"))

@@ -231,18 +231,21 @@ def manifest_check(facts: dict, manifest: dict | None) -> dict:
     return out
 
 
-def run_config(name: str, size: str, filt: dict, shape: dict) -> RunConfig:
-    """One run: its model (size + filter), the text task shape, and the shared schedule."""
+def run_config(
+    name: str, size: str, filt: dict, shape: dict, lr: float | None = None, seed: int = 0
+) -> RunConfig:
+    """One run: its model (size + filter), the text task shape, and the shared schedule, at
+    `lr` (default the shape's) and `seed` (initial weights and training stream, as everywhere)."""
     train = OptimConfig(
         steps=shape["steps"],
         batch_size=shape["batch"],
-        lr=shape["lr"],
+        lr=shape["lr"] if lr is None else lr,
         warmup_steps=shape["warmup_steps"],
         compile=True,
         bf16=True,
-        **OPTIM,
+        **(OPTIM | {"seed": seed}),
     )
-    model = MODEL | shape["sizes"][size] | filt
+    model = MODEL | shape["sizes"][size] | filt | {"seed": seed}
     return RunConfig(model, {"name": "text", "seq_len": shape["seq_len"]}, train, name)
 
 

@@ -206,3 +206,83 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
     return f"{wrap(intro)}\n\n{wrap(measured)}\n\n{markdown_table(header, rows)}\n\n" + bullets(
         [f"At this scale {verdict}."]
     )
+
+
+LM_STUDY_VERDICTS = {
+    "within": "inside the paper's {paper}: the whole interval lies below it",
+    "not_within": "not within the paper's {paper}: the whole interval lies above it",
+    "undecided": "undecided against the paper's {paper}: the interval straddles it",
+}
+
+
+def _interval(estimate: dict, fmt: str) -> str:
+    """`value [low, high]` of an `Estimate.to_dict()`, `–` for a bound that is not finite."""
+    bound = lambda x: fmt.format(x) if x == x else "–"  # noqa: E731 (NaN != NaN)
+    return f"{bound(estimate['value'])} [{bound(estimate['low'])}, {bound(estimate['high'])}]"
+
+
+def lm_study_summary(study: dict) -> str:
+    """`results/lm_fair/summary.md`: the fair LM study's table (each arm at its own rate, fresh
+    seeds), its rate search, and what it decides, every number read from `study.json`."""
+    arms, search = study["arms"], study["selection"]["arms"]
+    header = ["arm", "rate", "searched", "val loss", "repeated-span loss", "ICL score"]
+    header += ["val gap to 3×S", "S gap closed", "− baseline-S", "p (Holm)"]
+    rows = []
+    for arm in arms:
+        name, mean, gap = arm["arm"], arm["mean"], arm["gap"]
+        versus, closed = arm["vs_small"], arm["fraction_closed"]
+        tried = ", ".join(f"{r:g}" for r in search[name]["rates"])
+        flag = " (ladder end)" if search[name]["at_ladder_end"] else ""
+        rows.append(
+            [name, f"{arm['lr']:g}{flag}", tried, _interval(mean["val_loss"], "{:.4f}"),
+             _interval(mean["induction_loss"], "{:.4f}"), _interval(mean["icl_score"], "{:+.4f}"),
+             _interval(gap["val_loss"], "{:+.2%}") if gap else "reference",
+             _interval(closed, "{:.2f}") if closed else "–",
+             f"{versus['mean_difference']:+.4f} [{versus['ci_low']:+.4f}, "
+             f"{versus['ci_high']:+.4f}]" if versus else "–",
+             f"{versus['p_holm']:.3g}" if versus else "–"]
+        )  # fmt: skip
+    momentum = next(a for a in arms if a["arm"] == "momentum-S")
+    verdict = LM_STUDY_VERDICTS[study["momentum_verdict"]].format(paper=pct(study["paper_gap"]))
+    corpus = study["corpus"]
+    corpus_name = (
+        "standard-library files (smoke)" if study["shape"] == "smoke" else "the code corpus"
+    )
+    seeds = ", ".join(map(str, study["seeds"]))
+    state = (
+        "complete"
+        if study["complete"]
+        else f"partial: seeds {seeds} of {', '.join(map(str, study['fresh_seeds']))}"
+    )
+    lines = [
+        f"# Fair LM comparison on {corpus_name} ({state})",
+        "",
+        f"Written by `{study['command']}` (shape `{study['shape']}`). Fresh seeds {seeds}; each "
+        f"arm at the rate it chose on selection seed {study['selection']['selection_seed']} "
+        "(lowest validation loss; `searched`: every rate it trained there).",
+        "",
+        markdown_table(header, rows, "lllrrrrrrr"),
+        "",
+        wrap(
+            "Means over seeds with 95 % t intervals (n − 1 degrees of freedom). Val gap: the "
+            "arm's validation loss over baseline-3S's, minus 1, per seed. S gap closed: "
+            "(baseline-S − arm) / (baseline-S − baseline-3S) in validation loss, per seed (0: no "
+            "better than the S baseline; 1: as good as 3×S; – where 3×S is not better than the S "
+            "baseline on every seed). − baseline-S: the paired difference "
+            "in validation loss (negative: better), Holm-corrected over the S arms. Repeated-span "
+            "loss: positions whose next token continues a span seen earlier in the window; ICL "
+            "score: late minus early per-token loss (negative: later context helps)."
+        ),
+        "",
+        wrap(
+            f"Momentum-S's validation-loss gap to 3×S is "
+            f"{_interval(momentum['gap']['val_loss'], '{:+.2%}')}: {verdict}. The paper's "
+            "number is for 125M against 350M parameters on its own corpus; these models have "
+            f"{study['n_params']['momentum-S']:,} and {study['n_params']['baseline-3S']:,} "
+            f"parameters, trained on {study['tokens_per_run']:,} tokens each of "
+            f"{corpus['train_tokens']:,} training tokens of Python, so the comparison is of the "
+            "claim's shape at a scale two CPU cores train, not of its number."
+        ),
+        *(f"Warning: {w}." for w in corpus.get("warnings", [])),
+    ]
+    return "\n".join(lines) + "\n"

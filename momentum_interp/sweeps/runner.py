@@ -193,7 +193,7 @@ def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSp
             f"{listed}. Widen their search ([protocol] values or neighbours) or remove them from "
             "the spec, and state it in the study's rules, before the fresh stage."
         )
-    return spec.expand_fresh(selection.chosen)
+    return spec.expand_fresh(selection.chosen, selection.fresh_seeds)
 
 
 def run_sweep(

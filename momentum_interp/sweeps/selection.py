@@ -7,6 +7,12 @@ of its searched values is flagged (`at_grid_end`: its best may lie outside them)
 case where that end is the study grid's own (`at_study_grid_end`: nothing beyond it was tried).
 An arm with no finite criterion at any value (every value diverged on some selection seed) has
 no pick (`chosen` None): the fresh stage refuses to start until the spec says what to do with it.
+
+With `[protocol] detect_difference` δ, the fresh stage runs only the first n of the fresh seeds:
+n = ⌈(z₀.₉₇₅ + z₀.₈)² σ_d² / δ²⌉ (a two-sided paired test at α = 0.05 with power 0.8), clipped
+to [`min_fresh_seeds`, number of fresh seeds listed], where σ_d² is the variance over selection
+seeds of the criterion's difference between grid-neighbour arms (same variant, adjacent
+`model.gamma`, each at its pick), averaged over neighbour pairs.
 """
 
 from __future__ import annotations
@@ -15,7 +21,11 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from momentum_interp.sweeps.spec import SweepSpec, flatten
+from scipy.stats import norm
+
+from momentum_interp.sweeps.spec import AROUND_MATCH, SweepSpec, flatten
+
+ALPHA, POWER = 0.05, 0.8  # the sized fresh stage's paired test: two-sided level and power
 
 
 @dataclass
@@ -44,6 +54,8 @@ class Selection:
     selection_seeds: list[int]
     arms: list[ArmSelection]
     missing_runs: int
+    fresh_seeds: list[int]  # the seeds the fresh stage runs (all listed, or the sized first n)
+    sizing: dict[str, Any] | None = None  # with detect_difference: σ_d², its pairs, raw and final n
 
     @property
     def complete(self) -> bool:
@@ -64,6 +76,8 @@ class Selection:
             "criterion": self.criterion,
             "selection_seeds": self.selection_seeds,
             "missing_runs": self.missing_runs,
+            "fresh_seeds": self.fresh_seeds,
+            "sizing": self.sizing,
             "arms": [a.to_dict() for a in self.arms],
         }
 
@@ -81,6 +95,7 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
     runs = spec.expand("select")
     missing = sum(run.run_id not in by_id for run in runs)
     grouped: dict[str, dict[str, Any]] = {}
+    by_seed: dict[tuple[str, str], dict[int, float | None]] = {}  # (arm, value) -> seed -> score
     for run in runs:
         key = protocol.arm_key(run.config)
         arm = grouped.setdefault(key, {"variant": run.variant, "config": run.config, "scores": {}})
@@ -89,6 +104,7 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
         scores = arm["scores"].setdefault(repr(value), [])
         if row is not None:
             scores.append(_finite(row.get(protocol.criterion)))
+            by_seed.setdefault((key, repr(value)), {})[run.config["train"]["seed"]] = scores[-1]
     arms = []
     for key, arm in grouped.items():
         values = protocol.arm_values(arm["variant"], arm["config"])
@@ -116,6 +132,64 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
                 and chosen in (protocol.values[0], protocol.values[-1]),
             )
         )
+    fresh, sizing = list(protocol.fresh_seeds), None
+    if protocol.detect_difference is not None and missing == 0:
+        variance, pairs = neighbour_difference_variance(arms, by_seed)
+        needed = paired_sample_size(variance, protocol.detect_difference)
+        n = min(max(needed, protocol.min_fresh_seeds), len(fresh))
+        fresh = fresh[:n]
+        sizing = {
+            "detect_difference": protocol.detect_difference,
+            "alpha": ALPHA,
+            "power": POWER,
+            "difference_variance": variance,
+            "neighbour_pairs": pairs,
+            "n_needed": needed,
+            "n_fresh_seeds": n,
+        }
     return Selection(
-        protocol.search, protocol.criterion, list(protocol.selection_seeds), arms, missing
+        protocol.search,
+        protocol.criterion,
+        list(protocol.selection_seeds),
+        arms,
+        missing,
+        fresh,
+        sizing,
     )
+
+
+def paired_sample_size(variance: float, difference: float) -> int:
+    """Seeds for a two-sided paired test at level `ALPHA` with power `POWER` to detect a mean
+    difference `difference` when the paired differences have variance `variance` (the normal
+    approximation: ⌈(z₁₋α/₂ + z_power)² σ² / δ²⌉)."""
+    z = norm.ppf(1 - ALPHA / 2) + norm.ppf(POWER)
+    return max(1, math.ceil(z * z * variance / difference**2))
+
+
+def neighbour_difference_variance(
+    arms: list[ArmSelection], by_seed: dict[tuple[str, str], dict[int, float | None]]
+) -> tuple[float, int]:
+    """σ_d² and the number of pairs behind it: for each variant's arms in `model.gamma` order,
+    each adjacent pair's difference in the criterion per selection seed (each arm at its pick),
+    its sample variance over seeds, averaged over pairs. A pair with a non-finite score or fewer
+    than 2 shared seeds adds nothing; with no usable pair at all, the spread cannot be sized."""
+    variances = []
+    families: dict[str | None, list[ArmSelection]] = {}
+    for arm in arms:
+        if arm.chosen is not None and arm.config.get(AROUND_MATCH) is not None:
+            families.setdefault(arm.variant, []).append(arm)
+    for family in families.values():
+        family.sort(key=lambda a: a.config[AROUND_MATCH])
+        for low, high in zip(family, family[1:], strict=False):
+            a = by_seed.get((low.arm, repr(low.chosen)), {})
+            b = by_seed.get((high.arm, repr(high.chosen)), {})
+            diffs = [a[s] - b[s] for s in sorted(set(a) & set(b)) if None not in (a[s], b[s])]
+            if len(diffs) >= 2:
+                mean = sum(diffs) / len(diffs)
+                variances.append(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+    if not variances:
+        raise ValueError(
+            "detect_difference: no pair of grid-neighbour arms has finite scores on 2 or more "
+            "selection seeds, so the spread that sizes the fresh seeds cannot be estimated."
+        )
+    return sum(variances) / len(variances), len(variances)

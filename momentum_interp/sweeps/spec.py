@@ -23,6 +23,8 @@ An optional `[protocol]` table tunes one field per arm without selection bias:
     selection_seeds = [100]                      # the "select" stage: every arm at every value
     fresh_seeds = [0, 1, 2, 3, 4]                # the "fresh" stage: each arm at its best value
     criterion = "auc_accuracy"                   # higher is better
+    detect_difference = 0.02                     # optional: run only the first n fresh seeds,
+    min_fresh_seeds = 5                          # n sized from the selection seeds' spread
 
 An *arm* is a run's config without the searched field and the seed. Selection seeds and fresh
 seeds never overlap, so the numbers reported (fresh seeds) are not the ones that chose the value.
@@ -229,6 +231,10 @@ class SearchProtocol:
     criterion: str = "auc_accuracy"
     around: str | None = None  # an earlier selection.json: search only near each arm's pick there
     neighbours: int | None = None  # positions of `values` searched either side of that pick
+    # sized fresh seeds: the first n of `fresh_seeds`, n from the selection seeds' spread so that
+    # a paired difference of this size is detected (`selection.fresh_seed_count`)
+    detect_difference: float | None = None
+    min_fresh_seeds: int = 5
     # read from `around`: each reference arm's variant, γ and pick (kept in sweep_spec.json)
     around_picks: list[dict[str, Any]] = field(default_factory=list, init=False)
 
@@ -253,6 +259,20 @@ class SearchProtocol:
         seeds = [*protocol.selection_seeds, *protocol.fresh_seeds]
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ValueError(f"[protocol] seeds must be integers, got {seeds!r}.")
+        if protocol.detect_difference is not None and not (
+            isinstance(protocol.detect_difference, int | float) and protocol.detect_difference > 0
+        ):
+            raise ValueError(
+                "[protocol] detect_difference must be a number > 0 (the paired difference in the "
+                f"criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
+            )
+        if protocol.detect_difference is not None and not (
+            1 <= protocol.min_fresh_seeds <= len(protocol.fresh_seeds)
+        ):
+            raise ValueError(
+                f"[protocol] min_fresh_seeds must lie in [1, {len(protocol.fresh_seeds)}] (the "
+                f"number of fresh_seeds listed), got {protocol.min_fresh_seeds!r}."
+            )
         shared = sorted(set(protocol.selection_seeds) & set(protocol.fresh_seeds))
         if shared:
             raise ValueError(
@@ -436,9 +456,10 @@ class SweepSpec:
             if flatten(r.config)[search] in self.protocol.arm_values(r.variant, r.config)
         ]
 
-    def expand_fresh(self, chosen: dict[str, Any]) -> list[RunSpec]:
+    def expand_fresh(self, chosen: dict[str, Any], seeds: list[int] | None = None) -> list[RunSpec]:
         """The fresh stage: every arm (`SearchProtocol.arm_key`) of the selection at its chosen
-        value (`chosen[arm_key]`), on every fresh seed. An arm missing from `chosen` is an error."""
+        value (`chosen[arm_key]`), on `seeds` (default: every fresh seed; a sized study passes
+        `Selection.fresh_seeds`). An arm missing from `chosen` is an error."""
         protocol = self.protocol
         if protocol is None:
             raise ValueError("expand_fresh needs a [protocol] table in the spec.")
@@ -452,7 +473,7 @@ class SweepSpec:
                 "to its end first."
             )
         for key, template in arms.items():
-            for seed in protocol.fresh_seeds:
+            for seed in protocol.fresh_seeds if seeds is None else seeds:
                 overrides = {
                     **{k: v for k, v in template.overrides.items() if k != "train.seed"},
                     protocol.search: chosen[key],
