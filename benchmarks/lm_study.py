@@ -7,7 +7,7 @@ fresh seeds, sized for two CPU cores.
 Same corpus, split, models, schedule, training loop and evaluation as `benchmarks/gpu/lm.py`
 (its functions, not a copy); `--shape gpu` is that part's shape, so a GPU run later is the same
 experiment, larger. `--shape cpu` (the default): T = 256, 16 windows a step, 1,250 steps =
-5,120,000 tokens per run (0.17 epochs of the training split: no document repeats); S is 2 layers
+5,120,000 tokens per run (0.17 epochs of the training split, windows drawn at random); S is 2 layers
 × 128 (4 heads, d_mlp 512; 2,502,144 parameters with the 8,192-id (un)embedding), 3×S is
 4 layers × 256 (7,362,048: 2.94× S, the GPU part's S).
 
@@ -25,14 +25,17 @@ The protocol, fixed before the first run (`results/lm_fair/README.md`):
 
 OUT_DIR: `runs.jsonl` (one row per finished run, written as it ends: a killed study keeps every
 finished run, and rerunning the command trains only what is missing; a run cut off mid-way
-starts again), `selection.json`, and once two fresh seeds have every arm, `study.json` and
-`summary.md`. Workers train one run each with one thread (`--workers 2` on two cores); the
-corpus is tokenised once into `--runs-dir` (git-ignored), where each run also logs its steps.
+starts again; each row carries the protocol's fingerprint, and a study refuses rows of another),
+`selection.json`, and once two fresh seeds have every arm, `study.json` and `summary.md`.
+Workers train one run each with one thread (`--workers 2` on two cores; on a GPU, `--shape gpu`
+and one worker); the corpus is tokenised once into `--runs-dir` (git-ignored), where each run
+also logs its steps.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import math
 import multiprocessing
@@ -53,7 +56,7 @@ from benchmarks import common
 from benchmarks.gpu import lm
 from benchmarks.gpu_part import Budget
 from benchmarks.reference_gpt import count_parameters
-from momentum_interp.analysis.lm_study import analyse_lm_study
+from momentum_interp.analysis.lm_study import analyse_lm_study, complete_seeds
 from momentum_interp.data import TokenStreamTask
 from momentum_interp.data.code_corpus import CORPUS_PATH, TOKENIZER_PATH, sha256_of
 from momentum_interp.io import atomic_write_json
@@ -84,6 +87,27 @@ CPU = lm.FULL | dict(
 SHAPES = {"cpu": CPU, "gpu": lm.FULL, "smoke": lm.SMOKE}
 ARMS = {name: (size, filt) for name, size, filt in lm.RUNS}
 RESULTS, SELECTION, STUDY, SUMMARY = "runs.jsonl", "selection.json", "study.json", "summary.md"
+
+
+def fingerprint(shape_name: str) -> str:
+    """A short hash of everything that makes runs comparable: the shape, the models, the
+    optimiser, the rate ladder and the seeds (rows of another fingerprint are another study)."""
+    protocol = {
+        "shape": SHAPES[shape_name],
+        "model": lm.MODEL,
+        "runs": lm.RUNS,
+        "optim": lm.OPTIM,
+        "ladder": LADDER,
+        "first_rates": FIRST_RATES,
+        "seeds": [SELECTION_SEED, *FRESH_SEEDS],
+    }
+    text = json.dumps(protocol, sort_keys=True, default=str)
+    return f"{shape_name}-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
+
+
+def device_for(shape_name: str) -> torch.device:
+    """CUDA for the GPU shape (which needs it), the CPU otherwise."""
+    return torch.device("cuda" if shape_name == "gpu" else "cpu")
 
 
 def run_key(arm: str, lr: float, seed: int) -> str:
@@ -168,8 +192,9 @@ def pending_jobs(stage: str, rows: dict[str, dict[str, Any]]) -> list[tuple[str,
         unpicked = [a for a, s in chosen["arms"].items() if s["chosen"] is None]
         if unpicked:
             raise StudyError(
-                f"no finite validation loss at any searched rate for {unpicked}: state what is "
-                "done with them in the study's README before the fresh stage"
+                f"no finite validation loss at any searched rate for {unpicked}: every rate "
+                "diverged; the rules do not say what to do, so amend results/lm_fair/README.md "
+                "(e.g. extend LADDER downwards) before the fresh stage"
             )
         jobs = [
             (arm, s["chosen"], seed) for seed in FRESH_SEEDS for arm, s in chosen["arms"].items()
@@ -207,16 +232,17 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     shape = SHAPES[job["shape"]]
     arm, lr, seed = job["arm"], job["lr"], job["seed"]
     size, filt = ARMS[arm]
+    device = device_for(job["shape"])
     tasks = {
         split: TokenStreamTask(
-            torch.from_numpy(np.load(path).astype(np.int32)),
+            torch.from_numpy(np.load(path).astype(np.int32)).to(device),
             d_vocab=job["d_vocab"],
             seq_len=shape["seq_len"],
         )
         for split, path in job["tokens"].items()
     }
     run = lm.run_config(arm, size, filt, shape, lr=lr, seed=seed)
-    model = lm.build_model(run, tasks["train"], torch.device("cpu"))
+    model = lm.build_model(run, tasks["train"], device)
     budget = Budget(math.inf)
     entry: dict[str, Any] = {
         "run_id": run_key(arm, lr, seed),
@@ -226,6 +252,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         "seed": seed,
         "stage": "select" if seed == SELECTION_SEED else "fresh",
         "shape": job["shape"],
+        "protocol": job["protocol"],
         "n_params": count_parameters(model),
         "n_params_non_embedding": lm.non_embedding_parameters(model),
         "tokens_planned": shape["steps"] * shape["batch"] * shape["seq_len"],
@@ -248,15 +275,16 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
     """Train every pending run of `stage`, appending each row as it ends; the select stage
     repeats until no arm needs a wider search."""
     results = args.out_dir / RESULTS
-    log_dir = args.runs_dir / "logs"
+    log_dir = args.runs_dir / "logs" / args.out_dir.resolve().name
     log_dir.mkdir(parents=True, exist_ok=True)
-    while jobs := pending_jobs(stage, {r["run_id"]: r for r in read_results(results)}):
+    while jobs := pending_jobs(stage, {r["run_id"]: r for r in read_results(results, repair=True)}):
         specs = [
             {
                 "arm": arm,
                 "lr": lr,
                 "seed": seed,
                 "shape": args.shape,
+                "protocol": fingerprint(args.shape),
                 "tokens": {k: str(v) for k, v in tokens.items()},
                 "d_vocab": d_vocab,
                 "log_dir": str(log_dir),
@@ -273,9 +301,14 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
         else:
             context = multiprocessing.get_context("spawn")
             with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
-                for future in as_completed([pool.submit(train_one, s) for s in specs]):
-                    append_result(results, future.result())
-                    bar.update()
+                futures = [pool.submit(train_one, s) for s in specs]
+                try:
+                    for future in as_completed(futures):
+                        append_result(results, future.result())
+                        bar.update()
+                except BaseException:  # a failed run or Ctrl-C: no queued run starts after it
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
         bar.close()
         if stage != "select":
             break
@@ -290,10 +323,9 @@ def write_outputs(out_dir: Path, corpus: dict[str, Any]) -> None:
         return
     rates = {arm: s["chosen"] for arm, s in chosen["arms"].items() if s["chosen"] is not None}
     fresh = [r for r in rows.values() if r["seed"] in FRESH_SEEDS]
-    try:
-        study = analyse_lm_study(fresh, rates)
-    except ValueError:
-        return  # fewer than 2 complete fresh seeds yet
+    if len(complete_seeds(fresh, rates)) < 2:
+        return
+    study = analyse_lm_study(fresh, rates)
     any_row = next(iter(rows.values()))
     data = {
         "command": "python -m benchmarks.lm_study " + " ".join(sys.argv[1:]),
@@ -334,12 +366,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.shape != "smoke" and (problem := lm.missing_inputs()):
         print(problem.replace("lm:", "lm_study:", 1), file=sys.stderr)
         return 2
-    rows = read_results(args.out_dir / RESULTS)
-    shapes = {r["shape"] for r in rows}
-    if shapes - {args.shape}:
+    if args.shape == "gpu" and not torch.cuda.is_available():
         print(
-            f"lm_study: {args.out_dir / RESULTS} holds --shape {sorted(shapes)} runs; a study is "
-            f"one shape: give another OUT_DIR for --shape {args.shape}",
+            "lm_study: --shape gpu needs a CUDA device; on a CPU use --shape cpu", file=sys.stderr
+        )
+        return 2
+    rows = read_results(args.out_dir / RESULTS, repair=True)
+    others = sorted({r.get("protocol", r["shape"]) for r in rows} - {fingerprint(args.shape)})
+    if others:
+        print(
+            f"lm_study: {args.out_dir / RESULTS} holds runs of another protocol {others} (shape "
+            f"and fingerprint; this command's is {fingerprint(args.shape)}): a study is one "
+            "protocol, so give another OUT_DIR, or rerun with the shape and code those rows had",
             file=sys.stderr,
         )
         return 2

@@ -630,7 +630,11 @@ def test_sized_fresh_stage_takes_the_first_n_seeds_from_the_neighbour_spread():
     assert middle.fresh_seeds == [0, 1, 2, 3]
     fresh = spec.expand_fresh(middle.chosen, middle.fresh_seeds)
     assert {r.config["train"]["seed"] for r in fresh} == {0, 1, 2, 3} and len(fresh) == 3 * 4
-    with pytest.raises(ValueError, match="detect_difference"):
-        _spec(text.replace("detect_difference = 0.02", "detect_difference = -1"))
+    # no γ neighbour with two finite seeds: the spread is unknown, so every listed seed runs
+    unknown = select(spec, _rows(spec, lambda c: None if c["model"]["gamma"] else 0.5))
+    assert unknown.sizing["difference_variance"] is None and unknown.fresh_seeds == list(range(10))
+    for bad in ("-1", "true"):
+        with pytest.raises(ValueError, match="detect_difference"):
+            _spec(text.replace("detect_difference = 0.02", f"detect_difference = {bad}"))
     with pytest.raises(ValueError, match="min_fresh_seeds"):
         _spec(text.replace("min_fresh_seeds = 2", "min_fresh_seeds = 11"))

@@ -209,9 +209,18 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
 
 
 LM_STUDY_VERDICTS = {
-    "within": "inside the paper's {paper}: the whole interval lies below it",
+    "within": "within the paper's {paper}: the whole interval lies below it",
     "not_within": "not within the paper's {paper}: the whole interval lies above it",
     "undecided": "undecided against the paper's {paper}: the interval straddles it",
+    "uninformative": "no test of the paper's {paper}: the S baseline's own gap is {small} "
+    "{paper}, so lying within it would say nothing about momentum; the fraction of the gap "
+    "closed and the paired test against baseline-S carry the comparison",
+}
+SMALL_GAP = {"within": "wholly below", "undecided": "not wholly above", "not_within": "above"}
+SCALES = {
+    "cpu": "a scale two CPU cores train",
+    "gpu": "the GPU suite's scale",
+    "smoke": "a smoke run's scale (its numbers mean nothing)",
 }
 
 
@@ -243,7 +252,9 @@ def lm_study_summary(study: dict) -> str:
              f"{versus['p_holm']:.3g}" if versus else "–"]
         )  # fmt: skip
     momentum = next(a for a in arms if a["arm"] == "momentum-S")
-    verdict = LM_STUDY_VERDICTS[study["momentum_verdict"]].format(paper=pct(study["paper_gap"]))
+    verdict = LM_STUDY_VERDICTS[study["momentum_verdict"]].format(
+        paper=pct(study["paper_gap"]), small=SMALL_GAP[study["small_verdict"]]
+    )
     corpus = study["corpus"]
     corpus_name = (
         "standard-library files (smoke)" if study["shape"] == "smoke" else "the code corpus"
@@ -281,7 +292,20 @@ def lm_study_summary(study: dict) -> str:
             f"{study['n_params']['momentum-S']:,} and {study['n_params']['baseline-3S']:,} "
             f"parameters, trained on {study['tokens_per_run']:,} tokens each of "
             f"{corpus['train_tokens']:,} training tokens of Python, so the comparison is of the "
-            "claim's shape at a scale two CPU cores train, not of its number."
+            f"claim's shape at {SCALES[study['shape']]}, not of its number."
+        ),
+        *(
+            [
+                wrap(
+                    "Left out (no comparison uses them): "
+                    + "; ".join(
+                        f"{r['arm']} seed {r['seed']} ({r['why']})" for r in study["not_compared"]
+                    )
+                    + "."
+                )
+            ]
+            if study["not_compared"]
+            else []
         ),
         *(f"Warning: {w}." for w in corpus.get("warnings", [])),
     ]

@@ -259,15 +259,21 @@ class SearchProtocol:
         seeds = [*protocol.selection_seeds, *protocol.fresh_seeds]
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ValueError(f"[protocol] seeds must be integers, got {seeds!r}.")
-        if protocol.detect_difference is not None and not (
-            isinstance(protocol.detect_difference, int | float) and protocol.detect_difference > 0
+        difference = protocol.detect_difference
+        if difference is not None and (
+            isinstance(difference, bool)
+            or not isinstance(difference, int | float)
+            or difference <= 0
         ):
             raise ValueError(
                 "[protocol] detect_difference must be a number > 0 (the paired difference in the "
                 f"criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
             )
-        if protocol.detect_difference is not None and not (
-            1 <= protocol.min_fresh_seeds <= len(protocol.fresh_seeds)
+        least = protocol.min_fresh_seeds
+        if difference is not None and (
+            isinstance(least, bool)
+            or not isinstance(least, int)
+            or not 1 <= least <= len(protocol.fresh_seeds)
         ):
             raise ValueError(
                 f"[protocol] min_fresh_seeds must lie in [1, {len(protocol.fresh_seeds)}] (the "
