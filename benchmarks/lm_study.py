@@ -229,6 +229,7 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     """Train and evaluate one run (in a worker: one thread); returns its `runs.jsonl` row."""
     if job["one_thread"]:
         torch.set_num_threads(1)
+    torch._dynamo.reset()  # a worker trains many models: each compiles afresh, not as a recompile
     shape = SHAPES[job["shape"]]
     arm, lr, seed = job["arm"], job["lr"], job["seed"]
     size, filt = ARMS[arm]
