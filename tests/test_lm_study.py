@@ -12,6 +12,7 @@ from scipy import stats
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from benchmarks import lm_study  # noqa: E402
+from momentum_interp.analysis.lm_study import METRICS as lm_study_metrics  # noqa: E402
 from momentum_interp.analysis.lm_study import analyse_lm_study  # noqa: E402
 
 
@@ -57,8 +58,8 @@ def test_study_statistics_match_hand_computations_and_scipy():
     study = analyse_lm_study(rows, rates)
     assert study.seeds == [0, 1, 2]  # seed 3 lacks the reference and a finished baseline-S
     assert study.not_compared == [
-        {"arm": "baseline-S", "seed": 3, "why": "diverged"},
-        {"arm": "momentum-S", "seed": 0, "why": "trained at lr 0.01, not its arm's pick 0.001"},
+        {"arm": "baseline-S", "seed": 3, "why": "status", "detail": "diverged"},
+        {"arm": "momentum-S", "seed": 0, "why": "other_rate", "detail": 1e-2},
     ]
     arm = study.arm("momentum-S")
     gaps = np.array(mom) / np.array(ref) - 1
@@ -123,8 +124,26 @@ def test_three_arms_are_holm_corrected_together_and_bad_runs_are_listed():
     for arm in others:
         assert study.arm(arm).vs_small.p_holm == pytest.approx(expected[arm])
     assert study.not_compared == [
-        {"arm": "keys-only-S", "seed": 3, "why": "not finite: val_loss, induction_loss, icl_score"}
+        {"arm": "keys-only-S", "seed": 3, "why": "not_finite", "detail": list(lm_study_metrics)}
     ]
+    from momentum_interp.narrative.lm import lm_study_summary
+
+    data = {
+        **study.to_dict(),
+        "selection": {
+            "selection_seed": 100,
+            "arms": {a: {"rates": [1e-3], "at_ladder_end": False} for a in rates},
+        },
+        "command": "python -m benchmarks.lm_study out",
+        "shape": "cpu",
+        "complete": True,
+        "fresh_seeds": [0, 1, 2],
+        "corpus": {"train_tokens": 1000},
+        "n_params": {"momentum-S": 10, "baseline-3S": 30},
+        "tokens_per_run": 100,
+    }
+    text = " ".join(lm_study_summary(data).split())
+    assert "keys-only-S seed 3 (not finite: val_loss, induction_loss, icl_score)" in text
     # 3×S no better than S on one seed: the fraction closed is undefined, not a number
     flipped = [*ref[:2], 3.7]
     rows = [_row("baseline-3S", s, v) for s, v in enumerate(flipped)]

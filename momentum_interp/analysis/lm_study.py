@@ -28,20 +28,21 @@ GAP_METRICS = ("val_loss", "induction_loss")
 METRICS = (*GAP_METRICS, "icl_score")
 
 
-def left_out(row: dict[str, Any], rate: float) -> str | None:
-    """Why a fresh run enters no comparison (None when it does): trained at another rate than
-    its arm's pick, not done, short of its token budget, or a metric that is not finite."""
+def left_out(row: dict[str, Any], rate: float) -> tuple[str, Any] | None:
+    """Why a fresh run enters no comparison, as `(code, detail)` (None when it does):
+    `other_rate` (its rate, not its arm's pick), `status` (not done: its status),
+    `short_budget` (tokens trained, short of the plan) or `not_finite` (the metrics)."""
     if row["lr"] != rate:
-        return f"trained at lr {row['lr']:g}, not its arm's pick {rate:g}"
+        return "other_rate", row["lr"]
     if row.get("status") != "done":
-        return str(row.get("status"))
+        return "status", row.get("status")
     if row.get("tokens") != row.get("tokens_planned"):
-        return f"trained {row.get('tokens')} of {row.get('tokens_planned')} tokens"
+        return "short_budget", row.get("tokens")
     metrics = row.get("metrics") or {}
     bad = [
         m for m in METRICS if not (isinstance(metrics.get(m), float) and math.isfinite(metrics[m]))
     ]
-    return f"not finite: {', '.join(bad)}" if bad else None
+    return ("not_finite", bad) if bad else None
 
 
 def complete_seeds(rows: list[dict[str, Any]], rates: dict[str, float]) -> list[int]:
@@ -87,7 +88,7 @@ class LMStudy:
 
     seeds: list[int]
     arms: list[LMArm]
-    not_compared: list[dict[str, Any]]  # runs left out: arm, seed, why
+    not_compared: list[dict[str, Any]]  # runs left out: arm, seed, why (a code), detail
     paper_gap: float = PAPER_GAP
 
     def arm(self, name: str) -> LMArm:
@@ -140,7 +141,7 @@ def analyse_lm_study(rows: list[dict[str, Any]], rates: dict[str, float]) -> LMS
         if (why := left_out(row, rates[arm])) is None:
             by_arm[arm][seed] = row["metrics"]
         else:
-            not_compared.append({"arm": arm, "seed": seed, "why": why})
+            not_compared.append({"arm": arm, "seed": seed, "why": why[0], "detail": why[1]})
     seeds = complete_seeds(rows, rates)
     if len(seeds) < 2:
         raise ValueError(

@@ -167,7 +167,13 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
                 "model with one that did not learn"
             )
         else:
-            decided = "decided" if fung["significant"] else "no difference detected"
+            layers = f"{n} momentum layer{'s' if n > 1 else ''}"
+            if not fung["significant"]:
+                decided = "no difference detected; not a claim of equivalence"
+            elif fung["mean_difference"] > 0:
+                decided = f"decided: {layers} beat {n + 1} plain layers in this budget"
+            else:
+                decided = f"decided: {n + 1} plain layers beat {layers} in this budget"
         items.append(
             f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
             f"each at its own rate): {fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, "

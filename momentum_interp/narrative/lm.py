@@ -216,6 +216,12 @@ LM_STUDY_VERDICTS = {
     "{paper}, so lying within it would say nothing about momentum; the fraction of the gap "
     "closed and the paired test against baseline-S carry the comparison",
 }
+LEFT_OUT = {
+    "other_rate": "trained at lr {:g}, not its arm's pick",
+    "status": "{}",
+    "short_budget": "trained {:,} tokens, short of the budget",
+    "not_finite": "not finite: {}",
+}
 SMALL_GAP = {"within": "wholly below", "undecided": "not wholly above", "not_within": "above"}
 SCALES = {
     "cpu": "a scale two CPU cores train",
@@ -299,7 +305,12 @@ def lm_study_summary(study: dict) -> str:
                 wrap(
                     "Left out (no comparison uses them): "
                     + "; ".join(
-                        f"{r['arm']} seed {r['seed']} ({r['why']})" for r in study["not_compared"]
+                        f"{r['arm']} seed {r['seed']} ("
+                        + LEFT_OUT[r["why"]].format(
+                            ", ".join(r["detail"]) if r["why"] == "not_finite" else r["detail"]
+                        )
+                        + ")"
+                        for r in study["not_compared"]
                     )
                     + "."
                 )

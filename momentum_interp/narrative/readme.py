@@ -164,16 +164,19 @@ def blocks() -> dict[str, Block]:
                 )
             },
         ),
-        "fair-gamma": Block(
-            gamma_study.readme_block,
-            {
-                "study": Source(
-                    "results/fair_gamma_star/n1/study.json",
-                    "momentum-interp study configs/studies/fair_gamma_star_n1.toml "
-                    "--results results/fair_gamma_star/n1",
-                )
-            },
-        ),
+        **{
+            f"fair-gamma{suffix}": Block(
+                gamma_study.readme_block,
+                {
+                    "study": Source(
+                        f"results/fair_gamma_star/n{depth}/study.json",
+                        f"momentum-interp study configs/studies/fair_gamma_star_n{depth}.toml "
+                        f"--results results/fair_gamma_star/n{depth}",
+                    )
+                },
+            )
+            for depth, suffix in ((1, ""), (2, "-n2"))
+        },
         "perf-cpu": Block(
             benchmarks.cpu_block,
             {"record": Source(f"benchmarks/results/{cpu_run}.json", throughput)},
