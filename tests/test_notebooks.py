@@ -132,6 +132,7 @@ VALUES = {
         "fit_a_by_hand": "np.exp(intercept)",
         "fit_b_by_hand": "slope",
         "statement": "statement",
+        "fair_verdicts": "fair_verdicts",
         "my_grid_runs": "len(mine)",
         "my_grid_runs_after_rerun": "len(again)",
     },
@@ -485,6 +486,14 @@ def _check_scaling(v: dict) -> None:
     # the last sentence is the verdict: consistent, inconsistent, or none (a flat top)
     last = v["statement"].split(". ")[-1]
     assert last.startswith("Our measurement is") or last.startswith("No verdict"), last
+    # the decided fair study: every committed depth, its verdict as its study.json says
+    fair = {
+        depth["n_layers"]: depth["paper_verdict"]
+        for path in sorted((ROOT / "results" / "fair_gamma_star").glob("n*/study.json"))
+        for depth in json.loads(path.read_text())["depths"]
+    }
+    assert {int(n): verdict for n, verdict in v["fair_verdicts"].items()} == fair
+    assert set(fair) >= {1, 2}
     # the user's own grid: 2 γ values + the smeared-key control, and a re-run adds nothing
     assert v["my_grid_runs"] == 3 == v["my_grid_runs_after_rerun"]
 
