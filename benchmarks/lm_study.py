@@ -364,15 +364,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.shape != "smoke" and (problem := lm.missing_inputs()):
-        print(problem.replace("lm:", "lm_study:", 1), file=sys.stderr)
-        return 2
     if args.shape == "gpu" and not torch.cuda.is_available():
         print(
             "lm_study: --shape gpu needs a CUDA device; on a CPU use --shape cpu", file=sys.stderr
         )
         return 2
-    rows = read_results(args.out_dir / RESULTS, repair=True)
+    rows = read_results(args.out_dir / RESULTS)  # repaired only under the lock (run_stage)
     others = sorted({r.get("protocol", r["shape"]) for r in rows} - {fingerprint(args.shape)})
     if others:
         print(
@@ -381,6 +378,9 @@ def main(argv: list[str] | None = None) -> int:
             "protocol, so give another OUT_DIR, or rerun with the shape and code those rows had",
             file=sys.stderr,
         )
+        return 2
+    if args.shape != "smoke" and (problem := lm.missing_inputs()):
+        print(problem.replace("lm:", "lm_study:", 1), file=sys.stderr)
         return 2
     if args.stage == "fresh":  # refused before the corpus is read
         try:
