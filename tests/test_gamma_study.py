@@ -21,11 +21,9 @@ from momentum_interp.analysis.gamma_study import (
     bootstrap_vertex,
     check_fresh_rates,
     holm,
-    neighbour_difference_sd,
     paired_comparison,
     paper_verdict,
     quadratic_vertex,
-    seeds_needed,
 )
 from momentum_interp.model.shear import TERM_NAMES, rms_gain, score_terms
 from momentum_interp.sweeps import SweepSpec, load_sweep, read_results, run_sweep
@@ -165,13 +163,30 @@ def test_bootstrap_interval_collapses_without_noise_and_covers_with_it():
 
 
 def test_seed_count_sizing_by_hand():
+    from momentum_interp.sweeps.selection import (
+        ArmSelection,
+        fresh_seed_count,
+        neighbour_difference_variance,
+        paired_sample_size,
+    )
+
+    def seeds_needed(sd):  # the rules' n for a σ_d, clipped to [5, 10]
+        return fresh_seed_count(paired_sample_size(sd**2, 0.02), 5, 10)
+
     z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)  # 2.8016
     assert seeds_needed(0.02) == math.ceil(z**2) == 8
     assert seeds_needed(0.005) == 5  # clipped below
     assert seeds_needed(0.05) == 10  # clipped above
+    assert fresh_seed_count(None, 5, 10) == 10  # spread unknown: every listed seed
     scores = {100: np.array([0.1, 0.3, 0.2]), 101: np.array([0.2, 0.3, 0.4])}
+    arms = [
+        ArmSelection(f"arm{g}", "qk", {"model.gamma": g}, [1e-3], [0.0], 1e-3, False, False)
+        for g in (0, 1, 2)
+    ]
+    by_seed = {(f"arm{g}", repr(1e-3)): {s: scores[s][g] for s in scores} for g in (0, 1, 2)}
     # d100 = (0.2, -0.1), d101 = (0.1, 0.1): mean of (0.01/2, 0.04/2) = 0.0125
-    assert neighbour_difference_sd([0, 1, 2], scores) == pytest.approx(math.sqrt(0.0125))
+    variance, pairs = neighbour_difference_variance(arms, by_seed)
+    assert variance == pytest.approx(0.0125) and pairs == 2
 
 
 # ----------------------------------------------------------------- the protocol

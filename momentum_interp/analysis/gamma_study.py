@@ -1,5 +1,6 @@
 """The decided γ*(N) study's statistics: paired tests with Holm correction, the quadratic-vertex
-γ*, its seed bootstrap, seed-count sizing, and the per-depth verdict codes.
+γ*, its seed bootstrap, and the per-depth verdict codes (the fresh seed count is sized where
+the runs are planned, `sweeps.selection`).
 
 The rules these implement are fixed in `results/fair_gamma_star/README.md`. Rows are a sweep's
 results (`sweeps.runner.read_results`) for one depth; only fresh seeds enter (the selection seeds
@@ -19,8 +20,6 @@ from scipy import stats
 from momentum_interp.analysis.scaling import paper_gamma_star
 
 ALPHA = 0.05
-TARGET_DIFFERENCE = 0.02  # AUC difference the seed count is sized to detect
-SEED_BOUNDS = (5, 10)
 FLOOR_ACCURACY = 0.5  # a depth where no arm reaches this mean final accuracy is at the floor
 GAMMA_FAMILIES = ("qk_raw", "qk_norm", "k_raw", "k_norm")
 CONTROLS = ("smeared_key", "learned_gamma", "learned_temperature")
@@ -113,31 +112,6 @@ def bootstrap_vertex(
     vertices = [quadratic_vertex(gammas, scores[p].mean(axis=0))[0] for p in picks]
     low, high = np.percentile(vertices, [2.5, 97.5])
     return float(low), float(high)
-
-
-def seeds_needed(
-    sigma_difference: float,
-    delta: float = TARGET_DIFFERENCE,
-    alpha: float = ALPHA,
-    power: float = 0.8,
-    bounds: tuple[int, int] = SEED_BOUNDS,
-) -> int:
-    """Seeds for a paired two-sided test to detect `delta` with `power`:
-    `⌈(z_{1−α/2} + z_{power})² σ_d² / δ²⌉`, clipped to `bounds`."""
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
-    n = math.ceil((z * sigma_difference / delta) ** 2)
-    return int(min(max(n, bounds[0]), bounds[1]))
-
-
-def neighbour_difference_sd(gammas: list[float], scores: dict[int, np.ndarray]) -> float:
-    """σ_d from two selection seeds: the pooled `(d_s1 − d_s2)² / 2` over grid-neighbour pairs,
-    where `d_s` is the AUC difference between neighbouring γ on seed s. `scores[seed]: [gamma]`."""
-    seeds = sorted(scores)
-    if len(seeds) != 2:
-        raise ValueError(f"σ_d needs exactly two selection seeds, got {seeds}.")
-    first, second = (np.asarray(scores[s], dtype=float) for s in seeds)
-    d1, d2 = np.diff(first), np.diff(second)
-    return float(np.sqrt(np.mean((d1 - d2) ** 2 / 2)))
 
 
 @dataclass

@@ -20,6 +20,7 @@ t-test's power at these n: at n = 5 the t-test's power is about 0.56, not 0.8.)
 from __future__ import annotations
 
 import math
+import statistics
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -137,11 +138,10 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
     fresh, sizing = list(protocol.fresh_seeds), None
     if protocol.detect_difference is not None and missing == 0:
         variance, pairs = neighbour_difference_variance(arms, by_seed)
-        # no usable pair: the spread is unknown, so every listed fresh seed (the cap) runs
         needed = (
             None if variance is None else paired_sample_size(variance, protocol.detect_difference)
         )
-        n = len(fresh) if needed is None else min(max(needed, protocol.min_fresh_seeds), len(fresh))
+        n = fresh_seed_count(needed, protocol.min_fresh_seeds, len(fresh))
         fresh = fresh[:n]
         sizing = {
             "detect_difference": protocol.detect_difference,
@@ -163,12 +163,20 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
     )
 
 
-def paired_sample_size(variance: float, difference: float) -> int:
-    """Seeds for a two-sided paired test at level `ALPHA` with power `POWER` to detect a mean
+def paired_sample_size(
+    variance: float, difference: float, alpha: float = ALPHA, power: float = POWER
+) -> int:
+    """Seeds for a two-sided paired test at level `alpha` with `power` to detect a mean
     difference `difference` when the paired differences have variance `variance` (the normal
     approximation: ⌈(z₁₋α/₂ + z_power)² σ² / δ²⌉)."""
-    z = norm.ppf(1 - ALPHA / 2) + norm.ppf(POWER)
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
     return max(1, math.ceil(z * z * variance / difference**2))
+
+
+def fresh_seed_count(needed: int | None, least: int, listed: int) -> int:
+    """`needed` clipped to [`least`, `listed`]; all `listed` when the spread, hence `needed`,
+    is unknown (None)."""
+    return listed if needed is None else min(max(needed, least), listed)
 
 
 def neighbour_difference_variance(
@@ -190,8 +198,7 @@ def neighbour_difference_variance(
             b = by_seed.get((high.arm, repr(high.chosen)), {})
             diffs = [a[s] - b[s] for s in sorted(set(a) & set(b)) if None not in (a[s], b[s])]
             if len(diffs) >= 2:
-                mean = sum(diffs) / len(diffs)
-                variances.append(sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1))
+                variances.append(statistics.variance(diffs))
     if not variances:
         return None, 0
     return sum(variances) / len(variances), len(variances)
