@@ -117,7 +117,7 @@ def run_key(arm: str, lr: float, seed: int) -> str:
 
 def criterion(row: dict[str, Any] | None) -> float | None:
     """A run's validation loss, None when it did not finish its budget with a finite loss."""
-    if row is None or row.get("status") != "done" or row.get("tokens") != row.get("tokens_planned"):
+    if row is None or lm.not_compared(row) is not None:
         return None
     value = (row.get("metrics") or {}).get(CRITERION)
     return value if isinstance(value, float) and math.isfinite(value) else None
@@ -278,22 +278,17 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
     results = args.out_dir / RESULTS
     log_dir = args.runs_dir / "logs" / args.out_dir.resolve().name
     log_dir.mkdir(parents=True, exist_ok=True)
+    shared = {
+        "shape": args.shape,
+        "protocol": fingerprint(args.shape),
+        "tokens": {k: str(v) for k, v in tokens.items()},
+        "d_vocab": d_vocab,
+        "log_dir": str(log_dir),
+        "git_commit": git_commit(),
+        "one_thread": args.workers > 0,
+    }
     while jobs := pending_jobs(stage, {r["run_id"]: r for r in read_results(results, repair=True)}):
-        specs = [
-            {
-                "arm": arm,
-                "lr": lr,
-                "seed": seed,
-                "shape": args.shape,
-                "protocol": fingerprint(args.shape),
-                "tokens": {k: str(v) for k, v in tokens.items()},
-                "d_vocab": d_vocab,
-                "log_dir": str(log_dir),
-                "git_commit": git_commit(),
-                "one_thread": args.workers > 0,
-            }
-            for arm, lr, seed in jobs
-        ]
+        specs = [shared | {"arm": arm, "lr": lr, "seed": seed} for arm, lr, seed in jobs]
         bar = tqdm(total=len(specs), desc=f"lm study, {stage}", unit="run")
         if args.workers == 0:
             for spec in specs:
