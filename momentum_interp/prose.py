@@ -1,10 +1,11 @@
 """Numbers in sentences: the formatting every README block and card shares (percentages, ranges,
-the README's 100-column wrap)."""
+intervals, the README's 100-column wrap)."""
 
 from __future__ import annotations
 
+import math
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 
 def wrap(paragraph: str, indent: str = "") -> str:
@@ -28,6 +29,16 @@ def bullets(items: Sequence[str]) -> str:
 def pct(x: float, digits: int = 1, sign: bool = False) -> str:
     """A fraction as a percentage, `0.0753` → `7.5 %` (`+7.5 %` with `sign`)."""
     return f"{100 * x:{'+' if sign else ''}.{digits}f} %"
+
+
+def interval(estimate: Mapping[str, float], fmt: str = ".3f") -> str:
+    """`value [low, high]` of an `Estimate.to_dict()`, each formatted with `fmt`; `–` for a
+    number that is not defined (NaN: an interval over fewer than two seeds, say)."""
+    value, low, high = (
+        "–" if math.isnan(estimate[k]) else format(estimate[k], fmt)
+        for k in ("value", "low", "high")
+    )
+    return f"{value} [{low}, {high}]"
 
 
 def span(values: Sequence[float], fmt: str) -> str:

@@ -9,7 +9,7 @@ import pandas as pd
 
 from momentum_interp.analysis.lm import LOSSES, PAPER_GAP, LMComparison, summarise
 from momentum_interp.architecture import attention_variant
-from momentum_interp.prose import bullets, pct, wrap
+from momentum_interp.prose import bullets, interval, pct, wrap
 from momentum_interp.tables import markdown_table
 
 
@@ -230,12 +230,6 @@ SCALES = {
 }
 
 
-def _interval(estimate: dict, fmt: str) -> str:
-    """`value [low, high]` of an `Estimate.to_dict()`, `–` for a bound that is not finite."""
-    bound = lambda x: fmt.format(x) if x == x else "–"  # noqa: E731 (NaN != NaN)
-    return f"{bound(estimate['value'])} [{bound(estimate['low'])}, {bound(estimate['high'])}]"
-
-
 def lm_study_summary(study: dict) -> str:
     """`results/lm_fair/summary.md`: the fair LM study's table (each arm at its own rate, fresh
     seeds), its rate search, and what it decides, every number read from `study.json`."""
@@ -249,10 +243,10 @@ def lm_study_summary(study: dict) -> str:
         tried = ", ".join(f"{r:g}" for r in search[name]["rates"])
         flag = " (ladder end)" if search[name]["at_ladder_end"] else ""
         rows.append(
-            [name, f"{arm['lr']:g}{flag}", tried, _interval(mean["val_loss"], "{:.4f}"),
-             _interval(mean["induction_loss"], "{:.4f}"), _interval(mean["icl_score"], "{:+.4f}"),
-             _interval(gap["val_loss"], "{:+.2%}") if gap else "reference",
-             _interval(closed, "{:.2f}") if closed else "–",
+            [name, f"{arm['lr']:g}{flag}", tried, interval(mean["val_loss"], ".4f"),
+             interval(mean["induction_loss"], ".4f"), interval(mean["icl_score"], "+.4f"),
+             interval(gap["val_loss"], "+.2%") if gap else "reference",
+             interval(closed, ".2f") if closed else "–",
              f"{versus['mean_difference']:+.4f} [{versus['ci_low']:+.4f}, "
              f"{versus['ci_high']:+.4f}]" if versus else "–",
              f"{versus['p_holm']:.3g}" if versus else "–"]
@@ -293,7 +287,7 @@ def lm_study_summary(study: dict) -> str:
         "",
         wrap(
             f"Momentum-S's validation-loss gap to 3×S is "
-            f"{_interval(momentum['gap']['val_loss'], '{:+.2%}')}: {verdict}. The paper's "
+            f"{interval(momentum['gap']['val_loss'], '+.2%')}: {verdict}. The paper's "
             "number is for 125M against 350M parameters on its own corpus; these models have "
             f"{study['n_params']['momentum-S']:,} and {study['n_params']['baseline-3S']:,} "
             f"parameters, trained on {study['tokens_per_run']:,} tokens each of "

@@ -10,7 +10,7 @@ from typing import Any
 from momentum_interp.naming import head_label
 from momentum_interp.narrative.mechanism import mechanism_bullet
 from momentum_interp.narrative.rankings import ranking_data
-from momentum_interp.prose import bullets, pct, span, wrap
+from momentum_interp.prose import bullets, interval, pct, span, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.zoo import PAPER_SINGLE_LAYER_PEAK_ACCURACY
 
@@ -24,12 +24,6 @@ TRACE_RULE = (
     "every head whose 95 % bootstrap interval of the induction score overlaps the top head's, "
     "on `score`'s default ranking set (seed {seed}, {n} sequences), whatever seed the trace uses"
 )
-
-
-def interval(estimate: dict, digits: int = 3) -> str:
-    """`value [low, high]` of an `Estimate.to_dict()`."""
-    v, lo, hi = (f"{estimate[k]:.{digits}f}" for k in ("value", "low", "high"))
-    return f"{v} [{lo}, {hi}]"
 
 
 def tied_heads(ranking: dict) -> str:
