@@ -33,9 +33,10 @@ def pct(x: float, digits: int = 1, sign: bool = False) -> str:
 
 def interval(estimate: Mapping[str, float], fmt: str = ".3f") -> str:
     """`value [low, high]` of an `Estimate.to_dict()`, each formatted with `fmt`; `–` for a
-    number that is not defined (NaN: an interval over fewer than two seeds, say)."""
+    number that is not defined (NaN, or None as JSON stores it: an interval over fewer than two
+    seeds, say)."""
     value, low, high = (
-        "–" if math.isnan(estimate[k]) else format(estimate[k], fmt)
+        "–" if estimate[k] is None or math.isnan(estimate[k]) else format(estimate[k], fmt)
         for k in ("value", "low", "high")
     )
     return f"{value} [{low}, {high}]"

@@ -144,6 +144,9 @@ def test_three_arms_are_holm_corrected_together_and_bad_runs_are_listed():
     }
     text = " ".join(lm_study_summary(data).split())
     assert "keys-only-S seed 3 (not finite: val_loss, induction_loss, icl_score)" in text
+    assert text.startswith("# Fair LM comparison on the code corpus (complete)")
+    partial = lm_study_summary({**data, "complete": False, "seeds": [0, 1]})
+    assert partial.startswith("# Fair LM comparison on the code corpus (partial: seeds 0, 1 of 0")
     # 3×S no better than S on one seed: the fraction closed is undefined, not a number
     flipped = [*ref[:2], 3.7]
     rows = [_row("baseline-3S", s, v) for s, v in enumerate(flipped)]
@@ -170,6 +173,12 @@ def test_smoke_study_runs_every_stage_resumes_and_refuses_another_protocol(tmp_p
     summary = (out / "summary.md").read_text()
     for arm in lm_study.ARMS:
         assert f"| {arm} |" in summary
+    from momentum_interp.narrative.lm import lm_fair_block
+
+    block = lm_fair_block(study, "RULES.md", "CMD")  # the README shows summary.md's table
+    table = next(p for p in summary.split("\n\n") if p.startswith("| arm |"))
+    assert table in block.split("\n\n") and block.startswith("Complete (fresh seeds 0, 1, 2)")
+    assert "Training (`CMD`" in lm_fair_block(None, "RULES.md", "CMD")
     before = (out / "runs.jsonl").read_bytes()
     assert lm_study.main(argv) == 0  # nothing left to train
     assert (out / "runs.jsonl").read_bytes() == before

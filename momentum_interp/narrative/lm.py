@@ -230,9 +230,9 @@ SCALES = {
 }
 
 
-def lm_study_summary(study: dict) -> str:
-    """`results/lm_fair/summary.md`: the fair LM study's table (each arm at its own rate, fresh
-    seeds), its rate search, and what it decides, every number read from `study.json`."""
+def _lm_study_body(study: dict) -> list[str]:
+    """The fair LM study's table, its notes and what it decides (paragraphs), every number read
+    from `study.json`; `summary.md` and the README block both show it."""
     arms, search = study["arms"], study["selection"]["arms"]
     header = ["arm", "rate", "searched", "val loss", "repeated-span loss", "ICL score"]
     header += ["val gap to 3×S", "S gap closed", "− baseline-S", "p (Holm)"]
@@ -256,24 +256,8 @@ def lm_study_summary(study: dict) -> str:
         paper=pct(study["paper_gap"]), small=SMALL_GAP[study["small_verdict"]]
     )
     corpus = study["corpus"]
-    corpus_name = (
-        "standard-library files (smoke)" if study["shape"] == "smoke" else "the code corpus"
-    )
-    seeds = ", ".join(map(str, study["seeds"]))
-    state = (
-        "complete"
-        if study["complete"]
-        else f"partial: seeds {seeds} of {', '.join(map(str, study['fresh_seeds']))}"
-    )
-    lines = [
-        f"# Fair LM comparison on {corpus_name} ({state})",
-        "",
-        f"Written by `{study['command']}` (shape `{study['shape']}`). Fresh seeds {seeds}; each "
-        f"arm at the rate it chose on selection seed {study['selection']['selection_seed']} "
-        "(lowest validation loss; `searched`: every rate it trained there).",
-        "",
+    return [
         markdown_table(header, rows, "lllrrrrrrr"),
-        "",
         wrap(
             "Means over seeds with 95 % t intervals (n − 1 degrees of freedom). Val gap: the "
             "arm's validation loss over baseline-3S's, minus 1, per seed. S gap closed: "
@@ -284,7 +268,6 @@ def lm_study_summary(study: dict) -> str:
             "loss: positions whose next token continues a span seen earlier in the window; ICL "
             "score: late minus early per-token loss (negative: later context helps)."
         ),
-        "",
         wrap(
             f"Momentum-S's validation-loss gap to 3×S is "
             f"{interval(momentum['gap']['val_loss'], '+.2%')}: {verdict}. The paper's "
@@ -314,4 +297,49 @@ def lm_study_summary(study: dict) -> str:
         ),
         *(f"Warning: {w}." for w in corpus.get("warnings", [])),
     ]
-    return "\n".join(lines) + "\n"
+
+
+def _lm_study_state(study: dict) -> str:
+    """`complete`, or which fresh seeds a partial study holds."""
+    if study["complete"]:
+        return "complete"
+    seeds = ", ".join(map(str, study["seeds"]))
+    return f"partial: seeds {seeds} of {', '.join(map(str, study['fresh_seeds']))}"
+
+
+def lm_study_summary(study: dict) -> str:
+    """`results/lm_fair/summary.md`: the fair LM study's table (each arm at its own rate, fresh
+    seeds), its rate search, and what it decides, every number read from `study.json`."""
+    corpus_name = (
+        "standard-library files (smoke)" if study["shape"] == "smoke" else "the code corpus"
+    )
+    seeds = ", ".join(map(str, study["seeds"]))
+    lines = [
+        f"# Fair LM comparison on {corpus_name} ({_lm_study_state(study)})",
+        "",
+        f"Written by `{study['command']}` (shape `{study['shape']}`). Fresh seeds {seeds}; each "
+        f"arm at the rate it chose on selection seed {study['selection']['selection_seed']} "
+        "(lowest validation loss; `searched`: every rate it trained there).",
+    ]
+    return "\n\n".join(["\n".join(lines), *_lm_study_body(study)]) + "\n"
+
+
+def lm_fair_block(study: dict | None, rules: str, command: str) -> str:
+    """The README's fair LM comparison: the study's table and verdict from its `study.json`,
+    or, while it trains, where its rules are and what will appear."""
+    if study is None:
+        return wrap(
+            f"Training (`{command}`, rules fixed before its first run in `{rules}`): each arm's "
+            "rate is chosen on a selection seed, then every arm trains on 3 fresh seeds. Nothing "
+            "is reported until two fresh seeds have every arm; then `study.json` and "
+            "`summary.md` appear beside its `runs.jsonl` and this block shows their table."
+        )
+    intro = wrap(
+        f"{_lm_study_state(study).capitalize()} (fresh seeds "
+        f"{', '.join(map(str, study['seeds']))}), from `study.json` written by `{command}`; "
+        f"rules fixed before its first run in `{rules}`. Each arm trained at the rate with the "
+        "lowest validation loss on selection seed "
+        f"{study['selection']['selection_seed']} (`searched`: the rates it trained there); only "
+        "fresh seeds are reported."
+    )
+    return "\n\n".join([intro, *_lm_study_body(study)])

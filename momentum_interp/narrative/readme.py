@@ -86,6 +86,7 @@ def blocks() -> dict[str, Block]:
         "momentum-interp scaling results/scaling_mqar/sweep/results.jsonl --metric auc_accuracy"
     )
     sweep = "momentum-interp sweep"
+    lm_study = "python -m benchmarks.lm_study results/lm_fair"
     throughput = "python -m benchmarks throughput"
     cpu_run, gpu_run = "throughput_cpu_2026-11-24", "cuda_2026-11-30"  # the runs the README quotes
     zoo_record = Source("results/zoo/zoo.json", "momentum-interp demo --results results/zoo")
@@ -103,6 +104,11 @@ def blocks() -> dict[str, Block]:
         "lm": Block(
             lm.lm_block,
             {"comparison": Source("results/lm", "momentum-interp lm-compare", _lm_comparison)},
+        ),
+        "lm-fair": Block(
+            lm.lm_fair_block,
+            {"study": Source("results/lm_fair/study.json", None)},
+            {"rules": "results/lm_fair/README.md", "command": lm_study},
         ),
         "lm-gpu": Block(
             lm.gpu_lm_block,
