@@ -189,6 +189,7 @@ VALUES = {
         ".in_context_learning_score(m, windows[:32], batch_size=32) for n, m in models.items()}",
         "notebook_icl": "{n: curve_icl(loss_curve(m, windows[:32])) for n, m in models.items()}",
         "gpu_present": "gpu is not None",
+        "fair_verdict": "fair_verdict",
         "gpu_message": "gpu_message",
     },
     "08_formation": {
@@ -735,6 +736,9 @@ def _check_lm_comparison(v: dict) -> None:
         assert v["icl"][name] < 0  # the loss falls with position: in-context learning
     assert v["library_icl"] == pytest.approx(v["notebook_icl"], abs=1e-4)
 
+    fair = ROOT / "results" / "lm_fair" / "study.json"  # the fair redo's verdict, once it reports
+    verdict = json.loads(fair.read_text())["momentum_verdict"] if fair.is_file() else None
+    assert v["fair_verdict"] == verdict
     gpu = (ROOT / "results" / "lm_gpu" / "lm.json").is_file()
     assert v["gpu_present"] == gpu
     if not gpu:
