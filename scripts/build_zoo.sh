@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuild every bundled zoo checkpoint from configs/zoo/ (about 2 CPU-minutes per model).
+# Rebuild every bundled zoo checkpoint from configs/zoo/ (about 4 CPU-minutes per model).
 # Variants searched for the best one-layer momentum model go to runs/variants/.
 set -euo pipefail
 cd "$(dirname "$0")/.."

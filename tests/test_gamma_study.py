@@ -579,8 +579,35 @@ def test_fungibility_against_a_deeper_model_at_the_floor_is_undecided():
         )
     study = analyse_depth(rows, 1, list(range(5)), n_resamples=50)
     assert study.fungibility.significant and study.deeper_plain_at_floor
-    (line,) = [b for b in depth_decisions(study.to_dict()) if "Fungibility" in b]
-    assert "undecided" in line and "did not learn" in line
+    (line,) = [b for b in depth_decisions(study.to_dict(), {"arms": []}) if "Fungibility" in b]
+    assert "undecided" in line and "did not learn" in line and "rate search" not in line
+
+    # arms that chose an end of the rates they searched: every decision resting on them says so
+    def arm(variant, gamma, chosen, values):
+        end = chosen in (min(values), max(values))
+        return {"variant": variant, "config": {"model.gamma": gamma}, "chosen": chosen,
+                "values": values, "at_grid_end": end}  # fmt: skip
+
+    best = study.families[0].best_gamma
+    selection = {
+        "arms": [
+            arm("plain_deeper", 0.0, 1e-3, [1e-3, 1e-2, 1e-1]),
+            arm("qk_raw", best, 1e-1, [1e-3, 1e-2, 1e-1]),
+            arm("qk_raw", 0.0, 1e-3, [1e-3, 1e-2, 1e-1]),
+            arm("qk_raw", 1.0, 1e-2, [1e-3, 1e-2, 1e-1]),  # interior: not named
+        ]
+    }
+    lines = depth_decisions(study.to_dict(), selection)
+    (fung,) = [b for b in lines if "Fungibility" in b]
+    assert fung.endswith(
+        f"rate search: qk_raw γ={best:g} chose the highest rate it tried; plain N=2 chose the "
+        "lowest rate it tried)."
+    )
+    (raw,) = [b for b in lines if b.startswith("**q/k raw**")]
+    assert raw.endswith(
+        f"conditional on the rate search: γ = {best:g} chose the highest rate it tried; γ = 0 "
+        "chose the lowest rate it tried."
+    )
 
 
 def test_rate_search_is_said_from_the_selection_one_seed_or_two_full_or_pruned():

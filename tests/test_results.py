@@ -66,6 +66,23 @@ def test_blocks_need_their_markers():
         replace_blocks(text, {"y": "new"})
 
 
+def test_every_block_sits_under_a_results_or_performance_heading():
+    """Each result block's section (its nearest `## ` heading above) is one of the README's
+    results sections or Performance, never the claims summary: a heading replaced rather than
+    inserted when a section was added once left blocks under the wrong one."""
+    lines = (REPO_ROOT / "README.md").read_text().splitlines()
+    section, found = None, {}
+    for line in lines:
+        if line.startswith("## "):
+            section = line
+        for name in narrative_readme.blocks():
+            if line == f"<!-- results:{name}:start -->":
+                found[name] = section
+    assert set(found) == set(narrative_readme.blocks())
+    wrong = {n: h for n, h in found.items() if not h.startswith(("## Results: ", "## Performance"))}
+    assert wrong == {}
+
+
 def test_markdown_table():
     assert markdown_table(["a", "b"], [[1, "x"]], align="lr") == "| a | b |\n|---|---:|\n| 1 | x |"
 

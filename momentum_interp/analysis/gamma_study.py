@@ -175,7 +175,7 @@ class FamilyResult:
 
 @dataclass
 class DepthStudy:
-    """The decided study at one depth: families, controls, fungibility, the paper's verdict."""
+    """The fair study at one depth: families, controls, fungibility, the paper's verdict."""
 
     n_layers: int
     fresh_seeds: list[int]

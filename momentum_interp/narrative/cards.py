@@ -164,7 +164,8 @@ def text_card_markdown(name: str) -> str:
         f"{100 * float(row['val_loss_gap']):+.1f} % against the {LM_REFERENCE} baseline; on "
         f"repeated-span positions ({100 * float(row['induction_fraction']):.0f} % of tokens) "
         f"{span:.3f} ({100 * float(row['induction_loss_gap']):+.1f} %). "
-        "`momentum-interp lm-compare` re-measures it.",
+        "`momentum-interp lm-compare` re-measures it. That comparison trained every arm at one "
+        "shared, untuned learning rate; `results/lm_fair/` redoes it with each arm's rate tuned.",
         "",
         "```python",
         "from momentum_interp import HookedMomentumTransformer",

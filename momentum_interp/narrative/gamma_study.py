@@ -60,6 +60,43 @@ def grid_end_flags(selection: dict[str, Any]) -> dict[tuple, str]:
     return flags
 
 
+def search_ends(selection: dict[str, Any]) -> dict[tuple, str]:
+    """`(variant, γ) →` "lowest" or "highest" for each arm whose chosen rate is an end of the
+    rates it searched (its score may be limited by the search), from `selection.json`."""
+    ends = {}
+    for arm in selection["arms"]:
+        if arm["at_grid_end"]:
+            lowest = arm["chosen"] == min(arm["values"])
+            ends[(arm["variant"], arm["config"].get("model.gamma"))] = (
+                "lowest" if lowest else "highest"
+            )
+    return ends
+
+
+def _and(items: list[str]) -> str:
+    """`a`, `a and b`, `a, b and c`."""
+    return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
+
+
+def _conditional(ends: dict[str, list[str]], prefix: str = "") -> str:
+    """`conditional on the rate search: γ = 0, 1 and 2 chose the lowest rate they tried` from
+    the names (`0`, `plain N=3`) at each end, each group led by `prefix`; "" when none is."""
+    parts = [
+        f"{prefix}{_and(names)} chose the {end} rate {'they' if len(names) > 1 else 'it'} tried"
+        for end, names in sorted(ends.items())
+    ]
+    return f"conditional on the rate search: {'; '.join(parts)}" if parts else ""
+
+
+def _family_ends(family: dict[str, Any], ends: dict[tuple, str]) -> dict[str, list[str]]:
+    """The γ of the family's arms at an end of their rate search, by end."""
+    by_end: dict[str, list[str]] = {}
+    for arm in family["arms"]:
+        if end := ends.get((family["family"], arm["gamma"])):
+            by_end.setdefault(end, []).append(f"{arm['gamma']:g}")
+    return by_end
+
+
 def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
     """Every arm of one depth: family, γ, chosen rate, seeds, AUC with its interval, median
     steps to 50 %, and whether it is distinguishable from its family's best."""
@@ -117,10 +154,11 @@ def _verdict(result: dict[str, Any]) -> str:
     return f"{verdict} the interval"
 
 
-def depth_decisions(depth: dict[str, Any]) -> list[str]:
+def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[str]:
     """One bullet per decision at this depth: γ* per family, the paper's value, the controls,
-    fungibility."""
+    fungibility; each says where it rests on arms that chose an end of their rate search."""
     n = depth["n_layers"]
+    ends = search_ends(selection)
     items = []
     for family in depth["families"]:
         low, high = family["gamma_star_interval"]
@@ -137,7 +175,8 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
             f"{family['gamma_star']:.3g}{flag}, 95 % seed-bootstrap interval [{low:.3g}, "
             f"{high:.3g}]; grid best γ = {family['best_gamma']:g}; not distinguishable from it "
             f"(paired t, Holm): γ ∈ {{{', '.join(f'{g:g}' for g in family['not_distinguishable'])}}}; "
-            f"{against_zero}; the paper's γ*({n}): {_verdict(family)}."
+            f"{against_zero}; the paper's γ*({n}): {_verdict(family)}"
+            + (f"; {c}." if (c := _conditional(_family_ends(family, ends), "γ = ")) else ".")
         )
     verdict, reason = depth["paper_verdict"], depth["paper_reason"]
     paper = depth["paper_gamma_star"]
@@ -147,9 +186,11 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
         )
     else:
         where = {"inside": "inside", "above": "above", "below": "below"}[verdict]
+        raw = next(f for f in depth["families"] if f["family"] == "qk_raw")
+        conditional = _conditional(_family_ends(raw, ends), "γ = ")
         items.append(
             f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
-            "shear (q/k raw)**."
+            "shear (q/k raw)**" + (f", {conditional}." if conditional else ".")
         )
     for comparison in depth["controls_versus_best"]:
         items.append(
@@ -174,10 +215,20 @@ def depth_decisions(depth: dict[str, Any]) -> list[str]:
                 decided = f"decided: {layers} beat {n + 1} plain layers in this budget"
             else:
                 decided = f"decided: {n + 1} plain layers beat {layers} in this budget"
+        compared: dict[str, list[str]] = {}
+        for family in depth["families"]:  # the momentum arm (`qk_raw γ=-0.75`), then the plain
+            for arm in family["arms"]:
+                if arm["arm"] == fung["a"] and (end := ends.get((family["family"], arm["gamma"]))):
+                    compared.setdefault(end, []).append(arm["arm"])
+        if end := ends.get((plain["family"], plain["gamma"])):
+            compared.setdefault(end, []).append(plain["arm"])
+        conditional = _conditional(compared)
         items.append(
             f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
             f"each at its own rate): {fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, "
-            f"{fung['ci_high']:+.3f}], p = {fung['p_value']:.2g} ({decided})."
+            f"{fung['ci_high']:+.3f}], p = {fung['p_value']:.2g} ({decided}"
+            + (f"; {conditional}" if conditional else "")
+            + ")."
         )
     return items
 
@@ -198,7 +249,7 @@ def summary_markdown(study: dict[str, Any]) -> str:
     for depth in study["depths"]:
         parts.append(f"## N = {depth['n_layers']} (fresh seeds {depth['fresh_seeds']})")
         parts.append(arms_table(depth, study["selection"]))
-        parts.append(bullets(depth_decisions(depth)))
+        parts.append(bullets(depth_decisions(depth, study["selection"])))
     return "\n\n".join(parts) + "\n"
 
 
@@ -278,7 +329,7 @@ def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
         )
         for depth in study["depths"]:
             report.table(*families_rows(depth, study["selection"]))
-            for decision in depth_decisions(depth):
+            for decision in depth_decisions(depth, study["selection"]):
                 report.paragraph(_plain(decision), note=True)
             report.figure(auc_by_gamma(depth, FAMILY_NAMES))
     return report
@@ -302,5 +353,5 @@ def readme_block(study: dict[str, Any]) -> str:
     for depth in study["depths"]:
         parts.append(f"**N = {depth['n_layers']}**, fresh seeds {depth['fresh_seeds']}:")
         parts.append(families_table(depth, study["selection"]))
-        parts.append(bullets(depth_decisions(depth)))
+        parts.append(bullets(depth_decisions(depth, study["selection"])))
     return "\n\n".join(parts)

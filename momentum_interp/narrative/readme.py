@@ -258,13 +258,25 @@ def rendered_cards(results: Path = RESULTS) -> dict[Path, str]:
     return card_paths_and_text(_load(VARIANTS, located(VARIANTS.path, results, BENCHMARKS)))
 
 
+def rendered_summaries(results: Path = RESULTS) -> dict[Path, str]:
+    """Each select-then-fresh study's `summary.md` (the fair γ* study's depths, the fair LM
+    study), as rendered from the `study.json` beside it."""
+    from momentum_interp.narrative.gamma_study import summary_markdown
+    from momentum_interp.narrative.lm import lm_study_summary
+
+    studies = [(p, summary_markdown) for p in sorted(results.glob("fair_gamma_star/*/study.json"))]
+    studies += [(p, lm_study_summary) for p in results.glob("lm_fair/study.json")]
+    return {p.with_name("summary.md"): write(json.loads(p.read_text())) for p, write in studies}
+
+
 def render(check: bool = False, readme: Path = README, results: Path = RESULTS) -> list[Path]:
-    """Re-render the README blocks and model cards; with `check`, return the stale files instead
-    of writing them."""
+    """Re-render the README blocks, the model cards and the studies' summaries; with `check`,
+    return the stale files instead of writing them."""
     from momentum_interp.io import atomic_write_text
 
     wanted = {Path(readme): render_readme(Path(readme).read_text(), results)}
     wanted.update(rendered_cards(Path(results)))
+    wanted.update(rendered_summaries(Path(results)))
     stale = [p for p, text in wanted.items() if not p.is_file() or p.read_text() != text]
     if not check:
         for path in stale:

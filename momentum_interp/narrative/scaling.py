@@ -177,8 +177,8 @@ def consistency_statement(result: ScalingFit) -> str:
     else:
         tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
         parts.append(
-            f"No verdict: at {at_depths(tied)} the paper's γ*(N) is not measurably worse than "
-            "our γ* (the grid γ beside it are not distinguishable from γ*, or untested), so the "
+            f"No verdict: at {at_depths(tied)} the paper's γ*(N) cannot be shown worse than our "
+            "γ* (a grid γ beside it is not distinguishable from γ*, or untested), so the "
             "fit through the per-depth argmaxes decides nothing; this sweep neither confirms nor "
             "excludes the paper's law."
         )

@@ -78,9 +78,10 @@ def _law_verdict_sentence(result: ScalingFit) -> str:
         return "**We do not reproduce the law.**"
     tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
     return (
-        f"**No verdict:** depth by depth, the paper's γ*(N) is not measurably worse than our γ* "
-        f"at {at_depths(tied)} (a flat top: the criterion saturates), so the fit through the "
-        "argmaxes decides nothing, and this sweep neither confirms nor excludes the law."
+        f"**No verdict:** at {at_depths(tied)} the paper's γ*(N) cannot be shown worse than our "
+        "γ*, since a grid γ beside it is not distinguishable from γ* (a flat top: the criterion "
+        "saturates), so the fit through the argmaxes decides nothing, and this sweep neither "
+        "confirms nor excludes the law."
     )
 
 

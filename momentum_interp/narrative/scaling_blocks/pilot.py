@@ -49,7 +49,8 @@ def pilot_block(pilot: pd.DataFrame, floor: pd.DataFrame, spec: dict, sweep_done
         "The pilot rules the law neither in nor out."
         + (
             " The one-layer pilot hinted that a *smoothing* q/k shear learns this task faster "
-            "than a sharpening one, on one seed; the sweep tests it with three."
+            "than a sharpening one, on one seed; the sweep "
+            + ("tested it over seeds (below)." if sweep_done >= spec["n_runs"] else "tests it.")
             if smoothing_first
             else ""
         ),
