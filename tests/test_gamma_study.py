@@ -381,6 +381,99 @@ def test_pruned_search_refuses_what_it_cannot_match(tmp_path):
         )
 
 
+def test_widening_extends_an_end_that_is_best_until_interior_or_the_grid_ends(tmp_path):
+    """`widen`: an arm whose best is an end of its values searches the next grid value beyond,
+    one round at a time, only once every selection seed has a result; a diverged value ranks
+    last; the pick ends interior or at the study grid's end."""
+    earlier = _earlier_selection(
+        tmp_path, {("qk_raw", 0.0): 1e-2, ("qk_raw", 1.0): 1e-2, ("smeared_key", 0.0): 1e-1}
+    )
+    spec = _spec(
+        BASE.replace("values = [1e-3, 1e-2]", "values = [1e-4, 1e-3, 1e-2, 1e-1]").replace(
+            "fresh_seeds = [0, 1]",
+            f"fresh_seeds = [0, 1]\naround = {earlier!r}\nneighbours = 1\nwiden = true",
+        )
+    )
+    # qk_raw γ=0's AUC falls with the rate (best: the grid's bottom, below its window); γ=1
+    # peaks inside its window; the smeared key diverges above 1e-2 and otherwise likes it high
+    peak = {0.0: 1e-4, 1.0: 1e-2}
+
+    def auc(config):
+        lr = config["train"]["lr"]
+        if config["model"].get("smeared_key"):
+            return None if lr > 1e-2 else 0.5 + lr
+        return 0.9 - 0.1 * abs(math.log10(lr) - math.log10(peak[config["model"]["gamma"]]))
+
+    def searched(rows):
+        out: dict[tuple, list] = {}
+        for r in spec.expand("select", rows):
+            out.setdefault((r.variant, r.config["model"]["gamma"]), []).append(
+                r.config["train"]["lr"]
+            )
+        return out
+
+    def rows_for(runs):
+        return [
+            {"run_id": r.run_id, "auc_accuracy": auc(r.config), "config": r.config} for r in runs
+        ]
+
+    assert searched([]) == {
+        ("qk_raw", 0.0): [1e-3, 1e-2, 1e-1],
+        ("qk_raw", 1.0): [1e-3, 1e-2, 1e-1],
+        ("smeared_key", 0.0): [1e-2, 1e-1],
+    }
+    rows = rows_for(spec.expand("select", []))
+    pending = [
+        r
+        for r in rows
+        if r["config"]["model"]["gamma"] == 0.0 and r["config"]["train"]["lr"] == 0.1
+    ]
+    partial = [r for r in rows if r not in pending[:1]]
+    assert searched(partial)[("qk_raw", 0.0)] == [1e-3, 1e-2, 1e-1]  # a result missing: wait
+    assert searched(rows) == {
+        ("qk_raw", 0.0): [1e-4, 1e-3, 1e-2, 1e-1],  # best was its window's bottom: one step down
+        ("qk_raw", 1.0): [1e-3, 1e-2, 1e-1],  # interior: unchanged
+        ("smeared_key", 0.0): [1e-3, 1e-2, 1e-1],  # 1e-1 diverged, so 1e-2 (its bottom) is best
+    }
+    done = {row["run_id"] for row in rows}
+    rows += rows_for([r for r in spec.expand("select", rows) if r.run_id not in done])
+    assert select(spec, rows).complete  # 1e-4 is best and the grid's end; 1e-2 is interior
+    picks = {
+        (a.variant, a.config["model.gamma"]): (a.chosen, a.at_grid_end, a.at_study_grid_end)
+        for a in select(spec, rows).arms
+    }
+    assert picks == {
+        ("qk_raw", 0.0): (1e-4, True, True),
+        ("qk_raw", 1.0): (1e-2, False, False),
+        ("smeared_key", 0.0): (1e-2, False, False),
+    }
+    with pytest.raises(ValueError, match="widen must be true or false"):
+        _spec(BASE.replace("fresh_seeds = [0, 1]", 'fresh_seeds = [0, 1]\nwiden = "yes"'))
+
+
+def test_run_sweep_widens_in_rounds_until_the_selection_is_complete(tmp_path):
+    """The select stage runs again while its results call for more values: with a window of
+    one value (`neighbours = 0`) every arm needs a second round."""
+    picks = {("qk_raw", 0.0): 1e-2, ("qk_raw", 1.0): 1e-2, ("smeared_key", 0.0): 1e-2}
+    spec = _spec(
+        BASE.replace(
+            "fresh_seeds = [0, 1]",
+            f"fresh_seeds = [0, 1]\naround = {_earlier_selection(tmp_path, picks)!r}\n"
+            "neighbours = 0\nwiden = true",
+        )
+    )
+    assert len(spec.expand("select")) == 3  # one value per arm before any result
+    out = tmp_path / "out"
+    run_sweep(spec, out, workers=0, progress=False, stage="select")
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["missing_runs"] == 0
+    assert all(a["values"] == [1e-3, 1e-2] for a in selection["arms"])
+    assert len(read_results(out / "results.jsonl")) == 6
+    lines = (out / "sweep_sessions.jsonl").read_text().splitlines()
+    sessions = [json.loads(line) for line in lines]
+    assert [s["n_new"] for s in sessions] == [3, 3]
+
+
 def test_n2_study_searches_the_n1_picks_and_their_neighbours():
     root = Path(__file__).resolve().parents[1]
     n1 = json.loads((root / "results/fair_gamma_star/n1/selection.json").read_text())
@@ -400,6 +493,22 @@ def test_n2_study_searches_the_n1_picks_and_their_neighbours():
         3.162e-2,
         1e-1,  # above N = 1's grid: the amendment's extra step
     }
+
+
+def test_n3_study_searches_the_n2_picks_and_widens():
+    """N = 3 (amended before its run): each arm around its N = 2 pick, widened past a best end."""
+    root = Path(__file__).resolve().parents[1]
+    n2 = json.loads((root / "results/fair_gamma_star/n2/selection.json").read_text())
+    n2_picks = {(a["variant"], a["config"]["model.gamma"]): a["chosen"] for a in n2["arms"]}
+    spec = load_sweep(root / "configs/studies/fair_gamma_star_n3.toml")
+    assert spec.protocol.widen and spec.protocol.detect_difference == 0.02
+    runs = spec.expand("select")
+    assert len(runs) == 18 * 3 * 2
+    grid = spec.protocol.values
+    for r in runs:
+        at = grid.index(n2_picks[(r.variant, r.config["model"]["gamma"])])
+        assert abs(grid.index(r.config["train"]["lr"]) - at) <= 1
+    assert {r.config["model"]["n_layers"] for r in runs if r.variant == "plain_deeper"} == {4}
 
 
 def test_an_arm_that_diverged_everywhere_has_no_pick_and_blocks_the_fresh_stage(tmp_path):

@@ -175,7 +175,10 @@ def _row(spec: SweepSpec, run: RunSpec, metrics: dict[str, Any]) -> dict[str, An
 
 
 def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSpec]:
-    """The runs of one stage; the fresh stage reads the selection's results from `out_dir`."""
+    """The runs of one stage; the fresh stage reads the selection's results from `out_dir`, and
+    so does a widening select stage (the values its results so far call for)."""
+    if stage == "select":
+        return spec.expand(stage, read_results(out_dir / RESULTS_JSONL, repair=True))
     if stage != "fresh":
         return spec.expand(stage)
     selection = select(spec, read_results(out_dir / RESULTS_JSONL, repair=True))
@@ -319,11 +322,20 @@ def run_sweep(
         session["stage"] = stage
     append_result(out_dir / SESSIONS_FILE, session)
     if stage == "select":
-        atomic_write_json(out_dir / SELECTION_FILE, select(spec, read_results(jsonl)).to_dict())
+        selection = select(spec, read_results(jsonl))
+        atomic_write_json(out_dir / SELECTION_FILE, selection.to_dict())
     if failures:
         listed = "; ".join(f"{r.run_id} {r.overrides}: {e!r}" for r, e in failures[:5])
         raise SweepError(
             f"{len(failures)} of {len(pending)} run(s) failed ({listed}). Finished runs are in "
             f"{jsonl}; run the sweep again to retry the failed ones."
         )
+    if stage == "select" and session["n_left"] == 0 and not selection.complete:
+        # every run listed is done, and the results call for more values (widening): a round more
+        left = None if time_limit_s is None else time_limit_s - session["elapsed_s"]
+        if left is None or left > 0:
+            return run_sweep(
+                spec, out_dir, backend, workers, progress, runs_dir, address, batch_runs, left,
+                stage,
+            )  # fmt: skip
     return frame

@@ -26,7 +26,7 @@ from typing import Any
 
 from scipy.stats import norm
 
-from momentum_interp.sweeps.spec import AROUND_MATCH, SweepSpec, flatten
+from momentum_interp.sweeps.spec import AROUND_MATCH, SweepSpec, finite, flatten, selection_means
 
 ALPHA, POWER = 0.05, 0.8  # the sized fresh stage's paired test: two-sided level and power
 
@@ -85,39 +85,36 @@ class Selection:
         }
 
 
-def _finite(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
-
-
 def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
     """Each arm's best searched value on the selection seeds of `spec.protocol`."""
     protocol = spec.protocol
     if protocol is None:
         raise ValueError("select needs a spec with a [protocol] table.")
     by_id = {row["run_id"]: row for row in rows}
-    runs = spec.expand("select")
+    runs = spec.expand("select", rows)  # with `widen`, the values the results call for
     missing = sum(run.run_id not in by_id for run in runs)
     grouped: dict[str, dict[str, Any]] = {}
     by_seed: dict[tuple[str, str], dict[int, float | None]] = {}  # (arm, value) -> seed -> score
     for run in runs:
         key = protocol.arm_key(run.config)
-        arm = grouped.setdefault(key, {"variant": run.variant, "config": run.config, "scores": {}})
-        row = by_id.get(run.run_id)
-        value = flatten(run.config)[protocol.search]
-        scores = arm["scores"].setdefault(repr(value), [])
-        if row is not None:
-            scores.append(_finite(row.get(protocol.criterion)))
-            by_seed.setdefault((key, repr(value)), {})[run.config["train"]["seed"]] = scores[-1]
+        grouped.setdefault(key, {"variant": run.variant, "config": run.config})
+        if (row := by_id.get(run.run_id)) is not None:
+            value = repr(flatten(run.config)[protocol.search])
+            by_seed.setdefault((key, value), {})[run.config["train"]["seed"]] = finite(
+                row.get(protocol.criterion)
+            )
     arms = []
+    complete_mean = selection_means(protocol, runs, rows)  # what widening goes by
     for key, arm in grouped.items():
-        values = protocol.arm_values(arm["variant"], arm["config"])
+        values = protocol.arm_values(
+            arm["variant"], arm["config"], lambda v, k=key: complete_mean(k, v)
+        )
         means = []
-        for value in values:
-            scores = arm["scores"].get(repr(value), [])
+        for value in values:  # over the seeds done so far (all of them once the stage is done)
+            scores = list(by_seed.get((key, repr(value)), {}).values())
             # a diverged seed makes the value's mean non-finite: that value cannot be chosen
             means.append(None if not scores or None in scores else sum(scores) / len(scores))
-        finite = [i for i, m in enumerate(means) if m is not None]
-        best = max(finite, key=lambda i: (means[i], -i)) if finite else None
+        best = protocol.pick(means)
         flat = flatten(arm["config"])
         flat.pop(protocol.search, None)
         flat.pop("train.seed", None)

@@ -42,6 +42,12 @@ within ± `neighbours` positions of the reference's pick, fewer where the pick i
 `values` (then `selection.select` says the arm's best sits at the study grid's end). A relative
 path is read from the spec file's folder (from the working directory for a spec without a file).
 
+With `widen = true`, an arm whose best value (on every selection seed's result) is an end of the
+values it searched also trains the next entry of `values` beyond that end, and so on until its
+best is interior or `values` ends: the select stage then runs in rounds (`expand("select",
+rows)` lists the runs the results so far call for). "Best" is `SearchProtocol.pick`'s, the rule
+`selection.select` applies.
+
 Unquoted keys (`model.gamma = [...]`) are TOML sub-tables and mean the same as quoted dotted keys.
 A variant's overrides win over the grid; a variant that fixes a grid axis collapses that axis for
 its runs (identical configs are run once). Every run's id is a short hash of its canonical full
@@ -57,6 +63,8 @@ import hashlib
 import inspect
 import itertools
 import json
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -220,6 +228,34 @@ STAGES = ("select", "fresh")
 AROUND_MATCH = "model.gamma"  # with the variant label, what matches an arm to its reference arm
 
 
+def finite(value: Any) -> float | None:
+    """A criterion as a float, or None when it is missing or not finite (a diverged run)."""
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
+
+
+def selection_means(
+    protocol: SearchProtocol, runs: list[RunSpec], rows: list[dict[str, Any]]
+) -> Callable[[str, Any], float | None]:
+    """`(arm, value) →` the mean criterion over the selection seeds of `runs` found in `rows`;
+    None when a seed's criterion is not finite; `LookupError` while a seed has no result."""
+    by_id = {row["run_id"]: row for row in rows}
+    scores: dict[tuple[str, str], dict[int, float | None]] = {}
+    for run in runs:
+        if run.run_id in by_id:
+            value = repr(flatten(run.config)[protocol.search])
+            seeds = scores.setdefault((protocol.arm_key(run.config), value), {})
+            seeds[run.config["train"]["seed"]] = finite(by_id[run.run_id].get(protocol.criterion))
+
+    def mean(arm: str, value: Any) -> float | None:
+        seeds = scores.get((arm, repr(value)), {})
+        if set(seeds) != set(protocol.selection_seeds):
+            raise LookupError(f"{arm} at {value!r}: a selection seed has no result yet")
+        got = [score for score in seeds.values() if score is not None]
+        return sum(got) / len(got) if len(got) == len(seeds) else None
+
+    return mean
+
+
 @dataclass
 class SearchProtocol:
     """Choose `search` per arm on `selection_seeds`, then report on `fresh_seeds` (module doc)."""
@@ -235,6 +271,7 @@ class SearchProtocol:
     # a paired difference of this size is detected (`selection.fresh_seed_count`)
     detect_difference: float | None = None
     min_fresh_seeds: int = 5
+    widen: bool = False  # an arm whose best is an end of its values also tries the next beyond
     # read from `around`: each reference arm's variant, γ and pick (kept in sweep_spec.json)
     around_picks: list[dict[str, Any]] = field(default_factory=list, init=False)
 
@@ -279,6 +316,8 @@ class SearchProtocol:
                 f"[protocol] min_fresh_seeds must lie in [1, {len(protocol.fresh_seeds)}] (the "
                 f"number of fresh_seeds listed), got {protocol.min_fresh_seeds!r}."
             )
+        if not isinstance(protocol.widen, bool):
+            raise ValueError(f"[protocol] widen must be true or false, got {protocol.widen!r}.")
         shared = sorted(set(protocol.selection_seeds) & set(protocol.fresh_seeds))
         if shared:
             raise ValueError(
@@ -328,9 +367,40 @@ class SearchProtocol:
             )
         self.around_picks = picks
 
-    def arm_values(self, variant: str | None, config: dict[str, Any]) -> list[Any]:
+    @staticmethod
+    def pick(means: list[float | None]) -> int | None:
+        """The index of the best mean criterion (higher is better; exact ties: the first, in
+        `values` order; None, a diverged value, ranks last); None when no mean is finite."""
+        finite = [i for i, m in enumerate(means) if m is not None]
+        return max(finite, key=lambda i: (means[i], -i)) if finite else None
+
+    def arm_values(
+        self,
+        variant: str | None,
+        config: dict[str, Any],
+        mean: Callable[[Any], float | None] | None = None,
+    ) -> list[Any]:
         """The values an arm searches: all of `values`, or (with `around`) the ones within
-        ± `neighbours` positions of its reference arm's pick (module doc)."""
+        ± `neighbours` positions of its reference arm's pick; with `widen`, extended past an end
+        that is best while `mean(value)` (its mean criterion over the selection seeds, None if
+        one diverged; raises `LookupError` while a seed has no result) says so (module doc)."""
+        values = self._window(variant, config)
+        while self.widen and mean is not None:
+            try:
+                best = self.pick([mean(v) for v in values])
+            except LookupError:
+                return values  # results still missing: no further value is called for yet
+            first, last = self.values.index(values[0]), self.values.index(values[-1])
+            if best == 0 and first > 0:
+                values = [self.values[first - 1], *values]
+            elif best == len(values) - 1 and last < len(self.values) - 1:
+                values = [*values, self.values[last + 1]]
+            else:
+                return values
+        return values
+
+    def _window(self, variant: str | None, config: dict[str, Any]) -> list[Any]:
+        """The values searched before any widening: all, or the `around` window."""
         if self.around is None:
             return list(self.values)
         gamma = flatten(canonical_config(config)).get(AROUND_MATCH)
@@ -435,12 +505,15 @@ class SweepSpec:
             for i, v in enumerate(self.variants)
         ]
 
-    def expand(self, stage: str | None = None) -> list[RunSpec]:
+    def expand(
+        self, stage: str | None = None, rows: list[dict[str, Any]] | None = None
+    ) -> list[RunSpec]:
         """Every run: grid product × variants, identical configs once, in a deterministic order.
 
         With a `[protocol]`, `stage="select"` adds its searched values × selection seeds to the
-        grid, each arm keeping its own values (`SearchProtocol.arm_values`); the fresh stage needs
-        the selection's results (`expand_fresh`)."""
+        grid, each arm keeping its own values (`SearchProtocol.arm_values`, widened as the
+        results `rows` so far call for when the protocol widens); the fresh stage needs the
+        selection's results (`expand_fresh`)."""
         grid = dict(self.grid)
         if self.protocol is not None:
             if stage != "select":
@@ -453,13 +526,21 @@ class SweepSpec:
         elif stage is not None:
             raise ValueError(f"stage={stage!r} needs a [protocol] table in the spec.")
         runs = self._expand(grid)
-        if self.protocol is None or self.protocol.around is None:
+        protocol = self.protocol
+        if protocol is None or (protocol.around is None and not protocol.widen):
             return runs
-        search = self.protocol.search
+        mean = selection_means(protocol, runs, rows or [])
+        searched: dict[str, list[Any]] = {}
+        for run in runs:
+            key = protocol.arm_key(run.config)
+            if key not in searched:
+                searched[key] = protocol.arm_values(
+                    run.variant, run.config, lambda value, key=key: mean(key, value)
+                )
         return [
             r
             for r in runs
-            if flatten(r.config)[search] in self.protocol.arm_values(r.variant, r.config)
+            if flatten(r.config)[protocol.search] in searched[protocol.arm_key(r.config)]
         ]
 
     def expand_fresh(self, chosen: dict[str, Any], seeds: list[int] | None = None) -> list[RunSpec]:
