@@ -25,7 +25,9 @@ The protocol, fixed before the first run (`results/lm_fair/README.md`):
 
 OUT_DIR: `runs.jsonl` (one row per finished run, written as it ends: a killed study keeps every
 finished run, and rerunning the command trains only what is missing; a run cut off mid-way
-starts again; each row carries the protocol's fingerprint, and a study refuses rows of another),
+resumes from its last checkpoint, saved every few minutes under `--runs-dir`/resume and removed
+once its row is written, with the same model, optimiser and data stream as if never cut off;
+each row carries the protocol's fingerprint, and a study refuses rows of another),
 `selection.json`, and once two fresh seeds have every arm, `study.json` and `summary.md`.
 Workers train one run each with one thread (`--workers 2` on two cores; on a GPU, `--shape gpu`
 and one worker); the corpus is tokenised once into `--runs-dir` (git-ignored), where each run
@@ -39,6 +41,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import shutil
 import socket
 import sys
 import tempfile
@@ -64,6 +67,7 @@ from momentum_interp.lock import one_writer
 from momentum_interp.narrative.lm import lm_study_summary
 from momentum_interp.provenance import git_commit
 from momentum_interp.sweeps.runner import append_result, read_results
+from momentum_interp.training.state import RunDirectory
 
 LADDER = (1e-4, 3.162e-4, 1e-3, 3.162e-3, 1e-2, 3.162e-2)  # √10 steps
 FIRST_RATES = (1e-3, 3.162e-3, 1e-2)
@@ -260,7 +264,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     }
     started = time.perf_counter()
     log = lm.Log(Path(job["log_dir"]) / f"{entry['run_id']}.jsonl", budget)
-    lm.measure(entry, model, run, tasks, shape, budget, log)
+    resume = RunDirectory(Path(job["resume_dir"]) / entry["run_id"])  # a cut-off run goes on
+    lm.measure(entry, model, run, tasks, shape, budget, log, resume)
     entry.pop("probe", None)
     entry.update(
         wall_s=round(time.perf_counter() - started, 2),
@@ -278,12 +283,20 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
     results = args.out_dir / RESULTS
     log_dir = args.runs_dir / "logs" / args.out_dir.resolve().name
     log_dir.mkdir(parents=True, exist_ok=True)
+    resume_dir = args.runs_dir / "resume" / args.out_dir.resolve().name
+
+    def record(row: dict[str, Any]) -> None:
+        """Append a finished run's row, then drop its resume checkpoints."""
+        append_result(results, row)
+        shutil.rmtree(resume_dir / row["run_id"], ignore_errors=True)
+
     shared = {
         "shape": args.shape,
         "protocol": fingerprint(args.shape),
         "tokens": {k: str(v) for k, v in tokens.items()},
         "d_vocab": d_vocab,
         "log_dir": str(log_dir),
+        "resume_dir": str(resume_dir),
         "git_commit": git_commit(),
         "one_thread": args.workers > 0,
     }
@@ -292,7 +305,7 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
         bar = tqdm(total=len(specs), desc=f"lm study, {stage}", unit="run")
         if args.workers == 0:
             for spec in specs:
-                append_result(results, train_one(spec))
+                record(train_one(spec))
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
@@ -300,7 +313,7 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
                 futures = [pool.submit(train_one, s) for s in specs]
                 try:
                     for future in as_completed(futures):
-                        append_result(results, future.result())
+                        record(future.result())
                         bar.update()
                 except BaseException:  # a failed run or Ctrl-C: no queued run starts after it
                     pool.shutdown(wait=False, cancel_futures=True)

@@ -230,3 +230,44 @@ def test_the_parameter_counts_quoted_are_the_cpu_shapes():
     for total, inner in counts.values():
         assert f"{total:,}" in rules and f"{inner:,}" in rules
     assert "2,502,144" in lm_study.__doc__ and "7,362,048" in lm_study.__doc__
+
+
+def test_a_run_cut_off_resumes_exactly_where_it_was(tmp_path, monkeypatch):
+    """A resumable run killed after its first checkpoint, then started again, ends with the
+    same weights and last loss as one never cut off (model, optimiser and data stream restored);
+    the row says where it resumed."""
+    import torch
+
+    from momentum_interp.data import TokenStreamTask
+    from momentum_interp.training.state import RunDirectory
+
+    gpu_lm = lm_study.lm
+    shape = gpu_lm.SMOKE | {"steps": 12, "log_every": 3}
+    tokens = torch.randint(0, 64, (5000,), generator=torch.Generator().manual_seed(0))
+    task = TokenStreamTask(tokens.to(torch.int32), d_vocab=64, seq_len=shape["seq_len"])
+    run = gpu_lm.run_config("momentum-S", "S", {"shear": "qk", "gamma": 1.0}, shape, lr=1e-2)
+
+    def train(resume=None):
+        model = gpu_lm.build_model(run, task, torch.device("cpu"))
+        budget = lm_study.Budget(math.inf)
+        log = gpu_lm.Log(tmp_path / "log.jsonl", budget)
+        return model, gpu_lm.train(model, run, task, shape, budget, log, resume)
+
+    whole, whole_out = train()
+    monkeypatch.setattr(gpu_lm, "CHECKPOINT_EVERY_S", 0.0)
+    save = RunDirectory.save_checkpoint
+
+    def save_then_die(self, step, *args):
+        save(self, step, *args)
+        raise KeyboardInterrupt(f"killed after the checkpoint of step {step}")
+
+    monkeypatch.setattr(RunDirectory, "save_checkpoint", save_then_die)
+    resume = RunDirectory(tmp_path / "resume")
+    with pytest.raises(KeyboardInterrupt, match="step 3"):
+        train(resume)
+    monkeypatch.setattr(RunDirectory, "save_checkpoint", save)
+    resumed, resumed_out = train(resume)
+    assert resumed_out["resumed_at_step"] == 3 and resumed_out["steps"] == 12
+    assert resumed_out["train_loss"] == whole_out["train_loss"]
+    for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name

@@ -89,6 +89,7 @@ from momentum_interp.tables import markdown_table
 from momentum_interp.training.config import OptimConfig, RunConfig
 from momentum_interp.training.loop import make_optimizer
 from momentum_interp.training.schedule import lr_at
+from momentum_interp.training.state import RunDirectory
 
 MODEL = dict(
     attn_only=False,
@@ -144,6 +145,7 @@ SMOKE = FULL | dict(
 )
 SMOKE_FILES, SMOKE_VOCAB = 48, 512
 WARM_STEPS = 2  # steps timed as compilation (the first compiles, the second allocates AdamW state)
+CHECKPOINT_EVERY_S = 300.0  # a resumable run's checkpoint interval (at a loss reading)
 RESERVE_S = 15.0  # kept back for evaluating and packing the last run and the final writes
 PROBE = 16  # tokens of the probe whose last logits are recorded, to check a packed checkpoint
 
@@ -286,9 +288,22 @@ def estimate_s(entry: dict, measured: dict[str, dict]) -> dict:
     return {k: round(v, 1) for k, v in parts.items()} | {"total": round(sum(parts.values()), 1)}
 
 
-def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log) -> dict:
+def train(
+    model,
+    run: RunConfig,
+    task: TokenStreamTask,
+    shape: dict,
+    budget,
+    log,
+    resume: RunDirectory | None = None,
+) -> dict:
     """Train on `run.train`'s schedule, reading the loss every `log_every` steps only; stops
-    early if the budget runs low. Returns steps, tokens, compile and training time, tok/s."""
+    early if the budget runs low. Returns steps, tokens, compile and training time, tok/s.
+
+    With `resume` (a run directory), a checkpoint of the model, optimiser and data stream is
+    saved at a loss reading every `CHECKPOINT_EVERY_S` seconds, and a run cut off resumes from
+    the last one exactly where it was (`resumed_at_step` in the result; the timings are the
+    last segment's)."""
     opt, device = run.train, model.W_E.device
     optimizer = make_optimizer(model, run)
     loss_fn = torch.compile(step_loss("ours", model), dynamic=False, backend=shape["backend"])
@@ -296,10 +311,17 @@ def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     generator = seeded_generator(device, opt.seed, TRAIN_STREAM)
     tokens_per_step = opt.batch_size * task.seq_len
-    out, recent, steady = {}, [], None
+    out, recent, steady, first = {}, [], None, 0
+    if resume is not None:
+        resume.claim(run.to_dict(), overwrite=False)
+        if (latest := resume.latest_checkpoint()) is not None:
+            first, state = resume.load_checkpoint(latest, model, optimizer)
+            generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+            out.update(train_loss=state["train_loss"], resumed_at_step=first)
+    saved_at = time.monotonic()
     model.train()
     start = time.perf_counter()
-    for step in tqdm(range(opt.steps), desc=run.name, mininterval=2):
+    for step in tqdm(range(first, opt.steps), desc=run.name, mininterval=2):
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, opt)
         batch = task.sample(opt.batch_size, generator)
@@ -311,7 +333,7 @@ def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log
         optimizer.zero_grad(set_to_none=True)
         recent.append(loss.detach())
         done = step + 1
-        if done == WARM_STEPS:
+        if done == first + WARM_STEPS:
             sync_device(device)
             steady = (time.perf_counter(), done)
             out["compile_s"] = round(steady[0] - start, 2)
@@ -324,6 +346,11 @@ def train(model, run: RunConfig, task: TokenStreamTask, shape: dict, budget, log
             if budget.left() < RESERVE_S and done < opt.steps:
                 out["stopped"] = f"wall-clock budget: stopped at step {done} of {opt.steps}"
                 break
+            due = time.monotonic() - saved_at >= CHECKPOINT_EVERY_S
+            if resume is not None and done < opt.steps and due:
+                state = {"generator": generator.get_state().tolist(), **out}
+                resume.save_checkpoint(done, model, optimizer, state)
+                saved_at = time.monotonic()
     sync_device(device)
     end = time.perf_counter()
     out.update(steps=done, tokens=done * tokens_per_step, train_s=round(end - start, 2))
@@ -370,9 +397,19 @@ def evaluate(model, task: TokenStreamTask, shape: dict) -> dict:
         )
 
 
-def measure(entry: dict, model, run: RunConfig, tasks: dict, shape: dict, budget, log) -> None:
-    """Train, round to bf16, evaluate and probe one model, recording into `entry` as it goes."""
-    entry.update(train(model, run, tasks["train"], shape, budget, log))
+def measure(
+    entry: dict,
+    model,
+    run: RunConfig,
+    tasks: dict,
+    shape: dict,
+    budget,
+    log,
+    resume: RunDirectory | None = None,
+) -> None:
+    """Train (resumably, with `resume`), round to bf16, evaluate and probe one model, recording
+    into `entry` as it goes."""
+    entry.update(train(model, run, tasks["train"], shape, budget, log, resume))
     entry["status"] = entry.pop("stopped", "done")
     round_to_bf16(model)
     started = time.perf_counter()
