@@ -263,8 +263,9 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
         "tokens_planned": shape["steps"] * shape["batch"] * shape["seq_len"],
     }
     started = time.perf_counter()
-    log = lm.Log(Path(job["log_dir"]) / f"{entry['run_id']}.jsonl", budget)
     resume = RunDirectory(Path(job["resume_dir"]) / entry["run_id"])  # a cut-off run goes on
+    log_path = Path(job["log_dir"]) / f"{entry['run_id']}.jsonl"
+    log = lm.Log(log_path, budget, append=resume.latest_checkpoint() is not None)
     lm.measure(entry, model, run, tasks, shape, budget, log, resume)
     entry.pop("probe", None)
     entry.update(

@@ -153,10 +153,11 @@ PROBE = 16  # tokens of the probe whose last logits are recorded, to check a pac
 class Log:
     """`lm_log.jsonl`: one JSON line per event, closed at once (a killed run keeps its lines)."""
 
-    def __init__(self, path: Path, budget: Budget):
+    def __init__(self, path: Path, budget: Budget, append: bool = False):
         self.path = path
         self.budget = budget
-        path.write_text("")  # a run starts its own log, as it starts its own lm.json
+        if not append:  # a run starts its own log, as it starts its own lm.json (a resumed one
+            path.write_text("")  # goes on with the log it had)
 
     def __call__(self, event: str, **fields) -> None:
         line = {"t_s": round(self.budget.elapsed(), 2), "event": event, **fields}
