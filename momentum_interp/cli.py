@@ -283,6 +283,8 @@ def _model_command(sub, name: str, help: str, func, sequences: int, out: str | N
 
 
 def _cmd_sweep(args: argparse.Namespace) -> None:
+    if args.time_limit is not None and args.backend != "local":
+        raise ValueError("--time-limit needs the local backend; leave it out with --backend ray.")
     out = Path(args.out) if args.out else Path("runs") / "sweeps" / toml_name(args.spec, "sweep")
     announce(args, f"running the sweep {args.spec} into {out}")
     with one_writer_with_room(out, "sweep"):
@@ -300,6 +302,7 @@ def _cmd_sweep(args: argparse.Namespace) -> None:
                 address=args.address,
                 batch_runs=args.batch_runs,
                 stage=args.stage,
+                time_limit_s=None if args.time_limit is None else 60.0 * args.time_limit,
             )
         except SweepError as e:
             print(f"momentum-interp sweep: {e}", file=sys.stderr)
@@ -483,6 +486,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["select", "fresh"],
         help="a [protocol] spec's stage (default: select, then fresh): the searched value "
         "per arm on the selection seeds, or each arm at its pick on the fresh seeds",
+    )
+    sweep.add_argument(
+        "--time-limit",
+        type=positive_int,
+        metavar="MINUTES",
+        help="local backend: start no run after this many minutes (runs under way finish; the "
+        "same command continues with the rest), to stop cleanly before a machine is taken away",
     )
     sweep.add_argument("--address", help="Ray cluster address (default: start a local one)")
     sweep.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -238,7 +238,7 @@ def test_torn_trailing_line_is_ignored_and_the_run_redone(tmp_path):
     assert len(pd.read_csv(out / RESULTS_CSV)) == 2
 
 
-def test_cli_sweep(tmp_path, capsys):
+def test_cli_sweep(tmp_path, capsys, monkeypatch):
     from momentum_interp.cli import main
 
     spec = tmp_path / "spec.toml"
@@ -250,6 +250,15 @@ def test_cli_sweep(tmp_path, capsys):
     assert main(argv) == 0  # nothing left to do: still 2 rows
     assert len(pd.read_csv(out / RESULTS_CSV)) == 2 and len(_ids(out)) == 2
     assert main(["sweep", str(tmp_path / "missing.toml")]) == 2
+    # --time-limit: minutes to the runner's limit; refused, before any work, off the local backend
+    import momentum_interp.sweeps as sweeps
+
+    seen = {}
+    monkeypatch.setattr(sweeps, "run_sweep", lambda *a, **k: seen.update(k) or pd.DataFrame())
+    assert main([*argv, "--time-limit", "90"]) == 0 and seen["time_limit_s"] == 5400.0
+    assert main([*argv, "--time-limit", "90", "--backend", "ray"]) == 2
+    assert "--time-limit needs the local backend" in capsys.readouterr().err
+    assert main([*argv, "--time-limit", "0"]) == 2
 
 
 def test_corrupt_middle_line_is_an_error(tmp_path):
