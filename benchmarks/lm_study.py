@@ -264,6 +264,8 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     }
     started = time.perf_counter()
     resume = RunDirectory(Path(job["resume_dir"]) / entry["run_id"])  # a cut-off run goes on
+    # checkpoints of another setup (run config, corpus tokens) cannot be resumed: replaced
+    resume.claim(run.to_dict() | {"tokens": job["tokens"], "d_vocab": job["d_vocab"]}, True)
     log_path = Path(job["log_dir"]) / f"{entry['run_id']}.jsonl"
     log = lm.Log(log_path, budget, append=resume.latest_checkpoint() is not None)
     lm.measure(entry, model, run, tasks, shape, budget, log, resume)
@@ -284,7 +286,12 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
     results = args.out_dir / RESULTS
     log_dir = args.runs_dir / "logs" / args.out_dir.resolve().name
     log_dir.mkdir(parents=True, exist_ok=True)
-    resume_dir = args.runs_dir / "resume" / args.out_dir.resolve().name
+    protocol = fingerprint(args.shape)
+    resume_dir = args.runs_dir / "resume" / protocol / args.out_dir.resolve().name
+    finished = {r["run_id"] for r in read_results(results)}
+    for stale in resume_dir.glob("*") if resume_dir.is_dir() else []:
+        if stale.name in finished:  # its row was written, its removal cut off
+            shutil.rmtree(stale, ignore_errors=True)
 
     def record(row: dict[str, Any]) -> None:
         """Append a finished run's row, then drop its resume checkpoints."""
@@ -293,7 +300,7 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
 
     shared = {
         "shape": args.shape,
-        "protocol": fingerprint(args.shape),
+        "protocol": protocol,
         "tokens": {k: str(v) for k, v in tokens.items()},
         "d_vocab": d_vocab,
         "log_dir": str(log_dir),

@@ -31,14 +31,15 @@ def pct(x: float, digits: int = 1, sign: bool = False) -> str:
     return f"{100 * x:{'+' if sign else ''}.{digits}f} %"
 
 
+def number(value: float | None, fmt: str = ".3f") -> str:
+    """`value` formatted with `fmt`; `–` where it is not defined (NaN, or None as JSON stores
+    it: an interval over fewer than two seeds, a test of differences that never vary)."""
+    return "–" if value is None or math.isnan(value) else format(value, fmt)
+
+
 def interval(estimate: Mapping[str, float], fmt: str = ".3f") -> str:
-    """`value [low, high]` of an `Estimate.to_dict()`, each formatted with `fmt`; `–` for a
-    number that is not defined (NaN, or None as JSON stores it: an interval over fewer than two
-    seeds, say)."""
-    value, low, high = (
-        "–" if estimate[k] is None or math.isnan(estimate[k]) else format(estimate[k], fmt)
-        for k in ("value", "low", "high")
-    )
+    """`value [low, high]` of an `Estimate.to_dict()`, each formatted by `number`."""
+    value, low, high = (number(estimate[k], fmt) for k in ("value", "low", "high"))
     return f"{value} [{low}, {high}]"
 
 

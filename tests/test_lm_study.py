@@ -146,6 +146,11 @@ def test_three_arms_are_holm_corrected_together_and_bad_runs_are_listed():
     assert "keys-only-S seed 3 (not finite: val_loss, induction_loss, icl_score)" in text
     assert text.startswith("# Fair LM comparison on the code corpus (complete)")
     partial = lm_study_summary({**data, "complete": False, "seeds": [0, 1]})
+    # a paired test whose differences never vary has no p-value: JSON's null reads as "–"
+    for arm in data["arms"]:
+        if arm["vs_small"]:
+            arm["vs_small"] = dict.fromkeys(arm["vs_small"])
+    assert "| – [–, –] | – |" in lm_study_summary(data)
     assert partial.startswith("# Fair LM comparison on the code corpus (partial: seeds 0, 1 of 0")
     # 3×S no better than S on one seed: the fraction closed is undefined, not a number
     flipped = [*ref[:2], 3.7]
@@ -170,6 +175,7 @@ def test_smoke_study_runs_every_stage_resumes_and_refuses_another_protocol(tmp_p
             assert row["lr"] == selection["arms"][row["arm"]]["chosen"]
     study = json.loads((out / "study.json").read_text())
     assert study["complete"] and study["seeds"] == [0, 1, 2]
+    assert list((runs / "resume").glob("*/*/*")) == []  # a run's checkpoints go with its row
     summary = (out / "summary.md").read_text()
     for arm in lm_study.ARMS:
         assert f"| {arm} |" in summary

@@ -301,10 +301,10 @@ def train(
     """Train on `run.train`'s schedule, reading the loss every `log_every` steps only; stops
     early if the budget runs low. Returns steps, tokens, compile and training time, tok/s.
 
-    With `resume` (a run directory), a checkpoint of the model, optimiser and data stream is
-    saved at a loss reading every `CHECKPOINT_EVERY_S` seconds, and a run cut off resumes from
-    the last one exactly where it was (`resumed_at_step` in the result; the timings are the
-    last segment's)."""
+    With `resume` (a run directory the caller has claimed for this run), a checkpoint of the
+    model, optimiser and data stream is saved at a loss reading every `CHECKPOINT_EVERY_S`
+    seconds, and a run cut off resumes from the last one exactly where it was
+    (`resumed_at_step` in the result; the timings are the last segment's)."""
     opt, device = run.train, model.W_E.device
     optimizer = make_optimizer(model, run)
     loss_fn = torch.compile(step_loss("ours", model), dynamic=False, backend=shape["backend"])
@@ -313,12 +313,11 @@ def train(
     generator = seeded_generator(device, opt.seed, TRAIN_STREAM)
     tokens_per_step = opt.batch_size * task.seq_len
     out, recent, steady, first = {}, [], None, 0
-    if resume is not None:
-        resume.claim(run.to_dict(), overwrite=False)
-        if (latest := resume.latest_checkpoint()) is not None:
-            first, state = resume.load_checkpoint(latest, model, optimizer)
-            generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
-            out.update(train_loss=state["train_loss"], resumed_at_step=first)
+    if resume is not None and (latest := resume.latest_checkpoint()) is not None:
+        first, state = resume.load_checkpoint(latest, model, optimizer)
+        generator.set_state(torch.tensor(state["generator"], dtype=torch.uint8))
+        out.update(train_loss=state["train_loss"], resumed_at_step=first)
+        log("resume", run=run.name, step=first)  # steps after it were logged once before
     saved_at = time.monotonic()
     model.train()
     start = time.perf_counter()

@@ -9,7 +9,7 @@ import pandas as pd
 
 from momentum_interp.analysis.lm import LOSSES, PAPER_GAP, LMComparison, summarise
 from momentum_interp.architecture import attention_variant
-from momentum_interp.prose import bullets, interval, pct, wrap
+from momentum_interp.prose import bullets, interval, number, pct, wrap
 from momentum_interp.tables import markdown_table
 
 
@@ -222,6 +222,7 @@ LEFT_OUT = {
     "short_budget": "trained {:,} tokens, short of the budget",
     "not_finite": "not finite: {}",
 }
+PAIRED = ("mean_difference", "ci_low", "ci_high")  # a paired comparison's numbers, as shown
 SMALL_GAP = {"within": "wholly below", "undecided": "not wholly above", "not_within": "above"}
 SCALES = {
     "cpu": "a scale two CPU cores train",
@@ -247,9 +248,8 @@ def _lm_study_body(study: dict) -> list[str]:
              interval(mean["induction_loss"], ".4f"), interval(mean["icl_score"], "+.4f"),
              interval(gap["val_loss"], "+.2%") if gap else "reference",
              interval(closed, ".2f") if closed else "–",
-             f"{versus['mean_difference']:+.4f} [{versus['ci_low']:+.4f}, "
-             f"{versus['ci_high']:+.4f}]" if versus else "–",
-             f"{versus['p_holm']:.3g}" if versus else "–"]
+             "{} [{}, {}]".format(*(number(versus[k], "+.4f") for k in PAIRED)) if versus else "–",
+             number(versus["p_holm"], ".3g") if versus else "–"]
         )  # fmt: skip
     momentum = next(a for a in arms if a["arm"] == "momentum-S")
     verdict = LM_STUDY_VERDICTS[study["momentum_verdict"]].format(

@@ -248,6 +248,7 @@ def run_sweep(
         run_sweep(spec, stage="select", time_limit_s=time_limit_s, **options)
         left = None if time_limit_s is None else time_limit_s - (time.monotonic() - started)
         return run_sweep(spec, stage="fresh", time_limit_s=left, **options)
+    requested_workers = workers  # what a widening round asks for again
     out_dir = Path(out_dir)
     runs_dir = Path(runs_dir) if runs_dir is not None else out_dir / "runs"
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -262,7 +263,10 @@ def run_sweep(
             "grid": spec.grid,
             "variants": spec.variants,
             "protocol": None if spec.protocol is None else dataclasses.asdict(spec.protocol),
-            "n_runs": len(spec.expand("select")) if spec.protocol else len(runs),
+            # a protocol's selection runs (with widening, those its results call for so far)
+            "n_runs": len(spec.expand("select", read_results(out_dir / RESULTS_JSONL)))
+            if spec.protocol
+            else len(runs),
         },
     )
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")
@@ -335,7 +339,7 @@ def run_sweep(
         left = None if time_limit_s is None else time_limit_s - session["elapsed_s"]
         if left is None or left > 0:
             return run_sweep(
-                spec, out_dir, backend, workers, progress, runs_dir, address, batch_runs, left,
-                stage,
+                spec, out_dir, backend, requested_workers, progress, runs_dir, address,
+                batch_runs, left, stage,
             )  # fmt: skip
     return frame
