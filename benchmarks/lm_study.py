@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import multiprocessing
+import os
 import shutil
 import socket
 import sys
@@ -66,6 +67,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.lock import one_writer
 from momentum_interp.narrative.lm import lm_study_summary
 from momentum_interp.provenance import git_commit
+from momentum_interp.sweeps.backends import exit_with_parent
 from momentum_interp.sweeps.runner import append_result, read_results
 from momentum_interp.training.state import RunDirectory
 
@@ -317,7 +319,10 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
                 bar.update()
         else:
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(args.workers, mp_context=context) as pool:
+            pool = ProcessPoolExecutor(
+                args.workers, context, initializer=exit_with_parent, initargs=(os.getpid(),)
+            )  # a worker whose parent is killed stops too, instead of training on unrecorded
+            with pool:
                 futures = [pool.submit(train_one, s) for s in specs]
                 try:
                     for future in as_completed(futures):

@@ -224,9 +224,14 @@ def _exit_with_parent(parent: int) -> None:
             os._exit(1)
 
 
+def exit_with_parent(parent: int) -> None:
+    """A pool initializer: this worker exits as soon as its parent process `parent` is gone."""
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+
+
 def _init_worker(gpu_queue, parent: int) -> None:
     _one_thread()
-    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
+    exit_with_parent(parent)
     if gpu_queue is not None:
         import torch
 
