@@ -263,10 +263,11 @@ def run_sweep(
             "grid": spec.grid,
             "variants": spec.variants,
             "protocol": None if spec.protocol is None else dataclasses.asdict(spec.protocol),
-            # a protocol's selection runs (with widening, those its results call for so far)
-            "n_runs": len(spec.expand("select", read_results(out_dir / RESULTS_JSONL)))
-            if spec.protocol
-            else len(runs),
+            # a protocol's selection runs (with widening, those its results call for so far:
+            # the select stage's own runs)
+            "n_runs": len(runs)
+            if not spec.protocol or stage == "select"
+            else len(spec.expand("select", read_results(jsonl))),
         },
     )
     started, started_at = time.perf_counter(), datetime.now(UTC).isoformat(timespec="seconds")

@@ -26,7 +26,13 @@ from typing import Any
 
 from scipy.stats import norm
 
-from momentum_interp.sweeps.spec import AROUND_MATCH, SweepSpec, finite, flatten, selection_means
+from momentum_interp.sweeps.spec import (
+    AROUND_MATCH,
+    SweepSpec,
+    flatten,
+    selection_means,
+    selection_scores,
+)
 
 ALPHA, POWER = 0.05, 0.8  # the sized fresh stage's paired test: two-sided level and power
 
@@ -94,17 +100,13 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
     runs = spec.expand("select", rows)  # with `widen`, the values the results call for
     missing = sum(run.run_id not in by_id for run in runs)
     grouped: dict[str, dict[str, Any]] = {}
-    by_seed: dict[tuple[str, str], dict[int, float | None]] = {}  # (arm, value) -> seed -> score
     for run in runs:
-        key = protocol.arm_key(run.config)
-        grouped.setdefault(key, {"variant": run.variant, "config": run.config})
-        if (row := by_id.get(run.run_id)) is not None:
-            value = repr(flatten(run.config)[protocol.search])
-            by_seed.setdefault((key, value), {})[run.config["train"]["seed"]] = finite(
-                row.get(protocol.criterion)
-            )
+        grouped.setdefault(
+            protocol.arm_key(run.config), {"variant": run.variant, "config": run.config}
+        )
+    by_seed = selection_scores(protocol, runs, rows)  # (arm, value) -> seed -> score
     arms = []
-    complete_mean = selection_means(protocol, runs, rows)  # what widening goes by
+    complete_mean = selection_means(protocol, by_seed)  # what widening goes by
     for key, arm in grouped.items():
         values = protocol.arm_values(
             arm["variant"], arm["config"], lambda v, k=key: complete_mean(k, v)

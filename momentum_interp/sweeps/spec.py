@@ -233,11 +233,11 @@ def finite(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else None
 
 
-def selection_means(
+def selection_scores(
     protocol: SearchProtocol, runs: list[RunSpec], rows: list[dict[str, Any]]
-) -> Callable[[str, Any], float | None]:
-    """`(arm, value) →` the mean criterion over the selection seeds of `runs` found in `rows`;
-    None when a seed's criterion is not finite; `LookupError` while a seed has no result."""
+) -> dict[tuple[str, str], dict[int, float | None]]:
+    """`(arm, repr(value)) → {seed: criterion}` of the `runs` that have a row in `rows` (None
+    where the criterion is not finite: a diverged run)."""
     by_id = {row["run_id"]: row for row in rows}
     scores: dict[tuple[str, str], dict[int, float | None]] = {}
     for run in runs:
@@ -245,6 +245,15 @@ def selection_means(
             value = repr(flatten(run.config)[protocol.search])
             seeds = scores.setdefault((protocol.arm_key(run.config), value), {})
             seeds[run.config["train"]["seed"]] = finite(by_id[run.run_id].get(protocol.criterion))
+    return scores
+
+
+def selection_means(
+    protocol: SearchProtocol, scores: dict[tuple[str, str], dict[int, float | None]]
+) -> Callable[[str, Any], float | None]:
+    """`(arm, value) →` the mean criterion over every selection seed in `scores`
+    (`selection_scores`); None when a seed's criterion is not finite; `LookupError` while a seed
+    has no result."""
 
     def mean(arm: str, value: Any) -> float | None:
         seeds = scores.get((arm, repr(value)), {})
@@ -529,7 +538,7 @@ class SweepSpec:
         protocol = self.protocol
         if protocol is None or (protocol.around is None and not protocol.widen):
             return runs
-        mean = selection_means(protocol, runs, rows or [])
+        mean = selection_means(protocol, selection_scores(protocol, runs, rows or []))
         searched: dict[str, list[Any]] = {}
         for run in runs:
             key = protocol.arm_key(run.config)
