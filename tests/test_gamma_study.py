@@ -532,6 +532,42 @@ def test_an_arm_that_diverged_everywhere_has_no_pick_and_blocks_the_fresh_stage(
     assert not (out / "runs").exists()  # refused before any training
 
 
+@pytest.mark.parametrize("best, at_floor", [(0.5, True), (0.52, False)])
+def test_the_floor_check_blocks_the_fresh_stage_only_when_no_run_ends_above_it(
+    tmp_path, best, at_floor
+):
+    """The rules' floor check: some selection run must end above `floor` (0.5 itself is not)."""
+    from momentum_interp.sweeps import SweepError
+
+    spec = _spec(BASE + "floor = 0.5\n")
+    rows = _rows(spec, lambda config: 0.3)
+    for i, row in enumerate(rows):  # the last run is the best; one diverged run has no accuracy
+        row["final_accuracy"] = best if i == len(rows) - 1 else (None if i == 0 else 0.1 * i)
+    check = select(spec, rows).floor_check
+    assert check == {
+        "floor": 0.5,
+        "best_final_accuracy": best,
+        "best_run": rows[-1]["run_id"],
+        "passed": not at_floor,
+    }
+    assert select(spec, rows).at_floor is at_floor
+    assert not select(spec, rows[1:]).at_floor  # a run still missing: not decided yet
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+    if at_floor:
+        with pytest.raises(SweepError, match="at the floor"):
+            run_sweep(spec, out, workers=0, progress=False, stage="fresh")
+        assert not (out / "runs").exists()  # refused before any training
+    else:
+        run_sweep(spec, out, workers=0, progress=False, stage="fresh")
+        assert len(read_results(out / "results.jsonl")) == len(rows) + 3 * 2
+    assert json.loads((out / "selection.json").read_text())["floor_check"] == check
+    with pytest.raises(ValueError, match="floor must be a final accuracy"):
+        _spec(BASE + "floor = 50\n")
+    assert select(_spec(), rows).floor_check is None  # no floor in the protocol: no check
+
+
 def test_fresh_rows_at_another_rate_than_the_pick_are_refused():
     rows = _study_rows(range(3))
     check_fresh_rates(rows, [0, 1, 2], lambda config: 1e-3)
@@ -789,3 +825,31 @@ def test_sized_fresh_stage_takes_the_first_n_seeds_from_the_neighbour_spread():
             _spec(text.replace("detect_difference = 0.02", f"detect_difference = {bad}"))
     with pytest.raises(ValueError, match="min_fresh_seeds"):
         _spec(text.replace("min_fresh_seeds = 2", "min_fresh_seeds = 11"))
+
+
+def test_a_pending_depth_says_how_far_its_select_stage_is_and_what_the_floor_check_says():
+    from momentum_interp.narrative.gamma_study import pending_depth_block
+
+    def selection(missing, best, passed):
+        arms = [{"values": [1e-3, 1e-2, 1e-1]}, {"values": [1e-3, 1e-2]}]  # 5 values × 2 seeds
+        check = {"floor": 0.5, "best_final_accuracy": best, "best_run": "r", "passed": passed}
+        return {
+            "arms": arms,
+            "selection_seeds": [100, 101],
+            "missing_runs": missing,
+            "fresh_seeds": [0, 1, 2, 3, 4, 5],
+            "floor_check": check,
+        }
+
+    def text(*args):
+        return " ".join(pending_depth_block(*args, command="CMD").split())
+
+    assert "Not started" in text(None, None)
+    running = text(None, selection(4, 0.312, False))
+    assert "6 of the 10 selection runs" in running and "31.2 %" in running
+    assert "needs one above 50 %" in running
+    off = text(None, selection(0, 0.875, True))
+    assert "Select stage complete (10 runs)" in off and "6 fresh seeds" in off
+    assert "87.5 %" in off and "off the floor" in off
+    floor = text(None, selection(0, 0.25, False))
+    assert floor.startswith("At the floor") and "undecided" in floor and "25.0 %" in floor

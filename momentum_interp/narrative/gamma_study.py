@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from momentum_interp.prose import bullets, count, sci, wrap
+from momentum_interp.prose import bullets, count, pct, sci, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.gamma_study import auc_by_gamma
 from momentum_interp.viz.report import Report
@@ -355,3 +355,48 @@ def readme_block(study: dict[str, Any]) -> str:
         parts.append(families_table(depth, study["selection"]))
         parts.append(bullets(depth_decisions(depth, study["selection"])))
     return "\n\n".join(parts)
+
+
+def pending_depth_block(
+    study: dict[str, Any] | None, selection: dict[str, Any] | None, command: str
+) -> str:
+    """A depth's block while its study runs: how far its select stage is, what the floor check
+    says so far (`selection.json`), and, once `study.json` exists, the study itself."""
+    if study is not None:
+        return readme_block(study)
+    if selection is None:
+        return wrap(f"Not started. Run: `{command} --stage select`, then `--stage fresh`.")
+    listed = sum(len(arm["values"]) for arm in selection["arms"]) * len(
+        selection["selection_seeds"]
+    )
+    done = listed - selection["missing_runs"]
+    check = selection.get("floor_check")
+    best = None if check is None else check["best_final_accuracy"]
+    floor = "" if best is None else f" The best selection run so far ends at {pct(best)} final "
+    if best is not None:
+        floor += (
+            f"accuracy, above the {pct(check['floor'], 0)} floor, so N = 3 is off the floor."
+            if check["passed"]
+            else f"accuracy; the floor check needs one above {pct(check['floor'], 0)}."
+        )
+    if selection["missing_runs"]:
+        state = (
+            f"Select stage running: {done} of the {listed} selection runs listed so far have "
+            "results (widening may list more)."
+        )
+    elif check is not None and not check["passed"]:
+        return wrap(
+            f"At the floor: no selection run of the {listed} ended above {pct(check['floor'], 0)} "
+            f"final accuracy (best {pct(best)}), so by the rules N = 3 is undecided at this "
+            "budget and its fresh stage does not run."
+        )
+    else:
+        seeds = len(selection["fresh_seeds"])
+        state = (
+            f"Select stage complete ({listed} runs); the fresh stage trains each arm on {seeds} "
+            f"fresh seeds (`{command} --stage fresh`)."
+        )
+    return wrap(
+        f"{state}{floor} Nothing is decided until the fresh stage ends and `study.json` is "
+        f"written (`{command}`, then `momentum-interp study`)."
+    )

@@ -183,6 +183,18 @@ def blocks() -> dict[str, Block]:
             )
             for depth, suffix in ((1, ""), (2, "-n2"))
         },
+        "fair-gamma-n3": Block(
+            gamma_study.pending_depth_block,
+            {
+                "study": Source("results/fair_gamma_star/n3/study.json", None),
+                "selection": Source("results/fair_gamma_star/n3/selection.json", None),
+            },
+            {
+                "command": "momentum-interp sweep configs/studies/fair_gamma_star_n3.toml --out "
+                "results/fair_gamma_star/n3 --runs-dir runs/studies/fair_gamma_star_n3 "
+                "--workers 2 --batch-runs 10"
+            },
+        ),
         "perf-cpu": Block(
             benchmarks.cpu_block,
             {"record": Source(f"benchmarks/results/{cpu_run}.json", throughput)},

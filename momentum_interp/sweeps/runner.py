@@ -188,6 +188,14 @@ def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSp
             "select stage to its end (--stage select) before the fresh stage."
         )
     atomic_write_json(out_dir / SELECTION_FILE, selection.to_dict())
+    if selection.at_floor:
+        check = selection.floor_check
+        raise SweepError(
+            f"No selection run in {out_dir} ended above {check['floor']:.0%} final accuracy (best "
+            f"{check['best_final_accuracy']}, run {check['best_run']}): the study is at the floor, "
+            "and by its rules the fresh stage does not run. Report it as undecided at this "
+            "budget, or give the runs a larger budget in a new study."
+        )
     if selection.unpicked:
         listed = "; ".join(f"{a.variant} {a.config.get('model.gamma')}" for a in selection.unpicked)
         raise SweepError(

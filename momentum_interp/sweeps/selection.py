@@ -8,6 +8,10 @@ case where that end is the study grid's own (`at_study_grid_end`: nothing beyond
 An arm with no finite criterion at any value (every value diverged on some selection seed) has
 no pick (`chosen` None): the fresh stage refuses to start until the spec says what to do with it.
 
+With `[protocol] floor`, the select stage is also a floor check (`floor_check`): if no selection
+run ends above that final accuracy, the study is at the floor (`at_floor`) and the fresh stage
+does not run; its runs would measure noise around chance.
+
 With `[protocol] detect_difference` δ, the fresh stage runs only the first n of the fresh seeds:
 n = ⌈(z₀.₉₇₅ + z₀.₈)² σ_d² / δ²⌉ (a two-sided paired test at α = 0.05 with power 0.8), clipped
 to [`min_fresh_seeds`, number of fresh seeds listed], where σ_d² is the variance over selection
@@ -28,7 +32,9 @@ from scipy.stats import norm
 
 from momentum_interp.sweeps.spec import (
     AROUND_MATCH,
+    RunSpec,
     SweepSpec,
+    finite,
     flatten,
     selection_means,
     selection_scores,
@@ -65,10 +71,16 @@ class Selection:
     missing_runs: int
     fresh_seeds: list[int]  # the seeds the fresh stage runs (all listed, or the sized first n)
     sizing: dict[str, Any] | None = None  # with detect_difference: σ_d², its pairs, raw and final n
+    floor_check: dict[str, Any] | None = None  # with floor: the best final accuracy, its run
 
     @property
     def complete(self) -> bool:
         return self.missing_runs == 0
+
+    @property
+    def at_floor(self) -> bool:
+        """Every selection run is done and none ended above the protocol's floor."""
+        return self.complete and self.floor_check is not None and not self.floor_check["passed"]
 
     @property
     def chosen(self) -> dict[str, Any]:
@@ -87,6 +99,7 @@ class Selection:
             "missing_runs": self.missing_runs,
             "fresh_seeds": self.fresh_seeds,
             "sizing": self.sizing,
+            "floor_check": self.floor_check,
             "arms": [a.to_dict() for a in self.arms],
         }
 
@@ -159,7 +172,28 @@ def select(spec: SweepSpec, rows: list[dict[str, Any]]) -> Selection:
         missing,
         fresh,
         sizing,
+        None if protocol.floor is None else floor_check(protocol.floor, runs, by_id),
     )
+
+
+def floor_check(
+    floor: float, runs: list[RunSpec], by_id: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """The best final accuracy over the selection runs done so far, its run, and whether it is
+    above `floor` (a diverged run's missing accuracy counts as no accuracy)."""
+    finals = [
+        (accuracy, run.run_id)
+        for run in runs
+        if run.run_id in by_id
+        and (accuracy := finite(by_id[run.run_id].get("final_accuracy"))) is not None
+    ]
+    best, run_id = max(finals, default=(None, None))
+    return {
+        "floor": floor,
+        "best_final_accuracy": best,
+        "best_run": run_id,
+        "passed": best is not None and best > floor,
+    }
 
 
 def paired_sample_size(

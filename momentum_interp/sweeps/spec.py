@@ -25,6 +25,8 @@ An optional `[protocol]` table tunes one field per arm without selection bias:
     criterion = "auc_accuracy"                   # higher is better
     detect_difference = 0.02                     # optional: run only the first n fresh seeds,
     min_fresh_seeds = 5                          # n sized from the selection seeds' spread
+    floor = 0.5                                  # optional: no fresh stage unless some
+                                                 # selection run ends above this final accuracy
 
 An *arm* is a run's config without the searched field and the seed. Selection seeds and fresh
 seeds never overlap, so the numbers reported (fresh seeds) are not the ones that chose the value.
@@ -281,6 +283,8 @@ class SearchProtocol:
     detect_difference: float | None = None
     min_fresh_seeds: int = 5
     widen: bool = False  # an arm whose best is an end of its values also tries the next beyond
+    # the floor check: the fresh stage runs only if some selection run's final accuracy is above
+    floor: float | None = None
     # read from `around`: each reference arm's variant, γ and pick (kept in sweep_spec.json)
     around_picks: list[dict[str, Any]] = field(default_factory=list, init=False)
 
@@ -327,6 +331,15 @@ class SearchProtocol:
             )
         if not isinstance(protocol.widen, bool):
             raise ValueError(f"[protocol] widen must be true or false, got {protocol.widen!r}.")
+        if protocol.floor is not None and (
+            isinstance(protocol.floor, bool)
+            or not isinstance(protocol.floor, int | float)
+            or not 0 <= protocol.floor < 1
+        ):
+            raise ValueError(
+                "[protocol] floor must be a final accuracy in [0, 1) (the fresh stage runs only if "
+                f"some selection run ends above it), got {protocol.floor!r}."
+            )
         shared = sorted(set(protocol.selection_seeds) & set(protocol.fresh_seeds))
         if shared:
             raise ValueError(
