@@ -634,6 +634,11 @@ def test_analyse_depth_decides_inside_below_and_undecided():
     for row in inside:
         row["config"]["model"]["n_layers"] = 10
     assert analyse_depth(inside, 10, list(range(5)), n_resamples=300).paper_verdict == "inside"
+    # ... and below an interior interval around 1.2
+    below = _study_rows(range(5), best=1.2, noise=0.001)
+    for row in below:
+        row["config"]["model"]["n_layers"] = 10
+    assert analyse_depth(below, 10, list(range(5)), n_resamples=300).paper_verdict == "below"
     # N = 2: the paper's 2.50 lies past the grid's top (2), where the best also sits: undecided
     beyond = _study_rows(range(5), best=4.17 * 2**-0.74, noise=0.001)
     for row in beyond:
@@ -853,3 +858,37 @@ def test_a_pending_depth_says_how_far_its_select_stage_is_and_what_the_floor_che
     assert "87.5 %" in off and "off the floor" in off
     floor = text(None, selection(0, 0.25, False))
     assert floor.startswith("At the floor") and "undecided" in floor and "25.0 %" in floor
+
+
+def test_fungibility_says_when_more_depth_hurt_the_plain_model():
+    """At N = 2 the 3-layer plain model scores below the 2-layer one (γ = 0): a sign it is
+    under-tuned, said beside the fungibility decision, with the numbers from the study."""
+    from momentum_interp.narrative.gamma_study import depth_decisions
+
+    root = Path(__file__).resolve().parents[1]
+    study = json.loads((root / "results/fair_gamma_star/n2/study.json").read_text())
+    (depth,) = study["depths"]
+    rows = [r for r in read_results(root / "results/fair_gamma_star/n2/results.jsonl")]
+    fresh = set(depth["fresh_seeds"])
+
+    def mean_auc(variant, n_layers, gamma):
+        aucs = [
+            r["auc_accuracy"]
+            for r in rows
+            if r["variant"] == variant
+            and r["config"]["train"]["seed"] in fresh
+            and r["config"]["model"]["n_layers"] == n_layers
+            and r["config"]["model"]["gamma"] == gamma
+        ]
+        assert len(aucs) == len(fresh)
+        return sum(aucs) / len(aucs)
+
+    deeper, shallow = mean_auc("plain_deeper", 3, 0.0), mean_auc("qk_raw", 2, 0.0)
+    assert deeper < shallow
+    (bullet,) = [b for b in depth_decisions(depth, study["selection"]) if "Fungibility" in b]
+    said = " ".join(bullet.split())
+    assert f"(AUC {deeper:.3f} against {shallow:.3f} at γ = 0)" in said
+    assert "under-tuned" in said
+    depth["deeper_plain"] = {**depth["deeper_plain"], "auc_mean": shallow + 0.01}
+    (bullet,) = [b for b in depth_decisions(depth, study["selection"]) if "Fungibility" in b]
+    assert "under-tuned" not in bullet

@@ -130,6 +130,8 @@ class ArmSummary:
     steps_to_50_median: float  # never-reached runs count as +inf (ranked last)
     never_reached_50: int
     diverged: int  # runs with no finite AUC (they diverged): counted as AUC 0 in `auc`
+    # the runs' first held-out evaluation: a run at 50 % there crossed at or before it (a bound)
+    first_eval_step: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = asdict(self)
@@ -291,6 +293,9 @@ def summarise_arm(
         steps_to_50_median=float(np.median(steps)),
         never_reached_50=sum(math.isinf(s) for s in steps),
         diverged=aucs.count(None),
+        first_eval_step=min(
+            (rows[s]["eval_steps"][0] for s in seeds if rows[s].get("eval_steps")), default=None
+        ),
     )
 
 

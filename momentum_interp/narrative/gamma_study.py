@@ -35,6 +35,8 @@ def _ci(arm: dict[str, Any]) -> str:
 def _steps(arm: dict[str, Any]) -> str:
     median = arm["steps_to_50_median"]
     text = "never" if median is None or median == float("inf") else f"{median:.0f}"
+    if median is not None and median == arm.get("first_eval_step"):
+        text = f"≤ {text}"  # at 50 % on the first evaluation: it crossed at or before it
     n = len(arm["seeds"])
     return f"{text} ({arm['never_reached_50']}/{n} never)" if arm["never_reached_50"] else text
 
@@ -167,7 +169,8 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         against_zero = (
             "the best γ is γ = 0"
             if effect is None
-            else f"best − γ=0: {effect['mean_difference']:+.3f} AUC, p = {effect['p_value']:.2g}"
+            else f"best − γ=0: {effect['mean_difference']:+.3f} AUC, Holm p = "
+            f"{effect['p_holm'] if effect.get('p_holm') is not None else effect['p_value']:.2g}"
             f" ({'significant' if effect['significant'] else 'not significant'})"
         )
         items.append(
@@ -223,6 +226,26 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         if end := ends.get((plain["family"], plain["gamma"])):
             compared.setdefault(end, []).append(plain["arm"])
         conditional = _conditional(compared)
+        shallow = next(  # the N-layer plain model: the paper's shear at γ = 0
+            (
+                arm
+                for family in depth["families"]
+                if family["family"] == "qk_raw"
+                for arm in family["arms"]
+                if arm["gamma"] == 0.0
+            ),
+            None,
+        )
+        if (
+            not depth["deeper_plain_at_floor"]
+            and shallow
+            and plain["auc_mean"] < shallow["auc_mean"]
+        ):
+            conditional += (
+                f"{'; ' if conditional else ''}the {n + 1}-layer plain model scores below the "
+                f"{n}-layer one (AUC {plain['auc_mean']:.3f} against {shallow['auc_mean']:.3f} at "
+                "γ = 0): more depth hurt the plain model here, a sign it is under-tuned"
+            )
         items.append(
             f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
             f"each at its own rate): {fung['mean_difference']:+.3f} AUC [{fung['ci_low']:+.3f}, "

@@ -143,6 +143,7 @@ def consistency_statement(result: ScalingFit) -> str:
         return " ".join(parts)
     a_in, b_in = inside(PAPER_A, fit.a_interval), inside(PAPER_B, fit.b_interval)
     boot = result.bootstrap
+    verdict = result.law_verdict
     parts.append(
         f"We measure γ* = {fit.a:.3g} N^{fit.b:.3g} from {fit.n_points} depths, with {pct} "
         f"intervals from the fit {METHODS.get(fit.method, fit.method)} a ∈ {format_interval(fit.a_interval)}, "
@@ -153,18 +154,18 @@ def consistency_statement(result: ScalingFit) -> str:
             else "."
         )
     )
-    parts.append(
-        f"The paper's a = {PAPER_A} lies {'inside' if a_in else 'outside'} our covariance "
-        f"interval and its b = {PAPER_B} lies {'inside' if b_in else 'outside'} it"
-        + (
-            f"; against the seed-bootstrap intervals: a {'inside' if inside(PAPER_A, boot['a_interval']) else 'outside'}, "
-            f"b {'inside' if inside(PAPER_B, boot['b_interval']) else 'outside'}."
-            if "a_interval" in boot
-            else "."
+    if verdict != "undecided":  # an undecided fit is not read against the paper's a, b
+        parts.append(
+            f"The paper's a = {PAPER_A} lies {'inside' if a_in else 'outside'} our covariance "
+            f"interval and its b = {PAPER_B} lies {'inside' if b_in else 'outside'} it"
+            + (
+                f"; against the seed-bootstrap intervals: a {'inside' if inside(PAPER_A, boot['a_interval']) else 'outside'}, "
+                f"b {'inside' if inside(PAPER_B, boot['b_interval']) else 'outside'}."
+                if "a_interval" in boot
+                else "."
+            )
         )
-    )
     parts += caveats(result, pct)
-    verdict = result.law_verdict
     if verdict == "consistent":
         parts.append("Our measurement is consistent with the paper's law.")
     elif verdict == "inconsistent":
@@ -179,8 +180,9 @@ def consistency_statement(result: ScalingFit) -> str:
         parts.append(
             f"No verdict: at {at_depths(tied)} the paper's γ*(N) cannot be shown worse than our "
             "γ* (a grid γ beside it is not distinguishable from γ*, or untested), so the "
-            "fit through the per-depth argmaxes decides nothing; this sweep neither confirms nor "
-            "excludes the paper's law."
+            "fit through the per-depth argmaxes decides nothing and its intervals are not read "
+            f"against the paper's a = {PAPER_A} and b = {PAPER_B}; this sweep neither confirms "
+            "nor excludes the paper's law."
         )
     return " ".join(parts)
 

@@ -53,9 +53,13 @@ def readme_block(
         f"{format_interval(fit.a_interval)} and b ∈ {format_interval(fit.b_interval)} (fit "
         f"covariance plus the γ grid's resolution). The seed bootstrap gives a ∈ "
         f"{format_interval(boot['a_interval'])} and b ∈ {format_interval(boot['b_interval'])}.",
-        f"**Against the paper's law:** a = {paper['a']} lies {a_in} the fit's interval. b = "
-        f"{paper['b']} lies {b_in} the covariance interval and "
-        f"{inside(paper['b'], boot['b_interval'])} the seed-bootstrap one. "
+        (
+            ""  # an undecided fit is not read against the paper's a and b (the verdict says why)
+            if result.law_verdict == "undecided"
+            else f"**Against the paper's law:** a = {paper['a']} lies {a_in} the fit's interval. "
+            f"b = {paper['b']} lies {b_in} the covariance interval and "
+            f"{inside(paper['b'], boot['b_interval'])} the seed-bootstrap one. "
+        )
         + _law_verdict_sentence(result)
         + f" Every γ in [{max(lows):g}, {min(highs):g}] is tied at the top at every depth, so "
         f"γ* stays at {span([d.gamma_star for d in depths], 'g')}.",
@@ -78,10 +82,12 @@ def _law_verdict_sentence(result: ScalingFit) -> str:
         return "**We do not reproduce the law.**"
     tied = [d.n_layers for d in result.depths if d.paper_verdict != "outside"]
     return (
-        f"**No verdict:** at {at_depths(tied)} the paper's γ*(N) cannot be shown worse than our "
+        f"**Against the paper's law: no verdict.** At {at_depths(tied)} the paper's γ*(N) cannot "
+        "be shown worse than our "
         "γ*, since a grid γ beside it is not distinguishable from γ* (a flat top: the criterion "
-        "saturates), so the fit through the argmaxes decides nothing, and this sweep neither "
-        "confirms nor excludes the law."
+        "saturates), so the fit through the argmaxes decides nothing and its intervals are not "
+        f"read against the paper's a = {result.paper['a']} and b = {result.paper['b']}; this "
+        "sweep neither confirms nor excludes the law."
     )
 
 
