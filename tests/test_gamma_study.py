@@ -892,3 +892,23 @@ def test_fungibility_says_when_more_depth_hurt_the_plain_model():
     depth["deeper_plain"] = {**depth["deeper_plain"], "auc_mean": shallow + 0.01}
     (bullet,) = [b for b in depth_decisions(depth, study["selection"]) if "Fungibility" in b]
     assert "under-tuned" not in bullet
+
+
+def test_the_rate_search_table_shows_every_searched_rate_and_bolds_the_pick():
+    from momentum_interp.narrative.gamma_study import rate_search_table
+
+    root = Path(__file__).resolve().parents[1]
+    selection = json.loads((root / "results/fair_gamma_star/n2/selection.json").read_text())
+    lines = rate_search_table(selection).splitlines()
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    rates = [float(c) for c in header[3:]]
+    assert rates == sorted({v for a in selection["arms"] for v in a["values"]})
+    for arm, line in zip(selection["arms"], lines[2:], strict=True):
+        cells = dict(zip(rates, [c.strip() for c in line.strip("|").split("|")][3:], strict=True))
+        for rate, cell in cells.items():
+            if rate not in arm["values"]:
+                assert cell == "—"
+                continue
+            value = arm["criterion"][arm["values"].index(rate)]
+            shown = f"{value:.3f}"
+            assert cell == (f"**{shown}**" if rate == arm["chosen"] else shown)

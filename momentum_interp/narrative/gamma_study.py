@@ -273,7 +273,37 @@ def summary_markdown(study: dict[str, Any]) -> str:
         parts.append(f"## N = {depth['n_layers']} (fresh seeds {depth['fresh_seeds']})")
         parts.append(arms_table(depth, study["selection"]))
         parts.append(bullets(depth_decisions(depth, study["selection"])))
+    parts += [
+        "## The rate search (selection seeds)",
+        wrap(
+            f"Each arm's mean AUC over selection seeds {study['selection']['selection_seeds']} at "
+            "every rate it trained (— : not trained; ✕ : diverged on a seed); the chosen rate in "
+            "bold. These numbers chose the rates and are not reported as results."
+        ),
+        rate_search_table(study["selection"]),
+    ]
     return "\n\n".join(parts) + "\n"
+
+
+def rate_search_table(selection: dict[str, Any]) -> str:
+    """Every arm's selection-seed criterion at each rate it searched, the pick in bold."""
+    rates = sorted({value for arm in selection["arms"] for value in arm["values"]})
+    rows = []
+    for arm in selection["arms"]:
+        got = dict(zip(arm["values"], arm["criterion"], strict=True))
+        cells = []
+        for rate in rates:
+            if rate not in got:
+                cells.append("—")
+                continue
+            cell = "✕" if got[rate] is None else f"{got[rate]:.3f}"
+            cells.append(f"**{cell}**" if rate == arm["chosen"] else cell)
+        gamma = arm["config"]["model.gamma"]
+        name = FAMILY_NAMES.get(arm["variant"], (arm["variant"] or "").replace("_", " "))
+        layers = arm["config"].get("model.n_layers")
+        shown = f"{gamma:g}" if arm["variant"] in FAMILY_NAMES else "—"  # a control: no γ
+        rows.append([name, shown, str(layers), *cells])
+    return markdown_table(["shear", "γ", "layers", *(sci(rate) for rate in rates)], rows)
 
 
 def families_rows(
