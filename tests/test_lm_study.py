@@ -277,3 +277,46 @@ def test_a_run_cut_off_resumes_exactly_where_it_was(tmp_path, monkeypatch):
     assert resumed_out["train_loss"] == whole_out["train_loss"]
     for (name, a), b in zip(whole.state_dict().items(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_committed_study_recomputes_from_its_rows_and_says_each_paired_test_in_words():
+    """`results/lm_fair/study.json` against its own `runs.jsonl`: each S arm's paired test
+    against baseline-S recomputed with scipy and Holm by hand, and the words the README shows."""
+    from momentum_interp.narrative.lm import versus_small
+
+    root = Path(__file__).resolve().parents[1] / "results" / "lm_fair"
+    study = json.loads((root / "study.json").read_text())
+    rows = [json.loads(line) for line in (root / "runs.jsonl").read_text().splitlines()]
+    rates = {arm: s["chosen"] for arm, s in study["selection"]["arms"].items()}
+    seeds = study["seeds"]
+    assert study["complete"] and seeds == [0, 1, 2]
+
+    def losses(arm):
+        by_seed = {
+            r["seed"]: r["metrics"]["val_loss"]
+            for r in rows
+            if r["arm"] == arm and r["lr"] == rates[arm] and r["seed"] in seeds
+        }
+        assert all(r["tokens"] >= 5_000_000 for r in rows if r["arm"] == arm)
+        return np.array([by_seed[s] for s in seeds])
+
+    small = losses("baseline-S")
+    tested = ["momentum-S", "smeared-key-S", "keys-only-S"]
+    p = [stats.ttest_rel(losses(arm), small).pvalue for arm in tested]
+    order = np.argsort(p)  # Holm by hand: step-down, monotone
+    holm, running = [0.0] * 3, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (3 - rank) * p[i]))
+        holm[i] = running
+    said = versus_small(study["arms"])
+    for arm, adjusted in zip(tested, holm, strict=True):
+        versus = next(a for a in study["arms"] if a["arm"] == arm)["vs_small"]
+        difference = float(np.mean(losses(arm) - small))
+        assert versus["mean_difference"] == pytest.approx(difference, rel=1e-9)
+        assert versus["p_holm"] == pytest.approx(adjusted, rel=1e-9)
+        words = (
+            "no difference detected"
+            if adjusted >= 0.05
+            else ("worse" if difference > 0 else "better")
+        )
+        assert f"{arm} {words} ({difference:+.3f} nats, p = {adjusted:.2g})" in said

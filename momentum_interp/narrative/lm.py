@@ -258,6 +258,7 @@ def _lm_study_body(study: dict) -> list[str]:
     corpus = study["corpus"]
     return [
         markdown_table(header, rows, "lllrrrrrrr"),
+        wrap(f"Against baseline-S (paired over seeds, Holm): {versus_small(arms)}."),
         wrap(
             "Means over seeds with 95 % t intervals (n − 1 degrees of freedom). Val gap: the "
             "arm's validation loss over baseline-3S's, minus 1, per seed. S gap closed: "
@@ -297,6 +298,25 @@ def _lm_study_body(study: dict) -> list[str]:
         ),
         *(f"Warning: {w}." for w in corpus.get("warnings", [])),
     ]
+
+
+def versus_small(arms: list[dict]) -> str:
+    """Each S arm against the S baseline in words: better or worse only where the Holm-adjusted
+    paired test says so, otherwise "no difference detected" (never "equivalent")."""
+    said = []
+    for arm in arms:
+        versus = arm["vs_small"]
+        if versus is None:
+            continue
+        if not versus["significant"]:
+            words = "no difference detected"
+        else:
+            words = "worse" if versus["mean_difference"] > 0 else "better"
+        said.append(
+            f"{arm['arm']} {words} ({number(versus['mean_difference'], '+.3f')} nats, "
+            f"p = {number(versus['p_holm'], '.2g')})"
+        )
+    return "; ".join(said)
 
 
 def _lm_study_state(study: dict) -> str:
