@@ -319,4 +319,5 @@ def test_the_committed_study_recomputes_from_its_rows_and_says_each_paired_test_
             if adjusted >= 0.05
             else ("worse" if difference > 0 else "better")
         )
-        assert f"{arm} {words} ({difference:+.3f} nats, p = {adjusted:.2g})" in said
+        assert f"{arm} {words} ({difference:+.3f} nats, Holm p = {adjusted:.3g})" in said
+    assert versus_small([a for a in study["arms"] if a["vs_small"] is None]) is None

@@ -166,13 +166,14 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         low, high = family["gamma_star_interval"]
         flag = {"grid_end": " (at the grid's end)"}.get(family["gamma_star_flag"], "")
         effect = family["best_versus_zero"]
-        against_zero = (
-            "the best γ is γ = 0"
-            if effect is None
-            else f"best − γ=0: {effect['mean_difference']:+.3f} AUC, Holm p = "
-            f"{effect['p_holm'] if effect.get('p_holm') is not None else effect['p_value']:.2g}"
-            f" ({'significant' if effect['significant'] else 'not significant'})"
-        )
+        against_zero = "the best γ is γ = 0"
+        if effect is not None:
+            holm = effect.get("p_holm") is not None  # older study.json files: the raw p only
+            p = f"Holm p = {effect['p_holm']:.2g}" if holm else f"p = {effect['p_value']:.2g}"
+            against_zero = (
+                f"best − γ=0: {effect['mean_difference']:+.3f} AUC, {p} "
+                f"({'significant' if effect['significant'] else 'not significant'})"
+            )
         items.append(
             f"**{FAMILY_NAMES.get(family['family'], family['family'])}**: γ* = "
             f"{family['gamma_star']:.3g}{flag}, 95 % seed-bootstrap interval [{low:.3g}, "
@@ -236,15 +237,16 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
             ),
             None,
         )
-        if (
+        if (  # 95 % intervals apart, not a paired test: a flag, not a decision
             not depth["deeper_plain_at_floor"]
             and shallow
-            and plain["auc_mean"] < shallow["auc_mean"]
+            and plain["auc_ci"][1] < shallow["auc_ci"][0]
         ):
             conditional += (
                 f"{'; ' if conditional else ''}the {n + 1}-layer plain model scores below the "
-                f"{n}-layer one (AUC {plain['auc_mean']:.3f} against {shallow['auc_mean']:.3f} at "
-                "γ = 0): more depth hurt the plain model here, a sign it is under-tuned"
+                f"{n}-layer one, 95 % intervals apart (AUC {plain['auc_mean']:.3f} against "
+                f"{shallow['auc_mean']:.3f} at γ = 0): more depth hurt the plain model here, a "
+                "sign it is under-tuned"
             )
         items.append(
             f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
@@ -411,7 +413,7 @@ def readme_block(study: dict[str, Any]) -> str:
 
 
 def pending_depth_block(
-    study: dict[str, Any] | None, selection: dict[str, Any] | None, command: str
+    study: dict[str, Any] | None, selection: dict[str, Any] | None, n_layers: int, command: str
 ) -> str:
     """A depth's block while its study runs: how far its select stage is, what the floor check
     says so far (`selection.json`), and, once `study.json` exists, the study itself."""
@@ -425,12 +427,12 @@ def pending_depth_block(
     done = listed - selection["missing_runs"]
     check = selection.get("floor_check")
     best = None if check is None else check["best_final_accuracy"]
-    floor = "" if best is None else f" The best selection run so far ends at {pct(best)} final "
+    floor = ""
     if best is not None:
-        floor += (
-            f"accuracy, above the {pct(check['floor'], 0)} floor, so N = 3 is off the floor."
+        floor = f" The best selection run so far ends at {pct(best)} final accuracy" + (
+            f", above the {pct(check['floor'], 0)} floor, so N = {n_layers} is off the floor."
             if check["passed"]
-            else f"accuracy; the floor check needs one above {pct(check['floor'], 0)}."
+            else f"; the floor check needs one above {pct(check['floor'], 0)}."
         )
     if selection["missing_runs"]:
         state = (
@@ -438,16 +440,18 @@ def pending_depth_block(
             "results (widening may list more)."
         )
     elif check is not None and not check["passed"]:
+        ended = "no run has a final accuracy" if best is None else f"best {pct(best)}"
         return wrap(
             f"At the floor: no selection run of the {listed} ended above {pct(check['floor'], 0)} "
-            f"final accuracy (best {pct(best)}), so by the rules N = 3 is undecided at this "
+            f"final accuracy ({ended}), so by the rules N = {n_layers} is undecided at this "
             "budget and its fresh stage does not run."
         )
     else:
-        seeds = len(selection["fresh_seeds"])
+        seeds = len(selection.get("fresh_seeds", []))
         state = (
-            f"Select stage complete ({listed} runs); the fresh stage trains each arm on {seeds} "
-            f"fresh seeds (`{command} --stage fresh`)."
+            f"Select stage complete ({listed} runs); the fresh stage trains each arm"
+            + (f" on {seeds} fresh seeds" if seeds else "")
+            + f" (`{command} --stage fresh`)."
         )
     return wrap(
         f"{state}{floor} Nothing is decided until the fresh stage ends and `study.json` is "

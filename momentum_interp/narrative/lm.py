@@ -212,7 +212,7 @@ LM_STUDY_VERDICTS = {
     "within": "within the paper's {paper}: the whole interval lies below it",
     "not_within": "not within the paper's {paper}: the whole interval lies above it",
     "undecided": "undecided against the paper's {paper}: the interval straddles it",
-    "uninformative": "no test of the paper's {paper}: the S baseline's own gap is {small} "
+    "uninformative": "no test of the paper's {paper}, since the S baseline's own gap is {small} "
     "{paper}, so lying within it would say nothing about momentum; the fraction of the gap "
     "closed and the paired test against baseline-S carry the comparison",
 }
@@ -258,7 +258,11 @@ def _lm_study_body(study: dict) -> list[str]:
     corpus = study["corpus"]
     return [
         markdown_table(header, rows, "lllrrrrrrr"),
-        wrap(f"Against baseline-S (paired over seeds, Holm): {versus_small(arms)}."),
+        *(
+            [wrap(f"Against baseline-S (paired over seeds): {said}.")]
+            if (said := versus_small(arms))
+            else []
+        ),
         wrap(
             "Means over seeds with 95 % t intervals (n − 1 degrees of freedom). Val gap: the "
             "arm's validation loss over baseline-3S's, minus 1, per seed. S gap closed: "
@@ -300,9 +304,10 @@ def _lm_study_body(study: dict) -> list[str]:
     ]
 
 
-def versus_small(arms: list[dict]) -> str:
+def versus_small(arms: list[dict]) -> str | None:
     """Each S arm against the S baseline in words: better or worse only where the Holm-adjusted
-    paired test says so, otherwise "no difference detected" (never "equivalent")."""
+    paired test says so, otherwise "no difference detected" (never "equivalent"); None when no
+    arm was compared."""
     said = []
     for arm in arms:
         versus = arm["vs_small"]
@@ -312,11 +317,13 @@ def versus_small(arms: list[dict]) -> str:
             words = "no difference detected"
         else:
             words = "worse" if versus["mean_difference"] > 0 else "better"
-        said.append(
-            f"{arm['arm']} {words} ({number(versus['mean_difference'], '+.3f')} nats, "
-            f"p = {number(versus['p_holm'], '.2g')})"
+        p = (
+            f"Holm p = {number(versus['p_holm'], '.3g')}"
+            if versus.get("p_holm") is not None
+            else f"p = {number(versus['p_value'], '.3g')}"
         )
-    return "; ".join(said)
+        said.append(f"{arm['arm']} {words} ({number(versus['mean_difference'], '+.3f')} nats, {p})")
+    return "; ".join(said) or None
 
 
 def _lm_study_state(study: dict) -> str:

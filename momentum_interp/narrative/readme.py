@@ -190,9 +190,10 @@ def blocks() -> dict[str, Block]:
                 "selection": Source("results/fair_gamma_star/n3/selection.json", None),
             },
             {
+                "n_layers": 3,
                 "command": "momentum-interp sweep configs/studies/fair_gamma_star_n3.toml --out "
                 "results/fair_gamma_star/n3 --runs-dir runs/studies/fair_gamma_star_n3 "
-                "--workers 2 --batch-runs 10"
+                "--workers 2 --batch-runs 10",
             },
         ),
         "perf-cpu": Block(

@@ -190,11 +190,17 @@ def _stage_runs(spec: SweepSpec, stage: str | None, out_dir: Path) -> list[RunSp
     atomic_write_json(out_dir / SELECTION_FILE, selection.to_dict())
     if selection.at_floor:
         check = selection.floor_check
+        best = check["best_final_accuracy"]
+        ended = (
+            "none has a final accuracy"
+            if best is None
+            else f"best {best:.3f}, run {check['best_run']}"
+        )
         raise SweepError(
-            f"No selection run in {out_dir} ended above {check['floor']:.0%} final accuracy (best "
-            f"{check['best_final_accuracy']}, run {check['best_run']}): the study is at the floor, "
-            "and by its rules the fresh stage does not run. Report it as undecided at this "
-            "budget, or give the runs a larger budget in a new study."
+            f"No selection run in {out_dir} ended above {check['floor']:g} final accuracy "
+            f"({ended}): the study is at the floor, and by its rules the fresh stage does not "
+            "run. Report it as undecided at this budget, or give the runs a larger budget in a "
+            "new study."
         )
     if selection.unpicked:
         listed = "; ".join(f"{a.variant} {a.config.get('model.gamma')}" for a in selection.unpicked)

@@ -49,7 +49,8 @@ def readme_block(
     largest = {d.n_layers: d.window[1] for d in depths}
     falls = all(x >= y for x, y in zip(highs, highs[1:], strict=False)) and highs[0] > highs[-1]
     items = [
-        f"**Measured law: γ* = {fit.a:.3g} N^{fit.b:.3g}**, with {level} intervals a ∈ "
+        ("**Fit through the argmaxes" if result.law_verdict == "undecided" else "**Measured law")
+        + f": γ* = {fit.a:.3g} N^{fit.b:.3g}**, with {level} intervals a ∈ "
         f"{format_interval(fit.a_interval)} and b ∈ {format_interval(fit.b_interval)} (fit "
         f"covariance plus the γ grid's resolution). The seed bootstrap gives a ∈ "
         f"{format_interval(boot['a_interval'])} and b ∈ {format_interval(boot['b_interval'])}.",
