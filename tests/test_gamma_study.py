@@ -291,6 +291,28 @@ def test_run_sweep_selects_then_reports_on_fresh_seeds(tmp_path):
         assert row["config"]["train"]["lr"] == picked[spec.protocol.arm_key(row["config"])]
 
 
+def test_selection_json_follows_every_finished_selection_run(tmp_path, monkeypatch):
+    """A select session cut off mid-way (here by Ctrl-C after two runs) still leaves a
+    `selection.json` that counts the runs it finished."""
+    from momentum_interp.sweeps import backends
+
+    finished = []
+
+    def fake_unit(configs, names, dirs, one_thread):
+        if len(finished) == 2:
+            raise KeyboardInterrupt
+        finished.extend(names)
+        return [{"auc_accuracy": 0.5, "final_accuracy": 0.6} for _ in configs]
+
+    monkeypatch.setattr(backends, "execute_unit", fake_unit)
+    out = tmp_path / "out"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(_spec(BASE + "floor = 0.5\n"), out, workers=0, progress=False, stage="select")
+    selection = json.loads((out / "selection.json").read_text())
+    assert selection["missing_runs"] == 6 - 2 and len(read_results(out / "results.jsonl")) == 2
+    assert selection["floor_check"]["best_final_accuracy"] == 0.6
+
+
 def test_fresh_stage_refuses_an_unfinished_selection(tmp_path):
     from momentum_interp.sweeps import SweepError
 

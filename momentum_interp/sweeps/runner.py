@@ -313,6 +313,10 @@ def run_sweep(
                 continue
             append_result(jsonl, _row(spec, run, metrics))
             n_new += 1
+            if stage == "select":  # kept current, so a session cut off leaves it consistent
+                atomic_write_json(
+                    out_dir / SELECTION_FILE, select(spec, read_results(jsonl)).to_dict()
+                )
             accuracy = metrics["final_accuracy"]  # None: the run diverged
             bar.set_postfix(
                 acc="diverged" if accuracy is None else f"{accuracy:.3f}", refresh=False
