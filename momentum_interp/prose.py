@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import textwrap
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 
 def wrap(paragraph: str, indent: str = "") -> str:
@@ -35,6 +36,14 @@ def number(value: float | None, fmt: str = ".3f") -> str:
     """`value` formatted with `fmt`; `–` where it is not defined (NaN, or None as JSON stores
     it: an interval over fewer than two seeds, a test of differences that never vary)."""
     return "–" if value is None or math.isnan(value) else format(value, fmt)
+
+
+def p_label(comparison: Mapping[str, Any], fmt: str = ".3g") -> str:
+    """A paired comparison's p as the decision uses it: `Holm p = …` where it was Holm-adjusted,
+    `p = …` where only the raw p exists (files written before the adjustment)."""
+    if comparison.get("p_holm") is not None:
+        return f"Holm p = {number(comparison['p_holm'], fmt)}"
+    return f"p = {number(comparison['p_value'], fmt)}"
 
 
 def interval(estimate: Mapping[str, float], fmt: str = ".3f") -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from momentum_interp.prose import bullets, count, pct, sci, wrap
+from momentum_interp.prose import bullets, count, p_label, pct, sci, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.gamma_study import auc_by_gamma
 from momentum_interp.viz.report import Report
@@ -168,10 +168,8 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         effect = family["best_versus_zero"]
         against_zero = "the best γ is γ = 0"
         if effect is not None:
-            holm = effect.get("p_holm") is not None  # older study.json files: the raw p only
-            p = f"Holm p = {effect['p_holm']:.2g}" if holm else f"p = {effect['p_value']:.2g}"
             against_zero = (
-                f"best − γ=0: {effect['mean_difference']:+.3f} AUC, {p} "
+                f"best − γ=0: {effect['mean_difference']:+.3f} AUC, {p_label(effect, '.2g')} "
                 f"({'significant' if effect['significant'] else 'not significant'})"
             )
         items.append(

@@ -9,7 +9,7 @@ import pandas as pd
 
 from momentum_interp.analysis.lm import LOSSES, PAPER_GAP, LMComparison, summarise
 from momentum_interp.architecture import attention_variant
-from momentum_interp.prose import bullets, interval, number, pct, wrap
+from momentum_interp.prose import bullets, interval, number, p_label, pct, wrap
 from momentum_interp.tables import markdown_table
 
 
@@ -317,12 +317,10 @@ def versus_small(arms: list[dict]) -> str | None:
             words = "no difference detected"
         else:
             words = "worse" if versus["mean_difference"] > 0 else "better"
-        p = (
-            f"Holm p = {number(versus['p_holm'], '.3g')}"
-            if versus.get("p_holm") is not None
-            else f"p = {number(versus['p_value'], '.3g')}"
+        said.append(
+            f"{arm['arm']} {words} ({number(versus['mean_difference'], '+.3f')} nats, "
+            f"{p_label(versus)})"
         )
-        said.append(f"{arm['arm']} {words} ({number(versus['mean_difference'], '+.3f')} nats, {p})")
     return "; ".join(said) or None
 
 

@@ -71,7 +71,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from momentum_interp.config import MomentumConfig
+from momentum_interp.config import MomentumConfig, is_finite_real
 from momentum_interp.toml_config import load_toml
 from momentum_interp.training.config import OptimConfig, RunConfig
 
@@ -331,10 +331,8 @@ class SearchProtocol:
             )
         if not isinstance(protocol.widen, bool):
             raise ValueError(f"[protocol] widen must be true or false, got {protocol.widen!r}.")
-        if protocol.floor is not None and (
-            isinstance(protocol.floor, bool)
-            or not isinstance(protocol.floor, int | float)
-            or not 0 <= protocol.floor < 1
+        if protocol.floor is not None and not (
+            is_finite_real(protocol.floor) and 0 <= protocol.floor < 1
         ):
             raise ValueError(
                 "[protocol] floor must be a final accuracy in [0, 1) (the fresh stage runs only if "
