@@ -847,7 +847,7 @@ def test_sized_fresh_stage_takes_the_first_n_seeds_from_the_neighbour_spread():
     # no γ neighbour with two finite seeds: the spread is unknown, so every listed seed runs
     unknown = select(spec, _rows(spec, lambda c: None if c["model"]["gamma"] else 0.5))
     assert unknown.sizing["difference_variance"] is None and unknown.fresh_seeds == list(range(10))
-    for bad in ("-1", "true"):
+    for bad in ("-1", "0", "true", "nan", "inf", '"0.02"'):
         with pytest.raises(ValueError, match="detect_difference"):
             _spec(text.replace("detect_difference = 0.02", f"detect_difference = {bad}"))
     with pytest.raises(ValueError, match="min_fresh_seeds"):

@@ -310,11 +310,7 @@ class SearchProtocol:
         if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
             raise ValueError(f"[protocol] seeds must be integers, got {seeds!r}.")
         difference = protocol.detect_difference
-        if difference is not None and (
-            isinstance(difference, bool)
-            or not isinstance(difference, int | float)
-            or difference <= 0
-        ):
+        if difference is not None and not (is_finite_real(difference) and difference > 0):
             raise ValueError(
                 "[protocol] detect_difference must be a number > 0 (the paired difference in the "
                 f"criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
