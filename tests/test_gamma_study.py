@@ -10,6 +10,7 @@ import tomllib
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy import interpolate, optimize, stats
@@ -868,8 +869,8 @@ def test_a_pending_depth_says_how_far_its_select_stage_is_and_what_the_floor_che
             "floor_check": check,
         }
 
-    def text(*args):
-        return " ".join(pending_depth_block(*args, n_layers=3, command="CMD").split())
+    def text(*args, runs=None):
+        return " ".join(pending_depth_block(*args, n_layers=3, command="CMD", runs=runs).split())
 
     assert "Not started" in text(None, None)
     running = text(None, selection(4, 0.312, False))
@@ -877,7 +878,11 @@ def test_a_pending_depth_says_how_far_its_select_stage_is_and_what_the_floor_che
     assert "needs one above 50 %" in running
     off = text(None, selection(0, 0.875, True))
     assert "Select stage complete (10 runs)" in off and "6 fresh seeds" in off
-    assert "87.5 %" in off and "off the floor" in off
+    assert "ends at 87.5 %" in off and "so far" not in off and "off the floor" in off
+    # fresh progress counts finished runs on fresh seeds only (2 arms × 6 seeds listed)
+    runs = pd.DataFrame({"train.seed": [100, 101, 0, 1, 1, 5, 7]})
+    assert "4 of its 12 runs have results" in text(None, selection(0, 0.875, True), runs=runs)
+    assert "0 of its 12 runs" in text(None, selection(0, 0.875, True), runs=runs.iloc[:0])
     floor = text(None, selection(0, 0.25, False))
     assert floor.startswith("At the floor") and "undecided" in floor and "25.0 %" in floor
     diverged = text(None, selection(0, None, False))  # every selection run diverged

@@ -4,12 +4,15 @@ per depth, plus the select stage's `selection.json`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from momentum_interp.prose import bullets, count, p_label, pct, sci, wrap
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.gamma_study import auc_by_gamma
 from momentum_interp.viz.report import Report
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 VERDICT_REASONS = {
     "no_effect": "no γ of the paper's shear scores significantly above γ = 0 (paired, Holm)",
@@ -411,10 +414,15 @@ def readme_block(study: dict[str, Any]) -> str:
 
 
 def pending_depth_block(
-    study: dict[str, Any] | None, selection: dict[str, Any] | None, n_layers: int, command: str
+    study: dict[str, Any] | None,
+    selection: dict[str, Any] | None,
+    n_layers: int,
+    command: str,
+    runs: pd.DataFrame | None = None,
 ) -> str:
-    """A depth's block while its study runs: how far its select stage is, what the floor check
-    says so far (`selection.json`), and, once `study.json` exists, the study itself."""
+    """A depth's block while its study runs: how far its select and fresh stages are (from
+    `selection.json` and the finished `runs`), what the floor check says, and, once `study.json`
+    exists, the study itself."""
     if study is not None:
         return readme_block(study)
     if selection is None:
@@ -427,7 +435,8 @@ def pending_depth_block(
     best = None if check is None else check["best_final_accuracy"]
     floor = ""
     if best is not None:
-        floor = f" The best selection run so far ends at {pct(best)} final accuracy" + (
+        so_far = " so far" if selection["missing_runs"] else ""
+        floor = f" The best selection run{so_far} ends at {pct(best)} final accuracy" + (
             f", above the {pct(check['floor'], 0)} floor, so N = {n_layers} is off the floor."
             if check["passed"]
             else f"; the floor check needs one above {pct(check['floor'], 0)}."
@@ -445,13 +454,17 @@ def pending_depth_block(
             "budget and its fresh stage does not run."
         )
     else:
-        seeds = len(selection.get("fresh_seeds", []))
+        seeds = selection.get("fresh_seeds", [])
         state = (
             f"Select stage complete ({listed} runs); the fresh stage trains each arm"
-            + (f" on {seeds} fresh seeds" if seeds else "")
-            + f" (`{command} --stage fresh`)."
+            + (f" on {len(seeds)} fresh seeds" if seeds else "")
+            + f" (`{command} --stage fresh`)"
         )
+        if seeds and runs is not None:
+            fresh = int(runs["train.seed"].isin(seeds).sum()) if len(runs) else 0
+            state += f": {fresh} of its {len(selection['arms']) * len(seeds)} runs have results"
+        state += "."
     return wrap(
-        f"{state}{floor} Nothing is decided until the fresh stage ends and `study.json` is "
-        f"written (`{command}`, then `momentum-interp study`)."
+        f"{state}{floor} Nothing is decided until the fresh stage ends and `momentum-interp "
+        "study` writes `study.json`."
     )

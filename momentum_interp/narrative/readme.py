@@ -188,6 +188,7 @@ def blocks() -> dict[str, Block]:
             {
                 "study": Source("results/fair_gamma_star/n3/study.json", None),
                 "selection": Source("results/fair_gamma_star/n3/selection.json", None),
+                "runs": Source("results/fair_gamma_star/n3/results.jsonl", None),
             },
             {
                 "n_layers": 3,
