@@ -952,3 +952,22 @@ def test_the_rate_search_table_shows_every_searched_rate_and_bolds_the_pick():
             value = arm["criterion"][arm["values"].index(rate)]
             shown = f"{value:.3f}"
             assert cell == (f"**{shown}**" if rate == arm["chosen"] else shown)
+
+
+def test_the_paper_verdict_says_whether_the_whole_tie_set_lies_on_one_side():
+    """The interval covers seed noise only: the verdict bullet also says where the γ not
+    distinguishable from the best lie, and weakens the verdict when one lies past the paper."""
+    from momentum_interp.narrative.gamma_study import _tie_set_side
+
+    def side(tied, paper, verdict):
+        return _tie_set_side({"not_distinguishable": tied}, paper, verdict)
+
+    assert side([-0.75, 0.25, 0.5], 2.5, "above") == (
+        " and above every γ not distinguishable from the best (γ ≤ 0.5)"
+    )
+    assert side([1.0, 2.0], 0.5, "below") == (
+        " and below every γ not distinguishable from the best (γ ≥ 1)"
+    )
+    past = side([-0.75, 0.5, 3.0], 2.5, "above")
+    assert past.startswith(", but γ = 3, not distinguishable") and "does not rule" in past
+    assert side([-0.75], 2.5, "above") == "" and side([1.0, 2.0], 1.5, "inside") == ""

@@ -701,8 +701,8 @@ def test_sweep_block_reads_the_fits():
     assert "below γ* at N = 3 (paper 1.85; not distinguishable from γ*: γ ∈ {-0.5})" in prose
     assert "undecided at N = 1, 2 (the paper's γ lies past the grid's end" in prose
     assert "1 γ at N = 1 (best 100.0 %)" in prose and "reached at 3 of 3 depths" in prose
-    assert "beats the best γ at N = 1 (intervals apart)" in prose
-    assert "mean AUC is above the best γ's at N = 3 (0.85 against 0.80)" in prose
+    assert "beats the q/k shear's best γ at N = 1 (intervals apart)" in prose
+    assert "mean AUC is above the q/k shear's best γ's at N = 3 (0.85 against 0.80)" in prose
 
 
 def test_committed_two_sided_sweep_rows_keep_their_run_ids():

@@ -159,6 +159,25 @@ def _verdict(result: dict[str, Any]) -> str:
     return f"{verdict} the interval"
 
 
+def _tie_set_side(family: dict[str, Any], paper: float, verdict: str) -> str:
+    """Whether every γ not distinguishable from the family's best lies on the same side of the
+    paper's value as the interval: the interval covers seed noise only, the tie set the grid."""
+    if verdict not in ("above", "below"):
+        return ""
+    tied = family["not_distinguishable"]
+    beyond = [g for g in tied if (g >= paper if verdict == "above" else g <= paper)]
+    if beyond:
+        listed = ", ".join(f"{g:g}" for g in beyond)
+        return (
+            f", but γ = {listed}, not distinguishable from the best, lies past it, so the grid "
+            "does not rule the paper's value out"
+        )
+    if len(tied) == 1:
+        return ""
+    edge = f"≤ {max(tied):g}" if verdict == "above" else f"≥ {min(tied):g}"
+    return f" and {verdict} every γ not distinguishable from the best (γ {edge})"
+
+
 def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[str]:
     """One bullet per decision at this depth: γ* per family, the paper's value, the controls,
     fungibility; each says where it rests on arms that chose an end of their rate search."""
@@ -195,7 +214,8 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         conditional = _conditional(_family_ends(raw, ends), "γ = ")
         items.append(
             f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
-            "shear (q/k raw)**" + (f", {conditional}." if conditional else ".")
+            f"shear (q/k raw)**{_tie_set_side(raw, paper, verdict)}"
+            + (f", {conditional}." if conditional else ".")
         )
     for comparison in depth["controls_versus_best"]:
         items.append(
@@ -327,9 +347,7 @@ def families_rows(
                 _rate(best, grid_end_flags(selection)),
                 _ci(best),
                 f"{family['gamma_star']:.3g}{flag} [{low:.3g}, {high:.3g}]",
-                "—"
-                if zero is None
-                else f"{zero['mean_difference']:+.3f} (p = {zero['p_value']:.2g})",
+                "—" if zero is None else f"{zero['mean_difference']:+.3f} ({p_label(zero, '.2g')})",
                 _verdict(family),
             ]
         )
@@ -397,9 +415,9 @@ def readme_block(study: dict[str, Any]) -> str:
     parts = [
         wrap(
             f"Each arm's learning rate was chosen on {rate_search(study['selection'])}; "
-            "the numbers below come from fresh seeds only. The bootstrap "
-            "interval of the vertex γ* covers seed noise only, not the γ grid's spacing. Rules "
-            "fixed before "
+            "the numbers below come from fresh seeds only. γ* is the vertex of the parabola "
+            "through the mean AUC at the best grid γ and its two grid neighbours; its bootstrap "
+            "interval covers seed noise only, not the γ grid's spacing. Rules fixed before "
             "the first run: `results/fair_gamma_star/README.md`; every arm with its rate, AUC and "
             "steps to 50 %: `summary.md` beside `study.json` (written by `"
             + study["provenance"]["command"]

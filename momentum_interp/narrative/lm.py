@@ -150,9 +150,9 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
         return f"{wrap(intro)}\n\n" + bullets(
             [
                 "**Not run on a GPU yet.** A run's `lm.json`, `summary.md` and log will be "
-                "committed under `results/lm_gpu/` and rendered here. Until then the only LM evidence is the "
-                "1M-parameter comparison above, which says nothing about the paper's "
-                "125M/350M scale."
+                "committed under `results/lm_gpu/` and rendered here. Until then the LM "
+                "evidence is the two CPU comparisons above (1M and 2.5M parameters), which say "
+                "nothing about the paper's 125M/350M scale."
             ]
         )
     budget, ref = record["token_budget"], record["reference"]

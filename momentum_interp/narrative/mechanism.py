@@ -368,8 +368,9 @@ def findings(summary: dict[str, Any]) -> list[str]:
     paper, gamma0, learned = c["paper"], c["rotary_gamma0"], c["learned_positions"]
     return [
         "**Over s′ the split between the terms is the shear's coefficients.** In every sheared "
-        "model the shares of the margin over s′ (the earlier occurrence of the query's own "
-        f"token) lie within {_match_deviation(summary):.2f} of what the coefficients predict if "
+        "model the shares of the margin of s* (the induction key: the token after the earlier "
+        "occurrence of the query's own token) over s′ (that earlier occurrence) lie within "
+        f"{_match_deviation(summary):.2f} of what the coefficients predict if "
         "the margin came from token matches alone (docs/maths.md, section 4; 4/7, 2/7, 0, 1/7 "
         "for the paper's γ = 1): one product, ⟨qₜ, k(s′)⟩, is counted against s′ by "
         "current·current and for s* by current·previous-key, since k(s*−1) = k(s′). So the "

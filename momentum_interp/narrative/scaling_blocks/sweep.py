@@ -211,7 +211,8 @@ def sweep_block(
         + f", *separated* when its {level} t interval lies wholly above that of the next-best "
         "non-zero γ; γ values whose intervals overlap γ*'s are *not distinguishable* from it "
         "(intervals are wide with few seeds). Rendered from "
-        "`results/scaling_mqar/sweep/fit.json` and `keys_only/fit.json`, written by the "
+        "`results/scaling_mqar/sweep/fit.json` and `results/scaling_mqar/sweep/keys_only/fit.json`, "
+        "written by the "
         "`momentum-interp scaling` commands in `results/scaling_mqar/README.md`; "
         "`notebooks/06_gamma_star_two_sided.ipynb` draws the figures."
     )
@@ -240,12 +241,13 @@ def sweep_block(
     ]
     if beaten:
         items.append(
-            f"The learned smeared key (no momentum) beats the best γ at {at_depths(beaten)} "
+            "The learned smeared key (no momentum) beats the q/k shear's best γ at "
+            f"{at_depths(beaten)} "
             "(intervals apart)."
         )
     if ahead:
         items.append(
-            "The learned smeared key's mean AUC is above the best γ's at N = "
+            "The learned smeared key's mean AUC is above the q/k shear's best γ's at N = "
             + ", ".join(
                 f"{d.n_layers} ({d.smeared_key_criterion:.2f} against {d.criterion_at_gamma_star:.2f})"
                 for d in qk.depths
