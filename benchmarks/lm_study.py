@@ -28,7 +28,8 @@ finished run, and rerunning the command trains only what is missing; a run cut o
 resumes from its last checkpoint, saved every few minutes under `--runs-dir`/resume and removed
 once its row is written, with the same model, optimiser and data stream as if never cut off;
 each row carries the protocol's fingerprint, and a study refuses rows of another),
-`selection.json`, and once two fresh seeds have every arm, `study.json` and `summary.md`.
+`selection.json`, and once two fresh seeds have every arm, `study.json` and `summary.md` (all
+three rewritten after every finished run, so a study cut off leaves them current).
 Workers train one run each with one thread (`--workers 2` on two cores; on a GPU, `--shape gpu`
 and one worker); the corpus is tokenised once into `--runs-dir` (git-ignored), where each run
 also logs its steps.
@@ -47,6 +48,7 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
@@ -282,9 +284,16 @@ def train_one(job: dict[str, Any]) -> dict[str, Any]:
     return entry
 
 
-def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) -> None:
-    """Train every pending run of `stage`, appending each row as it ends; the select stage
-    repeats until no arm needs a wider search."""
+def run_stage(
+    stage: str,
+    args: argparse.Namespace,
+    tokens: dict,
+    d_vocab: int,
+    after_row: Callable[[], None] = lambda: None,
+) -> None:
+    """Train every pending run of `stage`, appending each row as it ends and then calling
+    `after_row` (which rewrites the outputs, so a stage cut off leaves them current); the
+    select stage repeats until no arm needs a wider search."""
     results = args.out_dir / RESULTS
     log_dir = args.runs_dir / "logs" / args.out_dir.resolve().name
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -296,9 +305,10 @@ def run_stage(stage: str, args: argparse.Namespace, tokens: dict, d_vocab: int) 
             shutil.rmtree(stale, ignore_errors=True)
 
     def record(row: dict[str, Any]) -> None:
-        """Append a finished run's row, then drop its resume checkpoints."""
+        """Append a finished run's row, drop its resume checkpoints, rewrite the outputs."""
         append_result(results, row)
         shutil.rmtree(resume_dir / row["run_id"], ignore_errors=True)
+        after_row()
 
     shared = {
         "shape": args.shape,
@@ -416,7 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         stages = ("select", "fresh") if args.stage == "all" else (args.stage,)
         for stage in stages:
             try:
-                run_stage(stage, args, tokens, facts["d_vocab"])
+                run_stage(
+                    stage,
+                    args,
+                    tokens,
+                    facts["d_vocab"],
+                    after_row=lambda: write_outputs(args.out_dir, facts),
+                )
             except StudyError as error:
                 print(f"lm_study: {error}", file=sys.stderr)
                 write_outputs(args.out_dir, facts)

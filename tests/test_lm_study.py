@@ -321,3 +321,30 @@ def test_the_committed_study_recomputes_from_its_rows_and_says_each_paired_test_
         )
         assert f"{arm} {words} ({difference:+.3f} nats, Holm p = {adjusted:.3g})" in said
     assert versus_small([a for a in study["arms"] if a["vs_small"] is None]) is None
+
+
+def test_a_study_cut_off_mid_stage_leaves_its_outputs_current(tmp_path, monkeypatch):
+    """The outputs are rewritten after every finished run, not only when a stage ends: a study
+    interrupted in its fresh stage has `study.json` as soon as two fresh seeds have every arm."""
+    out, runs = tmp_path / "out", tmp_path / "runs"
+    argv = [str(out), "--shape", "smoke", "--workers", "0", "--runs-dir", str(runs)]
+    train, fresh_runs = lm_study.train_one, []
+
+    def train_then_interrupt(job):
+        if job["seed"] in lm_study.FRESH_SEEDS and len(fresh_runs) == 2 * len(lm_study.ARMS):
+            raise KeyboardInterrupt  # seeds 0 and 1 finished; seed 2 never starts
+        row = train(job)
+        fresh_runs.extend([row] if job["seed"] in lm_study.FRESH_SEEDS else [])
+        return row
+
+    monkeypatch.setattr(lm_study, "train_one", train_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        lm_study.main(argv)
+    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text().splitlines()]
+    study = json.loads((out / "study.json").read_text())
+    assert study["seeds"] == [0, 1] and not study["complete"]
+    assert sorted(r["run_id"] for r in fresh_runs) == sorted(
+        r["run_id"] for r in rows if r["seed"] in lm_study.FRESH_SEEDS
+    )
+    assert json.loads((out / "selection.json").read_text())["complete"]
+    assert "| baseline-S |" in (out / "summary.md").read_text()
