@@ -83,6 +83,24 @@ def test_every_block_sits_under_a_results_or_performance_heading():
     assert wrong == {}
 
 
+def test_every_number_in_the_claims_summary_is_one_a_rendered_block_shows():
+    """The claims lines are prose, not a rendered block: each number they quote must appear in
+    a block rendered from the result files, so a claim cannot drift from its evidence."""
+    text = (REPO_ROOT / "README.md").read_text()
+    start = text.index("## Where each of the paper's claims stands")
+    claims = text[start : text.index("\n## ", start + 1)]
+    rendered = "".join(
+        re.findall(r"<!-- results:[\w-]+:start -->(.*?)<!-- results:[\w-]+:end -->", text, re.S)
+    )
+
+    def numbers(s: str) -> set[str]:  # whole numbers as written, one minus sign
+        return set(re.findall(r"(?<![\w.])-?\d+(?:\.\d+)?(?:e-?\d+)?(?![\d.]\d)", s))
+
+    quoted = numbers(claims.replace("−", "-"))
+    assert {"4.17", "2.9", "-0.75"} <= quoted  # the pattern finds the claims' numbers at all
+    assert sorted(quoted - numbers(rendered.replace("−", "-"))) == []
+
+
 def test_markdown_table():
     assert markdown_table(["a", "b"], [[1, "x"]], align="lr") == "| a | b |\n|---|---:|\n| 1 | x |"
 

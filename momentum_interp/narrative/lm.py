@@ -231,6 +231,11 @@ SCALES = {
 }
 
 
+def _millions(count: int) -> str:
+    """`count` exactly and in millions, as prose quotes it: "2,502,144 (2.5M)"."""
+    return f"{count:,} ({count / 1e6:.1f}M)"
+
+
 def _lm_study_body(study: dict) -> list[str]:
     """The fair LM study's table, its notes and what it decides (paragraphs), every number read
     from `study.json`; `summary.md` and the README block both show it."""
@@ -277,8 +282,9 @@ def _lm_study_body(study: dict) -> list[str]:
             f"Momentum-S's validation-loss gap to 3×S is "
             f"{interval(momentum['gap']['val_loss'], '+.2%')}: {verdict}. The paper's "
             "number is for 125M against 350M parameters on its own corpus; these models have "
-            f"{study['n_params']['momentum-S']:,} and {study['n_params']['baseline-3S']:,} "
-            f"parameters, trained on {study['tokens_per_run']:,} tokens each of "
+            f"{_millions(study['n_params']['momentum-S'])} and "
+            f"{_millions(study['n_params']['baseline-3S'])} parameters, trained on "
+            f"{_millions(study['tokens_per_run'])} tokens each of "
             f"{corpus['train_tokens']:,} training tokens of Python, so the comparison is of the "
             f"claim's shape at {SCALES[study['shape']]}, not of its number."
         ),
