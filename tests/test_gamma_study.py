@@ -971,3 +971,77 @@ def test_the_paper_verdict_says_whether_the_whole_tie_set_lies_on_one_side():
     past = side([-0.75, 0.5, 3.0], 2.5, "above")
     assert past.startswith(", but γ = 3, not distinguishable") and "does not rule" in past
     assert side([-0.75], 2.5, "above") == "" and side([1.0, 2.0], 1.5, "inside") == ""
+
+
+def _law_depth(n_layers, gamma_star, flag=None, reason=None):
+    """A depth of study.json with only what the law across depths reads (q/k raw)."""
+    family = {
+        "family": "qk_raw",
+        "gamma_star": gamma_star,
+        "gamma_star_interval": [gamma_star, gamma_star],
+        "gamma_star_flag": flag,
+        "paper_verdict": "undecided" if reason else "above",
+        "paper_reason": reason,
+    }
+    return {"n_layers": n_layers, "families": [family]}
+
+
+def test_the_law_across_depths_is_fitted_only_through_positive_interior_gamma_stars():
+    from momentum_interp.narrative.gamma_depths import law_statement
+
+    def law(*depths):
+        return " ".join(law_statement(list(depths), "qk_raw").split())
+
+    negative = law(_law_depth(1, -0.6), _law_depth(2, 0.5))
+    assert "no law a·N^b with a > 0" in negative and "γ* ≤ 0 at N = 1" in negative
+    end = law(_law_depth(1, 4.0, flag="grid_end"), _law_depth(2, 2.0))
+    assert "grid's end at N = 1" in end
+    alone = law(_law_depth(1, 3.0), _law_depth(2, 0.0, reason="no_effect"))
+    assert "fewer than two depths" in alone and "(N = 2 decide no γ*)" in alone
+    # three positive interior points: log-log least squares, against numpy's polyfit
+    n, gamma = np.array([1.0, 2.0, 3.0]), np.array([4.0, 2.7, 1.8])
+    b, log_a = np.polyfit(np.log(n), np.log(gamma), 1)
+    fitted = law(*(_law_depth(int(k), float(g)) for k, g in zip(n, gamma, strict=True)))
+    assert f"γ* = {math.exp(log_a):.3g} N^{b:.3g}" in fitted
+    assert "on 1 degree of freedom" in fitted
+    # its 95 % t interval on b by hand: residual variance over 1 dof, t(0.975, 1)
+    x = np.log(n)
+    residual = np.log(gamma) - (log_a + b * x)
+    variance, sxx = residual @ residual / 1, ((x - x.mean()) ** 2).sum()
+    se_b, se_log_a = math.sqrt(variance / sxx), math.sqrt(variance * (1 / 3 + x.mean() ** 2 / sxx))
+    t = stats.t.ppf(0.975, 1)
+    assert f"b in [{b - t * se_b:.3g}, {b + t * se_b:.3g}]" in fitted
+    a_low, a_high = math.exp(log_a - t * se_log_a), math.exp(log_a + t * se_log_a)
+    assert f"a in [{a_low:.3g}, {a_high:.3g}]" in fitted
+    paper_inside = a_low <= 4.17 <= a_high and b - t * se_b <= -0.74 <= b + t * se_b
+    assert paper_inside and "lie inside both intervals" in fitted  # wide on one dof
+    off = law(_law_depth(1, 1.0), _law_depth(2, 0.52), _law_depth(3, 0.33))  # a ≈ 1: far off
+    assert "lie outside at least one interval" in off
+
+
+def test_the_across_depths_table_repeats_each_committed_depth():
+    """One row per committed depth, every cell read back from that depth's study.json."""
+    from momentum_interp.narrative.gamma_depths import across_depths_block
+
+    root = Path(__file__).resolve().parents[1]
+    studies = {
+        f"n{n}": json.loads(p.read_text())
+        for n in (1, 2, 3)
+        if (p := root / f"results/fair_gamma_star/n{n}/study.json").is_file()
+    }
+    block = across_depths_block(**studies, missing=None)
+    rows = [line for line in block.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(studies) >= 2
+    for row, study in zip(rows, studies.values(), strict=True):
+        (depth,) = study["depths"]
+        raw = next(f for f in depth["families"] if f["family"] == "qk_raw")
+        low, high = raw["gamma_star_interval"]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert cells[0] == str(depth["n_layers"])
+        assert (
+            cells[2].startswith(f"{raw['gamma_star']:.3g}")
+            and f"[{low:.3g}, {high:.3g}]" in cells[2]
+        )
+        assert cells[3].startswith(raw["paper_verdict"])
+        fung = depth["fungibility"]
+        assert cells[6].startswith(f"{fung['mean_difference']:+.3f} AUC, p = {fung['p_value']:.2g}")

@@ -178,6 +178,45 @@ def _tie_set_side(family: dict[str, Any], paper: float, verdict: str) -> str:
     return f" and {verdict} every γ not distinguishable from the best (γ {edge})"
 
 
+def fungibility_decision(depth: dict[str, Any]) -> str | None:
+    """What the fungibility test decides at this depth (N momentum layers against N + 1 plain),
+    by the rules and their amendment for a deeper model at the floor; None where not run."""
+    fung, n = depth["fungibility"], depth["n_layers"]
+    if fung is None:
+        return None
+    if depth["deeper_plain_at_floor"]:
+        return (
+            f"undecided: the {n + 1}-layer plain model stays at the floor in this budget (mean "
+            f"final accuracy {depth['deeper_plain']['final_accuracy_mean']:.3f}), so this "
+            "compares a model with one that did not learn"
+        )
+    layers = f"{n} momentum layer{'s' if n > 1 else ''}"
+    if not fung["significant"]:
+        return "no difference detected; not a claim of equivalence"
+    if fung["mean_difference"] > 0:
+        return f"decided: {layers} beat {n + 1} plain layers in this budget"
+    return f"decided: {n + 1} plain layers beat {layers} in this budget"
+
+
+def plain_under_tuned(depth: dict[str, Any]) -> dict[str, Any] | None:
+    """The N-layer plain arm (the paper's shear at γ = 0) where the N + 1-layer plain model
+    scores below it, 95 % intervals apart (a flag, not a paired test), else None."""
+    plain = depth["deeper_plain"]
+    if plain is None or depth["deeper_plain_at_floor"]:
+        return None
+    shallow = next(
+        (
+            arm
+            for family in depth["families"]
+            if family["family"] == "qk_raw"
+            for arm in family["arms"]
+            if arm["gamma"] == 0.0
+        ),
+        None,
+    )
+    return shallow if shallow and plain["auc_ci"][1] < shallow["auc_ci"][0] else None
+
+
 def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[str]:
     """One bullet per decision at this depth: γ* per family, the paper's value, the controls,
     fungibility; each says where it rests on arms that chose an end of their rate search."""
@@ -226,20 +265,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
     fung = depth["fungibility"]
     if fung is not None:
         plain = depth["deeper_plain"]
-        if depth["deeper_plain_at_floor"]:
-            decided = (
-                f"undecided: the {n + 1}-layer plain model stays at the floor in this budget "
-                f"(mean final accuracy {plain['final_accuracy_mean']:.3f}), so this compares a "
-                "model with one that did not learn"
-            )
-        else:
-            layers = f"{n} momentum layer{'s' if n > 1 else ''}"
-            if not fung["significant"]:
-                decided = "no difference detected; not a claim of equivalence"
-            elif fung["mean_difference"] > 0:
-                decided = f"decided: {layers} beat {n + 1} plain layers in this budget"
-            else:
-                decided = f"decided: {n + 1} plain layers beat {layers} in this budget"
+        decided = fungibility_decision(depth)
         compared: dict[str, list[str]] = {}
         for family in depth["families"]:  # the momentum arm (`qk_raw γ=-0.75`), then the plain
             for arm in family["arms"]:
@@ -248,21 +274,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         if end := ends.get((plain["family"], plain["gamma"])):
             compared.setdefault(end, []).append(plain["arm"])
         conditional = _conditional(compared)
-        shallow = next(  # the N-layer plain model: the paper's shear at γ = 0
-            (
-                arm
-                for family in depth["families"]
-                if family["family"] == "qk_raw"
-                for arm in family["arms"]
-                if arm["gamma"] == 0.0
-            ),
-            None,
-        )
-        if (  # 95 % intervals apart, not a paired test: a flag, not a decision
-            not depth["deeper_plain_at_floor"]
-            and shallow
-            and plain["auc_ci"][1] < shallow["auc_ci"][0]
-        ):
+        if shallow := plain_under_tuned(depth):
             conditional += (
                 f"{'; ' if conditional else ''}the {n + 1}-layer plain model scores below the "
                 f"{n}-layer one, 95 % intervals apart (AUC {plain['auc_mean']:.3f} against "

@@ -75,6 +75,7 @@ def blocks() -> dict[str, Block]:
     from momentum_interp.narrative import (
         benchmarks,
         formation,
+        gamma_depths,
         gamma_study,
         lm,
         mechanism,
@@ -195,6 +196,19 @@ def blocks() -> dict[str, Block]:
                 "command": "momentum-interp sweep configs/studies/fair_gamma_star_n3.toml --out "
                 "results/fair_gamma_star/n3 --runs-dir runs/studies/fair_gamma_star_n3 "
                 "--workers 2 --batch-runs 10",
+            },
+        ),
+        "fair-gamma-across": Block(
+            gamma_depths.across_depths_block,
+            {
+                f"n{depth}": Source(
+                    f"results/fair_gamma_star/n{depth}/study.json",
+                    None
+                    if depth == 3
+                    else f"momentum-interp study configs/studies/fair_gamma_star_n{depth}.toml "
+                    f"--results results/fair_gamma_star/n{depth}",
+                )
+                for depth in (1, 2, 3)
             },
         ),
         "perf-cpu": Block(
