@@ -9,10 +9,12 @@ from momentum_interp.analysis.scaling import fit_power_law, inside
 from momentum_interp.narrative.gamma_study import (
     FAMILY_NAMES,
     fungibility_decision,
+    plain_text,
     plain_under_tuned,
 )
 from momentum_interp.prose import bullets, wrap
 from momentum_interp.tables import markdown_table
+from momentum_interp.viz.report import Report
 
 PAPER_A, PAPER_B = 4.17, -0.74
 LAW_FAMILIES = ("qk_raw", "qk_norm")  # the q/k shears trained at every depth
@@ -60,12 +62,15 @@ def _fungibility(depth: dict[str, Any]) -> str:
     return f"{fung['mean_difference']:+.3f} AUC, p = {fung['p_value']:.2g}: {short}"
 
 
-def depths_table(depths: list[dict[str, Any]]) -> str:
+def depths_rows(depths: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     """Per depth: the paper's γ*(N), each q/k shear's γ* and where the paper's value lies, and
     the fungibility decision (N momentum layers against N + 1 plain)."""
     header = ["N", "paper's γ*(N)"]
     for name in LAW_FAMILIES:
-        header += [f"{FAMILY_NAMES[name]}: γ* [95 % bootstrap]", "paper's value"]
+        header += [
+            f"{FAMILY_NAMES[name]}: γ* [95 % bootstrap]",
+            f"paper's value ({FAMILY_NAMES[name]})",
+        ]
     header.append("fungibility (N momentum vs N + 1 plain)")
     rows = []
     for depth in depths:
@@ -75,7 +80,7 @@ def depths_table(depths: list[dict[str, Any]]) -> str:
             row += [_gamma_star(family), _verdict(family)]
         row.append(_fungibility(depth))
         rows.append(row)
-    return markdown_table(header, rows)
+    return header, rows
 
 
 def law_statement(depths: list[dict[str, Any]], name: str) -> str:
@@ -134,7 +139,19 @@ def across_depths_block(**studies: dict[str, Any] | None) -> str:
                 "the paper's value is judged on each depth's own interval, so the law is tested "
                 "depth by depth even where no law can be fitted through our γ*."
             ),
-            depths_table(depths),
+            markdown_table(*depths_rows(depths)),
             bullets([law_statement(depths, name) for name in LAW_FAMILIES]),
         ]
     )
+
+
+def add_across_depths(report: Report, studies: list[dict[str, Any]]) -> Report:
+    """The report's γ*(N) section closes with the depths side by side and the law's fit."""
+    depths = _depths(studies)
+    if len(depths) < 2:
+        return report
+    report.paragraph("Across depths: the decided depths side by side.")
+    report.table(*depths_rows(depths))
+    for name in LAW_FAMILIES:
+        report.paragraph(plain_text(law_statement(depths, name)), note=True)
+    return report

@@ -380,7 +380,7 @@ def families_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
     return markdown_table(*families_rows(depth, selection))
 
 
-def _plain(markdown: str) -> str:
+def plain_text(markdown: str) -> str:
     """A sentence of this module's Markdown as plain text (no bold or code marks)."""
     return markdown.replace("**", "").replace("`", "")
 
@@ -416,7 +416,7 @@ def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
         for depth in study["depths"]:
             report.table(*families_rows(depth, study["selection"]))
             for decision in depth_decisions(depth, study["selection"]):
-                report.paragraph(_plain(decision), note=True)
+                report.paragraph(plain_text(decision), note=True)
             report.figure(auc_by_gamma(depth, FAMILY_NAMES))
     return report
 
