@@ -187,8 +187,8 @@ def test_demo_report_shows_the_fair_gamma_study(demo_out):
                 assert vertex in section, (family["family"], vertex)
             assert f"N = {depth['n_layers']}: AUC of held-out accuracy against" in section
     # closed by the depths side by side and the law's statement for each q/k shear
-    across = section[section.index("Across depths") :]
-    assert "q/k raw: γ* [95 % bootstrap]" in across and "no law" in across
+    across = section[section.index("Across depths") :][:20000]  # the table and its notes
+    assert "q/k raw: γ* [95 % bootstrap]" in across and "no law a·N^b" in across
 
 
 def test_demo_report_shows_formation_from_the_committed_tables(demo_out):

@@ -973,13 +973,14 @@ def test_the_paper_verdict_says_whether_the_whole_tie_set_lies_on_one_side():
     assert side([-0.75], 2.5, "above") == "" and side([1.0, 2.0], 1.5, "inside") == ""
 
 
-def _law_depth(n_layers, gamma_star, flag=None, reason=None):
+def _law_depth(n_layers, gamma_star, tied=None, flag=None, reason=None):
     """A depth of study.json with only what the law across depths reads (q/k raw)."""
     family = {
         "family": "qk_raw",
         "gamma_star": gamma_star,
         "gamma_star_interval": [gamma_star, gamma_star],
         "gamma_star_flag": flag,
+        "not_distinguishable": tied if tied is not None else [gamma_star],
         "paper_verdict": "undecided" if reason else "above",
         "paper_reason": reason,
     }
@@ -987,61 +988,88 @@ def _law_depth(n_layers, gamma_star, flag=None, reason=None):
 
 
 def test_the_law_across_depths_is_fitted_only_through_positive_interior_gamma_stars():
-    from momentum_interp.narrative.gamma_depths import law_statement
+    from momentum_interp.analysis.gamma_law import law_across_depths
 
     def law(*depths):
-        return " ".join(law_statement(list(depths), "qk_raw").split())
+        return law_across_depths(list(depths), "qk_raw")
 
-    negative = law(_law_depth(1, -0.6), _law_depth(2, 0.5))
-    assert "no law a·N^b with a > 0" in negative and "γ* ≤ 0 at N = 1" in negative
-    end = law(_law_depth(1, 4.0, flag="grid_end"), _law_depth(2, 2.0))
-    assert "grid's end at N = 1" in end
-    alone = law(_law_depth(1, 3.0), _law_depth(2, 0.0, reason="no_effect"))
-    assert "fewer than two depths" in alone and "(N = 2 decide no γ*)" in alone
-    # three positive interior points: log-log least squares, against numpy's polyfit
+    # every γ tied with the best ≤ 0 at N = 1: no law with a > 0 passes, whatever else
+    excluded = law(_law_depth(1, -0.6, tied=[-0.6, -0.5]), _law_depth(2, 4.0, flag="grid_end"))
+    assert (excluded.verdict, excluded.nonpositive, excluded.fit) == ("excluded", [1], None)
+    # γ* < 0 with a positive γ tied (N = 2's raw shear): even the sign is open
+    tied = law(_law_depth(1, 3.0), _law_depth(2, -0.75, tied=[-0.75, 0.25, 0.5]))
+    assert (tied.verdict, tied.reason, tied.tied_sign) == ("undecided", "tied_sign", [2])
+    end = law(_law_depth(1, 4.0, flag="grid_end"), _law_depth(2, 2.0), _law_depth(3, 1.5))
+    assert (end.verdict, end.reason, end.at_grid_end) == ("undecided", "grid_end", [1])
+    # two decided depths fit any a, b exactly: too few, and a depth without γ* is set aside
+    two = law(_law_depth(1, 3.0), _law_depth(2, 2.0), _law_depth(3, 0.0, reason="no_effect"))
+    assert (two.verdict, two.reason, two.undecided, two.fit) == ("undecided", "too_few", [3], None)
+    # three positive interior points: log-log least squares, against numpy and t by hand
     n, gamma = np.array([1.0, 2.0, 3.0]), np.array([4.0, 2.7, 1.8])
-    b, log_a = np.polyfit(np.log(n), np.log(gamma), 1)
     fitted = law(*(_law_depth(int(k), float(g)) for k, g in zip(n, gamma, strict=True)))
-    assert f"γ* = {math.exp(log_a):.3g} N^{b:.3g}" in fitted
-    assert "on 1 degree of freedom" in fitted
-    # its 95 % t interval on b by hand: residual variance over 1 dof, t(0.975, 1)
+    b, log_a = np.polyfit(np.log(n), np.log(gamma), 1)
     x = np.log(n)
     residual = np.log(gamma) - (log_a + b * x)
     variance, sxx = residual @ residual / 1, ((x - x.mean()) ** 2).sum()
     se_b, se_log_a = math.sqrt(variance / sxx), math.sqrt(variance * (1 / 3 + x.mean() ** 2 / sxx))
     t = stats.t.ppf(0.975, 1)
-    assert f"b in [{b - t * se_b:.3g}, {b + t * se_b:.3g}]" in fitted
-    a_low, a_high = math.exp(log_a - t * se_log_a), math.exp(log_a + t * se_log_a)
-    assert f"a in [{a_low:.3g}, {a_high:.3g}]" in fitted
-    paper_inside = a_low <= 4.17 <= a_high and b - t * se_b <= -0.74 <= b + t * se_b
-    assert paper_inside and "lie inside both intervals" in fitted  # wide on one dof
+    fit = fitted.fit
+    assert math.isclose(fit.a, math.exp(log_a), rel_tol=1e-6) and math.isclose(
+        fit.b, b, rel_tol=1e-6
+    )
+    assert np.allclose(fit.b_interval, [b - t * se_b, b + t * se_b], rtol=1e-5)
+    a_interval = [math.exp(log_a - t * se_log_a), math.exp(log_a + t * se_log_a)]
+    assert np.allclose(fit.a_interval, a_interval, rtol=1e-5)
+    holds = a_interval[0] <= 4.17 <= a_interval[1] and b - t * se_b <= -0.74 <= b + t * se_b
+    assert holds and fitted.verdict == "not_rejected"  # wide on one degree of freedom
     off = law(_law_depth(1, 1.0), _law_depth(2, 0.52), _law_depth(3, 0.33))  # a ≈ 1: far off
-    assert "lie outside at least one interval" in off
+    assert off.verdict == "rejected" and off.fit.a_interval[1] < 4.17
+
+
+def test_the_law_statement_says_each_verdict_and_why():
+    from momentum_interp.analysis.gamma_law import law_across_depths
+    from momentum_interp.narrative.gamma_depths import law_statement
+
+    def said(*depths):
+        return " ".join(law_statement(law_across_depths(list(depths), "qk_raw")).split())
+
+    excluded = said(_law_depth(1, -0.6), _law_depth(2, -0.7, tied=[-0.7, 0.3]))
+    assert "no law a·N^b with a > 0" in excluded and "at N = 1 every γ" in excluded
+    assert "even the law's sign is open" in said(_law_depth(1, 1.0), _law_depth(2, -0.5, [0.5]))
+    assert "grid's end at N = 2" in said(_law_depth(1, 1.0), _law_depth(2, 2.0, flag="grid_end"))
+    few = said(_law_depth(1, 3.0), _law_depth(2, 0.0, reason="floor"))
+    assert "1 depth(s) decide γ*, and a fit needs 3" in few and "(N = 2 decide no γ*)" in few
+    fitted = said(_law_depth(1, 4.0), _law_depth(2, 2.7), _law_depth(3, 1.8))
+    assert "on 1 degree of freedom" in fitted and "are not rejected: inside both" in fitted
 
 
 def test_the_across_depths_table_repeats_each_committed_depth():
-    """One row per committed depth, every cell read back from that depth's study.json."""
+    """One row per committed depth; its cells are the depth's own: both q/k shears' γ* and
+    verdict as the depth's table shows them, the paper's γ*(N), the fungibility test's numbers."""
     from momentum_interp.narrative.gamma_depths import across_depths_block
+    from momentum_interp.narrative.gamma_study import families_rows
 
     root = Path(__file__).resolve().parents[1]
     studies = {
-        f"n{n}": json.loads(p.read_text())
+        f"n{n}": json.loads(p.read_text()) if p.is_file() else None
         for n in (1, 2, 3)
-        if (p := root / f"results/fair_gamma_star/n{n}/study.json").is_file()
+        for p in [root / f"results/fair_gamma_star/n{n}/study.json"]
     }
-    block = across_depths_block(**studies, missing=None)
+    block = across_depths_block(**studies)
     rows = [line for line in block.splitlines() if line.startswith("| ") and line[2].isdigit()]
-    assert len(rows) == len(studies) >= 2
-    for row, study in zip(rows, studies.values(), strict=True):
+    present = [s for s in studies.values() if s is not None]
+    assert len(rows) == len(present) >= 2
+    for row, study in zip(rows, present, strict=True):
         (depth,) = study["depths"]
-        raw = next(f for f in depth["families"] if f["family"] == "qk_raw")
-        low, high = raw["gamma_star_interval"]
+        _, own = families_rows(depth, study["selection"])  # the depth's own table
+        by_shear = {r[0]: r for r in own}
         cells = [c.strip() for c in row.strip("|").split("|")]
-        assert cells[0] == str(depth["n_layers"])
-        assert (
-            cells[2].startswith(f"{raw['gamma_star']:.3g}")
-            and f"[{low:.3g}, {high:.3g}]" in cells[2]
-        )
-        assert cells[3].startswith(raw["paper_verdict"])
+        paper = 4.17 * depth["n_layers"] ** -0.74  # the paper's law, by hand
+        assert cells[0] == str(depth["n_layers"]) and cells[1] == f"{paper:.3g}"
+        for (vertex, verdict), shear in zip(
+            [(cells[2], cells[3]), (cells[4], cells[5])], ["q/k raw", "q/k normalised"], strict=True
+        ):
+            assert (vertex, verdict) == (by_shear[shear][4], by_shear[shear][6])
         fung = depth["fungibility"]
         assert cells[6].startswith(f"{fung['mean_difference']:+.3f} AUC, p = {fung['p_value']:.2g}")
+        assert ("undecided" in cells[6]) == depth["deeper_plain_at_floor"]

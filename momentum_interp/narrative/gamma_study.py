@@ -151,7 +151,7 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
     return markdown_table(header, rows)
 
 
-def _verdict(result: dict[str, Any]) -> str:
+def verdict_text(result: dict[str, Any]) -> str:
     """`inside` / `above` / `below` the interval, or `undecided` with its reason."""
     verdict, reason = result["paper_verdict"], result["paper_reason"]
     if verdict == "undecided":
@@ -178,24 +178,37 @@ def _tie_set_side(family: dict[str, Any], paper: float, verdict: str) -> str:
     return f" and {verdict} every γ not distinguishable from the best (γ {edge})"
 
 
-def fungibility_decision(depth: dict[str, Any]) -> str | None:
+def fungibility_kind(depth: dict[str, Any]) -> str | None:
     """What the fungibility test decides at this depth (N momentum layers against N + 1 plain),
-    by the rules and their amendment for a deeper model at the floor; None where not run."""
-    fung, n = depth["fungibility"], depth["n_layers"]
+    by the rules and their amendment for a deeper model at the floor: "at_floor" (undecided),
+    "no_difference", "momentum" or "plain" (the winner); None where not run."""
+    fung = depth["fungibility"]
     if fung is None:
         return None
     if depth["deeper_plain_at_floor"]:
+        return "at_floor"
+    if not fung["significant"]:
+        return "no_difference"
+    return "momentum" if fung["mean_difference"] > 0 else "plain"
+
+
+def fungibility_decision(depth: dict[str, Any]) -> str | None:
+    """`fungibility_kind` in words, for the depth's bullet."""
+    kind, n = fungibility_kind(depth), depth["n_layers"]
+    layers = f"{n} momentum layer{'s' if n > 1 else ''}"
+    if kind == "at_floor":
         return (
             f"undecided: the {n + 1}-layer plain model stays at the floor in this budget (mean "
             f"final accuracy {depth['deeper_plain']['final_accuracy_mean']:.3f}), so this "
             "compares a model with one that did not learn"
         )
-    layers = f"{n} momentum layer{'s' if n > 1 else ''}"
-    if not fung["significant"]:
+    if kind == "no_difference":
         return "no difference detected; not a claim of equivalence"
-    if fung["mean_difference"] > 0:
+    if kind == "momentum":
         return f"decided: {layers} beat {n + 1} plain layers in this budget"
-    return f"decided: {n + 1} plain layers beat {layers} in this budget"
+    if kind == "plain":
+        return f"decided: {n + 1} plain layers beat {layers} in this budget"
+    return None
 
 
 def plain_under_tuned(depth: dict[str, Any]) -> dict[str, Any] | None:
@@ -238,7 +251,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
             f"{family['gamma_star']:.3g}{flag}, 95 % seed-bootstrap interval [{low:.3g}, "
             f"{high:.3g}]; grid best γ = {family['best_gamma']:g}; not distinguishable from it "
             f"(paired t, Holm): γ ∈ {{{', '.join(f'{g:g}' for g in family['not_distinguishable'])}}}; "
-            f"{against_zero}; the paper's γ*({n}): {_verdict(family)}"
+            f"{against_zero}; the paper's γ*({n}): {verdict_text(family)}"
             + (f"; {c}." if (c := _conditional(_family_ends(family, ends), "γ = ")) else ".")
         )
     verdict, reason = depth["paper_verdict"], depth["paper_reason"]
@@ -278,8 +291,8 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
             conditional += (
                 f"{'; ' if conditional else ''}the {n + 1}-layer plain model scores below the "
                 f"{n}-layer one, 95 % intervals apart (AUC {plain['auc_mean']:.3f} against "
-                f"{shallow['auc_mean']:.3f} at γ = 0): more depth hurt the plain model here, a "
-                "sign it is under-tuned"
+                f"{shallow['auc_mean']:.3f} at γ = 0): more depth hurt the plain model here, so "
+                "it may be under-tuned, or this budget may favour shallower plain models"
             )
         items.append(
             f"**Fungibility** ({n} momentum layer{'s' if n > 1 else ''} against {n + 1} plain, "
@@ -341,6 +354,13 @@ def rate_search_table(selection: dict[str, Any]) -> str:
     return markdown_table(["shear", "γ", "layers", *(sci(rate) for rate in rates)], rows)
 
 
+def gamma_star_cell(family: dict[str, Any]) -> str:
+    """A family's vertex γ*, flagged at the grid's end, with its bootstrap interval."""
+    low, high = family["gamma_star_interval"]
+    flag = " (grid end)" if family["gamma_star_flag"] == "grid_end" else ""
+    return f"{family['gamma_star']:.3g}{flag} [{low:.3g}, {high:.3g}]"
+
+
 def families_rows(
     depth: dict[str, Any], selection: dict[str, Any]
 ) -> tuple[list[str], list[list[str]]]:
@@ -349,8 +369,6 @@ def families_rows(
     rows = []
     for family in depth["families"]:
         best = next(a for a in family["arms"] if a["gamma"] == family["best_gamma"])
-        low, high = family["gamma_star_interval"]
-        flag = " (grid end)" if family["gamma_star_flag"] == "grid_end" else ""
         zero = family["best_versus_zero"]
         rows.append(
             [
@@ -358,9 +376,9 @@ def families_rows(
                 f"{family['best_gamma']:g}",
                 _rate(best, grid_end_flags(selection)),
                 _ci(best),
-                f"{family['gamma_star']:.3g}{flag} [{low:.3g}, {high:.3g}]",
+                gamma_star_cell(family),
                 "—" if zero is None else f"{zero['mean_difference']:+.3f} ({p_label(zero, '.2g')})",
-                _verdict(family),
+                verdict_text(family),
             ]
         )
     header = [

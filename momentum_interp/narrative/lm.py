@@ -151,8 +151,8 @@ def gpu_lm_block(manifest: dict, record: dict | None) -> str:
             [
                 "**Not run on a GPU yet.** A run's `lm.json`, `summary.md` and log will be "
                 "committed under `results/lm_gpu/` and rendered here. Until then the LM "
-                "evidence is the two CPU comparisons above (1M and 2.5M parameters), which say "
-                "nothing about the paper's 125M/350M scale."
+                "evidence is the two CPU comparisons above, of models of a few million "
+                "parameters, which say nothing about the paper's 125M/350M scale."
             ]
         )
     budget, ref = record["token_budget"], record["reference"]

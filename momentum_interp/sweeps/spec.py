@@ -312,7 +312,7 @@ class SearchProtocol:
         difference = protocol.detect_difference
         if difference is not None and not (is_finite_real(difference) and difference > 0):
             raise ValueError(
-                "[protocol] detect_difference must be a number > 0 (the paired difference in the "
+                "[protocol] detect_difference must be a finite number > 0 (the paired difference in the "
                 f"criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
             )
         least = protocol.min_fresh_seeds
