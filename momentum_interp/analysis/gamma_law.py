@@ -61,7 +61,7 @@ def law_across_depths(depths: list[dict[str, Any]], family: str) -> LawAcrossDep
     nonpositive = [n for n, f in decided if max(f["not_distinguishable"]) <= 0]
     tied_sign = [n for n, f in decided if f["gamma_star"] <= 0 and n not in nonpositive]
     at_end = [n for n, f in decided if f["gamma_star_flag"] == "grid_end"]
-    law = {
+    law: dict[str, Any] = {
         "family": family,
         "decided": [n for n, _ in decided],
         "undecided": undecided,
