@@ -35,8 +35,7 @@ from momentum_interp.model.checkpoint import bundled_names, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
 from momentum_interp.narrative.formation import add_formation_section
-from momentum_interp.narrative.gamma_depths import add_across_depths
-from momentum_interp.narrative.gamma_study import add_study_section
+from momentum_interp.narrative.gamma_depths import add_gamma_star_section
 from momentum_interp.narrative.sections import add_section
 from momentum_interp.narrative.zoo import (
     PAPER_MODEL,
@@ -300,8 +299,7 @@ def build_report(
     for analysis in analyses.values():
         add_section(report, analysis)
     if page.gamma_studies:
-        add_study_section(report, page.gamma_studies)
-        add_across_depths(report, page.gamma_studies)
+        add_gamma_star_section(report, page.gamma_studies)
     if page.formation is not None:
         add_formation_section(report, *page.formation)
         report.paragraph(

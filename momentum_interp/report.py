@@ -23,8 +23,7 @@ from momentum_interp.io import atomic_write_json
 from momentum_interp.model.checkpoint import check_finite, resolve
 from momentum_interp.model.transformer import HookedMomentumTransformer
 from momentum_interp.naming import head_label
-from momentum_interp.narrative.gamma_depths import add_across_depths
-from momentum_interp.narrative.gamma_study import add_study_section
+from momentum_interp.narrative.gamma_depths import add_gamma_star_section
 from momentum_interp.narrative.rankings import data_statement
 from momentum_interp.narrative.scaling import fit_record
 from momentum_interp.narrative.sections import add_section
@@ -170,8 +169,7 @@ def model_report(
         report.heading("Training curves")
         report.figure(training_curves({analysis.name: history}))
     if gamma_studies:
-        add_study_section(report, gamma_studies)
-        add_across_depths(report, gamma_studies)
+        add_gamma_star_section(report, gamma_studies)
     if fit is not None:
         add_section(report, fit)
     return report

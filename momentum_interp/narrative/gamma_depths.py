@@ -9,6 +9,7 @@ from momentum_interp.analysis.gamma_law import MIN_DEPTHS, LawAcrossDepths, law_
 from momentum_interp.analysis.scaling import PAPER_A, PAPER_B
 from momentum_interp.narrative.gamma_study import (
     FAMILY_NAMES,
+    add_study_section,
     fungibility_kind,
     gamma_star_cell,
     plain_text,
@@ -126,8 +127,10 @@ def across_depths_block(**studies: dict[str, Any] | None) -> str:
     )
 
 
-def add_across_depths(report: Report, studies: list[dict[str, Any]]) -> Report:
-    """The report's γ*(N) section closes with the depths side by side and the law's verdict."""
+def add_gamma_star_section(report: Report, studies: list[dict[str, Any]]) -> Report:
+    """The report's γ*(N) section: each committed depth (`gamma_study.add_study_section`), then,
+    with two depths or more, the depths side by side and the law's verdict."""
+    add_study_section(report, studies)
     depths = _depths(studies)
     if len(depths) < 2:
         return report

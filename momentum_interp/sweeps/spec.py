@@ -312,8 +312,8 @@ class SearchProtocol:
         difference = protocol.detect_difference
         if difference is not None and not (is_finite_real(difference) and difference > 0):
             raise ValueError(
-                "[protocol] detect_difference must be a finite number > 0 (the paired difference in the "
-                f"criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
+                "[protocol] detect_difference must be a finite number > 0 (the paired difference "
+                f"in the criterion the fresh seeds must detect), got {protocol.detect_difference!r}."
             )
         least = protocol.min_fresh_seeds
         if difference is not None and (
