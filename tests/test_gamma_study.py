@@ -973,6 +973,22 @@ def test_the_paper_verdict_says_whether_the_whole_tie_set_lies_on_one_side():
     assert side([-0.75], 2.5, "above") == "" and side([1.0, 2.0], 1.5, "inside") == ""
 
 
+def test_an_inside_verdict_says_when_its_interval_also_holds_no_shear():
+    """An interval from −0.75 to 2 holds the paper's 1.85 and γ ≤ 0 alike: the verdict says so,
+    and says nothing more where the whole interval is positive."""
+    from momentum_interp.narrative.gamma_study import verdict_text
+
+    def text(interval, verdict="inside"):
+        return verdict_text(
+            {"paper_verdict": verdict, "paper_reason": None, "gamma_star_interval": interval}
+        )
+
+    assert text([-0.75, 2.0]) == "inside the interval, which holds γ ≤ 0 too"
+    assert text([0.0, 2.0]) == "inside the interval, which holds γ ≤ 0 too"
+    assert text([1.48, 2.0]) == "inside the interval"
+    assert text([-0.75, -0.75], "above") == "above the interval"
+
+
 def _law_depth(n_layers, gamma_star, tied=None, flag=None, reason=None):
     """A depth of study.json with only what the law across depths reads (q/k raw)."""
     family = {
@@ -1073,3 +1089,21 @@ def test_the_across_depths_table_repeats_each_committed_depth():
         fung = depth["fungibility"]
         assert cells[6].startswith(f"{fung['mean_difference']:+.3f} AUC, p = {fung['p_value']:.2g}")
         assert ("undecided" in cells[6]) == depth["deeper_plain_at_floor"]
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3])
+def test_each_committed_study_recomputes_from_its_rows(depth, tmp_path, monkeypatch):
+    """`momentum-interp study` on a committed depth's own results.jsonl writes its committed
+    study.json again (all but the provenance), from which the README and summary.md render."""
+    from momentum_interp.cli import main
+
+    root = Path(__file__).resolve().parents[1]
+    committed = root / f"results/fair_gamma_star/n{depth}"
+    (tmp_path / "results.jsonl").write_bytes((committed / "results.jsonl").read_bytes())
+    monkeypatch.chdir(root)  # the spec path as the committed command gave it
+    spec = f"configs/studies/fair_gamma_star_n{depth}.toml"
+    assert main(["study", spec, "--results", str(tmp_path)]) == 0
+    fresh, kept = (json.loads((d / "study.json").read_text()) for d in (tmp_path, committed))
+    assert {k: v for k, v in fresh.items() if k != "provenance"} == {
+        k: v for k, v in kept.items() if k != "provenance"
+    }

@@ -152,11 +152,22 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
 
 
 def verdict_text(result: dict[str, Any]) -> str:
-    """`inside` / `above` / `below` the interval, or `undecided` with its reason."""
+    """`inside` / `above` / `below` the interval, or `undecided` with its reason. An interval that
+    holds γ ≤ 0 as well as the paper's positive value agrees with it without singling it out."""
     verdict, reason = result["paper_verdict"], result["paper_reason"]
     if verdict == "undecided":
         return f"undecided ({VERDICT_REASONS[reason]})"
-    return f"{verdict} the interval"
+    return f"{verdict} the interval{_nonpositive_too(result, verdict)}"
+
+
+def _nonpositive_too(family: dict[str, Any], verdict: str) -> str:
+    """The caveat for an `inside` verdict whose interval also holds γ ≤ 0 (no shear, or the
+    opposite one): such an interval does not single out the paper's positive γ*."""
+    return (
+        ", which holds γ ≤ 0 too"
+        if verdict == "inside" and family["gamma_star_interval"][0] <= 0
+        else ""
+    )
 
 
 def _tie_set_side(family: dict[str, Any], paper: float, verdict: str) -> str:
@@ -266,7 +277,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         conditional = _conditional(_family_ends(raw, ends), "γ = ")
         items.append(
             f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
-            f"shear (q/k raw)**{_tie_set_side(raw, paper, verdict)}"
+            f"shear (q/k raw)**{_nonpositive_too(raw, verdict)}{_tie_set_side(raw, paper, verdict)}"
             + (f", {conditional}." if conditional else ".")
         )
     for comparison in depth["controls_versus_best"]:
