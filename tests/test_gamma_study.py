@@ -753,7 +753,12 @@ def test_fungibility_against_a_deeper_model_at_the_floor_is_undecided():
     study = analyse_depth(rows, 1, list(range(5)), n_resamples=50)
     assert study.fungibility.significant and study.deeper_plain_at_floor
     (line,) = [b for b in depth_decisions(study.to_dict(), {"arms": []}) if "Fungibility" in b]
-    assert "undecided" in line and "did not learn" in line and "rate search" not in line
+    assert "undecided" in line and "rate search" not in line
+    # the floor in numbers: no seed ever reached 50 %; momentum (AUC ≈ 0.5) higher on every seed
+    assert "mean final accuracy 0.100, with 0 of 5 seeds ever reaching 50 %" in " ".join(
+        line.split()
+    )
+    assert "higher on 5 of 5 seeds" in " ".join(line.split())
 
     # arms that chose an end of the rates they searched: every decision resting on them says so
     def arm(variant, gamma, chosen, values):
@@ -815,6 +820,31 @@ def test_paired_sample_size_matches_the_normal_formula_by_hand():
     assert paired_sample_size(0.02**2, 0.02) == 8
     assert paired_sample_size(4 * 0.02**2, 0.02) == 32
     assert paired_sample_size(0.0, 0.02) == 1
+
+
+def test_the_detectable_difference_inverts_the_sample_size():
+    """σ² = δ² asks for 7.85 seeds, so 7.85 seeds detect δ; N = 3's committed sizing (σ_d² =
+    0.00283, capped at 10 seeds) detects (1.96 + 0.842) √(0.00283 / 10) ≈ 0.047 AUC."""
+    from momentum_interp.narrative.gamma_study import seed_sizing
+    from momentum_interp.sweeps.selection import detectable_difference, paired_sample_size
+
+    z = stats.norm.ppf(0.975) + stats.norm.ppf(0.8)
+    assert detectable_difference(0.02**2, z * z) == pytest.approx(0.02)
+    for variance in (1e-4, 2.8e-3, 1e-2):
+        n = paired_sample_size(variance, 0.02)  # rounded up: detects 0.02 or a little less
+        assert detectable_difference(variance, n) <= 0.02 < detectable_difference(variance, n - 1)
+    sizing = {
+        "alpha": 0.05,
+        "power": 0.8,
+        "detect_difference": 0.02,
+        "difference_variance": 0.00283,
+        "neighbour_pairs": 14,
+        "n_needed": 56,
+        "n_fresh_seeds": 10,
+    }
+    said = " ".join(seed_sizing({"sizing": sizing}).split())
+    assert "asks for 56 seeds to detect 0.02 AUC" in said and "capped at 10" in said
+    assert "detects about 0.047 AUC" in said and seed_sizing({"sizing": None}) == ""
 
 
 def test_sized_fresh_stage_takes_the_first_n_seeds_from_the_neighbour_spread():
@@ -974,16 +1004,24 @@ def test_the_paper_verdict_says_whether_the_whole_tie_set_lies_on_one_side():
 
 
 def test_an_inside_verdict_says_when_its_interval_also_holds_no_shear():
-    """An interval from −0.75 to 2 holds the paper's 1.85 and γ ≤ 0 alike: the verdict says so,
-    and says nothing more where the whole interval is positive."""
+    """An interval over the whole grid, or one that holds γ ≤ 0, holds the paper's 1.85 without
+    singling it out: the verdict says so, and says nothing more where it is wholly positive."""
     from momentum_interp.narrative.gamma_study import verdict_text
 
     def text(interval, verdict="inside"):
+        grid = [{"gamma": g} for g in (-0.75, -0.5, 0.0, 1.0, 2.0)]
         return verdict_text(
-            {"paper_verdict": verdict, "paper_reason": None, "gamma_star_interval": interval}
+            {
+                "paper_verdict": verdict,
+                "paper_reason": None,
+                "gamma_star_interval": interval,
+                "arms": grid,
+            }
         )
 
-    assert text([-0.75, 2.0]) == "inside the interval, which holds γ ≤ 0 too"
+    whole = "inside the interval, which spans the whole γ grid: no evidence either way"
+    assert text([-0.75, 2.0]) == whole
+    assert text([-0.5, 2.0]) == "inside the interval, which holds γ ≤ 0 too"
     assert text([0.0, 2.0]) == "inside the interval, which holds γ ≤ 0 too"
     assert text([1.48, 2.0]) == "inside the interval"
     assert text([-0.75, -0.75], "above") == "above the interval"
@@ -1051,6 +1089,12 @@ def test_the_law_statement_says_each_verdict_and_why():
 
     excluded = said(_law_depth(1, -0.6), _law_depth(2, -0.7, tied=[-0.7, 0.3]))
     assert "no law a·N^b with a > 0" in excluded and "at N = 1 every γ" in excluded
+    assert excluded.endswith("≤ 0.")
+    # the depth that excludes the law says where its rate search ended
+    caveats = {1: "conditional on the rate search: γ = -0.6 chose the highest rate it tried"}
+    law = law_across_depths([_law_depth(1, -0.6), _law_depth(2, -0.7, tied=[-0.7, 0.3])], "qk_raw")
+    assert law_statement(law, caveats).endswith("≤ 0 (at N = 1, " + caveats[1] + ").")
+    assert law_statement(law, {2: "conditional on …"}).endswith("≤ 0.")  # N = 2 does not exclude
     assert "even the law's sign is open" in said(_law_depth(1, 1.0), _law_depth(2, -0.5, [0.5]))
     assert "grid's end at N = 2" in said(_law_depth(1, 1.0), _law_depth(2, 2.0, flag="grid_end"))
     few = said(_law_depth(1, 3.0), _law_depth(2, 0.0, reason="floor"))

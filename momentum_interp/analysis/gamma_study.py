@@ -193,9 +193,9 @@ class DepthStudy:
 
     @property
     def deeper_plain_at_floor(self) -> bool | None:
-        """The N + 1-layer plain model never got off the floor in this budget (mean final
-        accuracy below `FLOOR_ACCURACY`): then a fungibility difference compares a model with one
-        that did not learn, and is no verdict on fungibility."""
+        """The N + 1-layer plain model ends below the floor on average in this budget (mean
+        final accuracy below `FLOOR_ACCURACY`): then a fungibility difference compares a model
+        with one that mostly did not learn, and is no verdict on fungibility."""
         if self.deeper_plain is None:
             return None
         return self.deeper_plain.final_accuracy_mean < FLOOR_ACCURACY

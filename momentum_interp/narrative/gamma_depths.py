@@ -10,10 +10,13 @@ from momentum_interp.analysis.scaling import PAPER_A, PAPER_B
 from momentum_interp.narrative.gamma_study import (
     FAMILY_NAMES,
     add_study_section,
+    family_ends,
     fungibility_kind,
     gamma_star_cell,
     plain_text,
     plain_under_tuned,
+    search_caveat,
+    search_ends,
     verdict_text,
 )
 from momentum_interp.prose import bullets, wrap
@@ -35,7 +38,7 @@ def _fungibility(depth: dict[str, Any]) -> str:
     if kind is None:
         return "—"
     decides = {
-        "at_floor": f"undecided ({n + 1}-layer plain at the floor)",
+        "at_floor": f"undecided ({n + 1}-layer plain below the floor)",
         "no_difference": "no difference detected",
         "momentum": f"{n} momentum beat {n + 1} plain layers in this budget",
         "plain": f"{n + 1} plain beat {n} momentum layers in this budget",
@@ -68,14 +71,30 @@ def _at(depths: list[int]) -> str:
     return "N = " + ", ".join(map(str, depths))
 
 
-def law_statement(law: LawAcrossDepths) -> str:
-    """One shear family's `LawAcrossDepths` in a sentence: the verdict and why."""
+def rate_caveats(studies: list[dict[str, Any] | None], family: str) -> dict[int, str]:
+    """Per depth, where the family's arms chose an end of their rate search (`conditional on
+    the rate search: γ = -0.75 chose the highest rate it tried`); depths with none are left out."""
+    caveats = {}
+    for study in filter(None, studies):
+        ends = search_ends(study["selection"])
+        for depth in study["depths"]:
+            arms = next((f for f in depth["families"] if f["family"] == family), None)
+            if arms is not None and (said := search_caveat(family_ends(arms, ends), "γ = ")):
+                caveats[depth["n_layers"]] = said
+    return caveats
+
+
+def law_statement(law: LawAcrossDepths, caveats: dict[int, str] | None = None) -> str:
+    """One shear family's `LawAcrossDepths` in a sentence: the verdict and why, with the rate
+    searches (`rate_caveats`) of the depths that exclude the law."""
     label = f"**{FAMILY_NAMES[law.family]}**"
     skipped = f" ({_at(law.undecided)} decide no γ*)" if law.undecided else ""
     if law.verdict == "excluded":
+        resting = [f"at N = {n}, {caveats[n]}" for n in law.nonpositive if n in (caveats or {})]
         return (
             f"{label}: no law a·N^b with a > 0, as the paper's, passes through our γ*{skipped}: "
-            f"at {_at(law.nonpositive)} every γ not distinguishable from the best is ≤ 0."
+            f"at {_at(law.nonpositive)} every γ not distinguishable from the best is ≤ 0"
+            + (f" ({'; '.join(resting)})." if resting else ".")
         )
     if law.reason == "tied_sign":
         return (
@@ -112,7 +131,8 @@ def law_statement(law: LawAcrossDepths) -> str:
 def across_depths_block(**studies: dict[str, Any] | None) -> str:
     """The README's reading of the fair study across depths, from every committed `study.json`
     (one keyword per depth; a depth still running is None)."""
-    depths = _depths(list(studies.values()))
+    listed = list(studies.values())
+    depths = _depths(listed)
     return "\n\n".join(
         [
             wrap(
@@ -122,7 +142,12 @@ def across_depths_block(**studies: dict[str, Any] | None) -> str:
                 "seed noise only, not the γ grid's spacing."
             ),
             markdown_table(*depths_rows(depths)),
-            bullets([law_statement(law_across_depths(depths, name)) for name in LAW_FAMILIES]),
+            bullets(
+                [
+                    law_statement(law_across_depths(depths, name), rate_caveats(listed, name))
+                    for name in LAW_FAMILIES
+                ]
+            ),
         ]
     )
 
@@ -137,5 +162,6 @@ def add_gamma_star_section(report: Report, studies: list[dict[str, Any]]) -> Rep
     report.paragraph("Across depths: the depths with a study, side by side.")
     report.table(*depths_rows(depths))
     for name in LAW_FAMILIES:
-        report.paragraph(plain_text(law_statement(law_across_depths(depths, name))), note=True)
+        law = law_statement(law_across_depths(depths, name), rate_caveats(studies, name))
+        report.paragraph(plain_text(law), note=True)
     return report

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from momentum_interp.analysis.gamma_study import FLOOR_ACCURACY
 from momentum_interp.prose import bullets, count, p_label, pct, sci, wrap
+from momentum_interp.sweeps.selection import detectable_difference
 from momentum_interp.tables import markdown_table
 from momentum_interp.viz.gamma_study import auc_by_gamma
 from momentum_interp.viz.report import Report
@@ -83,7 +85,7 @@ def _and(items: list[str]) -> str:
     return items[0] if len(items) == 1 else f"{', '.join(items[:-1])} and {items[-1]}"
 
 
-def _conditional(ends: dict[str, list[str]], prefix: str = "") -> str:
+def search_caveat(ends: dict[str, list[str]], prefix: str = "") -> str:
     """`conditional on the rate search: γ = 0, 1 and 2 chose the lowest rate they tried` from
     the names (`0`, `plain N=3`) at each end, each group led by `prefix`; "" when none is."""
     parts = [
@@ -93,7 +95,7 @@ def _conditional(ends: dict[str, list[str]], prefix: str = "") -> str:
     return f"conditional on the rate search: {'; '.join(parts)}" if parts else ""
 
 
-def _family_ends(family: dict[str, Any], ends: dict[tuple, str]) -> dict[str, list[str]]:
+def family_ends(family: dict[str, Any], ends: dict[tuple, str]) -> dict[str, list[str]]:
     """The γ of the family's arms at an end of their rate search, by end."""
     by_end: dict[str, list[str]] = {}
     for arm in family["arms"]:
@@ -152,8 +154,8 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
 
 
 def verdict_text(result: dict[str, Any]) -> str:
-    """`inside` / `above` / `below` the interval, or `undecided` with its reason. An interval that
-    holds γ ≤ 0 as well as the paper's positive value agrees with it without singling it out."""
+    """`inside` / `above` / `below` the interval, or `undecided` with its reason; an `inside`
+    whose interval does not single out the paper's value says so (`_nonpositive_too`)."""
     verdict, reason = result["paper_verdict"], result["paper_reason"]
     if verdict == "undecided":
         return f"undecided ({VERDICT_REASONS[reason]})"
@@ -161,13 +163,15 @@ def verdict_text(result: dict[str, Any]) -> str:
 
 
 def _nonpositive_too(family: dict[str, Any], verdict: str) -> str:
-    """The caveat for an `inside` verdict whose interval also holds γ ≤ 0 (no shear, or the
-    opposite one): such an interval does not single out the paper's positive γ*."""
-    return (
-        ", which holds γ ≤ 0 too"
-        if verdict == "inside" and family["gamma_star_interval"][0] <= 0
-        else ""
-    )
+    """The caveat for an `inside` verdict whose interval spans the whole γ grid (its ends tie
+    across resamples) or holds γ ≤ 0: it does not single out the paper's positive γ*."""
+    if verdict != "inside":
+        return ""
+    low, high = family["gamma_star_interval"]
+    grid = [arm["gamma"] for arm in family["arms"]]
+    if low <= min(grid) and high >= max(grid):
+        return ", which spans the whole γ grid: no evidence either way"
+    return ", which holds γ ≤ 0 too" if low <= 0 else ""
 
 
 def _tie_set_side(family: dict[str, Any], paper: float, verdict: str) -> str:
@@ -208,10 +212,22 @@ def fungibility_decision(depth: dict[str, Any]) -> str | None:
     kind, n = fungibility_kind(depth), depth["n_layers"]
     layers = f"{n} momentum layer{'s' if n > 1 else ''}"
     if kind == "at_floor":
+        plain, fung = depth["deeper_plain"], depth["fungibility"]
+        momentum = next(a for f in depth["families"] for a in f["arms"] if a["arm"] == fung["a"])
+        seeds, by_seed = (
+            len(plain["seeds"]),
+            dict(zip(momentum["seeds"], momentum["auc"], strict=True)),
+        )
+        higher = sum(
+            by_seed[seed] > auc for seed, auc in zip(plain["seeds"], plain["auc"], strict=True)
+        )
         return (
-            f"undecided: the {n + 1}-layer plain model stays at the floor in this budget (mean "
-            f"final accuracy {depth['deeper_plain']['final_accuracy_mean']:.3f}), so this "
-            "compares a model with one that did not learn"
+            f"undecided: the {n + 1}-layer plain model ends below the {FLOOR_ACCURACY * 100:g} % "
+            "floor in this budget, "
+            f"mean final accuracy {plain['final_accuracy_mean']:.3f}, with "
+            f"{seeds - plain['never_reached_50']} of {seeds} seeds ever reaching 50 %; the "
+            f"floor amendment makes this no verdict, though {fung['a']} scores higher on "
+            f"{higher} of {seeds} seeds"
         )
     if kind == "no_difference":
         return "no difference detected; not a claim of equivalence"
@@ -263,7 +279,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
             f"{high:.3g}]; grid best γ = {family['best_gamma']:g}; not distinguishable from it "
             f"(paired t, Holm): γ ∈ {{{', '.join(f'{g:g}' for g in family['not_distinguishable'])}}}; "
             f"{against_zero}; the paper's γ*({n}): {verdict_text(family)}"
-            + (f"; {c}." if (c := _conditional(_family_ends(family, ends), "γ = ")) else ".")
+            + (f"; {c}." if (c := search_caveat(family_ends(family, ends), "γ = ")) else ".")
         )
     verdict, reason = depth["paper_verdict"], depth["paper_reason"]
     paper = depth["paper_gamma_star"]
@@ -274,7 +290,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
     else:
         where = {"inside": "inside", "above": "above", "below": "below"}[verdict]
         raw = next(f for f in depth["families"] if f["family"] == "qk_raw")
-        conditional = _conditional(_family_ends(raw, ends), "γ = ")
+        conditional = search_caveat(family_ends(raw, ends), "γ = ")
         items.append(
             f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
             f"shear (q/k raw)**{_nonpositive_too(raw, verdict)}{_tie_set_side(raw, paper, verdict)}"
@@ -297,7 +313,7 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
                     compared.setdefault(end, []).append(arm["arm"])
         if end := ends.get((plain["family"], plain["gamma"])):
             compared.setdefault(end, []).append(plain["arm"])
-        conditional = _conditional(compared)
+        conditional = search_caveat(compared)
         if shallow := plain_under_tuned(depth):
             conditional += (
                 f"{'; ' if conditional else ''}the {n + 1}-layer plain model scores below the "
@@ -326,6 +342,7 @@ def summary_markdown(study: dict[str, Any]) -> str:
             f"these numbers; the rate of each arm was chosen on {rate_search(study['selection'])} "
             "(the search in `selection.json`). A run that "
             "diverged on a fresh seed counts as AUC 0; the AUC column says how many did."
+            + seed_sizing(study["selection"])
         ),
     ]
     for depth in study["depths"]:
@@ -432,6 +449,27 @@ def rate_search(selection: dict[str, Any]) -> str:
     )
 
 
+def seed_sizing(selection: dict[str, Any]) -> str:
+    """How the fresh seeds were sized from the selection seeds' spread, and the difference the
+    seeds run detect (`selection.json`'s `sizing`); "" where the count was fixed in advance."""
+    sizing = selection.get("sizing")
+    if sizing is None or sizing["difference_variance"] is None:
+        return ""
+    n, variance = sizing["n_fresh_seeds"], sizing["difference_variance"]
+    power, alpha = sizing["power"], sizing["alpha"]
+    reach = detectable_difference(variance, n, alpha, power)
+    capped = sizing["n_needed"] > n
+    return (
+        f" The fresh seeds were sized on the selection seeds: neighbouring γ differ in AUC with "
+        f"variance σ_d² = {variance:.3g} ({sizing['neighbour_pairs']} pairs), which asks for "
+        f"{sizing['n_needed']} seeds to detect {sizing['detect_difference']:g} AUC (paired, "
+        f"α = {alpha:g}, power {power:g}); "
+        + (f"capped at {n}, " if capped else f"with {n}, ")
+        + f"the study detects about {reach:.2g} AUC at that power"
+        + (", so smaller differences may pass as ties." if capped else ".")
+    )
+
+
 def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
     """The report's γ*(N) section: per depth of each committed study, the families table, the
     decisions and AUC against γ (replacing the first sweep's, which decides nothing)."""
@@ -441,6 +479,7 @@ def add_study_section(report: Report, studies: list[dict[str, Any]]) -> Report:
             f"Each arm's learning rate was chosen on {rate_search(study['selection'])}; the "
             "numbers come from fresh seeds only; rules fixed before the first run in "
             f"results/fair_gamma_star/README.md (written by {study['provenance']['command']})."
+            + seed_sizing(study["selection"])
         )
         for depth in study["depths"]:
             report.table(*families_rows(depth, study["selection"]))
@@ -463,6 +502,7 @@ def readme_block(study: dict[str, Any]) -> str:
             "steps to 50 %: `summary.md` beside `study.json` (written by `"
             + study["provenance"]["command"]
             + "`)."
+            + seed_sizing(study["selection"])
         )
     ]
     for depth in study["depths"]:

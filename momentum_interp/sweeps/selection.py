@@ -206,6 +206,14 @@ def paired_sample_size(
     return max(1, math.ceil(z * z * variance / difference**2))
 
 
+def detectable_difference(
+    variance: float, n_seeds: int, alpha: float = ALPHA, power: float = POWER
+) -> float:
+    """The mean difference `n_seeds` paired seeds detect at `alpha` with `power`: the inverse of
+    `paired_sample_size` (the same normal approximation, δ = (z₁₋α/₂ + z_power) σ / √n)."""
+    return (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * math.sqrt(variance / n_seeds)
+
+
 def fresh_seed_count(needed: int | None, least: int, listed: int) -> int:
     """`needed` clipped to [`least`, `listed`]; all `listed` when the spread, hence `needed`,
     is unknown (None)."""
