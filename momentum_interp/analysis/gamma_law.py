@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from momentum_interp.analysis.gamma_study import family_of
 from momentum_interp.analysis.scaling import (
     PAPER_A,
     PAPER_B,
@@ -53,7 +54,7 @@ def law_across_depths(depths: list[dict[str, Any]], family: str) -> LawAcrossDep
     above: a sign that rules the paper's form out first, then the grid, then the fit."""
     decided, undecided = [], []
     for depth in sorted(depths, key=lambda d: d["n_layers"]):
-        found = next((f for f in depth["families"] if f["family"] == family), None)
+        found = family_of(depth, family)
         if found is None or found["paper_reason"] in NO_GAMMA_STAR:
             undecided.append(depth["n_layers"])
         else:

@@ -217,6 +217,12 @@ class DepthStudy:
         }
 
 
+def family_of(depth: dict[str, Any], name: str) -> dict[str, Any] | None:
+    """One shear family of a `study.json` depth (`DepthStudy.to_dict()`) by name, or None
+    where that depth did not train it."""
+    return next((f for f in depth["families"] if f["family"] == name), None)
+
+
 def _by_seed(rows: list[dict[str, Any]], seeds: list[int]) -> dict[int, dict[str, Any]]:
     out = {}
     for row in rows:

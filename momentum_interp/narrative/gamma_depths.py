@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from momentum_interp.analysis.gamma_law import MIN_DEPTHS, LawAcrossDepths, law_across_depths
+from momentum_interp.analysis.gamma_study import family_of
 from momentum_interp.analysis.scaling import PAPER_A, PAPER_B
 from momentum_interp.narrative.gamma_study import (
     FAMILY_NAMES,
@@ -60,7 +61,7 @@ def depths_rows(depths: list[dict[str, Any]]) -> tuple[list[str], list[list[str]
     for depth in depths:
         row = [str(depth["n_layers"]), f"{depth['paper_gamma_star']:.3g}"]
         for name in LAW_FAMILIES:
-            family = next((f for f in depth["families"] if f["family"] == name), None)
+            family = family_of(depth, name)
             row += ["—", "—"] if family is None else [gamma_star_cell(family), verdict_text(family)]
         row.append(_fungibility(depth))
         rows.append(row)
@@ -78,7 +79,7 @@ def rate_caveats(studies: list[dict[str, Any] | None], family: str) -> dict[int,
     for study in filter(None, studies):
         ends = search_ends(study["selection"])
         for depth in study["depths"]:
-            arms = next((f for f in depth["families"] if f["family"] == family), None)
+            arms = family_of(depth, family)
             if arms is not None and (said := search_caveat(family_ends(arms, ends), "γ = ")):
                 caveats[depth["n_layers"]] = said
     return caveats

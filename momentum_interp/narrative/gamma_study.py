@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from momentum_interp.analysis.gamma_study import FLOOR_ACCURACY
+from momentum_interp.analysis.gamma_study import FLOOR_ACCURACY, family_of
 from momentum_interp.prose import bullets, count, p_label, pct, sci, wrap
 from momentum_interp.sweeps.selection import detectable_difference
 from momentum_interp.tables import markdown_table
@@ -155,14 +155,14 @@ def arms_table(depth: dict[str, Any], selection: dict[str, Any]) -> str:
 
 def verdict_text(result: dict[str, Any]) -> str:
     """`inside` / `above` / `below` the interval, or `undecided` with its reason; an `inside`
-    whose interval does not single out the paper's value says so (`_nonpositive_too`)."""
+    whose interval does not single out the paper's value says so (`_inside_caveat`)."""
     verdict, reason = result["paper_verdict"], result["paper_reason"]
     if verdict == "undecided":
         return f"undecided ({VERDICT_REASONS[reason]})"
-    return f"{verdict} the interval{_nonpositive_too(result, verdict)}"
+    return f"{verdict} the interval{_inside_caveat(result, verdict)}"
 
 
-def _nonpositive_too(family: dict[str, Any], verdict: str) -> str:
+def _inside_caveat(family: dict[str, Any], verdict: str) -> str:
     """The caveat for an `inside` verdict whose interval spans the whole γ grid (its ends tie
     across resamples) or holds γ ≤ 0: it does not single out the paper's positive γ*."""
     if verdict != "inside":
@@ -214,10 +214,8 @@ def fungibility_decision(depth: dict[str, Any]) -> str | None:
     if kind == "at_floor":
         plain, fung = depth["deeper_plain"], depth["fungibility"]
         momentum = next(a for f in depth["families"] for a in f["arms"] if a["arm"] == fung["a"])
-        seeds, by_seed = (
-            len(plain["seeds"]),
-            dict(zip(momentum["seeds"], momentum["auc"], strict=True)),
-        )
+        seeds = len(plain["seeds"])
+        by_seed = dict(zip(momentum["seeds"], momentum["auc"], strict=True))
         higher = sum(
             by_seed[seed] > auc for seed, auc in zip(plain["seeds"], plain["auc"], strict=True)
         )
@@ -244,16 +242,8 @@ def plain_under_tuned(depth: dict[str, Any]) -> dict[str, Any] | None:
     plain = depth["deeper_plain"]
     if plain is None or depth["deeper_plain_at_floor"]:
         return None
-    shallow = next(
-        (
-            arm
-            for family in depth["families"]
-            if family["family"] == "qk_raw"
-            for arm in family["arms"]
-            if arm["gamma"] == 0.0
-        ),
-        None,
-    )
+    raw = family_of(depth, "qk_raw")
+    shallow = None if raw is None else next((a for a in raw["arms"] if a["gamma"] == 0.0), None)
     return shallow if shallow and plain["auc_ci"][1] < shallow["auc_ci"][0] else None
 
 
@@ -289,11 +279,11 @@ def depth_decisions(depth: dict[str, Any], selection: dict[str, Any]) -> list[st
         )
     else:
         where = {"inside": "inside", "above": "above", "below": "below"}[verdict]
-        raw = next(f for f in depth["families"] if f["family"] == "qk_raw")
+        raw = family_of(depth, "qk_raw")
         conditional = search_caveat(family_ends(raw, ends), "γ = ")
         items.append(
             f"**The paper's γ*({n}) = {paper:.3g} lies {where} the interval of the paper's "
-            f"shear (q/k raw)**{_nonpositive_too(raw, verdict)}{_tie_set_side(raw, paper, verdict)}"
+            f"shear (q/k raw)**{_inside_caveat(raw, verdict)}{_tie_set_side(raw, paper, verdict)}"
             + (f", {conditional}." if conditional else ".")
         )
     for comparison in depth["controls_versus_best"]:

@@ -202,7 +202,7 @@ def paired_sample_size(
     """Seeds for a two-sided paired test at level `alpha` with `power` to detect a mean
     difference `difference` when the paired differences have variance `variance` (the normal
     approximation: ⌈(z₁₋α/₂ + z_power)² σ² / δ²⌉)."""
-    z = norm.ppf(1 - alpha / 2) + norm.ppf(power)
+    z = _z(alpha, power)
     return max(1, math.ceil(z * z * variance / difference**2))
 
 
@@ -211,7 +211,12 @@ def detectable_difference(
 ) -> float:
     """The mean difference `n_seeds` paired seeds detect at `alpha` with `power`: the inverse of
     `paired_sample_size` (the same normal approximation, δ = (z₁₋α/₂ + z_power) σ / √n)."""
-    return (norm.ppf(1 - alpha / 2) + norm.ppf(power)) * math.sqrt(variance / n_seeds)
+    return _z(alpha, power) * math.sqrt(variance / n_seeds)
+
+
+def _z(alpha: float, power: float) -> float:
+    """z₁₋α/₂ + z_power: a two-sided test's critical value plus the power's normal quantile."""
+    return norm.ppf(1 - alpha / 2) + norm.ppf(power)
 
 
 def fresh_seed_count(needed: int | None, least: int, listed: int) -> int:
